@@ -1,0 +1,5 @@
+import sys
+
+from fcnkit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,57 @@
+"""``fcnkit models`` and ``fcnkit info NAME --size HxW``."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from ..models import create_model, list_models
+from ..models.encoders import list_encoders
+from ..profile import count_flops
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'360x480' -> (360, 480): height x width, as the paper writes image sizes."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be HxW like 360x480, not {text!r}") from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, not {text!r}")
+    return h, w
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list registered models and encoders")
+    p.set_defaults(func=_models)
+    p = sub.add_parser("info", help="parameters, GFLOPs and output shape of a model at a size")
+    p.add_argument("name", choices=list_models())
+    p.add_argument("--size", type=parse_size, default=(360, 480), help="input HxW (default 360x480)")
+    p.add_argument("--num-classes", type=int, default=21)
+    p.add_argument("--encoder", default="vgg16", choices=list_encoders())
+    p.add_argument("--geometry", default="fast", choices=["fast", "reference"])
+    p.add_argument("--width", type=float, default=1.0)
+    p.set_defaults(func=_info)
+
+
+def _models(args: argparse.Namespace) -> int:
+    print("models:  ", " ".join(list_models()))
+    print("encoders:", " ".join(list_encoders()))
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    model = create_model(args.name, num_classes=args.num_classes, encoder=args.encoder,
+                         geometry=args.geometry, width=args.width).eval()
+    x = torch.zeros(1, 3, *args.size)
+    with torch.no_grad():
+        flops, out = count_flops(model, x)
+    n_params = sum(v.numel() for v in model.state_dict().values())
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(f"model        {args.name} (encoder {args.encoder}, geometry {args.geometry}, width {args.width})")
+    print(f"parameters   {n_params:,} in the state dict, {n_train:,} trainable")
+    print(f"input        {tuple(x.shape)}")
+    print(f"output       {tuple(out.shape)}")
+    print(f"GFLOPs       {flops / 1e9:.1f} (multiply-add = 2 FLOPs)")
+    return 0

@@ -1,0 +1,1 @@
+"""Demos that teach the FCN lesson by running it."""

@@ -53,5 +53,5 @@ def _info(args: argparse.Namespace) -> int:
     print(f"parameters   {n_params:,} in the state dict, {n_train:,} trainable")
     print(f"input        {tuple(x.shape)}")
     print(f"output       {tuple(out.shape)}")
-    print(f"GFLOPs       {flops / 1e9:.1f} (multiply-add = 2 FLOPs)")
+    print(f"GFLOPs       {flops / 1e9:.3f} (multiply-add = 2 FLOPs)")
     return 0

@@ -75,7 +75,8 @@ class FCNDecoder(nn.Module):
             skip = by_stride[s] * self.skip_scales[s] if s in self.skip_scales else by_stride[s]
             score = fuse(score, getattr(self, SKIP_NAMES[s])(skip), self.crops.get(SKIP_NAMES[s], 0))
         score = getattr(self, FINAL_UPSAMPLE_NAMES[self.output_stride])(score)  # (N, C, >=H, >=W)
-        return score[..., (o := self.crops.get("final", 0)):o + size[0], o:o + size[1]]
+        o = self.crops.get("final", 0)
+        return score[..., o:o + size[0], o:o + size[1]]  # (N, C, H, W)
 
 
 def _zero_conv(in_ch: int, out_ch: int) -> nn.Conv2d:

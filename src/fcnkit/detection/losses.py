@@ -1,0 +1,78 @@
+"""Losses for the "objects as points" head, and the joint seg + det sum.
+
+Heatmaps: the penalty-reduced pixel-wise focal loss of CornerNet / CenterNet
+(alpha = 2, beta = 4): negatives near a centre are penalised less, by
+``(1 - target) ** beta``. Size and offset: L1 at centre cells only. Everything is
+normalised by the number of objects in the batch, as in the paper.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+SIZE_WEIGHT = 0.1  # CenterNet's lambda_size: sizes are in cells, tens of times larger than offsets
+OFFSET_WEIGHT = 1.0
+
+
+def focal_loss(logits: Tensor, target: Tensor, *, alpha: float = 2.0, beta: float = 4.0) -> Tensor:
+    """Penalty-reduced focal loss, summed and divided by the number of centres (>= 1).
+
+    ``logits`` and ``target`` are (N, C, h, w); centres are where ``target == 1``.
+    Log-probabilities come from ``logsigmoid`` so saturated logits stay finite.
+    """
+    logits = logits.float()
+    pos = target.eq(1).float()
+    p = logits.sigmoid()
+    pos_term = F.logsigmoid(logits) * (1 - p) ** alpha * pos
+    neg_term = F.logsigmoid(-logits) * p ** alpha * (1 - target) ** beta * (1 - pos)
+    return -(pos_term.sum() + neg_term.sum()) / pos.sum().clamp(min=1)
+
+
+def masked_l1(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """L1 between (N, 2, h, w) maps at cells where ``mask`` (N, h, w) is set, per object."""
+    m = mask.unsqueeze(1).float()  # (N, 1, h, w), broadcast over the two channels
+    return (pred.float() * m - target * m).abs().sum() / m.sum().clamp(min=1)
+
+
+def detection_loss(outputs: dict[str, Tensor], targets: dict[str, Tensor], *, size_weight: float = SIZE_WEIGHT,
+                   offset_weight: float = OFFSET_WEIGHT) -> dict[str, Tensor]:
+    """Heatmap focal + weighted size and offset L1; ``"det"`` is their weighted sum."""
+    heat = focal_loss(outputs["heatmap"], targets["heatmap"])
+    size = masked_l1(outputs["size"], targets["size"], targets["reg_mask"])
+    offset = masked_l1(outputs["offset"], targets["offset"], targets["reg_mask"])
+    return {"heatmap": heat, "size": size, "offset": offset,
+            "det": heat + size_weight * size + offset_weight * offset}
+
+
+def joint_loss(outputs: dict[str, Tensor], targets: dict[str, Tensor], *, ignore_index: int = 255,
+               seg_weight: float = 1.0) -> dict[str, Tensor]:
+    """Sum of the losses each sample has labels for.
+
+    ``targets["has_boxes"]`` / ``targets["has_mask"]`` (N,) bool say which samples carry
+    box or mask annotations; the detection loss sees only the first, the segmentation
+    cross-entropy (on ``targets["mask"]``, (N, H, W)) only the second, and ``"total"``
+    adds whichever are present (a batch with neither gives a constant 0: skip its step).
+    A sample annotated with boxes but containing none still teaches the heatmap what
+    background looks like, so presence is a flag, not "has at least one box".
+    """
+    device = next(iter(outputs.values())).device
+    out: dict[str, Tensor] = {}
+    total = torch.zeros((), device=device)
+    has_boxes = targets.get("has_boxes")
+    if has_boxes is not None and has_boxes.any():
+        det = detection_loss({k: outputs[k][has_boxes] for k in ("heatmap", "size", "offset")},
+                             {k: targets[k][has_boxes] for k in ("heatmap", "size", "offset", "reg_mask")})
+        out.update(det)
+        total = total + det["det"]
+    has_mask = targets.get("has_mask")
+    if has_mask is not None and has_mask.any() and "seg" in outputs:
+        labels = targets["mask"][has_mask]  # (n, H, W)
+        # summed / labelled pixels, so an image whose mask is all ignore adds 0, not NaN
+        seg = F.cross_entropy(outputs["seg"][has_mask].float(), labels, ignore_index=ignore_index,
+                              reduction="sum") / labels.ne(ignore_index).sum().clamp(min=1)
+        out["seg"] = seg
+        total = total + seg_weight * seg
+    out["total"] = total
+    return out

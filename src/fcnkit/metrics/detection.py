@@ -1,0 +1,81 @@
+"""COCO-style box mAP through pycocotools (the reference implementation, not a re-write).
+
+``DetectionMAP`` collects predictions and ground truth image by image in the
+``torchvision``/``torchmetrics`` dict format, then builds in-memory COCO objects
+and runs ``COCOeval``: AP averaged over IoU 0.50:0.05:0.95 (``map``), at 0.50
+(``map_50``) and 0.75 (``map_75``), by object size, and recall at 100 detections.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+
+import torch
+from torch import Tensor
+
+# COCOeval.stats order for iouType="bbox"
+STAT_NAMES = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large",
+              "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large")
+
+
+def _xywh(boxes: Tensor) -> list[list[float]]:
+    b = boxes.detach().to("cpu", torch.float64).reshape(-1, 4)
+    return torch.cat([b[:, :2], b[:, 2:] - b[:, :2]], dim=1).tolist()  # XYXY -> XYWH
+
+
+class DetectionMAP:
+    """Accumulate ``update(preds, targets)``; ``compute()`` returns the COCO statistics.
+
+    ``preds``: list (one per image) of ``{"boxes": (M, 4) XYXY, "scores": (M,), "labels": (M,)}``;
+    ``targets``: list of ``{"boxes": (K, 4) XYXY, "labels": (K,)}``. Classes are the
+    label values seen in ground truth and predictions. A statistic with no ground
+    truth to score against is NaN (COCOeval's -1).
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._images: list[dict] = []
+        self._gt: list[dict] = []
+        self._dets: list[dict] = []
+        self._classes: set[int] = set()
+
+    def update(self, preds: list[dict[str, Tensor]], targets: list[dict[str, Tensor]]) -> None:
+        if len(preds) != len(targets):
+            raise ValueError(f"DetectionMAP.update: {len(preds)} predictions for {len(targets)} images")
+        for pred, target in zip(preds, targets):
+            image_id = len(self._images) + 1
+            self._images.append({"id": image_id})
+            for box, label in zip(_xywh(target["boxes"]), target["labels"].tolist()):
+                self._gt.append({"id": len(self._gt) + 1, "image_id": image_id, "category_id": int(label),
+                                 "bbox": box, "area": box[2] * box[3], "iscrowd": 0})
+                self._classes.add(int(label))
+            for box, score, label in zip(_xywh(pred["boxes"]), pred["scores"].tolist(), pred["labels"].tolist()):
+                self._dets.append({"image_id": image_id, "category_id": int(label), "bbox": box,
+                                   "score": float(score)})
+                self._classes.add(int(label))
+
+    def compute(self) -> dict[str, float]:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+
+        if not self._gt:
+            return {name: math.nan for name in STAT_NAMES}
+        if not self._dets:  # COCO.loadRes cannot take an empty list; nothing found scores 0
+            return {name: 0.0 for name in STAT_NAMES}
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+            gt = COCO()
+            gt.dataset = {"images": self._images, "annotations": self._gt,
+                          "categories": [{"id": c} for c in sorted(self._classes)]}
+            gt.createIndex()
+            evaluator = COCOeval(gt, gt.loadRes(self._dets), iouType="bbox")
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+        return {name: (math.nan if v < 0 else float(v)) for name, v in zip(STAT_NAMES, evaluator.stats)}
+
+
+__all__ = ["DetectionMAP", "STAT_NAMES"]

@@ -39,3 +39,34 @@ def write_camvid(root: Path, counts: dict[str, int] | None = None, size: tuple[i
         if list_files:
             (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
     return written
+
+
+def voc_xml(filename: str, size: tuple[int, int], objects: list[tuple[str, tuple[int, int, int, int]]]) -> str:
+    """A PASCAL VOC annotation; boxes given as VOC 1-based inclusive (xmin, ymin, xmax, ymax)."""
+    h, w = size
+    objs = "".join(
+        f"<object><name>{name}</name><pose>Unspecified</pose><truncated>0</truncated><difficult>0</difficult>"
+        f"<bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
+        for name, (x1, y1, x2, y2) in objects)
+    return (f"<annotation><folder>images</folder><filename>{filename}</filename><size><width>{w}</width>"
+            f"<height>{h}</height><depth>3</depth></size><segmented>0</segmented>{objs}</annotation>")
+
+
+def write_voc_xml(root: Path, n: int = 5, size: tuple[int, int] = (20, 30), *, voc_layout: bool = False,
+                  seed: int = 0) -> list[list[tuple[str, tuple[int, int, int, int]]]]:
+    """raccoon layout (images/ + annotations/) or VOC layout (JPEGImages/ + Annotations/ + ImageSets/Main)."""
+    rng = np.random.default_rng(seed)
+    image_dir, annot_dir = (root / "JPEGImages", root / "Annotations") if voc_layout else (root / "images", root / "annotations")
+    annot_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i in range(n):
+        name = f"img-{i}"
+        objects = [("cat" if k % 2 else "dog", (1 + k, 2 + k, 10 + 2 * k, 12 + k)) for k in range(1 + i % 3)]
+        save_png(image_dir / f"{name}.png", rng_image(rng, *size))
+        (annot_dir / f"{name}.xml").write_text(voc_xml(f"{name}.png", size, objects))
+        written.append(objects)
+    if voc_layout:
+        (root / "ImageSets" / "Main").mkdir(parents=True)
+        (root / "ImageSets" / "Main" / "train.txt").write_text("".join(f"img-{i}\n" for i in range(n - 2)))
+        (root / "ImageSets" / "Main" / "val.txt").write_text("".join(f"img-{i}\n" for i in range(n - 2, n)))
+    return written

@@ -7,13 +7,20 @@ in which case the format is recognised from the folder's layout.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch.utils.data import Dataset
 
 
-def _is_camvid(root: Path) -> bool:
-    return any((root / f"{s}annot").is_dir() for s in ("train", "val", "test"))
+@dataclass(frozen=True)
+class Format:
+    """How to recognise a layout, how to build it, and which splits ``data check`` reads."""
+
+    name: str
+    looks_like: Callable[[Path], bool]
+    build: Callable[[Path, str, Callable | None], Dataset]
+    splits: Callable[[Path], list[str]]  # the splits present at a root (what `data check` walks)
 
 
 def _camvid(root: Path, split: str, transforms: Callable | None) -> Dataset:
@@ -22,11 +29,59 @@ def _camvid(root: Path, split: str, transforms: Callable | None) -> Dataset:
     return CamVid(root, split, transforms)
 
 
-# name -> (does this folder look like it?, builder(root, split, transforms)); detection
-# is tried in this order, most specific layouts first
-FORMATS: dict[str, tuple[Callable[[Path], bool], Callable[[Path, str, Callable | None], Dataset]]] = {
-    "camvid": (_is_camvid, _camvid),
-}
+def _voc_xml(root: Path, split: str, transforms: Callable | None) -> Dataset:
+    from .voc_xml import VOCDetection
+
+    return VOCDetection(root, split, transforms)
+
+
+def _coco(root: Path, split: str, transforms: Callable | None) -> Dataset:
+    from .coco import COCODetection
+
+    return COCODetection(root, split, transforms)
+
+
+def _coco_splits(root: Path) -> list[str]:
+    from .coco import find_coco_json
+
+    found = []
+    for split in ("train", "val", "test"):
+        try:
+            if find_coco_json(root, split)[1]:
+                found.append(split)
+        except FileNotFoundError:
+            pass
+    return found or ["all"]
+
+
+def _existing(*splits: str, marker: Callable[[Path, str], bool]) -> Callable[[Path], list[str]]:
+    return lambda root: [s for s in splits if marker(root, s)]
+
+
+def _is_coco(root: Path) -> bool:
+    candidates = [root] if root.is_file() else [*root.glob("*.json"), *root.glob("annotations/*.json")]
+    for path in candidates[:4]:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(1 << 16).decode("utf-8", "ignore")
+        except OSError:
+            continue
+        if path.suffix == ".json" and any(f'"{key}"' in head for key in ("images", "categories", "annotations")):
+            return True
+    return False
+
+
+_VOC_XML_DIRS = ("Annotations", "annotations")
+
+# most specific layouts first: detection tries them in this order
+FORMATS: dict[str, Format] = {f.name: f for f in [
+    Format("camvid", lambda r: any((r / f"{s}annot").is_dir() for s in ("train", "val", "test")), _camvid,
+           _existing("train", "val", "test", marker=lambda r, s: (r / f"{s}.txt").is_file() or (r / s).is_dir())),
+    Format("voc_xml", lambda r: any(next((r / d).glob("*.xml"), None) for d in _VOC_XML_DIRS if (r / d).is_dir()),
+           _voc_xml, lambda r: _existing("train", "val", marker=lambda r, s: (r / "ImageSets/Main" / f"{s}.txt")
+                                         .is_file())(r) or ["all"]),
+    Format("coco", _is_coco, _coco, _coco_splits),
+]}
 
 
 def detect_format(root: str | Path) -> str:
@@ -34,8 +89,8 @@ def detect_format(root: str | Path) -> str:
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(f"{root}: dataset path not found")
-    for name, (looks_like, _) in FORMATS.items():
-        if looks_like(root):
+    for name, fmt in FORMATS.items():
+        if fmt.looks_like(root):
             return name
     raise ValueError(f"{root}: cannot recognise the dataset layout; pass the format explicitly "
                      f"as FORMAT:PATH with FORMAT one of {', '.join(FORMATS)}")
@@ -55,4 +110,4 @@ def parse_spec(spec: str | Path) -> tuple[str, Path]:
 def build_dataset(spec: str | Path, split: str = "train", transforms: Callable | None = None) -> Dataset:
     """A dataset from ``FORMAT:PATH`` or ``PATH`` (format auto-detected)."""
     name, root = parse_spec(spec)
-    return FORMATS[name][1](root, split, transforms)
+    return FORMATS[name].build(root, split, transforms)

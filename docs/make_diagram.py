@@ -1,0 +1,44 @@
+"""Draw docs/architecture.png: the data's path through fcnkit's modules.
+
+    .venv/bin/python docs/make_diagram.py
+"""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import FancyBboxPatch  # noqa: E402
+
+STAGES = [
+    ("data/", "CamVid, VOC, Cityscapes,\nKITTI, folder, VOC-XML, COCO,\nsynthetic streets\ntransforms.v2, pad_collate"),
+    ("models/", "encoders (VGG-16 fc6/fc7 as convs,\nResNet, MobileNetV3) -> taps\nFCNDecoder 32s/16s/8s\ndetection head, joint model"),
+    ("losses / engine/", "CE (+weights), focal;\ntrain loop, bf16, DDP,\natomic resumable checkpoints"),
+    ("metrics/", "one confusion matrix:\npixel acc, mean acc,\nmean IU, fw IU; MaxF; mAP"),
+    ("inference/", "Predictor: whole or tiled,\nTTA, video, overlays"),
+    ("export/", "ONNX, OpenVINO, int8 PTQ,\nbf16, SVD fc6/fc7, compile,\nbench"),
+]
+
+
+def main() -> None:
+    fig, ax = plt.subplots(figsize=(15, 3.4))
+    ax.set_xlim(0, len(STAGES) * 2.5)
+    ax.set_ylim(0, 3.4)
+    ax.axis("off")
+    for i, (title, body) in enumerate(STAGES):
+        x = i * 2.5 + 0.05
+        ax.add_patch(FancyBboxPatch((x, 0.3), 2.2, 2.6, boxstyle="round,pad=0.05", fc="#eef3fb", ec="#35598f"))
+        ax.text(x + 1.1, 2.6, title, ha="center", va="center", fontsize=12, weight="bold", color="#1d3b66")
+        ax.text(x + 1.1, 1.45, body, ha="center", va="center", fontsize=7.6)
+        if i < len(STAGES) - 1:
+            ax.annotate("", xy=(x + 2.45, 1.6), xytext=(x + 2.27, 1.6), arrowprops=dict(arrowstyle="->", lw=1.8))
+    ax.text(len(STAGES) * 1.25, 0.05, "cli/: fcnkit train | eval | predict | export | optimize | bench | data | demo",
+            ha="center", fontsize=10, family="monospace")
+    out = Path(__file__).with_name("architecture.png")
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    print(out)
+
+
+if __name__ == "__main__":
+    main()

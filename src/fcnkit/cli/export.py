@@ -1,0 +1,42 @@
+"""``fcnkit export CHECKPOINT --format onnx|openvino``: a verified, portable copy of a model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .models import parse_size
+
+SUFFIX = {"onnx": ".onnx", "openvino": ".xml"}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a model to ONNX or OpenVINO (checked against PyTorch)",
+                       description="Export with dynamic batch, height and width. Before the file is written "
+                       "the ONNX checker runs and the export must match eager PyTorch at two input sizes "
+                       "(max |diff| of logits, argmax agreement >= 99.9%%).")
+    p.add_argument("checkpoint", type=Path, help="saved model or training checkpoint (.pt)")
+    p.add_argument("--format", choices=sorted(SUFFIX), default="onnx")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
+    p.add_argument("--out", type=Path, default=None, help="output path (default: next to the checkpoint)")
+    p.add_argument("--check-sizes", type=parse_size, nargs=2, default=None, metavar="HxW",
+                   help="the two input sizes of the parity check (default 224x288 201x263)")
+    p.set_defaults(func=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ..export.onnx_export import DEFAULT_OPSET, export_onnx
+    from ..export.openvino_export import export_openvino
+    from ..export.torch_opt import load_optimized
+    from ..export.verify import DEFAULT_SIZES
+
+    model, _ = load_optimized(args.checkpoint)
+    out = args.out or args.checkpoint.with_suffix(SUFFIX[args.format])
+    if out.suffix.lower() != SUFFIX[args.format]:
+        raise ValueError(f"{out}: a {args.format} export must end in {SUFFIX[args.format]}")
+    fn = export_onnx if args.format == "onnx" else export_openvino
+    report = fn(model, out, opset=args.opset or DEFAULT_OPSET,
+                sizes=tuple(args.check_sizes) if args.check_sizes else DEFAULT_SIZES)
+    print(report)
+    print(f"wrote {out}")
+    return 0

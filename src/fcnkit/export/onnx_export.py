@@ -1,0 +1,141 @@
+"""PyTorch -> ONNX with dynamic batch, height and width, checked before it is kept.
+
+Uses ``torch.onnx.export(dynamo=True)``: it traces through ``torch.export``, so the
+fast geometry's pad-to-a-multiple-of-32 (``math.ceil`` on the input size) and the
+final crop become shape arithmetic in the graph instead of constants baked in at
+the example size -- the legacy TorchScript tracer gets this wrong silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from .runtime import INPUT_NAME, META_KEY, OUTPUT_NAME, OnnxRuntimeModel, export_meta
+from .verify import DEFAULT_SIZES, Parity, check_parity
+
+DEFAULT_OPSET = 18
+EXAMPLE_SHAPE = (2, 3, 100, 140)  # batch 2: torch.export specialises a dimension whose example is 1;
+# H, W not multiples of 32 so the traced branch is the one that pads (by amounts computed from the size)
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    format: str
+    parity: list[Parity] = field(default_factory=list)
+    size_bytes: int = 0
+
+    def __str__(self) -> str:
+        lines = [f"{self.format} export {self.path} ({self.size_bytes / 2**20:.1f} MiB)"]
+        lines += [f"  parity {p}" for p in self.parity]
+        return "\n".join(lines)
+
+
+def to_onnx_proto(model: nn.Module, *, opset: int = DEFAULT_OPSET, meta: dict | None = None):
+    """The ``onnx.ModelProto`` of ``model`` with dynamic (batch, height, width) and metadata."""
+    from torch.export import Dim
+
+    model = model.eval()
+    device = next(model.parameters()).device
+    x = torch.zeros(*EXAMPLE_SHAPE, device=device)
+    dims = {0: Dim("batch"), 2: Dim("height"), 3: Dim("width")}
+    with warnings.catch_warnings(), _quiet():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(model, (x,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
+                                    output_names=[OUTPUT_NAME], dynamic_shapes=(dims,),
+                                    verbose=False, optimize=True)
+    proto = program.model_proto
+    # the model returns logits at the input's size: say so instead of the exporter's derived expressions
+    out_dims = proto.graph.output[0].type.tensor_type.shape.dim
+    for i, name in ((0, "batch"), (2, "height"), (3, "width")):
+        out_dims[i].ClearField("dim_value")
+        out_dims[i].dim_param = name
+    set_metadata(proto, meta if meta is not None else export_meta(model))
+    proto.producer_name = "fcnkit"
+    return proto
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the exporter's progress prints on stdout (we print our own report)."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def set_metadata(proto, meta: dict) -> None:
+    """Replace the ``fcnkit`` metadata entry of an ONNX model (e.g. after quantisation)."""
+    import onnx
+
+    keep = [p for p in proto.metadata_props if p.key != META_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    proto.metadata_props.append(onnx.StringStringEntryProto(key=META_KEY, value=json.dumps(meta)))
+
+
+def save_proto(proto, path: str | Path) -> None:
+    """``onnx.save`` to a temp file in the target folder, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".onnx.tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(proto.SerializeToString())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_onnx(path: str | Path) -> None:
+    """``onnx.checker`` (full check, with shape inference); ValueError naming the file."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"{path}: ONNX checker rejected the export ({type(e).__name__}: {e})") from e
+
+
+def export_onnx(model: nn.Module, path: str | Path, *, opset: int = DEFAULT_OPSET,
+                sizes: tuple[tuple[int, int], ...] = DEFAULT_SIZES, meta: dict | None = None,
+                verify: bool = True) -> ExportReport:
+    """Export, run the checker, check parity with eager PyTorch at ``sizes``, then move into place.
+
+    Nothing appears at ``path`` unless every check passed.
+    """
+    path = Path(path)
+    proto = to_onnx_proto(model, opset=opset, meta=meta)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent if path.parent.exists() else None,
+                                    prefix=f".{path.stem}.", suffix=".check.onnx")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        save_proto(proto, tmp)
+        check_onnx(tmp)
+        report = ExportReport(path, "onnx", size_bytes=tmp.stat().st_size)
+        if verify:
+            report.parity = check_parity(model, OnnxRuntimeModel(tmp), sizes=sizes, name=f"ONNX export of {path.name}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return report
+
+
+__all__ = ["ExportReport", "export_onnx", "to_onnx_proto", "save_proto", "set_metadata", "check_onnx",
+           "DEFAULT_OPSET"]

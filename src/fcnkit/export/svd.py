@@ -1,0 +1,110 @@
+"""Truncated-SVD factorisation of VGG's fc6/fc7, as Fast R-CNN did for its FC layers.
+
+fc6 is a 7x7 conv 512 -> 4096 (a 4096 x 25088 matrix applied at every stride-32
+position) and fc7 a 1x1 conv 4096 -> 4096: ~40 of the ~156 GFLOP of FCN-8s at
+360x480. Writing ``W ~= U_r S_r V_r^T`` turns each into two convs, ``V_r^T`` (rank x
+in, same kernel and padding, no bias) then ``U_r S_r`` (out x rank, 1x1, with the
+bias), costing ``r * (in*k*k + out)`` instead of ``out * in*k*k`` multiply-adds
+per position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+FC_LAYERS = ("fc6", "fc7")
+
+
+@dataclass
+class Spectrum:
+    """The SVD of one conv's weight matrix, computed once and cut at many ranks."""
+
+    u: Tensor  # (out, k) left singular vectors
+    s: Tensor  # (k,) singular values, descending
+    vh: Tensor  # (k, in*kh*kw) right singular vectors
+
+    def energy_rank(self, energy: float) -> int:
+        """Smallest rank keeping ``energy`` (0..1] of the squared singular values."""
+        if not 0 < energy <= 1:
+            raise ValueError(f"energy must be in (0, 1], not {energy}")
+        cum = (self.s.double() ** 2).cumsum(0) / (self.s.double() ** 2).sum()
+        return int(torch.searchsorted(cum, torch.tensor(energy, dtype=torch.float64) - 1e-12)) + 1
+
+    @property
+    def full_rank(self) -> int:
+        return self.s.numel()
+
+
+def spectrum(conv: nn.Conv2d) -> Spectrum:
+    w = conv.weight.detach().double().reshape(conv.out_channels, -1)  # (out, in*kh*kw)
+    u, s, vh = torch.linalg.svd(w, full_matrices=False)
+    return Spectrum(u, s, vh)
+
+
+def fc_convs(model: nn.Module) -> dict[str, nn.Module]:
+    """The encoder's fc6/fc7 (plain convs or already factorised); ValueError if it has none."""
+    enc = getattr(model, "encoder", None)
+    found = {n: getattr(enc, n) for n in FC_LAYERS if enc is not None and hasattr(enc, n)}
+    if len(found) != len(FC_LAYERS):
+        name = getattr(model, "config", {}).get("encoder", type(enc).__name__)
+        raise ValueError(f"SVD factorisation needs VGG's fc6/fc7; encoder {name!r} has none")
+    return found
+
+
+def factorized_conv(conv: nn.Conv2d, rank: int, spec: Spectrum | None = None) -> nn.Sequential:
+    """``conv`` as (rank x in, k x k) then (out x rank, 1x1) convs; weights from ``spec``
+    (computed when None). ``rank`` is clipped to the matrix rank."""
+    spec = spec or spectrum(conv)
+    rank = max(1, min(int(rank), spec.full_rank))
+    first = nn.Conv2d(conv.in_channels, rank, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+                      dilation=conv.dilation, bias=False)
+    second = nn.Conv2d(rank, conv.out_channels, 1, bias=conv.bias is not None)
+    root = spec.s[:rank].sqrt()
+    dtype = conv.weight.dtype
+    with torch.no_grad():
+        # split S evenly between the two factors so neither has a huge dynamic range (int8-friendlier)
+        first.weight.copy_((root[:, None] * spec.vh[:rank]).reshape(rank, conv.in_channels, *conv.kernel_size)
+                           .to(dtype))  # (r, in*kh*kw) -> (r, in, kh, kw)
+        second.weight.copy_((spec.u[:, :rank] * root).reshape(conv.out_channels, rank, 1, 1).to(dtype))
+        if conv.bias is not None:
+            second.bias.copy_(conv.bias.detach())
+    return nn.Sequential(first, second).to(conv.weight.device)
+
+
+def empty_factorized_conv(conv: nn.Conv2d, rank: int) -> nn.Sequential:
+    """The factorised structure with uninitialised weights, to load a saved state dict into."""
+    first = nn.Conv2d(conv.in_channels, rank, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+                      dilation=conv.dilation, bias=False)
+    second = nn.Conv2d(rank, conv.out_channels, 1, bias=conv.bias is not None)
+    return nn.Sequential(first, second)
+
+
+def apply_svd(model: nn.Module, ranks: dict[str, int], spectra: dict[str, Spectrum] | None = None, *,
+              weights: bool = True) -> nn.Module:
+    """Replace ``encoder.fc6``/``fc7`` by their rank-``ranks[name]`` factorisations, in place.
+
+    ``spectra`` reuses SVDs across ranks (a rank search computes each once);
+    ``weights=False`` only builds the structure (for loading a saved factorised model).
+    """
+    convs = fc_convs(model)
+    for name, rank in ranks.items():
+        if name not in convs:
+            raise ValueError(f"unknown layer {name!r} to factorise; choose from {FC_LAYERS}")
+        conv = convs[name]
+        if not isinstance(conv, nn.Conv2d):
+            raise ValueError(f"{name} is already factorised")
+        new = (factorized_conv(conv, rank, (spectra or {}).get(name)) if weights
+               else empty_factorized_conv(conv, rank))
+        setattr(model.encoder, name, new)
+    return model
+
+
+def svd_ranks(model: nn.Module) -> dict[str, int]:
+    """The ranks of the factorised fc layers of ``model`` (empty if none is factorised)."""
+    return {n: m[0].out_channels for n, m in fc_convs(model).items() if isinstance(m, nn.Sequential)}
+
+
+__all__ = ["Spectrum", "spectrum", "factorized_conv", "apply_svd", "svd_ranks", "fc_convs", "FC_LAYERS"]

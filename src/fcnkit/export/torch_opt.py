@@ -1,0 +1,51 @@
+"""Optimised torch models on disk: a saved model plus the recipe that reshaped it.
+
+SVD factorisation and BN folding change a model's modules, so its builder config
+alone no longer rebuilds it. The record stores the recipe under
+``meta["optimization"]`` (``{"svd": {"fc6": r, ...}, "fold_bn": true, "precision":
+"bf16", "compile": true}``); ``load_optimized`` rebuilds the plain model, applies
+the same structural changes, then loads the saved weights strictly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from ..models.registry import create_model
+from ..models.saved import atomic_save, model_record, read_record
+from ..models.weights import Preprocessing
+from .fold import fold_batchnorm
+from .svd import apply_svd
+
+
+def save_optimized(model: nn.Module, path: str | Path, recipe: dict) -> None:
+    """Save ``model`` (already transformed as ``recipe`` says) atomically."""
+    meta = {k: v for k, v in dict(getattr(model, "meta", {}) or {}).items() if k != "preprocessing"}
+    meta["optimization"] = dict(recipe)
+    atomic_save(model_record(model, **meta), path)
+
+
+def load_optimized(path: str | Path) -> tuple[nn.Module, dict]:
+    """(model in eval mode, recipe) from a saved model, checkpoint or optimised record."""
+    rec = read_record(path)
+    config = dict(rec["config"])
+    meta = dict(rec.get("meta", {}))
+    recipe = dict(meta.get("optimization", {}))
+    model = create_model(config.pop("name"), **config).eval()
+    if recipe.get("fold_bn"):
+        model, _ = fold_batchnorm(model, inplace=True)
+    if recipe.get("svd"):
+        apply_svd(model, {k: int(v) for k, v in recipe["svd"].items()}, weights=False)
+    try:
+        model.load_state_dict(rec["model"], strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights do not fit the model its recipe {recipe} describes ({e})") from e
+    if "preprocessing" in meta:
+        model.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
+    model.meta = meta
+    return model.eval(), recipe
+
+
+__all__ = ["save_optimized", "load_optimized"]

@@ -1,0 +1,133 @@
+"""Export: ONNX / OpenVINO files match eager PyTorch at two sizes for every model family."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fcnkit.cli import main
+from fcnkit.export import OnnxRuntimeModel, OpenVINOModel, load_runtime
+from fcnkit.export.onnx_export import export_onnx
+from fcnkit.export.openvino_export import export_openvino
+from fcnkit.export.runtime import sidecar_path
+from fcnkit.models import create_model
+from fcnkit.models.saved import save_model
+
+SIZES = ((64, 96), (45, 77))  # a multiple of 32 and not: the fast geometry pads the second
+FAMILIES = {
+    "vgg16-fast": dict(encoder="vgg16", geometry="fast", width=1 / 16),
+    "vgg16-reference": dict(encoder="vgg16", geometry="reference", width=1 / 16),
+    "resnet18": dict(encoder="resnet18"),
+    "mobilenet_v3_large": dict(encoder="mobilenet_v3_large", width=0.25),
+}
+META = {"classes": ["sky", "road", "car"], "palette": [[128, 128, 128], [128, 64, 128], [64, 0, 128]],
+        "ignore_index": 255}
+
+
+def tiny_model(**kwargs) -> torch.nn.Module:
+    """A narrow FCN-8s with non-trivial scores (score layers start at zero) and BN statistics."""
+    model = create_model("fcn8s", num_classes=3, **kwargs).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "score" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    model.meta = dict(META)
+    return model
+
+
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def exported(request, tmp_path_factory):
+    model = tiny_model(**FAMILIES[request.param])
+    path = tmp_path_factory.mktemp(request.param) / "model.onnx"
+    report = export_onnx(model, path, sizes=SIZES)
+    return model, path, report
+
+
+def test_onnx_parity_two_sizes(exported):
+    model, path, report = exported
+    assert path.is_file() and report.size_bytes == path.stat().st_size
+    assert [(p.batch, p.size) for p in report.parity] == [(1, SIZES[0]), (2, SIZES[1])]
+    for p in report.parity:
+        assert p.agreement >= 0.999
+        assert p.max_abs_diff < 1e-4 * max(1.0, p.logit_scale)
+        assert p.logit_scale > 1e-3  # the scores are not all zero, so the comparison means something
+    # a third size and batch never seen at export: dynamic batch / height / width
+    runtime = OnnxRuntimeModel(path)
+    x = torch.randn(3, 3, 33, 130)
+    with torch.no_grad():
+        ref = model(x)
+    out = runtime(x)
+    assert out.shape == (3, 3, 33, 130)
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_openvino_parity_two_sizes(exported, tmp_path):
+    model, onnx_path, _ = exported
+    xml = tmp_path / "model.xml"
+    report = export_openvino(model, xml, sizes=SIZES, onnx_path=onnx_path)
+    assert xml.is_file() and xml.with_suffix(".bin").is_file() and sidecar_path(xml).is_file()
+    assert len(report.parity) == 2 and all(p.agreement >= 0.999 for p in report.parity)
+    runtime = OpenVINOModel(xml)
+    x = torch.randn(2, 3, 40, 70)
+    with torch.no_grad():
+        ref = model(x)
+    torch.testing.assert_close(runtime(x), ref, atol=1e-4, rtol=1e-4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin", "model.json", "model.xml"]
+
+
+def test_load_runtime_carries_metadata_and_matches_torch_argmax(tmp_path):
+    model = tiny_model(**FAMILIES["vgg16-fast"])
+    path = tmp_path / "m.onnx"
+    export_onnx(model, path, sizes=SIZES)
+    runtime = load_runtime(path)
+    assert runtime.backend == "onnxruntime" and runtime.precision == "fp32"
+    assert runtime.meta["classes"] == META["classes"] and runtime.meta["palette"] == META["palette"]
+    assert runtime.meta["ignore_index"] == 255 and runtime.meta["config"]["name"] == "fcn8s"
+    assert runtime.preprocessing == model.preprocessing and runtime.num_classes == 3
+    image = torch.rand(1, 3, 50, 60)
+    x = runtime.preprocessing(image)
+    with torch.no_grad():
+        expected = model(x).argmax(1)
+    assert torch.equal(runtime(x).argmax(1), expected)
+
+
+def test_failed_parity_writes_nothing(tmp_path, monkeypatch):
+    model = tiny_model(**FAMILIES["vgg16-fast"])
+    path = tmp_path / "broken.onnx"
+    real_run = OnnxRuntimeModel._run
+    # a runtime that is off by a shuffle of the classes, as a wrong export would be
+    monkeypatch.setattr(OnnxRuntimeModel, "_run", lambda self, x: real_run(self, x)[:, ::-1].copy())
+    with pytest.raises(RuntimeError, match="does not match eager PyTorch"):
+        export_onnx(model, path, sizes=SIZES)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_export_onnx_and_openvino(tmp_path, capsys):
+    model = tiny_model(**FAMILIES["mobilenet_v3_large"])
+    ckpt = tmp_path / "tiny.pt"
+    save_model(model, ckpt, **META)
+    assert main(["export", str(ckpt), "--format", "openvino", "--check-sizes", "64x64", "35x50"]) == 0
+    out = capsys.readouterr().out
+    assert "argmax agreement 100.000%" in out and "35x50" in out
+    side = json.loads(sidecar_path(tmp_path / "tiny.xml").read_text())
+    assert side["classes"] == META["classes"] and side["precision"] == "fp32"
+    runtime = load_runtime(tmp_path / "tiny.xml")
+    x = torch.randn(1, 3, 48, 52)
+    with torch.no_grad():
+        assert np.array_equal(runtime(x).argmax(1).numpy(), model(x).argmax(1).numpy())
+
+
+def test_cli_export_bad_file(tmp_path, capsys):
+    bad = tmp_path / "junk.pt"
+    bad.write_bytes(b"not a model")
+    assert main(["export", str(bad)]) == 2
+    assert "junk.pt" in capsys.readouterr().err
+    assert not (tmp_path / "junk.onnx").exists()

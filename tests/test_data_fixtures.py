@@ -70,3 +70,97 @@ def write_voc_xml(root: Path, n: int = 5, size: tuple[int, int] = (20, 30), *, v
         (root / "ImageSets" / "Main" / "train.txt").write_text("".join(f"img-{i}\n" for i in range(n - 2)))
         (root / "ImageSets" / "Main" / "val.txt").write_text("".join(f"img-{i}\n" for i in range(n - 2, n)))
     return written
+
+
+def write_folder(root: Path, n: int = 4, size: tuple[int, int] = (8, 10), *, colour: bool = False,
+                 classes_file: str | None = "classes.yaml", seed: int = 0) -> list[np.ndarray]:
+    """images/ + masks/; 3 classes; colour masks use palette [black, magenta, blue] and white = ignore."""
+    rng = np.random.default_rng(seed)
+    palette = np.array([(0, 0, 0), (255, 0, 255), (0, 0, 255), (255, 255, 255)], np.uint8)  # last = ignore
+    written = []
+    for i in range(n):
+        label = rng.integers(0, 4, size=size).astype(np.uint8)
+        save_png(root / "images" / f"s{i}.jpg" if i % 2 else root / "images" / f"s{i}.png", rng_image(rng, *size))
+        if colour:
+            save_png(root / "masks" / f"s{i}.png", palette[label])
+        else:
+            save_png(root / "masks" / f"s{i}.png", np.where(label == 3, 255, label).astype(np.uint8))
+        written.append(np.where(label == 3, 255, label).astype(np.int64))
+    if classes_file:
+        text = ("classes: [background, road, car]\npalette: [[0, 0, 0], [255, 0, 255], [0, 0, 255]]\n"
+                "ignore_colors: [[255, 255, 255]]\n")
+        if classes_file.endswith(".json"):
+            import json
+
+            text = json.dumps({"classes": {"background": [0, 0, 0], "road": [255, 0, 255], "car": [0, 0, 255]},
+                               "ignore_colors": [[255, 255, 255]]})
+        (root / classes_file).write_text(text)
+    return written
+
+
+def write_voc_seg(root: Path, size: tuple[int, int] = (8, 10), seed: int = 0) -> dict[str, np.ndarray]:
+    """VOCdevkit/VOC2012 with palette PNG masks (21 classes, 255 borders) and SBD cls/*.mat."""
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(seed)
+    voc = root / "VOCdevkit" / "VOC2012"
+    written = {}
+    vpal = [0] * 768
+    for i, (r, g, b) in enumerate([(0, 0, 0), (128, 0, 0), (0, 128, 0)]):
+        vpal[3 * i: 3 * i + 3] = [r, g, b]
+    ids = [f"2007_{i:06d}" for i in range(4)]
+    for k, name in enumerate(ids):
+        label = rng.integers(0, 21, size=size).astype(np.uint8)
+        label[0, :] = 255  # object border
+        save_png(voc / "JPEGImages" / f"{name}.png", rng_image(rng, *size))
+        (voc / "JPEGImages" / f"{name}.png").rename(voc / "JPEGImages" / f"{name}.jpg")
+        img = Image.fromarray(label, mode="P")
+        img.putpalette(vpal)
+        (voc / "SegmentationClass").mkdir(parents=True, exist_ok=True)
+        img.save(voc / "SegmentationClass" / f"{name}.png")
+        written[name] = label.astype(np.int64)
+        sbd = root / "benchmark_RELEASE" / "dataset"
+        save_png(sbd / "img" / f"{name}.png", rng_image(rng, *size))
+        (sbd / "img" / f"{name}.png").rename(sbd / "img" / f"{name}.jpg")
+        (sbd / "cls").mkdir(parents=True, exist_ok=True)
+        cls = rng.integers(0, 21, size=size).astype(np.uint8)
+        savemat(sbd / "cls" / f"{name}.mat", {"GTcls": {"Segmentation": cls, "CategoriesPresent": np.unique(cls)}})
+        written[f"sbd/{name}"] = cls.astype(np.int64)
+    (voc / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (voc / "ImageSets" / "Segmentation" / "train.txt").write_text("\n".join(ids[:3]) + "\n")
+    (voc / "ImageSets" / "Segmentation" / "val.txt").write_text(ids[3] + "\n")
+    (root / "benchmark_RELEASE" / "dataset" / "train.txt").write_text("\n".join(ids[1:]) + "\n")
+    (root / "benchmark_RELEASE" / "dataset" / "val.txt").write_text(ids[0] + "\n")
+    return written
+
+
+def write_cityscapes(root: Path, size: tuple[int, int] = (8, 16), seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    written = {}
+    for split, city, n in (("train", "aachen", 2), ("train", "bochum", 1), ("val", "frankfurt", 1)):
+        for i in range(n):
+            stem = f"{city}_{i:06d}_000019"
+            ids = rng.integers(0, 34, size=size).astype(np.uint8)
+            save_png(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", rng_image(rng, *size))
+            save_png(root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png", ids)
+            save_png(root / "gtFine" / split / city / f"{stem}_gtFine_color.png", rng_image(rng, *size))
+            written[stem] = ids
+    return written
+
+
+def write_kitti_road(root: Path, size: tuple[int, int] = (6, 12), seed: int = 0) -> dict[str, np.ndarray]:
+    """data_road/training/{image_2, gt_image_2}; GT colours magenta road, red not-road, black outside."""
+    rng = np.random.default_rng(seed)
+    base = root / "data_road" / "training"
+    colours = np.array([(255, 0, 0), (255, 0, 255), (0, 0, 0)], np.uint8)
+    written = {}
+    for cat, n in (("um", 3), ("umm", 2), ("uu", 2)):
+        for i in range(n):
+            save_png(base / "image_2" / f"{cat}_{i:06d}.png", rng_image(rng, *size))
+            kinds = ["road"] + (["lane"] if cat == "um" else [])
+            for kind in kinds:
+                code = rng.integers(0, 3, size=size)
+                save_png(base / "gt_image_2" / f"{cat}_{kind}_{i:06d}.png", colours[code])
+                written[f"{cat}_{kind}_{i:06d}"] = np.where(code == 2, 255, code).astype(np.int64)
+    (root / "data_road" / "testing" / "image_2").mkdir(parents=True)
+    return written

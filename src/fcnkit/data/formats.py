@@ -23,22 +23,25 @@ class Format:
     splits: Callable[[Path], list[str]]  # the splits present at a root (what `data check` walks)
 
 
-def _camvid(root: Path, split: str, transforms: Callable | None) -> Dataset:
-    from .camvid import CamVid
+def _builder(module: str, cls: str) -> Callable[[Path, str, Callable | None], Dataset]:
+    """Import the format's module only when it is used."""
+    def build(root: Path, split: str, transforms: Callable | None) -> Dataset:
+        import importlib
 
-    return CamVid(root, split, transforms)
-
-
-def _voc_xml(root: Path, split: str, transforms: Callable | None) -> Dataset:
-    from .voc_xml import VOCDetection
-
-    return VOCDetection(root, split, transforms)
+        return getattr(importlib.import_module(f"fcnkit.data.{module}"), cls)(root, split, transforms)
+    return build
 
 
-def _coco(root: Path, split: str, transforms: Callable | None) -> Dataset:
-    from .coco import COCODetection
+def _voc_root(root: Path) -> Path:
+    return root / "VOC2012" if (root / "VOC2012").is_dir() else root
 
-    return COCODetection(root, split, transforms)
+
+def _sbd_root(root: Path) -> Path:
+    return next((root / s for s in ("benchmark_RELEASE/dataset", "dataset") if (root / s / "cls").is_dir()), root)
+
+
+def _kitti_root(root: Path) -> Path:
+    return root / "data_road" if (root / "data_road").is_dir() else root
 
 
 def _coco_splits(root: Path) -> list[str]:
@@ -75,12 +78,27 @@ _VOC_XML_DIRS = ("Annotations", "annotations")
 
 # most specific layouts first: detection tries them in this order
 FORMATS: dict[str, Format] = {f.name: f for f in [
-    Format("camvid", lambda r: any((r / f"{s}annot").is_dir() for s in ("train", "val", "test")), _camvid,
+    Format("camvid", lambda r: any((r / f"{s}annot").is_dir() for s in ("train", "val", "test")),
+           _builder("camvid", "CamVid"),
            _existing("train", "val", "test", marker=lambda r, s: (r / f"{s}.txt").is_file() or (r / s).is_dir())),
+    Format("cityscapes", lambda r: (r / "leftImg8bit").is_dir() and (r / "gtFine").is_dir(),
+           _builder("cityscapes", "Cityscapes"),
+           _existing("train", "val", marker=lambda r, s: (r / "gtFine" / s).is_dir())),
+    Format("kitti_road", lambda r: (_kitti_root(r) / "training" / "gt_image_2").is_dir(),
+           _builder("kitti_road", "KittiRoad"), lambda r: ["all"]),
+    Format("voc", lambda r: (_voc_root(r) / "SegmentationClass").is_dir(), _builder("voc", "VOCSegmentation"),
+           _existing("train", "val", marker=lambda r, s: (_voc_root(r) / f"ImageSets/Segmentation/{s}.txt").is_file())),
+    Format("sbd", lambda r: (_sbd_root(r) / "cls").is_dir() and (_sbd_root(r) / "img").is_dir(),
+           _builder("voc", "SBDSegmentation"),
+           _existing("train", "val", marker=lambda r, s: (_sbd_root(r) / f"{s}.txt").is_file())),
+    Format("folder", lambda r: any((b / "images").is_dir() and (b / "masks").is_dir() for b in (r, r / "train")),
+           _builder("folder", "FolderSegmentation"),
+           lambda r: _existing("train", "val", "test", marker=lambda r, s: (r / s / "images").is_dir())(r) or ["all"]),
     Format("voc_xml", lambda r: any(next((r / d).glob("*.xml"), None) for d in _VOC_XML_DIRS if (r / d).is_dir()),
-           _voc_xml, lambda r: _existing("train", "val", marker=lambda r, s: (r / "ImageSets/Main" / f"{s}.txt")
-                                         .is_file())(r) or ["all"]),
-    Format("coco", _is_coco, _coco, _coco_splits),
+           _builder("voc_xml", "VOCDetection"),
+           lambda r: _existing("train", "val", marker=lambda r, s: (r / f"ImageSets/Main/{s}.txt").is_file())(r)
+           or ["all"]),
+    Format("coco", _is_coco, _builder("coco", "COCODetection"), _coco_splits),
 ]}
 
 

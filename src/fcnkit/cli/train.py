@@ -1,0 +1,57 @@
+"""``fcnkit train --config RECIPE [--set key=value ...] [--resume [CKPT]]``.
+
+Under ``torchrun --nproc_per_node=N -m fcnkit train ...`` each process is one DDP
+rank. Exit codes: 0 finished (or paused by ``--stop-after``), 130 stopped by
+SIGINT/SIGTERM after saving ``last.pt``, 2 bad config/data or a diverged loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..config import TrainConfig, from_dict, load_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a segmentation FCN from a recipe (resumable, bf16, DDP via torchrun)",
+                       description="Train an FCN. Fields of the recipe (a flat YAML file, see configs/) can be "
+                                   "overridden with --set key=value; the resolved config, package versions and git "
+                                   "revision are saved in the run directory (out_dir).")
+    p.add_argument("--config", "-c", metavar="RECIPE", help="recipe YAML file (configs/*.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config field (repeatable), e.g. --set epochs=2 --set lr=1e-3")
+    p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CKPT",
+                   help="continue a run from CKPT (default: OUT_DIR/last.pt); without --config the "
+                        "checkpoint's own config is used")
+    p.add_argument("--stop-after", type=int, default=None, metavar="N",
+                   help="run at most N iterations now, save and exit (continue later with --resume)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=_train)
+
+
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    """Recipe <- --set; or, resuming a checkpoint without a recipe, its saved config <- --set."""
+    if args.config is None and isinstance(args.resume, str):
+        from ..engine.checkpoint import load_checkpoint
+
+        base = from_dict(load_checkpoint(args.resume)["train_config"], source=f"{args.resume}: train_config")
+        return load_config(None, args.overrides, base=base)
+    if args.config is None and args.resume is True:
+        raise ValueError("--resume without a checkpoint path needs --config (to find out_dir)")
+    return load_config(args.config, args.overrides)
+
+
+def _train(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args)
+    if args.print_config:
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        return 0
+    if args.stop_after is not None and args.stop_after < 1:
+        raise ValueError(f"--stop-after must be >= 1, not {args.stop_after}")
+    from ..engine import train
+
+    result = train(cfg, resume=args.resume, stop_after=args.stop_after)
+    return 130 if result["status"] == "interrupted" else 0

@@ -1,0 +1,219 @@
+"""Training configuration: one frozen dataclass, overridden by a recipe file and ``--set``.
+
+A recipe (``configs/*.yaml``) is a flat mapping of field names to values: no
+inheritance, no code, unknown keys are errors. ``--set key=value`` then overrides
+single fields; the value is parsed as YAML and checked against the field's type,
+so ``--set lr=1e-3``, ``--set crop_size=[256,256]`` (or ``256x256``) and
+``--set init_from=null`` all do what they say.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; saved resolved in the run directory."""
+
+    # --- data ---------------------------------------------------------------------
+    data: str = "camvid:../shared/data/camvid"  # FORMAT:PATH or PATH (see fcnkit.data)
+    train_split: str = "train"
+    val_split: str = "val"
+    max_train_samples: int | None = None  # first N samples only (quick runs)
+    max_val_samples: int | None = None
+    crop_size: tuple[int, int] | None = None  # random crop (H, W) after scaling; None = whole image
+    scale_range: tuple[float, float] | None = None  # random rescale; None = off (the paper used none)
+    hflip: bool = False
+    color_jitter: float = 0.0  # brightness/contrast/saturation strength; 0 = off
+    batch_size: int = 1  # per process; > 1 pads with fcnkit.data.pad_collate
+    val_batch_size: int = 1
+    workers: int = 2
+    # --- model --------------------------------------------------------------------
+    model: str = "fcn8s"
+    encoder: str = "vgg16"
+    encoder_weights: str | None = None  # None, "imagenet" or a torchvision-format file
+    geometry: str = "fast"
+    width: float = 1.0
+    learnable_upsampling: bool = False
+    init_from: str | None = None  # checkpoint whose tensors are copied by name (staged training)
+    # --- loss ---------------------------------------------------------------------
+    loss: str = "ce"  # ce | focal | lovasz | ce+lovasz
+    loss_reduction: str = "mean"  # mean | sum (the reference recipe's unnormalised sum)
+    class_weights: str | None = None  # JSON from `fcnkit data stats` (median-frequency weights)
+    focal_gamma: float = 2.0
+    # --- optimiser and schedule ---------------------------------------------------
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 0.01
+    momentum: float = 0.9  # SGD only
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW only
+    weight_decay: float = 5e-4
+    bias_lr_mult: float = 1.0  # biases and norm parameters: lr x this (the reference used 2)
+    bias_decay: bool = False  # weight decay on biases and norm parameters too
+    grad_clip: float | None = None  # max global grad norm
+    epochs: int = 10
+    max_iters: int | None = None  # stop after this many iterations in total (overrides epochs)
+    schedule: str = "poly"  # fixed | poly | cosine
+    poly_power: float = 0.9
+    warmup_iters: int = 0
+    warmup_factor: float = 0.001  # lr multiplier at iteration 0 of the linear warm-up
+    # --- speed and placement ------------------------------------------------------
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "auto"  # auto (bf16 where fast: CPU with bf16 units, CUDA) | bf16 | fp16 | off
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the model
+    threads: int | None = None  # torch intra-op threads; None = torch's default
+    seed: int = 0
+    # --- run directory, validation, logging ---------------------------------------
+    out_dir: str = "runs/train"
+    val_every: int = 1  # validate every N epochs (and after the last)
+    checkpoint_every: int = 0  # also save last.pt every N iterations; 0 = once per epoch
+    progress: bool = True  # tqdm bar (rank 0)
+
+    def __post_init__(self) -> None:
+        choices = {"loss": ("ce", "focal", "lovasz", "ce+lovasz"), "loss_reduction": ("mean", "sum"),
+                   "optimizer": ("sgd", "adamw"), "schedule": ("fixed", "poly", "cosine"),
+                   "amp": ("auto", "bf16", "fp16", "off"), "geometry": ("fast", "reference")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
+        for name in ("batch_size", "val_batch_size", "epochs", "val_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        for name in ("workers", "warmup_iters", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, not {self.lr}")
+        if self.max_iters is not None and self.max_iters < 1:
+            raise ValueError(f"max_iters must be >= 1 or null, not {self.max_iters}")
+        if self.loss_reduction == "sum" and "lovasz" in self.loss:
+            raise ValueError("loss_reduction='sum' does not apply to the Lovász loss; use 'mean'")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (tuples become lists) for YAML, JSON and checkpoints."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+_HINTS = typing.get_type_hints(TrainConfig)
+FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    """Check ``value`` against field ``name``'s type; convert ints to floats, lists to tuples."""
+    hint = _HINTS[name]
+    args = typing.get_args(hint)
+    optional = isinstance(hint, types.UnionType) and type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if optional else hint
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{source}: {name} cannot be null")
+    origin = typing.get_origin(base)
+    if origin is tuple:
+        if isinstance(value, str) and "x" in value:  # '360x480'
+            value = value.lower().split("x")
+        if not isinstance(value, (list, tuple)) or len(value) != len(typing.get_args(base)):
+            raise ValueError(f"{source}: {name} must be a list of {len(typing.get_args(base))} numbers, "
+                             f"not {value!r}")
+        return tuple(_scalar(name, v, t, source) for v, t in zip(value, typing.get_args(base)))
+    return _scalar(name, value, base, source)
+
+
+def _scalar(name: str, value: Any, kind: type, source: str) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads '1e-3' as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif kind is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise ValueError(f"{source}: {name} must be {kind.__name__}, not {value!r}")
+
+
+def _check_key(key: str, source: str) -> None:
+    if key not in FIELDS:
+        close = difflib.get_close_matches(key, FIELDS, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"{source}: unknown config key {key!r}{hint}")
+
+
+def from_dict(values: dict[str, Any], *, base: TrainConfig | None = None, source: str = "config") -> TrainConfig:
+    """``base`` (default: the defaults) with ``values`` replacing fields, type-checked."""
+    base = base or TrainConfig()
+    changes = {}
+    for key, value in values.items():
+        _check_key(key, source)
+        changes[key] = _coerce(key, value, f"{source}: {key}")
+    try:
+        return dataclasses.replace(base, **changes)
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from None
+
+
+def load_recipe(path: str | Path, *, base: TrainConfig | None = None) -> TrainConfig:
+    """Read a flat YAML recipe; errors name the file and the offending key."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such recipe file")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})") from None
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a recipe must be a mapping of config keys to values")
+    return from_dict(values, base=base, source=str(path))
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["lr=1e-3", "crop_size=[256, 256]"]`` -> ``{"lr": 0.001, "crop_size": [256, 256]}``."""
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, not {item!r}")
+        _check_key(key, "--set")
+        try:
+            out[key] = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            out[key] = text
+    return out
+
+
+def load_config(recipe: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                *, base: TrainConfig | None = None) -> TrainConfig:
+    """Defaults (or ``base``) <- recipe file <- ``--set`` overrides."""
+    cfg = base or TrainConfig()
+    if recipe is not None:
+        cfg = load_recipe(recipe, base=cfg)
+    return from_dict(parse_overrides(list(overrides)), base=cfg, source="--set")
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+__all__ = ["TrainConfig", "from_dict", "load_config", "load_recipe", "parse_overrides", "save_config"]

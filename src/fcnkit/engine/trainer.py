@@ -1,0 +1,404 @@
+"""The training loop: config in, checkpoints and metrics out; never loses work.
+
+``train(cfg)`` builds the model from the registry and the data from
+``fcnkit.data``, then iterates: forward under autocast, loss in fp32, backward,
+step, per-iteration lr schedule. It validates every ``val_every`` epochs with the
+same metric code as ``fcnkit eval``, keeps ``best.pt`` (by val mean IU) and
+``last.pt`` (atomic writes), and resumes bit-identically from ``last.pt``:
+model, optimiser, scheduler, scaler, counters and every rank's RNG states are
+restored, and data order / augmentation depend only on (seed, epoch, index)
+(``fcnkit.engine.sampling``). SIGINT/SIGTERM finish the current step, save and
+return; a non-finite loss stops before the bad update reaches the weights.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm import tqdm
+
+from ..config import TrainConfig, from_dict
+from ..losses import SegmentationLoss, load_class_weights
+from ..models import create_model
+from . import distributed as D
+from .checkpoint import init_from, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .evaluate import evaluate
+from .optim import build_optimizer, build_scheduler
+from .runlog import RunLog, write_run_info
+from .runtime import autocast, memory_format, resolve_amp, resolve_device
+from .sampling import EpochSampler, SeededSamples, ShardSampler, ignore_sigint_in_worker
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint was left untouched."""
+
+
+@dataclass
+class Progress:
+    """Counters saved in every checkpoint (plain data)."""
+
+    epoch: int = 0  # epochs completed
+    epoch_iteration: int = 0  # iterations done in the current epoch
+    iteration: int = 0  # iterations done in total
+    best_mean_iu: float = -1.0
+    best_epoch: int = 0
+    loss_sum: float = 0.0  # over the current epoch's iterations so far
+    loss_count: int = 0
+    images: int = 0
+    seconds: float = 0.0
+
+
+class StopSignal:
+    """SIGINT/SIGTERM set a flag the loop checks after each step (a second Ctrl-C aborts)."""
+
+    def __init__(self, say=print) -> None:
+        self.signum: int | None = None
+        self.say = say
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        self.say(f"\n{signal.Signals(signum).name} received: finishing this step, saving last.pt, then stopping "
+                 f"(Ctrl-C again to abort without saving)")
+
+    def __enter__(self) -> "StopSignal":
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+
+def _dataset_info(ds: Dataset) -> dict[str, Any]:
+    base = ds.dataset if isinstance(ds, Subset) else ds
+    try:
+        classes = list(base.classes)
+    except AttributeError:
+        raise ValueError(f"{type(base).__name__} has no 'classes'; fcnkit datasets expose classes, palette "
+                         f"and ignore_index") from None
+    palette = [list(map(int, c)) for c in getattr(base, "palette", [])] or None
+    return {"classes": classes, "palette": palette, "ignore_index": int(getattr(base, "ignore_index", 255))}
+
+
+def _subset(ds: Dataset, n: int | None) -> Dataset:
+    return ds if n is None or n >= len(ds) else Subset(ds, range(n))
+
+
+def _build_datasets(cfg: TrainConfig, preprocessing, ignore_index: int) -> tuple[Dataset, Dataset]:
+    from ..data import build_dataset, eval_transforms, train_transforms
+
+    cj = cfg.color_jitter
+    train_tf = train_transforms(preprocessing, crop_size=cfg.crop_size, scale_range=cfg.scale_range,
+                                hflip=cfg.hflip, color_jitter=(cj, cj, cj, 0.0) if cj else None,
+                                ignore_index=ignore_index)
+    return (build_dataset(cfg.data, cfg.train_split, train_tf),
+            build_dataset(cfg.data, cfg.val_split, eval_transforms(preprocessing)))
+
+
+def _resume_path(cfg: TrainConfig, resume: str | Path | bool | None) -> Path | None:
+    out = Path(cfg.out_dir)
+    if resume is None or resume is False:
+        if (out / "last.pt").exists():
+            raise ValueError(f"{out} already holds a training run (last.pt); resume it with --resume or choose "
+                             f"another out_dir (--set out_dir=...)")
+        return None
+    path = out / "last.pt" if resume is True else Path(resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint to resume from")
+    return path
+
+
+def train(cfg: TrainConfig, *, train_set: Dataset | None = None, val_set: Dataset | None = None,
+          resume: str | Path | bool | None = None, stop_after: int | None = None) -> dict[str, Any]:
+    """Train per ``cfg``; returns a summary dict (status, iteration, best/last val metrics).
+
+    ``train_set`` / ``val_set`` replace ``cfg.data`` (they must already apply the model's
+    preprocessing). ``resume`` = True (``out_dir/last.pt``) or a checkpoint path.
+    ``stop_after`` = at most this many iterations in this call, then save and return
+    (status "paused"); the run continues with ``resume``.
+    Under ``torchrun`` this is one rank of a DDP job.
+    """
+    device = resolve_device(cfg.device, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    dist = D.init_distributed(device.type)
+    try:
+        return _Trainer(cfg, device, dist, train_set, val_set, resume).run(stop_after)
+    finally:
+        D.cleanup()
+
+
+class _Trainer:
+    def __init__(self, cfg: TrainConfig, device: torch.device, dist: D.DistInfo, train_set: Dataset | None,
+                 val_set: Dataset | None, resume: str | Path | bool | None) -> None:
+        self.dist, self.device = dist, device
+        self.out = Path(cfg.out_dir)
+        resume_path = _resume_path(cfg, resume)
+        self.checkpoint = load_checkpoint(resume_path) if resume_path else None
+        if self.checkpoint is not None:
+            self._report_config_changes(cfg)
+        self.cfg = cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        random.seed(cfg.seed + dist.rank)
+        np.random.seed((cfg.seed + dist.rank) % 2**32)
+        torch.manual_seed(cfg.seed + dist.rank)
+
+        # data first (the model's size comes from the classes), transforms from the model
+        if train_set is None:
+            from ..data import build_dataset
+
+            info = _dataset_info(build_dataset(cfg.data, cfg.train_split))
+        else:
+            info = _dataset_info(train_set)
+        self.info = info
+        model = create_model(cfg.model, num_classes=len(info["classes"]), encoder=cfg.encoder,
+                             encoder_weights=cfg.encoder_weights, geometry=cfg.geometry, width=cfg.width,
+                             learnable_upsampling=cfg.learnable_upsampling)
+        if train_set is None:
+            train_set, built_val = _build_datasets(cfg, model.preprocessing, info["ignore_index"])
+            val_set = built_val if val_set is None else val_set
+        if cfg.init_from and self.checkpoint is None:
+            report = init_from(model, cfg.init_from)
+            self.say(f"init_from {cfg.init_from}: {len(report['loaded'])} tensors loaded; new (kept at init): "
+                     f"{_short(report['new'])}; not used: {_short(report['skipped'])}")
+        self.train_set = _subset(train_set, cfg.max_train_samples)
+        self.val_set = _subset(val_set, cfg.max_val_samples) if val_set is not None else None
+        if len(self.train_set) == 0:
+            raise ValueError(f"{cfg.data} ({cfg.train_split}): the training set is empty")
+
+        self.mf = memory_format(cfg.channels_last)
+        self.model = model.to(device, memory_format=self.mf)
+        self.amp_dtype = resolve_amp(cfg.amp, device)
+        net: nn.Module = self.model
+        if dist.enabled:
+            net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        self.net = torch.compile(net) if cfg.compile else net
+
+        weights = load_class_weights(cfg.class_weights, len(info["classes"])) if cfg.class_weights else None
+        self.criterion = SegmentationLoss(cfg.loss, ignore_index=info["ignore_index"], reduction=cfg.loss_reduction,
+                                          class_weights=weights, focal_gamma=cfg.focal_gamma).to(device)
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+
+        collate = _collate(info["ignore_index"])
+        drop_last = cfg.batch_size > 1  # a trailing batch of 1 upsets batch norm
+        self.sampler = EpochSampler(self.train_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
+                                    seed=cfg.seed)
+        loader_kw = dict(num_workers=cfg.workers, collate_fn=collate, pin_memory=device.type == "cuda",
+                         worker_init_fn=ignore_sigint_in_worker, persistent_workers=cfg.workers > 0,
+                         generator=torch.Generator())  # own generator: loaders never draw from torch's RNG
+        self.loader = DataLoader(SeededSamples(self.train_set, cfg.seed), batch_size=cfg.batch_size,
+                                 sampler=self.sampler, drop_last=drop_last, **loader_kw)
+        per_rank = self.sampler.num_samples
+        self.iters_per_epoch = per_rank // cfg.batch_size if drop_last else math.ceil(per_rank / cfg.batch_size)
+        if self.iters_per_epoch == 0:
+            raise ValueError(f"batch_size {cfg.batch_size} is larger than the {per_rank} training samples per "
+                             f"process; lower batch_size")
+        self.total_iters = cfg.max_iters or cfg.epochs * self.iters_per_epoch
+        self.num_epochs = math.ceil(self.total_iters / self.iters_per_epoch)
+        self.scheduler = build_scheduler(self.optimizer, cfg, self.total_iters)
+        self.val_loader = None
+        if self.val_set is not None and len(self.val_set) > 0:
+            self.val_loader = DataLoader(self.val_set, batch_size=cfg.val_batch_size,
+                                         sampler=ShardSampler(len(self.val_set), num_replicas=dist.world_size,
+                                                              rank=dist.rank), **loader_kw)
+        self.meta = {"classes": info["classes"], "palette": info["palette"], "ignore_index": info["ignore_index"]}
+        self.progress = Progress()
+        if self.checkpoint is not None:
+            self._restore(self.checkpoint)
+        self.log = RunLog(self.out, enabled=dist.is_main)
+        self.log.truncate_after(self.progress.epoch)
+        if dist.is_main:
+            write_run_info(self.out, cfg, device=str(device), amp=str(self.amp_dtype), world_size=dist.world_size,
+                           threads=torch.get_num_threads(), resumed_from=str(resume_path) if resume_path else None)
+
+    # --- helpers ------------------------------------------------------------------
+    def say(self, msg: str) -> None:
+        if self.dist.is_main:
+            tqdm.write(msg)
+
+    def _report_config_changes(self, cfg: TrainConfig) -> None:
+        old = from_dict(self.checkpoint["train_config"], source="checkpoint train_config").to_dict()
+        changed = {k: (old[k], v) for k, v in cfg.to_dict().items() if old.get(k) != v}
+        if changed and self.dist.is_main:
+            tqdm.write("resuming with changed config: " + ", ".join(f"{k}: {a!r} -> {b!r}"
+                                                                   for k, (a, b) in changed.items()))
+
+    def _restore(self, rec: dict) -> None:
+        self.model.load_state_dict(rec["model"])
+        self.optimizer.load_state_dict(rec["optimizer"])
+        if "scheduler" in rec:
+            self.scheduler.load_state_dict(rec["scheduler"])
+        if rec.get("scaler"):
+            self.scaler.load_state_dict(rec["scaler"])
+        self.progress = Progress(**rec["progress"])
+        rngs = rec.get("rng") or []
+        if len(rngs) == self.dist.world_size:
+            set_rng_state(rngs[self.dist.rank])
+        else:
+            self.say(f"checkpoint has RNG states for {len(rngs)} process(es), this run has "
+                     f"{self.dist.world_size}: data order is restored, dropout randomness is reseeded")
+            torch.manual_seed(self.cfg.seed + self.dist.rank + self.progress.iteration)
+        self.say(f"resumed at epoch {self.progress.epoch + 1}, iteration {self.progress.iteration} "
+                 f"(best val mean IU so far {max(self.progress.best_mean_iu, 0):.4f})")
+
+    def save_last(self) -> None:
+        rngs = D.gather_objects(rng_state())  # a collective: every rank gets here
+        if self.dist.is_main:
+            save_checkpoint(self.out / "last.pt", self.model, meta=self.meta, optimizer=self.optimizer,
+                            scheduler=self.scheduler, scaler=self.scaler, progress=asdict(self.progress),
+                            rng=rngs, train_config=self.cfg.to_dict())
+        D.barrier()
+
+    def _lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    # --- one step -----------------------------------------------------------------
+    def step(self, images: torch.Tensor, mask: torch.Tensor) -> float:
+        images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.mf)
+        mask = mask.to(self.device, non_blocking=True)
+        with autocast(self.device, self.amp_dtype):
+            logits = self.net(images)  # (N, C, H, W)
+        loss = self.criterion(logits, mask)
+        # agree across ranks on the loss and on whether it is finite, before any update
+        stats = torch.stack([loss.detach().float(), (~torch.isfinite(loss.detach())).float()])
+        D.all_reduce_sum(stats)
+        if stats[1] > 0:
+            where = f"epoch {self.progress.epoch + 1}, iteration {self.progress.iteration + 1}"
+            kept = (f"the last good checkpoint {self.out / 'last.pt'} is kept" if (self.out / "last.pt").exists()
+                    else "no checkpoint had been written yet")
+            raise TrainingDiverged(f"loss is {loss.item()} at {where} (lr {self._lr():.3g}); stopped before "
+                                   f"updating the weights, {kept}. Lower lr, set grad_clip, or check the data.")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return float(stats[0]) / self.dist.world_size
+
+    # --- the loop -----------------------------------------------------------------
+    def run(self, stop_after: int | None) -> dict[str, Any]:
+        cfg, p = self.cfg, self.progress
+        self.say(f"training {cfg.model} ({cfg.encoder}, width {cfg.width}, {cfg.geometry} geometry) on "
+                 f"{len(self.train_set)} images, {self.iters_per_epoch} iterations/epoch x {self.num_epochs} epochs "
+                 f"= {self.total_iters} iterations; device {self.device}, amp {self.amp_dtype or 'off'}, "
+                 f"channels_last {cfg.channels_last}, {self.dist.world_size} process(es); run dir {self.out}")
+        status, done_now, last_metrics = "finished", 0, None
+        try:
+            with StopSignal(self.say) as stop:
+                while p.iteration < self.total_iters:
+                    self.sampler.set_epoch(p.epoch)
+                    self.sampler.start = p.epoch_iteration * cfg.batch_size
+                    bar = tqdm(total=self.iters_per_epoch, initial=p.epoch_iteration, dynamic_ncols=True,
+                               desc=f"epoch {p.epoch + 1}/{self.num_epochs}", leave=False,
+                               disable=not (cfg.progress and self.dist.is_main))
+                    halt = None
+                    t0 = time.perf_counter()
+                    for images, targets in self.loader:
+                        loss = self.step(images, targets["mask"])
+                        p.iteration += 1
+                        p.epoch_iteration += 1
+                        p.loss_sum += loss
+                        p.loss_count += 1
+                        p.images += images.shape[0] * self.dist.world_size
+                        p.seconds += time.perf_counter() - t0
+                        done_now += 1
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{p.loss_sum / p.loss_count:.4g}", lr=f"{self._lr():.3g}",
+                                        img_s=f"{p.images / max(p.seconds, 1e-9):.2f}")
+                        self.log.scalar("train/loss", loss, p.iteration)
+                        flag = torch.tensor([float(stop.signum is not None)])
+                        if self.dist.enabled:
+                            D.all_reduce_sum(flag)
+                        if flag.item() > 0:
+                            halt = "interrupted"
+                        elif stop_after is not None and done_now >= stop_after:
+                            halt = "paused"
+                        if (halt is None and cfg.checkpoint_every and p.iteration % cfg.checkpoint_every == 0
+                                and p.epoch_iteration < self.iters_per_epoch):
+                            self.save_last()
+                        if halt or p.iteration >= self.total_iters or p.epoch_iteration >= self.iters_per_epoch:
+                            break
+                        t0 = time.perf_counter()
+                    bar.close()
+                    if p.epoch_iteration >= self.iters_per_epoch or p.iteration >= self.total_iters:
+                        last_metrics = self.end_epoch()
+                    else:
+                        self.save_last()
+                    if halt:
+                        status = halt
+                        break
+        finally:
+            self.log.close()
+        if status != "finished":
+            self.say(f"{status} at iteration {p.iteration}: saved {self.out / 'last.pt'}; continue with --resume")
+        return {"status": status, "epoch": p.epoch, "iteration": p.iteration, "best_mean_iu": p.best_mean_iu,
+                "best_epoch": p.best_epoch, "metrics": last_metrics, "out_dir": str(self.out)}
+
+    def end_epoch(self) -> dict | None:
+        cfg, p = self.cfg, self.progress
+        epoch = p.epoch + 1  # 1-based for people
+        row = {"epoch": epoch, "iteration": p.iteration, "lr": self._lr(),
+               "train_loss": p.loss_sum / max(p.loss_count, 1), "images_per_s": p.images / max(p.seconds, 1e-9),
+               "epoch_seconds": p.seconds}
+        metrics = None
+        final = p.iteration >= self.total_iters
+        if self.val_loader is not None and (epoch % cfg.val_every == 0 or final):
+            ev = evaluate(self.model, self.val_loader, num_classes=len(self.info["classes"]), device=self.device,
+                          amp_dtype=self.amp_dtype, channels_last=cfg.channels_last,
+                          progress=cfg.progress and self.dist.is_main, desc=f"val {epoch}")
+            metrics = ev.metrics
+            row.update({f"val_{k}": metrics[k] for k in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")})
+            row["val_class_iu"] = dict(zip(self.info["classes"], metrics["class_iu"]))
+            if metrics["mean_iu"] > p.best_mean_iu:
+                p.best_mean_iu, p.best_epoch = metrics["mean_iu"], epoch
+                if self.dist.is_main:
+                    save_checkpoint(self.out / "best.pt", self.model,
+                                    meta={**self.meta, "epoch": epoch, "iteration": p.iteration,
+                                          "val_metrics": metrics}, train_config=cfg.to_dict())
+        p.epoch += 1
+        p.epoch_iteration = 0
+        p.loss_sum, p.loss_count, p.images, p.seconds = 0.0, 0, 0, 0.0
+        self.save_last()
+        self.log.epoch(row)
+        line = (f"epoch {epoch}/{self.num_epochs}  it {p.iteration}  loss {row['train_loss']:.4f}  "
+                f"{row['images_per_s']:.2f} img/s  {row['epoch_seconds']:.0f}s")
+        if metrics is not None:
+            line += (f"  | val pixel acc {metrics['pixel_acc']:.4f}  mean acc {metrics['mean_acc']:.4f}  "
+                     f"mean IU {metrics['mean_iu']:.4f}  fw IU {metrics['fw_iu']:.4f}  (best {p.best_mean_iu:.4f} "
+                     f"@ epoch {p.best_epoch})")
+        self.say(line)
+        return metrics
+
+
+def _collate(ignore_index: int):
+    from ..data import pad_collate
+
+    return partial(pad_collate, ignore_index=ignore_index)
+
+
+def _short(names: list[str], n: int = 6) -> str:
+    return "none" if not names else ", ".join(names[:n]) + (f" (+{len(names) - n})" if len(names) > n else "")
+
+
+__all__ = ["Progress", "StopSignal", "TrainingDiverged", "train"]

@@ -1,0 +1,108 @@
+"""Validate a dataset without touching it: every problem, with the file it concerns.
+
+Reads every sample of every split through the same code training uses (so what
+passes here loads in training), and collects counts, image sizes and a class
+histogram (pixels for masks, boxes for detection) along the way. Files are only
+opened for reading.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .formats import FORMATS, parse_spec
+from .image_io import DataError
+
+
+@dataclass
+class CheckReport:
+    """What ``check_dataset`` found; ``errors`` is empty for a clean dataset."""
+
+    root: Path
+    format: str
+    classes: list[str] = field(default_factory=list)
+    ignore_index: int = 255
+    task: str = "segmentation"
+    counts: dict[str, int] = field(default_factory=dict)  # split -> samples that read cleanly
+    listed: dict[str, int] = field(default_factory=dict)  # split -> samples listed
+    sizes: Counter = field(default_factory=Counter)  # (H, W) -> images
+    histogram: Counter = field(default_factory=Counter)  # class index (or ignore) -> pixels / boxes
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def format_text(self, max_errors: int = 50) -> str:
+        lines = [f"dataset      {self.root} (format {self.format}, {self.task}, {len(self.classes)} classes)"]
+        for split in self.listed:
+            lines.append(f"split {split:<6} {self.listed[split]} samples, {self.counts.get(split, 0)} read cleanly")
+        lines.append("image sizes  " + ", ".join(f"{w}x{h} (WxH): {n}" for (h, w), n in self.sizes.most_common(8))
+                     + (f", ... {len(self.sizes) - 8} more sizes" if len(self.sizes) > 8 else ""))
+        unit = "pixels" if self.task == "segmentation" else "boxes"
+        total = sum(self.histogram.values()) or 1
+        lines.append(f"class {unit}:")
+        for c, name in enumerate(self.classes):
+            n = self.histogram.get(c, 0)
+            lines.append(f"  {c:>3} {name:<20} {n:>12,} {100 * n / total:6.2f}%")
+        if self.task == "segmentation":
+            n = self.histogram.get(self.ignore_index, 0)
+            lines.append(f"  {self.ignore_index:>3} {'(ignore)':<20} {n:>12,} {100 * n / total:6.2f}%")
+        if self.errors:
+            lines.append(f"{len(self.errors)} problem(s):")
+            lines += [f"  {e}" for e in self.errors[:max_errors]]
+            if len(self.errors) > max_errors:
+                lines.append(f"  ... and {len(self.errors) - max_errors} more")
+        else:
+            lines.append("no problems found")
+        return "\n".join(lines)
+
+
+def check_dataset(spec: str | Path, *, fmt: str | None = None, splits: list[str] | None = None,
+                  progress: bool = True) -> CheckReport:
+    """Check every split of the dataset at ``spec`` (``FORMAT:PATH`` or ``PATH``)."""
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown dataset format {fmt!r}; known: {', '.join(FORMATS)}")
+        name, root = fmt, Path(str(spec).removeprefix(f"{fmt}:"))
+    else:
+        name, root = parse_spec(spec)
+    report = CheckReport(root=root, format=name)
+    splits = splits or FORMATS[name].splits(root)
+    if not splits:
+        report.errors.append(f"{root}: no splits found for format {name}")
+    for split in splits:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # the problems are reported below instead
+                ds = FORMATS[name].build(root, split, None)
+        except (DataError, FileNotFoundError, ValueError) as e:
+            report.errors.append(str(e))
+            continue
+        report.classes, report.ignore_index, report.task = list(ds.classes), ds.ignore_index, ds.task
+        report.errors += ds.problems
+        report.listed[split] = len(ds)
+        if len(ds) == 0:
+            report.errors.append(f"{root}: split {split!r} is empty")
+        clean = 0
+        for i in tqdm(range(len(ds)), desc=f"check {split}", unit="img", disable=not progress, leave=False):
+            try:
+                image, target = ds.load_raw(i)
+            except (DataError, FileNotFoundError, OSError) as e:
+                report.errors.append(str(e))
+                continue
+            clean += 1
+            report.sizes[tuple(image.shape[-2:])] += 1
+            if "mask" in target:
+                values, counts = np.unique(target["mask"].numpy(), return_counts=True)
+                report.histogram.update(dict(zip(values.tolist(), counts.tolist())))
+            else:
+                report.histogram.update(target["labels"].tolist())
+        report.counts[split] = clean
+    return report

@@ -1,0 +1,221 @@
+"""The training loop on tiny nets: exact resume, interruption, NaN stop, checkpoints, staging, CLI.
+
+Everything runs on 32x48 synthetic street scenes with a 1/16-width VGG FCN (dropout on,
+shuffling and random augmentation on), so each run takes a fraction of a second.
+"""
+
+import dataclasses
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from fcnkit.config import TrainConfig, load_recipe
+from fcnkit.data import eval_transforms, train_transforms
+from fcnkit.data.synthetic import SyntheticStreets, generate_street_scene
+from fcnkit.engine import TrainingDiverged, init_from, train
+from fcnkit.models import IMAGENET, create_model
+from fcnkit.models.saved import load_model, read_record, save_model
+
+
+def _sets(n_train=4, n_val=2):
+    tf = train_transforms(IMAGENET, crop_size=(32, 48), scale_range=(0.75, 1.25), color_jitter=(0.2, 0.2, 0.2, 0.0))
+    return (SyntheticStreets(n_train, size=(32, 48), seed=0, transforms=tf),
+            SyntheticStreets(n_val, size=(32, 48), seed=50, transforms=eval_transforms(IMAGENET)))
+
+
+def _cfg(out, **kw):
+    base = dict(width=1 / 16, workers=0, progress=False, lr=0.05, momentum=0.9, epochs=1, out_dir=str(out))
+    return TrainConfig(**{**base, **kw})
+
+
+def _weights(path):
+    return read_record(path)["model"]
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+class Interrupting(torch.utils.data.Dataset):
+    """Sends SIGINT to this process when sample number ``at`` is fetched (workers=0)."""
+
+    def __init__(self, dataset, at):
+        self.dataset, self.at, self.calls = dataset, at, 0
+        self.classes, self.palette, self.ignore_index = dataset.classes, dataset.palette, dataset.ignore_index
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        self.calls += 1
+        if self.calls == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+        return self.dataset[i]
+
+
+class Poisoned(torch.utils.data.Dataset):
+    """Returns NaN images once ``poison`` is set."""
+
+    def __init__(self, dataset):
+        self.dataset, self.poison = dataset, False
+        self.classes, self.palette, self.ignore_index = dataset.classes, dataset.palette, dataset.ignore_index
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        image, target = self.dataset[i]
+        return (torch.full_like(image, float("nan")) if self.poison else image), target
+
+
+def test_four_steps_equal_two_plus_resume_plus_two(tmp_path):
+    tr, va = _sets()
+    a = train(_cfg(tmp_path / "a"), train_set=tr, val_set=va)
+    assert (a["status"], a["iteration"]) == ("finished", 4)
+
+    cfg_b = _cfg(tmp_path / "b")
+    b1 = train(cfg_b, train_set=tr, val_set=va, stop_after=2)
+    assert (b1["status"], b1["iteration"]) == ("paused", 2)
+    mid = read_record(tmp_path / "b" / "last.pt")["progress"]
+    assert (mid["epoch"], mid["epoch_iteration"], mid["iteration"]) == (0, 2, 2)
+    b2 = train(cfg_b, train_set=tr, val_set=va, resume=True)
+    assert (b2["status"], b2["iteration"]) == ("finished", 4)
+
+    ra, rb = read_record(tmp_path / "a" / "last.pt"), read_record(tmp_path / "b" / "last.pt")
+    assert _same(ra["model"], rb["model"])
+    mom_a = [s["momentum_buffer"] for s in ra["optimizer"]["state"].values()]
+    mom_b = [s["momentum_buffer"] for s in rb["optimizer"]["state"].values()]
+    assert all(torch.equal(x, y) for x, y in zip(mom_a, mom_b)) and len(mom_a) > 0
+    assert a["metrics"] == b2["metrics"]
+    # the comparison has teeth: another seed (data order, augmentation, dropout) gives other weights
+    train(_cfg(tmp_path / "c", seed=1), train_set=tr, val_set=va)
+    assert not _same(ra["model"], _weights(tmp_path / "c" / "last.pt"))
+
+
+def test_sigint_finishes_the_step_saves_and_resume_with_workers_matches(tmp_path):
+    tr, va = _sets()
+    cfg = _cfg(tmp_path / "a", epochs=2, batch_size=2, val_batch_size=2)  # 2 iterations per epoch
+    train(cfg, train_set=tr, val_set=va)
+
+    cfg_b = dataclasses.replace(cfg, out_dir=str(tmp_path / "b"))
+    # sample 3 is fetched for step 2 (the last of epoch 1): that step completes, then we stop
+    first = train(cfg_b, train_set=Interrupting(tr, at=3), val_set=va)
+    assert (first["status"], first["iteration"], first["epoch"]) == ("interrupted", 2, 1)
+    assert read_record(tmp_path / "b" / "last.pt")["progress"]["iteration"] == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    # resume in 2 DataLoader worker processes: augmentation is seeded per sample, so identical
+    second = train(dataclasses.replace(cfg_b, workers=2), train_set=tr, val_set=va, resume=True)
+    assert (second["status"], second["iteration"]) == ("finished", 4)
+    assert _same(_weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt"))
+    rows_a = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    rows_b = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows_b] == [1, 2]
+    assert [r["val_mean_iu"] for r in rows_a] == [r["val_mean_iu"] for r in rows_b]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    tr, va = _sets(n_train=2)
+    data = Poisoned(tr)
+    cfg = _cfg(tmp_path)
+    train(cfg, train_set=data, val_set=va)
+    good = (tmp_path / "last.pt").read_bytes()
+    data.poison = True
+    with pytest.raises(TrainingDiverged, match=r"loss is nan at epoch 2, iteration 3 .*last good checkpoint"):
+        train(dataclasses.replace(cfg, epochs=2), train_set=data, val_set=va, resume=True)
+    assert (tmp_path / "last.pt").read_bytes() == good
+    assert all(torch.isfinite(v.float()).all() for v in _weights(tmp_path / "last.pt").values())
+
+
+def test_run_directory_and_checkpoint_contents(tmp_path):
+    tr, va = _sets(n_train=2)
+    cfg = _cfg(tmp_path, epochs=2, loss="focal", amp="off", channels_last=False)
+    result = train(cfg, train_set=tr, val_set=va)
+    for name in ("last.pt", "best.pt", "config.yaml", "environment.json", "metrics.jsonl", "metrics.csv",
+                 "curves.png"):
+        assert (tmp_path / name).is_file(), name
+    assert load_recipe(tmp_path / "config.yaml") == cfg
+    env = json.loads((tmp_path / "environment.json").read_text())
+    assert env["packages"]["torch"] == torch.__version__.split("+")[0] or env["packages"]["torch"] == torch.__version__
+    assert "git_revision" in env and env["amp"] == "None"
+    last = read_record(tmp_path / "last.pt")  # weights_only=True
+    assert {"optimizer", "scheduler", "scaler", "progress", "rng", "train_config", "config", "meta"} <= last.keys()
+    assert last["meta"]["classes"] == SyntheticStreets.classes and last["meta"]["ignore_index"] == 255
+    assert last["progress"]["iteration"] == 4 and last["progress"]["epoch"] == 2
+    assert len(last["rng"]) == 1 and {"python", "numpy", "torch"} <= last["rng"][0].keys()
+    best = read_record(tmp_path / "best.pt")
+    assert "optimizer" not in best
+    assert best["meta"]["val_metrics"]["mean_iu"] == pytest.approx(result["best_mean_iu"])
+    model = load_model(tmp_path / "best.pt")
+    assert model.meta["classes"] == SyntheticStreets.classes and model.num_classes == 7
+    lines = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,iteration,lr,train_loss") and len(lines) == 3
+    with pytest.raises(ValueError, match="already holds a training run"):
+        train(cfg, train_set=tr, val_set=va)
+
+
+def test_init_from_loads_matching_tensors_by_name_for_staged_training(tmp_path):
+    torch.manual_seed(0)
+    m32 = create_model("fcn32s", num_classes=3, width=1 / 16)
+    with torch.no_grad():
+        for p in m32.parameters():
+            p.add_(torch.randn_like(p))  # "trained": nothing left at its init value
+    save_model(m32, tmp_path / "fcn32s.pt")
+    m16 = create_model("fcn16s", num_classes=3, width=1 / 16)
+    report = init_from(m16, tmp_path / "fcn32s.pt")
+    sd32, sd16 = m32.state_dict(), m16.state_dict()
+    assert torch.equal(sd16["conv1_1.weight"], sd32["conv1_1.weight"])
+    assert torch.equal(sd16["score_fr.weight"], sd32["score_fr.weight"])
+    assert sd16["score_pool4.weight"].abs().sum() == 0  # new skip starts at zero, as in the paper
+    assert "upscore.weight" in report["skipped"] and "score_pool4.weight" in report["new"]
+    assert "upscore2.weight" in report["new"]
+    with pytest.raises(ValueError, match="no tensor matches"):
+        init_from(torch.nn.Linear(2, 2), tmp_path / "fcn32s.pt")
+
+
+def _camvid_folder(root, n_train=3, n_val=2):
+    """A tiny CamVid in the SegNet layout (images 32x48, labels 0..6 and void 11)."""
+    for split, n, seed in (("train", n_train, 0), ("val", n_val, 100)):
+        (root / split).mkdir(parents=True)
+        (root / f"{split}annot").mkdir()
+        for i in range(n):
+            s = generate_street_scene(seed + i, (32, 48))
+            mask = s["mask"].copy()
+            mask[:2] = 11  # void
+            Image.fromarray(s["image"]).save(root / split / f"f{i}.png")
+            Image.fromarray(mask.astype(np.uint8)).save(root / f"{split}annot" / f"f{i}.png")
+    return root
+
+
+def test_cli_train_resume_and_eval_reproduces_validation(tmp_path, capsys):
+    from fcnkit.cli import main
+
+    data = _camvid_folder(tmp_path / "camvid")
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump({"data": f"camvid:{data}", "width": 0.0625, "epochs": 2, "workers": 0,
+                                      "progress": False, "crop_size": [32, 48], "hflip": True,
+                                      "out_dir": str(tmp_path / "run")}))
+    assert main(["train", "--config", str(recipe), "--set", "lr=0.02", "--stop-after", "2"]) == 0
+    # resume from the checkpoint alone: its saved config is used
+    assert main(["train", "--resume", str(tmp_path / "run" / "last.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "resumed at epoch 1, iteration 2" in out and "val pixel acc" in out
+    assert read_record(tmp_path / "run" / "last.pt")["progress"]["iteration"] == 6
+    best = read_record(tmp_path / "run" / "best.pt")
+
+    assert main(["eval", str(tmp_path / "run" / "best.pt"), "--data", f"camvid:{data}", "--workers", "0"]) == 0
+    report = json.loads((tmp_path / "run" / "eval-val" / "metrics.json").read_text())
+    assert report["mean_iu"] == pytest.approx(best["meta"]["val_metrics"]["mean_iu"], abs=1e-12)
+    assert report["pixels"] == 2 * 30 * 48  # void rows excluded
+    assert len(report["class_iu"]) == 11
+    for png in ("confusion.png", "class_iou.png"):
+        assert Image.open(tmp_path / "run" / "eval-val" / png).size[0] > 100
+    assert "mean IU" in capsys.readouterr().out
+
+    assert main(["train", "--config", str(recipe), "--set", "epochs=zero"]) == 2
+    assert "epochs must be int" in capsys.readouterr().err

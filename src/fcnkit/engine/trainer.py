@@ -128,7 +128,8 @@ def _resume_path(cfg: TrainConfig, resume: str | Path | bool | None) -> Path | N
 
 def train(cfg: TrainConfig, *, train_set: Dataset | None = None, val_set: Dataset | None = None,
           resume: str | Path | bool | None = None, stop_after: int | None = None) -> dict[str, Any]:
-    """Train per ``cfg``; returns a summary dict (status, iteration, best/last val metrics).
+    """Train per ``cfg``; returns a summary dict (status, iteration, best/last val metrics, and
+    the trained ``model`` itself).
 
     ``train_set`` / ``val_set`` replace ``cfg.data`` (they must already apply the model's
     preprocessing). ``resume`` = True (``out_dir/last.pt``) or a checkpoint path.
@@ -353,7 +354,7 @@ class _Trainer:
         if status != "finished":
             self.say(f"{status} at iteration {p.iteration}: saved {self.out / 'last.pt'}; continue with --resume")
         return {"status": status, "epoch": p.epoch, "iteration": p.iteration, "best_mean_iu": p.best_mean_iu,
-                "best_epoch": p.best_epoch, "metrics": last_metrics, "out_dir": str(self.out)}
+                "best_epoch": p.best_epoch, "metrics": last_metrics, "out_dir": str(self.out), "model": self.model}
 
     def end_epoch(self) -> dict | None:
         cfg, p = self.cfg, self.progress

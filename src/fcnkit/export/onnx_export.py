@@ -20,7 +20,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .runtime import INPUT_NAME, META_KEY, OUTPUT_NAME, OnnxRuntimeModel, export_meta
+from .runtime import INPUT_NAME, META_KEY, OUTPUT_NAME, OnnxRuntimeModel, export_meta, publish_mode
 from .verify import DEFAULT_SIZES, Parity, check_parity
 
 DEFAULT_OPSET = 18
@@ -91,6 +91,7 @@ def save_proto(proto, path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".onnx.tmp")
     try:
+        publish_mode(fd)
         with os.fdopen(fd, "wb") as f:
             f.write(proto.SerializeToString())
             f.flush()

@@ -51,12 +51,20 @@ def sidecar_path(xml_path: str | Path) -> Path:
     return Path(xml_path).with_suffix(".json")
 
 
+def publish_mode(fd: int) -> None:
+    """Give a temp file (mkstemp makes it 0600) the permissions a normal new file would get."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Temp file + fsync + rename, so a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        publish_mode(fd)
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
@@ -251,4 +259,4 @@ def load_runtime(path: str | Path, *, threads: int | None = None, precision: str
 
 
 __all__ = ["Runtime", "OnnxRuntimeModel", "OpenVINOModel", "TorchRuntime", "load_runtime", "export_meta",
-           "sidecar_path", "write_text_atomic", "META_KEY", "INPUT_NAME", "OUTPUT_NAME"]
+           "sidecar_path", "write_text_atomic", "publish_mode", "META_KEY", "INPUT_NAME", "OUTPUT_NAME"]

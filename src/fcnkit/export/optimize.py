@@ -1,0 +1,275 @@
+"""Build an optimised variant of a model, measure it, and keep it only if accuracy holds.
+
+A variant is a recipe applied to the fp32 model: fold BN, factorise fc6/fc7 by
+truncated SVD, then hand it to a backend (eager/compiled torch, ONNX Runtime,
+OpenVINO) at a precision (fp32, bf16, int8 calibrated on real images). Every
+variant is judged the same way: latency and throughput at the data's size, file
+size, and the change of mean IU (the paper's confusion-matrix metric) against the
+fp32 model on the same validation images. A variant that costs more than the
+budget is refused, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..metrics import ConfusionMatrix
+from .bench import BenchRow, time_callable
+from .fold import count_batchnorms, fold_batchnorm
+from .onnx_export import export_onnx, save_proto, set_metadata
+from .openvino_export import ir_files, onnx_to_openvino, save_ir
+from .quantize import quantize_onnx, quantize_openvino
+from .runtime import META_KEY, OnnxRuntimeModel, OpenVINOModel, TorchRuntime, export_meta, write_text_atomic
+from .svd import Spectrum, apply_svd, fc_convs, spectrum
+from .torch_opt import save_optimized
+
+BACKENDS = ("torch", "onnxruntime", "openvino")
+PRECISIONS = ("fp32", "bf16", "int8")
+SUFFIX = {"torch": ".pt", "onnxruntime": ".onnx", "openvino": ".xml"}
+
+
+class BudgetExceeded(RuntimeError):
+    """The variant loses more mean IU than allowed; nothing was written."""
+
+
+@dataclass
+class Sample:
+    image: Tensor  # (1, 3, H, W) normalised
+    mask: Tensor  # (1, H, W) int64, ignore index where unlabelled
+
+
+def load_samples(spec: str, split: str, preprocessing, *, limit: int | None = None) -> list[Sample]:
+    """The first ``limit`` images of a dataset spec (``camvid:/path``), preprocessed for the model."""
+    from ..data import build_dataset, eval_transforms
+
+    ds = build_dataset(spec, split, eval_transforms(preprocessing))
+    n = len(ds) if limit is None else min(limit, len(ds))
+    if n == 0:
+        raise ValueError(f"{spec}: the {split} split has no images")
+    out = []
+    for i in range(n):
+        image, target = ds[i]
+        out.append(Sample(image.as_subclass(Tensor).unsqueeze(0), target["mask"].as_subclass(Tensor).unsqueeze(0)))
+    return out
+
+
+def predict_all(run: Callable[[Tensor], Tensor], samples: list[Sample]) -> list[Tensor]:
+    with torch.inference_mode():
+        return [run(s.image).argmax(1).cpu() for s in samples]  # each (1, H, W)
+
+
+def mean_iu(preds: list[Tensor], samples: list[Sample], num_classes: int) -> float:
+    """Mean IU in percent, from one confusion matrix over all images."""
+    cm = ConfusionMatrix(num_classes)
+    for p, s in zip(preds, samples):
+        cm.update(s.mask, p)
+    return 100.0 * cm.compute()["mean_iu"]
+
+
+def agreement(preds: list[Tensor], reference: list[Tensor]) -> float:
+    same = sum(int((p == r).sum()) for p, r in zip(preds, reference))
+    return same / sum(r.numel() for r in reference)
+
+
+@dataclass
+class Reference:
+    """The fp32 model's predictions and mean IU on the validation images: the yardstick."""
+
+    preds: list[Tensor]
+    mean_iu: float
+    num_classes: int
+
+    @classmethod
+    def of(cls, model: nn.Module, samples: list[Sample]) -> "Reference":
+        model = model.eval()
+        device = next(model.parameters()).device
+        preds = predict_all(lambda x: model(x.to(device)), samples)
+        return cls(preds, mean_iu(preds, samples, model.num_classes), model.num_classes)
+
+
+@dataclass
+class Variant:
+    """A built, runnable variant whose files wait in a staging folder until accepted."""
+
+    name: str
+    backend: str
+    precision: str
+    recipe: dict
+    runtime: Callable[[Tensor], Tensor]
+    torch_model: nn.Module  # the transformed torch model (FLOPs, torch saving)
+    staged: list[Path] = field(default_factory=list)  # files to move; the last one marks "done"
+    size_bytes: int = 0
+
+
+def svd_spectra(model: nn.Module) -> dict[str, Spectrum]:
+    return {name: spectrum(conv) for name, conv in fc_convs(model).items()}
+
+
+def transform(model: nn.Module, *, fold_bn: bool = True, svd: dict[str, int] | None = None,
+              spectra: dict[str, Spectrum] | None = None) -> tuple[nn.Module, dict]:
+    """A transformed copy of ``model`` and the recipe describing it (the input is untouched)."""
+    m = copy.deepcopy(model).eval()
+    recipe: dict = {}
+    if fold_bn and count_batchnorms(m):
+        m, n = fold_batchnorm(m, inplace=True)
+        recipe["fold_bn"] = True
+        recipe["folded"] = n
+    if svd:
+        apply_svd(m, svd, spectra)
+        recipe["svd"] = {k: int(v) for k, v in svd.items()}
+    return m, recipe
+
+
+def build_variant(model: nn.Module, *, backend: str, precision: str, workdir: str | Path,
+                  calibration: list[Tensor] | None = None, svd: dict[str, int] | None = None,
+                  spectra: dict[str, Spectrum] | None = None, fold_bn: bool = True, compile: bool = False,
+                  threads: int | None = None, static: bool = True) -> Variant:
+    """Transform ``model`` and convert it for ``backend`` at ``precision``, staged in ``workdir``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if precision == "int8" and backend == "torch":
+        raise ValueError("int8 is provided by the onnxruntime and openvino backends (their quantisation "
+                         "tooling); the torch backend runs fp32 or bf16")
+    if precision == "bf16" and backend == "onnxruntime":
+        raise ValueError("ONNX Runtime's CPU provider has no bf16 convolutions; use --backend openvino "
+                         "or torch for bf16")
+    if precision == "int8" and not calibration:
+        raise ValueError("int8 needs calibration images (--calib DATA)")
+    m, recipe = transform(model, fold_bn=fold_bn, svd=svd, spectra=spectra)
+    recipe.update(backend=backend, precision=precision)
+    name = _variant_name(backend, precision, recipe)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    meta = export_meta(m, precision=precision, optimization=dict(recipe))
+    if backend == "torch":
+        recipe["compile"] = bool(compile)
+        runtime = TorchRuntime(copy.deepcopy(m), precision=precision, compile=compile, threads=threads)
+        size = sum(t.numel() * t.element_size() for t in m.state_dict().values())
+        return Variant(name, backend, precision, recipe, runtime, m, [], size)
+    onnx_fp32 = workdir / f"{name}.fp32.onnx"
+    export_onnx(m, onnx_fp32, meta=meta, sizes=((64, 96), (45, 77)))  # parity of the transformed net
+    if backend == "onnxruntime":
+        path = onnx_fp32
+        if precision == "int8":
+            path = workdir / f"{name}.onnx"
+            quantize_onnx(onnx_fp32, path, calibration)
+            _rewrite_onnx_meta(path, meta)
+        runtime = OnnxRuntimeModel(path, threads=threads)
+        return Variant(name, backend, precision, recipe, runtime, m, [path], path.stat().st_size)
+    ov_model = onnx_to_openvino(onnx_fp32)
+    if precision == "int8":
+        ov_model = quantize_openvino(ov_model, calibration)
+    meta["inference_precision"] = "bf16" if precision == "bf16" else "fp32"
+    xml = workdir / f"{name}.xml"
+    save_ir(ov_model, xml, meta)
+    runtime = OpenVINOModel(xml, threads=threads, static=static)
+    files = ir_files(xml)
+    return Variant(name, backend, precision, recipe, runtime, m, files, xml.with_suffix(".bin").stat().st_size)
+
+
+def _variant_name(backend: str, precision: str, recipe: dict) -> str:
+    name = f"{backend}-{precision}"
+    if recipe.get("svd"):
+        ranks = sorted(set(recipe["svd"].values()))
+        name += "-svd" + "_".join(str(r) for r in ranks)
+    return name
+
+
+def _rewrite_onnx_meta(path: Path, meta: dict) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    set_metadata(proto, meta)
+    save_proto(proto, path)
+
+
+def measure(variant: Variant, samples: list[Sample], reference: Reference, *, warmup: int = 2,
+            repeats: int = 5, flops: float | None = None) -> BenchRow:
+    """Accuracy on every sample against ``reference``, then latency on the first sample."""
+    preds = predict_all(variant.runtime, samples)
+    miu = mean_iu(preds, samples, reference.num_classes)
+    timing = time_callable(variant.runtime, samples[0].image, warmup=warmup, repeats=repeats)
+    return BenchRow(variant.name, variant.backend, variant.precision, timing.median_ms, timing.p90_ms,
+                    timing.images_per_s, gflop=None if flops is None else flops / 1e9,
+                    size_mb=variant.size_bytes / 2**20, mean_iu=miu, mean_iu_change=miu - reference.mean_iu,
+                    agreement=agreement(preds, reference.preds))
+
+
+def check_budget(row: BenchRow, max_drop: float) -> None:
+    if row.mean_iu_change is not None and -row.mean_iu_change > max_drop:
+        raise BudgetExceeded(f"refused {row.name}: mean IU {row.mean_iu:.2f} is {-row.mean_iu_change:.2f} points "
+                             f"below the fp32 model's {row.mean_iu - row.mean_iu_change:.2f} "
+                             f"(--max-drop {max_drop:g}); nothing written")
+
+
+def write_variant(variant: Variant, out: str | Path, results: dict) -> Path:
+    """Move the accepted variant to ``out`` with its measured results in its metadata."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    recipe = {**variant.recipe, "results": results}
+    if variant.backend == "torch":
+        save_optimized(variant.torch_model, out, recipe)
+        return out
+    if variant.backend == "onnxruntime":
+        import onnx
+
+        proto = onnx.load(str(variant.staged[-1]))
+        meta = json.loads({p.key: p.value for p in proto.metadata_props}.get(META_KEY, "{}"))
+        set_metadata(proto, {**meta, "optimization": recipe})
+        save_proto(proto, out)
+        return out
+    staged_xml = variant.staged[-1]
+    meta = json.loads(variant.staged[1].read_text())
+    write_text_atomic(variant.staged[1], json.dumps({**meta, "optimization": recipe}, indent=1))
+    for src, dst in zip(ir_files(staged_xml), ir_files(out)):
+        os.replace(src, dst)
+    return out
+
+
+def default_output(checkpoint: str | Path, variant: Variant) -> Path:
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}.{variant.name}{SUFFIX[variant.backend]}")
+
+
+def choose_svd_rank(model: nn.Module, samples: list[Sample], reference: Reference, budget: float, *,
+                    spectra: dict[str, Spectrum], ranks: list[int] | None = None,
+                    log: Callable[[str], None] = print) -> dict[str, int]:
+    """The smallest common fc6/fc7 rank (from a doubling ladder) whose eager fp32 mean-IU drop
+    is within ``budget``; ValueError if none is."""
+    full = min(s.full_rank for s in spectra.values())
+    ladder = ranks or [r for r in (32, 64, 128, 256, 512, 1024, 2048) if r < full] or [full]
+    for r in sorted(ladder):
+        m, _ = transform(model, fold_bn=False, svd={n: r for n in spectra}, spectra=spectra)
+        preds = predict_all(m, samples)
+        drop = reference.mean_iu - mean_iu(preds, samples, reference.num_classes)
+        log(f"svd rank {r}: mean IU change {-drop:+.2f} (budget {budget:g})")
+        if drop <= budget:
+            return {n: r for n in spectra}
+    raise ValueError(f"no SVD rank in {sorted(ladder)} keeps the mean-IU drop within {budget:g} points")
+
+
+def ranks_for_energy(spectra: dict[str, Spectrum], energy: float) -> dict[str, int]:
+    return {name: s.energy_rank(energy) for name, s in spectra.items()}
+
+
+def staging_dir(out_dir: str | Path) -> tempfile.TemporaryDirectory:
+    """A temp folder beside the output so accepted files are renamed, not copied, into place."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(dir=out_dir, prefix=".fcnkit-optimize.")
+
+
+__all__ = ["BudgetExceeded", "Sample", "Reference", "Variant", "load_samples", "build_variant", "measure",
+           "check_budget", "write_variant", "default_output", "choose_svd_rank", "ranks_for_energy",
+           "svd_spectra", "transform", "mean_iu", "agreement", "staging_dir", "BACKENDS", "PRECISIONS"]

@@ -1,0 +1,69 @@
+"""int8 post-training static quantisation with the runtimes' own tools.
+
+Static quantisation needs activation ranges, so both paths calibrate on real,
+preprocessed images: ONNX Runtime's ``quantize_static`` (QDQ format, per-channel
+int8 weights, uint8 activations, MinMax ranges) reads them through a
+``CalibrationDataReader``; NNCF's ``quantize`` takes them as an ``nncf.Dataset``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from torch import Tensor
+
+from .runtime import INPUT_NAME
+
+
+def _arrays(images: Sequence[Tensor]) -> list[np.ndarray]:
+    if not images:
+        raise ValueError("int8 calibration needs at least one image")
+    out = []
+    for x in images:
+        x = x.detach().float().cpu()
+        out.append((x if x.ndim == 4 else x.unsqueeze(0)).numpy())  # (1, 3, H, W)
+    return out
+
+
+def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calibration: Sequence[Tensor], *,
+                  per_channel: bool = True, exclude_upsampling: bool = True) -> Path:
+    """Write an int8 QDQ copy of ``fp32_path`` to ``out_path`` calibrated on ``calibration``.
+
+    ``exclude_upsampling`` keeps the fixed bilinear transposed convs in float: they
+    carry no learnt weights, and quantising the final 8x/32x upsampling only adds
+    blockiness at class boundaries.
+    """
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, arrays: list[np.ndarray]) -> None:
+            self.it = iter(arrays)
+
+        def get_next(self) -> dict | None:
+            x = next(self.it, None)
+            return None if x is None else {INPUT_NAME: x}
+
+    arrays = _arrays(calibration)
+    model = onnx.load(str(fp32_path))
+    exclude = [n.name for n in model.graph.node if n.op_type == "ConvTranspose"] if exclude_upsampling else []
+    quantize_static(str(fp32_path), str(out_path), Reader(arrays), quant_format=QuantFormat.QDQ,
+                    per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude)
+    return Path(out_path)
+
+
+def quantize_openvino(ov_model, calibration: Sequence[Tensor], *, fast_bias_correction: bool = True):
+    """An int8 copy of an OpenVINO model via ``nncf.quantize`` (mixed preset, CPU target)."""
+    import nncf
+
+    arrays = _arrays(calibration)
+    dataset = nncf.Dataset(arrays)
+    return nncf.quantize(ov_model, dataset, subset_size=len(arrays), preset=nncf.QuantizationPreset.MIXED,
+                         target_device=nncf.TargetDevice.CPU, fast_bias_correction=fast_bias_correction)
+
+
+__all__ = ["quantize_onnx", "quantize_openvino"]

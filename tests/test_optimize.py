@@ -1,0 +1,195 @@
+"""Optimise: SVD factorisation, BN folding, int8 agreement on real images, and the accuracy budget."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import data_dir
+from fcnkit.cli import main
+from fcnkit.export import load_runtime
+from fcnkit.export.fold import count_batchnorms, fold_batchnorm
+from fcnkit.export.onnx_export import export_onnx
+from fcnkit.export.openvino_export import onnx_to_openvino, save_ir
+from fcnkit.export.quantize import quantize_onnx, quantize_openvino
+from fcnkit.export.svd import apply_svd, factorized_conv, spectrum, svd_ranks
+from fcnkit.export.torch_opt import load_optimized, save_optimized
+from fcnkit.models import create_model
+from fcnkit.models.saved import save_model
+
+INT8_MIN_AGREEMENT = 0.97  # pixels whose int8 class equals the fp32 class, on real CamVid images
+
+
+def scored_model(num_classes: int = 11, **kwargs) -> torch.nn.Module:
+    model = create_model("fcn8s", num_classes=num_classes, **{"width": 1 / 16, **kwargs}).eval()
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "score" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    return model
+
+
+# --- truncated SVD ---------------------------------------------------------------------
+
+def test_svd_full_rank_is_exact_and_truncation_error_is_eckart_young():
+    conv = torch.nn.Conv2d(8, 24, 7, padding=3)
+    spec = spectrum(conv)
+    x = torch.randn(2, 8, 5, 6)
+    full = factorized_conv(conv, spec.full_rank, spec)
+    torch.testing.assert_close(full(x), conv(x), atol=1e-5, rtol=1e-5)
+    r = 5
+    low = factorized_conv(conv, r, spec)
+    assert low[0].weight.shape == (r, 8, 7, 7) and low[1].weight.shape == (24, r, 1, 1)
+    w = conv.weight.detach().double().reshape(24, -1)  # (out, in*7*7)
+    with torch.no_grad():
+        w_r = low[1].weight.double().reshape(24, r) @ low[0].weight.double().reshape(r, -1)  # (out, in*7*7)
+    # best rank-r approximation: squared Frobenius error = sum of the dropped squared singular values
+    assert float(((w - w_r) ** 2).sum()) == pytest.approx(float((spec.s[r:] ** 2).sum()), rel=1e-4)
+
+
+def test_energy_rank():
+    spec = spectrum(torch.nn.Conv2d(4, 4, 1))
+    spec.s = torch.tensor([3.0, 2.0, 1.0, 0.0], dtype=torch.float64)  # energies 9, 4, 1 of 14
+    assert spec.energy_rank(9 / 14) == 1
+    assert spec.energy_rank(0.65) == 2
+    assert spec.energy_rank(13 / 14) == 2
+    assert spec.energy_rank(1.0) == 3
+
+
+def test_svd_model_saves_and_loads(tmp_path):
+    model = scored_model()
+    apply_svd(model, {"fc6": 8, "fc7": 16})
+    assert svd_ranks(model) == {"fc6": 8, "fc7": 16}
+    path = tmp_path / "svd.pt"
+    save_optimized(model, path, {"svd": {"fc6": 8, "fc7": 16}, "precision": "fp32"})
+    loaded, recipe = load_optimized(path)
+    x = torch.randn(1, 3, 40, 56)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    assert recipe["svd"] == {"fc6": 8, "fc7": 16}
+    with pytest.raises(ValueError, match="fc6/fc7"):
+        apply_svd(create_model("fcn8s", num_classes=3, encoder="mobilenet_v3_large", width=0.25), {"fc6": 4})
+
+
+# --- BN folding ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("encoder,width", [("resnet18", 1.0), ("mobilenet_v3_large", 0.25)])
+def test_fold_batchnorm_keeps_outputs(encoder, width):
+    model = scored_model(3, encoder=encoder, width=width)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+    before = count_batchnorms(model)
+    folded, n = fold_batchnorm(model)
+    assert n == before > 0 and count_batchnorms(folded) == 0 and count_batchnorms(model) == before
+    x = torch.randn(2, 3, 64, 72)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+# --- int8 on real images -------------------------------------------------------------------
+
+def test_int8_argmax_agreement_on_camvid(tmp_path):
+    from fcnkit.data import build_dataset, eval_transforms
+
+    root = data_dir("camvid")
+    model = scored_model()
+    val = build_dataset(f"camvid:{root}", "val", eval_transforms(model.preprocessing))
+    train = build_dataset(f"camvid:{root}", "train", eval_transforms(model.preprocessing))
+    calib = [train[i][0].as_subclass(torch.Tensor).unsqueeze(0) for i in range(2)]  # (1, 3, 360, 480)
+    images = [val[i][0].as_subclass(torch.Tensor).unsqueeze(0) for i in range(2)]
+    fp32 = tmp_path / "m.onnx"
+    export_onnx(model, fp32, verify=False)
+    quantize_onnx(fp32, tmp_path / "m8.onnx", calib)
+    save_ir(quantize_openvino(onnx_to_openvino(fp32), calib), tmp_path / "m8.xml", {"precision": "int8"})
+    ort8, ov8 = load_runtime(tmp_path / "m8.onnx"), load_runtime(tmp_path / "m8.xml")
+    assert ov8.precision == "int8"
+    for x in images:
+        with torch.no_grad():
+            ref = model(x).argmax(1)
+        for runtime in (ort8, ov8):
+            agree = float((runtime(x).argmax(1) == ref).float().mean())
+            assert agree >= INT8_MIN_AGREEMENT, f"{runtime}: {agree:.4f}"
+    # the quantised graph really is int8: ONNX Runtime's file holds int8 weights
+    import onnx
+
+    proto = onnx.load(str(tmp_path / "m8.onnx"))
+    assert any(t.data_type == onnx.TensorProto.INT8 for t in proto.graph.initializer)
+
+
+# --- the optimize command: accepted and refused -----------------------------------------------
+
+def self_labelled_camvid(root, model, n: int = 3, size=(64, 96)):
+    """A CamVid-layout folder whose labels are ``model``'s own predictions: its mean IU is 100."""
+    g = torch.Generator().manual_seed(3)
+    for split in ("train", "val"):
+        (root / split).mkdir(parents=True)
+        (root / f"{split}annot").mkdir()
+        for i in range(n):
+            coarse = torch.rand(1, 3, size[0] // 8, size[1] // 8, generator=g)
+            img = torch.nn.functional.interpolate(coarse, size=size, mode="bilinear")[0]  # (3, H, W)
+            arr = (img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            Image.fromarray(arr).save(root / split / f"{i}.png")
+            x = model.preprocessing(torch.from_numpy(arr).permute(2, 0, 1).float().div(255)).unsqueeze(0)
+            with torch.no_grad():
+                labels = model(x).argmax(1)[0].numpy().astype(np.uint8)  # (H, W)
+            Image.fromarray(labels).save(root / f"{split}annot" / f"{i}.png")
+    return f"camvid:{root}"
+
+
+def fc7_driven_model() -> torch.nn.Module:
+    """Scores from fc7 only (skips zeroed), so a rank-1 fc6/fc7 visibly changes the predictions."""
+    model = scored_model()
+    with torch.no_grad():
+        model.decoder.score_pool4.weight.zero_()
+        model.decoder.score_pool3.weight.zero_()
+        model.decoder.score_fr.weight.mul_(20)
+    return model
+
+
+def test_optimize_accepts_and_records(tmp_path, capsys):
+    model = fc7_driven_model()
+    save_model(model, tmp_path / "m.pt", classes=[f"c{i}" for i in range(11)], ignore_index=255)
+    spec = self_labelled_camvid(tmp_path / "data", model)
+    out = tmp_path / "m.int8.onnx"
+    code = main(["optimize", str(tmp_path / "m.pt"), "--backend", "onnxruntime", "--precision", "int8",
+                 "--val", spec, "--calib", spec, "--limit", "3", "--repeats", "1", "--warmup", "0",
+                 "--max-drop", "100", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0 and out.is_file(), text
+    assert "fp32 model: mean IU 100.00 on 3 val images" in text
+    runtime = load_runtime(out)
+    results = runtime.meta["optimization"]["results"]
+    assert runtime.precision == "int8" and results["fp32_mean_iu"] == pytest.approx(100.0)
+    assert results["mean_iu"] == pytest.approx(100.0 + results["mean_iu_change"])
+    assert results["median_ms"] > 0 and results["size_mb"] > 0 and 0 < results["agreement"] <= 1
+    assert runtime.meta["classes"][0] == "c0"
+
+
+def test_optimize_refuses_a_drop_beyond_budget(tmp_path, capsys):
+    model = fc7_driven_model()
+    save_model(model, tmp_path / "m.pt")
+    spec = self_labelled_camvid(tmp_path / "data", model)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code = main(["optimize", str(tmp_path / "m.pt"), "--backend", "torch", "--precision", "fp32",
+                 "--val", spec, "--svd-rank", "1", "--max-drop", "1", "--repeats", "1", "--warmup", "0"])
+    captured = capsys.readouterr()
+    assert code == 3
+    assert "refused torch-fp32-svd1" in captured.err and "(--max-drop 1); nothing written" in captured.err
+    row = [line for line in captured.out.splitlines() if line.startswith("torch-fp32-svd1")][0]
+    assert float(row.split()[-2]) < -1.0  # the table shows the drop that was refused
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no output, no staging left behind
+
+
+def test_optimize_rejects_unsupported_combinations(tmp_path, capsys):
+    save_model(scored_model(), tmp_path / "m.pt")
+    assert main(["optimize", str(tmp_path / "m.pt"), "--precision", "int8", "--val", str(tmp_path)]) == 2
+    assert "--calib" in capsys.readouterr().err

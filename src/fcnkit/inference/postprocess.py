@@ -1,0 +1,107 @@
+"""From class indices to pictures and files: palette PNGs, overlays, boxes, atomic writes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+Palette = Sequence[Sequence[int]]
+
+
+def palette_for(meta: dict, num_classes: int) -> list[tuple[int, int, int]]:
+    """The model's saved palette, extended with the VOC colour map for any missing classes."""
+    from ..data.base import default_palette
+
+    saved = [tuple(int(v) for v in c) for c in (meta.get("palette") or [])]
+    return saved + default_palette(num_classes)[len(saved):]
+
+
+def colorize(mask: np.ndarray, palette: Palette) -> Image.Image:
+    """(H, W) class indices -> mode "P" image whose pixel values are the class indices.
+
+    Saved as PNG it is both the label map (read back as indices) and a coloured picture.
+    Classes beyond 255 cannot be stored in a palette image: use ``save_mask`` (16-bit).
+    """
+    if mask.max(initial=0) > 255:
+        raise ValueError("a palette PNG holds at most 256 classes; save the mask as 16-bit instead")
+    img = Image.fromarray(mask.astype(np.uint8, copy=False), mode="P")
+    flat = [v for c in list(palette)[:256] for v in c]
+    img.putpalette(flat + [0] * (768 - len(flat)))
+    return img
+
+
+def color_mask(mask: np.ndarray, palette: Palette) -> np.ndarray:
+    """(H, W) class indices -> (H, W, 3) uint8 colours (unknown indices black)."""
+    lut = np.zeros((max(int(mask.max(initial=0)) + 1, len(palette)), 3), dtype=np.uint8)
+    lut[:len(palette)] = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+    return lut[mask]
+
+
+def overlay(image: np.ndarray, mask: np.ndarray | None, palette: Palette, *, alpha: float = 0.5,
+            rows: int = 1024) -> Image.Image:
+    """Blend class colours over the image (``alpha`` = colour weight), in bands of ``rows``
+    so a huge image needs no float copy of itself."""
+    out = np.empty_like(image)
+    for r in range(0, image.shape[0], rows):
+        img = image[r:r + rows].astype(np.float32)
+        if mask is None:
+            out[r:r + rows] = image[r:r + rows]
+            continue
+        col = color_mask(mask[r:r + rows], palette).astype(np.float32)
+        out[r:r + rows] = (img * (1 - alpha) + col * alpha + 0.5).astype(np.uint8)
+    return Image.fromarray(out)
+
+
+def draw_detections(img: Image.Image, detections: Sequence[dict], palette: Palette,
+                    names: Sequence[str] | None = None) -> Image.Image:
+    """Draw ``{"box": [x0, y0, x1, y1], "label": int, "score": float}`` boxes onto ``img``."""
+    draw = ImageDraw.Draw(img)
+    width = max(1, round(min(img.size) / 300))
+    for det in detections:
+        label = int(det["label"])
+        color = tuple(palette[label % len(palette)]) if palette else (255, 0, 0)
+        draw.rectangle([float(v) for v in det["box"]], outline=color, width=width)
+        name = names[label] if names and label < len(names) else str(label)
+        draw.text((float(det["box"][0]) + 2, float(det["box"][1]) + 1), f"{name} {det['score']:.2f}", fill=color)
+    return img
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write(file)`` on a temp file next to ``path``, fsync, then rename over it,
+    so an interrupted run never leaves a half-written output under the final name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_mask(mask: np.ndarray, palette: Palette, path: str | Path) -> None:
+    """Class-index PNG: palette image for <= 256 classes, else 16-bit grayscale."""
+    if mask.max(initial=0) > 255:
+        img = Image.fromarray(mask.astype(np.uint16), mode="I;16")
+    else:
+        img = colorize(mask, palette)
+    atomic_write(path, lambda f: img.save(f, format="PNG"))
+
+
+def save_image(img: Image.Image, path: str | Path) -> None:
+    fmt = "JPEG" if Path(path).suffix.lower() in (".jpg", ".jpeg") else "PNG"
+    atomic_write(path, lambda f: img.save(f, format=fmt, **({"quality": 90} if fmt == "JPEG" else {})))
+
+
+def save_array(array: np.ndarray, path: str | Path) -> None:
+    atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))

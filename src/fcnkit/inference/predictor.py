@@ -1,0 +1,296 @@
+"""``Predictor``: masks for images of any size, from any backend, whole or tiled, with TTA.
+
+    from fcnkit.inference import Predictor
+    pred = Predictor("camvid_fcn8s.pt", max_memory="2G", tta=True)
+    result = pred.predict("street.jpg")
+    result.mask            # (H, W) uint8 class indices, exactly the input's size
+    result.overlay().save("street_overlay.jpg")
+    for r in pred.predict_many(paths, batch_size=4, num_workers=2): ...
+
+Whole-image inference is used while the estimated working memory fits the budget;
+above it the image is cut into overlapping tiles whose blended logits are reduced
+band by band (``tiling``), so memory is governed by the tile size.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .backend import Backend, load_backend
+from .images import ImageReadError, read_image, to_rgb_array
+from .postprocess import colorize, draw_detections, overlay, palette_for
+from .tiling import TilePlan, choose_plan, make_plan, parse_memory, tiled_scores
+from .tta import augmented_logits
+
+DEFAULT_MAX_MEMORY = 2 * 2**30  # working-memory budget when none is given: 2 GiB
+DEFAULT_TTA_SCALES = (0.75, 1.0, 1.25)
+
+
+@dataclass
+class Prediction:
+    """One image's result. ``mask`` is (H, W) class indices (uint8, or int64 beyond 256
+    classes), exactly the input's size; ``probabilities`` (C, H, W) float16 if asked for;
+    ``detections`` a list of ``{"box": [x0, y0, x1, y1], "label", "score"}`` for
+    detection models; ``plan`` the tiling used (``None``: whole image)."""
+
+    image: np.ndarray = field(repr=False)  # (H, W, 3) uint8, kept for the overlay
+    mask: np.ndarray | None
+    palette: list[tuple[int, int, int]] = field(repr=False)
+    classes: list[str] | None = None
+    probabilities: np.ndarray | None = field(default=None, repr=False)
+    detections: list[dict] | None = None
+    path: Path | None = None
+    plan: TilePlan | None = None
+
+    def colorized(self) -> Image.Image:
+        """The mask as a palette ("P") image: saved as PNG it is the label map and a picture."""
+        if self.mask is None:
+            raise ValueError("this model has no segmentation output")
+        return colorize(self.mask, self.palette)
+
+    def overlay(self, alpha: float = 0.5) -> Image.Image:
+        """Class colours blended over the input, detection boxes drawn on top."""
+        img = overlay(self.image, self.mask, self.palette, alpha=alpha)
+        if self.detections:
+            draw_detections(img, self.detections, self.palette, self.classes)
+        return img
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An input that could not be predicted, and why (the CLI reports these and goes on)."""
+
+    path: Path
+    reason: str
+
+
+class Predictor:
+    """Segment images of any size with a model, a checkpoint or an exported model.
+
+    Args:
+        model_or_path: ``nn.Module``, saved model / training checkpoint path, ``.onnx`` or
+            OpenVINO ``.xml`` path, or any callable from normalised (N, 3, H, W) float32
+            to logits that has a ``preprocessing`` attribute.
+        device: torch device (default: CUDA if available, else CPU).
+        tile: ``None`` chooses whole-image or tiled inference from ``max_memory``; an int
+            or (h, w) forces tiles of that size; ``0`` forces whole-image inference.
+        overlap: tile overlap, a fraction of the tile (float < 1) or pixels (int).
+        max_memory: working-memory budget (bytes or "2G") beyond the image and outputs.
+        tta: shorthand for ``flip=True`` and scales (0.75, 1, 1.25) unless ``scales`` given.
+        scales, flip: test-time augmentation views; probabilities are averaged.
+        bf16: bf16 autocast for nn.Module backends (about 2x faster on CPUs with bf16).
+    """
+
+    def __init__(self, model_or_path: nn.Module | str | Path | Callable, *, device: str | torch.device | None = None,
+                 tile: int | tuple[int, int] | None = None, overlap: float | int = 0.25,
+                 max_memory: int | str | None = None, tta: bool = False, scales: Sequence[float] = (1.0,),
+                 flip: bool = False, bf16: bool = False, channels_last: bool | None = None) -> None:
+        self.backend: Backend = load_backend(model_or_path, device=device, bf16=bf16, channels_last=channels_last)
+        self.device = self.backend.device
+        scales = tuple(float(s) for s in scales)
+        if tta:
+            flip = True
+            scales = DEFAULT_TTA_SCALES if scales == (1.0,) else scales
+        if not scales or any(s <= 0 for s in scales):
+            raise ValueError(f"TTA scales must be positive, got {scales}")
+        self.scales, self.flip = scales, flip
+        self.overlap = overlap
+        self.budget = parse_memory(max_memory) if max_memory is not None else DEFAULT_MAX_MEMORY
+        self.forced_plan: TilePlan | None = None
+        self.force_whole = tile == 0
+        if tile not in (None, 0):
+            self.forced_plan = make_plan(tile, overlap, self.backend.pad_multiple)
+        self._inspect_outputs()
+
+    # --- what the model produces -------------------------------------------------------
+    def _inspect_outputs(self) -> None:
+        """One tiny forward pass: tensor logits or a dict of maps (detection), and how many classes."""
+        m = self.backend.pad_multiple
+        out = self.backend(torch.zeros(1, 3, m, m, device=self.device))
+        self.detection = isinstance(out, dict)
+        config = self.backend.meta.get("config", {})  # exported models carry the builder config
+        self.detection_stride = int(getattr(self.backend.module, "output_stride", 0) or config.get("output_stride", 4))
+        seg = out.get("seg") if self.detection else out
+        self.num_classes = int(seg.shape[1]) if seg is not None else 0
+        if self.detection and (self.forced_plan is not None or self.tta):
+            raise ValueError("detection models run on whole images without TTA: drop tile/tta")
+        meta = self.backend.meta
+        self.classes: list[str] | None = list(meta["classes"]) if meta.get("classes") else None
+        self.palette = palette_for(meta, max(self.num_classes, len(self.classes or []), 1))
+        self.mask_dtype = np.uint8 if self.num_classes <= 256 else np.int64
+
+    @property
+    def tta(self) -> bool:
+        return self.flip or self.scales != (1.0,)
+
+    @property
+    def meta(self) -> dict:
+        return self.backend.meta
+
+    def plan_for(self, height: int, width: int) -> TilePlan | None:
+        """The tiling for an image of this size (``None``: whole image in one pass)."""
+        if self.force_whole or self.detection:
+            return None
+        if self.forced_plan is not None:
+            plan = self.forced_plan
+            return None if plan.tile[0] >= height and plan.tile[1] >= width else plan
+        views = len(self.scales) * (2 if self.flip else 1)
+        bpp = self.backend.bytes_per_pixel() * max(self.scales) ** 2 + 4 * self.num_classes * (2 + (views > 1))
+        return choose_plan(height, width, bytes_per_pixel=bpp, num_classes=self.num_classes, budget=self.budget,
+                           multiple=self.backend.pad_multiple, overlap=self.overlap)
+
+    # --- the forward pass ----------------------------------------------------------------
+    def _logits(self, x: Tensor) -> Tensor | dict[str, Tensor]:
+        """(N, 3, h, w) uint8 on the device -> (N, C, h, w) float logits (or a dict of maps)."""
+        x = self.backend.preprocessing(x.float().div_(255.0))
+        if self.tta:
+            return augmented_logits(self.backend, x, scales=self.scales, flip=self.flip)
+        return self.backend(x)
+
+    # --- single images ---------------------------------------------------------------------
+    def predict(self, image: str | Path | Image.Image | np.ndarray | Tensor, *, probabilities: bool = False,
+                probs_out: np.ndarray | None = None) -> Prediction:
+        """Predict one image (path, PIL image, (H, W, 3) array or (3, H, W) uint8 tensor).
+
+        ``probs_out`` may be a preallocated (C, H, W) float16 array (e.g. a
+        ``numpy.lib.format.open_memmap``) to receive the probabilities of a huge image.
+        """
+        path = Path(image) if isinstance(image, (str, Path)) else None
+        array = read_image(path) if path is not None else to_rgb_array(image)
+        return self._predict_array(array, path, probabilities or probs_out is not None, probs_out)
+
+    def _predict_array(self, array: np.ndarray, path: Path | None, probabilities: bool,
+                       probs_out: np.ndarray | None = None) -> Prediction:
+        h, w = array.shape[:2]
+        plan = self.plan_for(h, w)
+        if plan is None:
+            return self._predict_whole([array], [path], probabilities, [probs_out])[0]
+        mask = np.empty((h, w), dtype=self.mask_dtype)
+        probs = self._probs_buffer(h, w, probs_out) if probabilities else None
+
+        def emit(r0: int, r1: int, logits: Tensor) -> None:  # logits (C, r1 - r0, W)
+            mask[r0:r1] = logits.argmax(0).cpu().numpy()
+            if probs is not None:
+                probs[:, r0:r1] = logits.softmax(0).half().cpu().numpy()
+
+        with warnings.catch_warnings():  # PIL-decoded arrays are read-only; tiles only read them
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            image = torch.from_numpy(array).permute(2, 0, 1)  # (3, H, W) view, no copy
+        tiled_scores(self._logits, image, plan, emit, device=self.device)
+        return self._result(array, mask, probs, None, path, plan)
+
+    def _probs_buffer(self, h: int, w: int, out: np.ndarray | None) -> np.ndarray:
+        shape = (self.num_classes, h, w)
+        if out is None:
+            return np.empty(shape, dtype=np.float16)
+        if tuple(out.shape) != shape:
+            raise ValueError(f"probs_out has shape {tuple(out.shape)}, expected {shape}")
+        return out
+
+    def _predict_whole(self, arrays: list[np.ndarray], paths: list[Path | None], probabilities: bool,
+                       probs_outs: list[np.ndarray | None] | None = None) -> list[Prediction]:
+        """Same-size images in one forward pass."""
+        h, w = arrays[0].shape[:2]
+        x = torch.from_numpy(np.stack(arrays)).to(self.device).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
+        out = self._logits(x)
+        detections: list[list[dict] | None] = [None] * len(arrays)
+        if isinstance(out, dict):
+            detections = decode_detections(out, (h, w), self.detection_stride)
+            out = out.get("seg")
+        results = []
+        for i, array in enumerate(arrays):
+            mask = probs = None
+            if out is not None:
+                mask = out[i].argmax(0).cpu().numpy().astype(self.mask_dtype, copy=False)  # (H, W)
+                if probabilities:
+                    probs = self._probs_buffer(h, w, (probs_outs or [None] * len(arrays))[i])
+                    probs[...] = out[i].softmax(0).half().cpu().numpy()  # (C, H, W)
+            results.append(self._result(array, mask, probs, detections[i], paths[i], None))
+        return results
+
+    def _result(self, array, mask, probs, detections, path, plan) -> Prediction:
+        return Prediction(image=array, mask=mask, palette=self.palette, classes=self.classes, probabilities=probs,
+                          detections=detections, path=path, plan=plan)
+
+    def predict_batch(self, images: Sequence[np.ndarray | Image.Image | Tensor], *,
+                      probabilities: bool = False, paths: Sequence[Path | None] | None = None) -> list[Prediction]:
+        """Predict several in-memory images; runs of same-size, untiled images share a forward pass."""
+        arrays = [to_rgb_array(im) for im in images]
+        paths = list(paths) if paths is not None else [None] * len(arrays)
+        results: list[Prediction] = []
+        i = 0
+        while i < len(arrays):
+            size = arrays[i].shape[:2]
+            if self.plan_for(*size) is not None:
+                results.append(self._predict_array(arrays[i], paths[i], probabilities))
+                i += 1
+                continue
+            j = i + 1
+            while j < len(arrays) and arrays[j].shape[:2] == size:
+                j += 1
+            results.extend(self._predict_whole(arrays[i:j], paths[i:j], probabilities))
+            i = j
+        return results
+
+    # --- many files ----------------------------------------------------------------------
+    def predict_many(self, inputs: Iterable[str | Path], *, batch_size: int = 1, num_workers: int = 0,
+                     probabilities: bool = False, progress: bool = True) -> Iterator[Prediction | Failure]:
+        """Yield a ``Prediction`` or a ``Failure`` per input path, in order.
+
+        Files are decoded by ``num_workers`` DataLoader worker processes while the model
+        runs; unreadable files become ``Failure`` (file and reason) and the rest go on.
+        """
+        paths = [Path(p) for p in inputs]
+        loader = DataLoader(_ImageFiles(paths), batch_size=max(1, batch_size), num_workers=num_workers,
+                            collate_fn=_as_list)
+        with tqdm(total=len(paths), unit="img", disable=not progress, desc="predict") as bar:
+            for batch in loader:
+                good = [(Path(p), img.numpy()) for p, img, err in batch if err is None]
+                done = iter(self.predict_batch([a for _, a in good], probabilities=probabilities,
+                                               paths=[p for p, _ in good]))
+                for p, _, err in batch:
+                    yield Failure(Path(p), err) if err is not None else next(done)
+                    bar.update(1)
+
+
+class _ImageFiles(Dataset):
+    """Decodes in DataLoader workers; a read error becomes data, so one bad file stops nothing."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[str, Tensor | None, str | None]:
+        try:
+            return str(self.paths[i]), torch.from_numpy(read_image(self.paths[i])), None  # (H, W, 3) uint8
+        except ImageReadError as e:
+            return str(self.paths[i]), None, str(e)
+
+
+def _as_list(batch: list) -> list:
+    return batch  # images differ in size: no stacking here
+
+
+def decode_detections(maps: dict[str, Tensor], size: tuple[int, int], stride: int) -> list[list[dict]]:
+    """Detection maps (``heatmap``, ``size``, ``offset``) -> per-image JSON-ready boxes
+    ``{"box": [x0, y0, x1, y1], "label": int, "score": float}``, by the detection
+    module's decoder (peaks, top-k, threshold; boxes clipped to the image)."""
+    from ..detection.decode import decode
+
+    n = maps["heatmap"].shape[0]
+    results = decode({k: maps[k] for k in ("heatmap", "size", "offset")}, stride=stride, image_sizes=[size] * n)
+    return [[{"box": [round(float(v), 2) for v in box], "label": int(label), "score": round(float(score), 4)}
+             for box, label, score in zip(r["boxes"].tolist(), r["labels"].tolist(), r["scores"].tolist())]
+            for r in results]

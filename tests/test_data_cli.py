@@ -88,6 +88,14 @@ def test_check_real_camvid_val(capsys: pytest.CaptureFixture) -> None:
     assert "split val    101 samples, 101 read cleanly" in out and "480x360 (WxH): 101" in out
 
 
+def test_check_real_raccoon(capsys: pytest.CaptureFixture) -> None:
+    root = data_dir("raccoon")
+    assert main(["data", "check", str(root), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "format voc_xml, detection, 1 classes" in out and "split all    160 samples, 160 read cleanly" in out
+    assert re.search(r"^\s+0 raccoon\s+173\s", out, re.M)
+
+
 # ---------------------------------------------------------------- stats
 
 def test_stats_median_frequency_weights(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

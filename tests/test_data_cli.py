@@ -81,6 +81,14 @@ def test_check_format_flag_and_unrecognised(tmp_path: Path, capsys: pytest.Captu
     assert "split 'train' is empty" in capsys.readouterr().out
 
 
+def test_check_reports_image_in_two_splits(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    write_camvid(tmp_path, {"train": 2, "val": 1}, list_files=True)
+    with open(tmp_path / "val.txt", "a") as f:
+        f.write("train/0001TP_000001.png trainannot/0001TP_000001.png\n")
+    assert main(["data", "check", str(tmp_path), "--no-progress"]) == 1
+    assert "train/0001TP_000001.png: in both the train and val splits" in capsys.readouterr().out
+
+
 def test_check_real_camvid_val(capsys: pytest.CaptureFixture) -> None:
     root = data_dir("camvid")
     assert main(["data", "check", str(root), "--split", "val", "--no-progress"]) == 0

@@ -77,6 +77,7 @@ def check_dataset(spec: str | Path, *, fmt: str | None = None, splits: list[str]
     splits = splits or FORMATS[name].splits(root)
     if not splits:
         report.errors.append(f"{root}: no splits found for format {name}")
+    seen: dict[Path, str] = {}  # image -> first split listing it (an image in two splits leaks)
     for split in splits:
         try:
             with warnings.catch_warnings():
@@ -88,6 +89,11 @@ def check_dataset(spec: str | Path, *, fmt: str | None = None, splits: list[str]
         report.classes, report.ignore_index, report.task = list(ds.classes), ds.ignore_index, ds.task
         report.errors += ds.problems
         report.listed[split] = len(ds)
+        for image_path, _ in ds.files:
+            key = Path(image_path).resolve()
+            if key in seen and seen[key] != split:
+                report.errors.append(f"{image_path}: in both the {seen[key]} and {split} splits")
+            seen.setdefault(key, split)
         if len(ds) == 0:
             report.errors.append(f"{root}: split {split!r} is empty")
         clean = 0

@@ -47,6 +47,8 @@ def read_image(path: str | Path) -> tv_tensors.Image:
     Grayscale and palette images are converted to RGB; RGBA is accepted only when
     fully opaque (transparent pixels have no defined colour); 16-bit and float
     images are rejected because scaling them to 8 bits is a choice the user must make.
+    EXIF orientation is not applied: annotations refer to the stored pixel grid (as
+    in torchvision's decoders).
     """
     path = Path(path)
     img = _open(path)
@@ -114,9 +116,3 @@ def colors_to_labels(rgb: np.ndarray, palette: list[tuple[int, int, int]], *, pa
     mapped = np.array([lut[int(c)] for c in colors], dtype=np.int64)
     return mapped[inverse].reshape(code.shape)
 
-
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(H, W) from the header only, without decoding (for fast size checks)."""
-    with Image.open(path) as img:
-        w, h = img.size
-    return h, w

@@ -47,7 +47,7 @@ def parse_model_arg(text: str) -> tuple[Path, dict]:
 def _bench(args: argparse.Namespace) -> int:
     import torch
 
-    from ..export.bench import BenchRow, format_table, matmul_peak_gflops, plot_rows, time_callable
+    from ..export.bench import BenchRow, format_table, machine_peaks, peak_for, plot_rows, time_callable
     from ..export.runtime import TorchRuntime, load_runtime
     from ..export.torch_opt import build_structure
     from ..profile import count_flops
@@ -62,7 +62,7 @@ def _bench(args: argparse.Namespace) -> int:
     if args.peak_gflops:
         peaks = {"fp32": args.peak_gflops, "bf16": args.peak_gflops}
     else:
-        peaks = {"fp32": matmul_peak_gflops(torch.float32), "bf16": matmul_peak_gflops(torch.bfloat16)}
+        peaks = machine_peaks(args.threads)
         print(f"matmul peak on {args.threads} threads: fp32 {peaks['fp32']:.0f} GFLOP/s, "
               f"bf16 {peaks['bf16']:.0f} GFLOP/s (int8 rows are quoted against bf16)")
     h, w = args.size
@@ -82,7 +82,7 @@ def _bench(args: argparse.Namespace) -> int:
         name = Path(text).name  # file name with any @options
         backend = runtime.backend + ("+compile" if getattr(runtime, "compiled", False) else "")
         rows.append(BenchRow(name, backend, runtime.precision, t.median_ms, t.p90_ms, t.images_per_s,
-                             gflop=flops / 1e9, peak_gflops=peaks["fp32" if runtime.precision == "fp32" else "bf16"],
+                             gflop=flops / 1e9, peak_gflops=peak_for(peaks, runtime.precision),
                              size_mb=path.stat().st_size / 2**20 if path.suffix != ".xml"
                              else path.with_suffix(".bin").stat().st_size / 2**20))
         print(f"{name}: {t.median_ms:.1f} ms", flush=True)

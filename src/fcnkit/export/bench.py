@@ -62,6 +62,19 @@ def matmul_peak_gflops(dtype: torch.dtype = torch.float32, *, n: int = 2048, sec
     return 2 * n ** 3 / best / 1e9
 
 
+def machine_peaks(threads: int | None = None, *, seconds: float = 1.0) -> dict[str, float]:
+    """fp32 and bf16 matmul GFLOP/s on ``threads`` threads (int8 rows are quoted against bf16:
+    PyTorch's CPU int8 matmul is not the VNNI path the runtimes use)."""
+    if threads:
+        torch.set_num_threads(threads)
+    return {"fp32": matmul_peak_gflops(torch.float32, seconds=seconds),
+            "bf16": matmul_peak_gflops(torch.bfloat16, seconds=seconds)}
+
+
+def peak_for(peaks: dict[str, float], precision: str) -> float:
+    return peaks["fp32"] if precision == "fp32" else peaks["bf16"]
+
+
 @dataclass
 class BenchRow:
     """One model's line in a speed table (and, when measured, its accuracy)."""
@@ -149,4 +162,4 @@ def plot_rows(rows: list[BenchRow], path: str | Path, *, title: str = "") -> Pat
     return path
 
 
-__all__ = ["Timing", "time_callable", "matmul_peak_gflops", "BenchRow", "format_table", "plot_rows"]
+__all__ = ["Timing", "time_callable", "matmul_peak_gflops", "machine_peaks", "peak_for", "BenchRow", "format_table", "plot_rows"]

@@ -65,7 +65,7 @@ def to_rgb_array(image: Image.Image | np.ndarray | torch.Tensor, *, source: str 
             raise ImageReadError(f"{source}: {image.mode} image is not 8-bit; convert it to 8-bit RGB")
         if image.mode != "RGB":
             image = image.convert("RGB")
-        return np.asarray(image, dtype=np.uint8)
+        return np.array(image, dtype=np.uint8)  # a writable copy (asarray would be read-only)
     if isinstance(image, torch.Tensor):
         if image.ndim != 3 or image.shape[0] != 3:
             raise ImageReadError(f"{source}: tensor image must be (3, H, W), got {tuple(image.shape)}")

@@ -14,7 +14,6 @@ band by band (``tiling``), so memory is governed by the tile size.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,9 +182,7 @@ class Predictor:
             if probs is not None:
                 probs[:, r0:r1] = logits.softmax(0).half().cpu().numpy()
 
-        with warnings.catch_warnings():  # PIL-decoded arrays are read-only; tiles only read them
-            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
-            image = torch.from_numpy(array).permute(2, 0, 1)  # (3, H, W) view, no copy
+        image = torch.from_numpy(array).permute(2, 0, 1)  # (3, H, W) view, no copy
         tiled_scores(self._logits, image, plan, emit, device=self.device)
         return self._result(array, mask, probs, None, path, plan)
 
@@ -259,8 +256,8 @@ class Predictor:
                 done = iter(self.predict_batch([a for _, a in good], probabilities=probabilities,
                                                paths=[p for p, _ in good]))
                 for p, _, err in batch:
-                    yield Failure(Path(p), err) if err is not None else next(done)
                     bar.update(1)
+                    yield Failure(Path(p), err) if err is not None else next(done)
 
 
 class _ImageFiles(Dataset):
@@ -276,7 +273,7 @@ class _ImageFiles(Dataset):
         try:
             return str(self.paths[i]), torch.from_numpy(read_image(self.paths[i])), None  # (H, W, 3) uint8
         except ImageReadError as e:
-            return str(self.paths[i]), None, str(e)
+            return str(self.paths[i]), None, str(e).removeprefix(f"{self.paths[i]}: ")
 
 
 def _as_list(batch: list) -> list:

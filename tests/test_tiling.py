@@ -1,0 +1,127 @@
+"""Sliding-window inference: window placement, blending, band-wise output, tiled == whole."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fcnkit.inference import Predictor
+from fcnkit.inference.tiling import (TilePlan, choose_plan, make_plan, parse_memory, ramp, tiled_scores,
+                                     window_starts)
+from predict_fixtures import colour_fcn, scene
+
+
+@settings(max_examples=300, deadline=None)
+@given(size=st.integers(1, 700), tile=st.integers(1, 300), frac=st.floats(0, 0.9), align=st.sampled_from([1, 8, 32]))
+def test_windows_cover_every_pixel_on_the_grid(size: int, tile: int, frac: float, align: int) -> None:
+    plan = make_plan(tile, frac, align)
+    t, o, a = plan.tile[0], plan.overlap[0], plan.align
+    starts = window_starts(size, min(t, size), o, a)
+    covered = np.zeros(size, dtype=int)
+    for s in starts:
+        covered[s:s + t] += 1
+    assert covered.min() >= 1  # every pixel in some window
+    assert starts == sorted(set(starts)) and starts[0] == 0 and starts[-1] < size
+    assert all(s % a == 0 for s in starts)  # same pooling grid as the whole image
+    assert all(b - s <= t for s, b in zip(starts, starts[1:]))  # no gaps
+
+
+def test_window_starts_known_values() -> None:
+    assert window_starts(300, 128, 32, 32) == [0, 96, 192]  # last window 192..300, 108 rows
+    assert window_starts(400, 128, 32, 32) == [0, 96, 192, 288]
+    assert window_starts(400, 128, 32, 1) == [0, 96, 192, 272]  # unaligned: last window flush
+    assert window_starts(100, 128, 32, 32) == [0]
+
+
+def test_ramp_is_positive_cubic_and_flat_on_borders() -> None:
+    w = ramp(10, 3, rise=True, fall=False)
+    assert torch.allclose(w[:3], torch.tensor([0.25, 0.5, 0.75]) ** 3)
+    assert torch.equal(w[3:], torch.ones(7))
+    assert torch.equal(ramp(10, 3, rise=False, fall=False), torch.ones(10))
+    both = ramp(4, 3, rise=True, fall=True)
+    assert (both > 0).all() and (both <= 1).all()
+
+
+@pytest.mark.parametrize("text, expected", [("512M", 512 * 2**20), ("2G", 2 * 2**30), ("1.5GB", 3 * 2**29),
+                                            ("1000", 1000), ("64kb", 65536), (4096, 4096)])
+def test_parse_memory(text, expected) -> None:
+    assert parse_memory(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "G", "2Q", "-1G", "0"])
+def test_parse_memory_rejects(text) -> None:
+    with pytest.raises(ValueError):
+        parse_memory(text)
+
+
+def test_choose_plan_fits_the_budget() -> None:
+    assert choose_plan(360, 480, bytes_per_pixel=1000, num_classes=11, budget=2**30) is None  # whole fits
+    budget = 100 * 2**20
+    plan = choose_plan(8000, 8000, bytes_per_pixel=1000, num_classes=11, budget=budget, multiple=32)
+    t = plan.tile[0]
+    assert t % 32 == 0 and plan.align == 32 and plan.overlap == (round(0.25 * t),) * 2
+    cost = lambda t: 1000 * t * t + 4 * 12 * t * 8000  # noqa: E731  network + (C + 1) band rows
+    assert cost(t) <= budget < cost(t + 32)  # the largest tile that fits
+    # the same budget, a taller image: the same tile (memory does not grow with height)
+    assert choose_plan(20000, 8000, bytes_per_pixel=1000, num_classes=11, budget=budget).tile == plan.tile
+
+
+def test_emit_covers_each_row_once_and_tiles_stay_small() -> None:
+    seen_rows, shapes = [], []
+
+    def score(tile: torch.Tensor) -> torch.Tensor:
+        shapes.append(tuple(tile.shape[-2:]))
+        return torch.zeros(1, 2, *tile.shape[-2:])
+
+    def emit(r0: int, r1: int, logits: torch.Tensor) -> None:
+        assert logits.shape == (2, r1 - r0, 97)
+        seen_rows.extend(range(r0, r1))
+
+    image = torch.zeros(3, 301, 97, dtype=torch.uint8)
+    tiled_scores(score, image, TilePlan((64, 64), (16, 16), 32), emit)
+    assert seen_rows == list(range(301))
+    assert max(h for h, _ in shapes) <= 64 and max(w for _, w in shapes) <= 64
+
+
+def test_pointwise_model_tiled_equals_whole() -> None:
+    """A 1x1 conv has no context: blending must reproduce the whole-image probabilities."""
+    conv = torch.nn.Conv2d(3, 4, 1)
+    image = np.random.default_rng(0).integers(0, 256, (301, 411, 3), dtype=np.uint8)
+    whole = Predictor(conv, tile=0, channels_last=False).predict(image, probabilities=True)
+    for tile, overlap in [(128, 0.25), (100, 37), (64, 0.5)]:
+        tiled = Predictor(conv, tile=tile, overlap=overlap, channels_last=False).predict(image, probabilities=True)
+        assert tiled.plan is not None and whole.plan is None
+        assert np.array_equal(tiled.mask, whole.mask)
+        assert np.abs(tiled.probabilities.astype(np.float32) - whole.probabilities).max() < 2e-3
+
+
+def test_tiled_agrees_with_whole_image_on_a_segmenting_fcn() -> None:
+    model = colour_fcn()
+    image = scene(300, 400, seed=0)
+    whole = Predictor(model, tile=0, channels_last=False).predict(image).mask
+    # the comparison means something: the whole-image mask is a segmentation, not a constant
+    counts = np.bincount(whole.ravel(), minlength=3) / whole.size
+    assert counts.min() > 0.1
+    assert (whole == image.argmax(2)).mean() > 0.65
+    for tile, overlap in [(128, 0.25), (160, 0.25), (96, 32)]:
+        tiled = Predictor(model, tile=tile, overlap=overlap, channels_last=False).predict(image)
+        assert tiled.plan is not None
+        agreement = (tiled.mask == whole).mean()
+        assert agreement >= 0.995, (tile, overlap, agreement)
+
+
+def test_memory_budget_switches_to_tiles_with_same_size_output() -> None:
+    model = colour_fcn()
+    image = scene(260, 333, seed=1)
+    roomy = Predictor(model, max_memory="1G", channels_last=False).predict(image)
+    tight_predictor = Predictor(model, max_memory="3M", channels_last=False)
+    tight = tight_predictor.predict(image)
+    assert roomy.plan is None
+    assert tight.plan is not None and tight.plan.tile[0] < 260
+    bpp = tight_predictor.backend.bytes_per_pixel()
+    assert bpp > 0 and bpp * tight.plan.tile[0] ** 2 <= 3 * 2**20
+    assert tight.mask.shape == (260, 333)
+    assert (tight.mask == roomy.mask).mean() >= 0.99

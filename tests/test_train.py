@@ -132,10 +132,12 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert all(torch.isfinite(v.float()).all() for v in _weights(tmp_path / "last.pt").values())
 
 
-def test_run_directory_and_checkpoint_contents(tmp_path):
+def test_run_directory_and_checkpoint_contents(tmp_path, capsys):
     tr, va = _sets(n_train=2)
-    cfg = _cfg(tmp_path, epochs=2, loss="focal", amp="off", channels_last=False)
+    cfg = _cfg(tmp_path, epochs=2, loss="focal", amp="off", channels_last=False, log_every=3)
     result = train(cfg, train_set=tr, val_set=va)
+    out = capsys.readouterr().out
+    assert "it 3/4  epoch 2" in out and "ETA" in out and out.count("val pixel acc") == 2
     for name in ("last.pt", "best.pt", "config.yaml", "environment.json", "metrics.jsonl", "metrics.csv",
                  "curves.png"):
         assert (tmp_path / name).is_file(), name
@@ -155,6 +157,9 @@ def test_run_directory_and_checkpoint_contents(tmp_path):
     assert model.meta["classes"] == SyntheticStreets.classes and model.num_classes == 7
     lines = (tmp_path / "metrics.csv").read_text().splitlines()
     assert lines[0].startswith("epoch,iteration,lr,train_loss") and len(lines) == 3
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows[1]["elapsed_seconds"] > rows[0]["elapsed_seconds"] > 0
+    assert set(rows[0]["val_class_iu"]) == set(SyntheticStreets.classes)
     with pytest.raises(ValueError, match="already holds a training run"):
         train(cfg, train_set=tr, val_set=va)
 

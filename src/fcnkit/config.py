@@ -77,6 +77,7 @@ class TrainConfig:
     val_every: int = 1  # validate every N epochs (and after the last)
     checkpoint_every: int = 0  # also save last.pt every N iterations; 0 = once per epoch
     progress: bool = True  # tqdm bar (rank 0)
+    log_every: int = 50  # without the bar, print a progress line every N iterations (0 = never)
 
     def __post_init__(self) -> None:
         choices = {"loss": ("ce", "focal", "lovasz", "ce+lovasz"), "loss_reduction": ("mean", "sum"),
@@ -88,7 +89,7 @@ class TrainConfig:
         for name in ("batch_size", "val_batch_size", "epochs", "val_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
-        for name in ("workers", "warmup_iters", "checkpoint_every"):
+        for name in ("workers", "warmup_iters", "checkpoint_every", "log_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
         if self.lr <= 0:

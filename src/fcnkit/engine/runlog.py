@@ -22,8 +22,8 @@ from typing import Any
 from ..config import TrainConfig, save_config
 from .plots import plot_curves
 
-CSV_COLUMNS = ["epoch", "iteration", "lr", "train_loss", "images_per_s", "epoch_seconds", "val_pixel_acc",
-               "val_mean_acc", "val_mean_iu", "val_fw_iu"]
+CSV_COLUMNS = ["epoch", "iteration", "lr", "train_loss", "images_per_s", "epoch_seconds", "val_seconds",
+               "elapsed_seconds", "val_pixel_acc", "val_mean_acc", "val_mean_iu", "val_fw_iu"]
 
 
 def git_revision() -> str | None:

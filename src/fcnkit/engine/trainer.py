@@ -58,7 +58,8 @@ class Progress:
     loss_sum: float = 0.0  # over the current epoch's iterations so far
     loss_count: int = 0
     images: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # training time of the current epoch so far
+    elapsed: float = 0.0  # training + validation time of all completed epochs (the budget spent)
 
 
 class StopSignal:
@@ -268,6 +269,14 @@ class _Trainer:
                             rng=rngs, train_config=self.cfg.to_dict())
         D.barrier()
 
+    def _eta(self) -> str:
+        """Time left for the remaining iterations at this epoch's pace (validation not included)."""
+        p = self.progress
+        if not p.loss_count:
+            return "?"
+        left = (self.total_iters - p.iteration) * p.seconds / p.loss_count
+        return f"{left / 3600:.1f} h" if left >= 3600 else f"{left / 60:.0f} min"
+
     def _lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
@@ -328,6 +337,10 @@ class _Trainer:
                         bar.set_postfix(loss=f"{p.loss_sum / p.loss_count:.4g}", lr=f"{self._lr():.3g}",
                                         img_s=f"{p.images / max(p.seconds, 1e-9):.2f}")
                         self.log.scalar("train/loss", loss, p.iteration)
+                        if bar.disable and cfg.log_every and p.iteration % cfg.log_every == 0:
+                            self.say(f"  it {p.iteration}/{self.total_iters}  epoch {p.epoch + 1}  loss "
+                                     f"{p.loss_sum / p.loss_count:.4f}  lr {self._lr():.3g}  "
+                                     f"{p.images / max(p.seconds, 1e-9):.2f} img/s  ETA {self._eta()}")
                         flag = torch.tensor([float(stop.signum is not None)])
                         if self.dist.enabled:
                             D.all_reduce_sum(flag)
@@ -364,6 +377,7 @@ class _Trainer:
                "epoch_seconds": p.seconds}
         metrics = None
         final = p.iteration >= self.total_iters
+        t_val = time.perf_counter()
         if self.val_loader is not None and (epoch % cfg.val_every == 0 or final):
             ev = evaluate(self.model, self.val_loader, num_classes=len(self.info["classes"]), device=self.device,
                           amp_dtype=self.amp_dtype, channels_last=cfg.channels_last,
@@ -377,13 +391,17 @@ class _Trainer:
                     save_checkpoint(self.out / "best.pt", self.model,
                                     meta={**self.meta, "epoch": epoch, "iteration": p.iteration,
                                           "val_metrics": metrics}, train_config=cfg.to_dict())
+        row["val_seconds"] = time.perf_counter() - t_val
+        p.elapsed += p.seconds + row["val_seconds"]
+        row["elapsed_seconds"] = p.elapsed
+        eta = self._eta()
         p.epoch += 1
         p.epoch_iteration = 0
         p.loss_sum, p.loss_count, p.images, p.seconds = 0.0, 0, 0, 0.0
         self.save_last()
         self.log.epoch(row)
         line = (f"epoch {epoch}/{self.num_epochs}  it {p.iteration}  loss {row['train_loss']:.4f}  "
-                f"{row['images_per_s']:.2f} img/s  {row['epoch_seconds']:.0f}s")
+                f"{row['images_per_s']:.2f} img/s  {row['epoch_seconds']:.0f}s  ETA {eta}")
         if metrics is not None:
             line += (f"  | val pixel acc {metrics['pixel_acc']:.4f}  mean acc {metrics['mean_acc']:.4f}  "
                      f"mean IU {metrics['mean_iu']:.4f}  fw IU {metrics['fw_iu']:.4f}  (best {p.best_mean_iu:.4f} "

@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "confusion matrix over the whole split (Long et al. 2015, sec. 5), per-class "
                                    "IoU, and KITTI MaxF/AP for binary road data.")
     p.add_argument("checkpoint", help="best.pt / last.pt from fcnkit train, or a saved model")
-    p.add_argument("--data", required=True, metavar="SPEC", help="FORMAT:PATH or PATH, e.g. camvid:../shared/data/camvid")
+    p.add_argument("--data", required=True, metavar="SPEC",
+                   help="FORMAT:PATH or PATH, e.g. camvid:../shared/data/camvid")
     p.add_argument("--split", default="val")
     p.add_argument("--out", default=None, help="report folder (default: <checkpoint dir>/eval-<split>)")
     p.add_argument("--batch-size", type=int, default=1)

@@ -76,14 +76,5 @@ def gather_objects(obj: Any) -> list[Any]:
     return out
 
 
-def broadcast_object(obj: Any) -> Any:
-    """Rank 0's ``obj`` on every rank."""
-    if not active():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-__all__ = ["DistInfo", "all_reduce_sum", "barrier", "broadcast_object", "cleanup", "gather_objects",
+__all__ = ["DistInfo", "all_reduce_sum", "barrier", "cleanup", "gather_objects",
            "init_distributed", "active"]

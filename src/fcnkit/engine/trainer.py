@@ -341,7 +341,7 @@ class _Trainer:
                             self.say(f"  it {p.iteration}/{self.total_iters}  epoch {p.epoch + 1}  loss "
                                      f"{p.loss_sum / p.loss_count:.4f}  lr {self._lr():.3g}  "
                                      f"{p.images / max(p.seconds, 1e-9):.2f} img/s  ETA {self._eta()}")
-                        flag = torch.tensor([float(stop.signum is not None)])
+                        flag = torch.tensor([float(stop.signum is not None)], device=self.device)  # nccl: on device
                         if self.dist.enabled:
                             D.all_reduce_sum(flag)
                         if flag.item() > 0:

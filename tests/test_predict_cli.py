@@ -1,0 +1,115 @@
+"""``fcnkit predict``: outputs per image, bad files reported and skipped, no overwrite, no escape."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fcnkit.cli import main
+from fcnkit.cli.predict import safe_name
+from fcnkit.inference import Predictor
+from fcnkit.models.saved import save_model
+from predict_fixtures import PALETTE, colour_fcn, scene
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "colour.pt"
+    save_model(colour_fcn(), path, classes=["red", "green", "blue"], palette=PALETTE)
+    return path
+
+
+def _folder(root: Path) -> Path:
+    """in/a.png (33x97), in/sub/b.jpg (40x50), in/broken.png (truncated), in/notes.txt."""
+    (root / "in" / "sub").mkdir(parents=True)
+    Image.fromarray(scene(33, 97, seed=1)).save(root / "in" / "a.png")
+    Image.fromarray(scene(40, 50, seed=2)).save(root / "in" / "sub" / "b.jpg", quality=95)
+    good = (root / "in" / "a.png").read_bytes()
+    (root / "in" / "broken.png").write_bytes(good[: len(good) // 2])
+    (root / "in" / "notes.txt").write_text("not an image\n")
+    return root / "in"
+
+
+def test_folder_with_corrupt_file(model_file, tmp_path, capsys) -> None:
+    folder = _folder(tmp_path)
+    out = tmp_path / "out"
+    code = main(["predict", str(model_file), str(folder), "--out", str(out), "--probs", "--workers", "1"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "2 input(s) skipped" in err
+    assert f"{folder / 'broken.png'}: corrupt or truncated image" in err
+    assert f"{folder / 'notes.txt'}: not an image file" in err
+    # the readable images were still processed, at exactly their own size
+    mask = Image.open(out / "a.mask.png")
+    assert mask.mode == "P" and mask.size == (97, 33)
+    assert mask.getpalette()[:9] == [v for c in PALETTE for v in c]
+    expected = Predictor(model_file, channels_last=False).predict(folder / "a.png").mask
+    assert np.array_equal(np.asarray(mask), expected)
+    assert Image.open(out / "sub" / "b.overlay.jpg").size == (50, 40)
+    probs = np.load(out / "sub" / "b.probs.npy")
+    assert probs.dtype == np.float16 and probs.shape == (3, 40, 50)
+    assert not (out / "broken.mask.png").exists() and not list(out.rglob("*.tmp"))
+
+
+def test_existing_outputs_are_not_overwritten_without_the_flag(model_file, tmp_path, capsys) -> None:
+    Image.fromarray(scene(30, 40, seed=3)).save(tmp_path / "x.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x.mask.png").write_bytes(b"precious")
+    assert main(["predict", str(model_file), str(tmp_path / "x.png"), "--out", str(out), "--workers", "0"]) == 1
+    assert (out / "x.mask.png").read_bytes() == b"precious"
+    assert not (out / "x.overlay.jpg").exists()
+    assert "use --overwrite" in capsys.readouterr().err
+    assert main(["predict", str(model_file), str(tmp_path / "x.png"), "--out", str(out), "--workers", "0",
+                 "--overwrite"]) == 0
+    assert Image.open(out / "x.mask.png").size == (40, 30)
+
+
+def test_globs_tiles_and_name_collisions(model_file, tmp_path) -> None:
+    Image.fromarray(scene(300, 200, seed=4)).save(tmp_path / "p.png")
+    Image.fromarray(scene(20, 30, seed=5)).save(tmp_path / "p.jpg")
+    out = tmp_path / "out"
+    code = main(["predict", str(model_file), str(tmp_path / "p.*"), "--out", str(out), "--workers", "0",
+                 "--tile", "128", "--overlap", "32"])
+    assert code == 0
+    # a.png and a.jpg would share a stem, so both keep their suffix in the name
+    assert Image.open(out / "p.png.mask.png").size == (200, 300)
+    assert Image.open(out / "p.jpg.mask.png").size == (30, 20)
+
+
+def test_unmatched_inputs_and_bad_model(model_file, tmp_path, capsys) -> None:
+    code = main(["predict", str(model_file), str(tmp_path / "none.png"), str(tmp_path / "*.nope"),
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1 and "no such file or folder" in err and "pattern matched no files" in err
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    assert main(["predict", str(tmp_path / "junk.pt"), str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "junk.pt" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("hostile", ["../../etc/passwd", "/abs/x", "a/../../b", "..", ".hidden", "x\ny", "C:\\w\\..\\z",
+                                     "..\\..\\evil"])
+def test_safe_name_stays_inside(tmp_path, hostile) -> None:
+    out = tmp_path / "out"
+    name = safe_name(Path(hostile))
+    assert not name.is_absolute() and ".." not in name.parts
+    assert all(not part.startswith(".") for part in name.parts)
+    assert (out / name).resolve().is_relative_to(out.resolve())
+
+
+def test_output_cannot_escape_through_a_symlinked_folder(model_file, tmp_path, capsys) -> None:
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    Image.fromarray(scene(20, 20)).save(tmp_path / "in" / "sub" / "x.png")
+    Image.fromarray(scene(20, 20)).save(tmp_path / "in" / "y.png")
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    os.symlink(outside, out / "sub")  # out/sub -> ../outside
+    code = main(["predict", str(model_file), str(tmp_path / "in"), "--out", str(out), "--workers", "0"])
+    assert code == 1 and "would be outside" in capsys.readouterr().err
+    assert list(outside.iterdir()) == []
+    assert (out / "y.mask.png").exists()

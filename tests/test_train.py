@@ -86,6 +86,7 @@ def test_four_steps_equal_two_plus_resume_plus_two(tmp_path):
     assert (mid["epoch"], mid["epoch_iteration"], mid["iteration"]) == (0, 2, 2)
     b2 = train(cfg_b, train_set=tr, val_set=va, resume=True)
     assert (b2["status"], b2["iteration"]) == ("finished", 4)
+    assert (tmp_path / "b" / "environment.json").is_file() and (tmp_path / "b" / "environment-resume-2.json").is_file()
 
     ra, rb = read_record(tmp_path / "a" / "last.pt"), read_record(tmp_path / "b" / "last.pt")
     assert _same(ra["model"], rb["model"])

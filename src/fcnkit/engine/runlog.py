@@ -56,11 +56,14 @@ def _write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_run_info(out_dir: str | Path, cfg: TrainConfig, **extra: Any) -> None:
+def write_run_info(out_dir: str | Path, cfg: TrainConfig, *, resumed_at: int | None = None, **extra: Any) -> None:
+    """``config.yaml`` (the config now in force) and ``environment.json``; a resumed run
+    adds ``environment-resume-<iteration>.json`` so the original record is kept."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    _write_text(out / "environment.json", json.dumps(environment(**extra), indent=2, default=str) + "\n")
+    name = "environment.json" if resumed_at is None else f"environment-resume-{resumed_at}.json"
+    _write_text(out / name, json.dumps(environment(**extra), indent=2, default=str) + "\n")
 
 
 class RunLog:

@@ -229,7 +229,8 @@ class _Trainer:
         self.log.truncate_after(self.progress.epoch)
         if dist.is_main:
             write_run_info(self.out, cfg, device=str(device), amp=str(self.amp_dtype), world_size=dist.world_size,
-                           threads=torch.get_num_threads(), resumed_from=str(resume_path) if resume_path else None)
+                           threads=torch.get_num_threads(),
+                           resumed_at=self.progress.iteration if resume_path else None)
 
     # --- helpers ------------------------------------------------------------------
     def say(self, msg: str) -> None:

@@ -108,3 +108,14 @@ def test_load_class_weights(tmp_path):
         load_class_weights(p, 3)
     with pytest.raises(FileNotFoundError, match="missing.json"):
         load_class_weights(tmp_path / "missing.json", 3)
+
+
+def test_class_weights_from_fcnkit_data_stats_json(tmp_path):
+    from fcnkit.data.stats import class_statistics, write_json
+    from fcnkit.data.synthetic import SyntheticStreets
+
+    stats = class_statistics(SyntheticStreets(3, size=(32, 48)), progress=False)
+    write_json(stats, tmp_path / "stats.json")
+    w = load_class_weights(tmp_path / "stats.json", len(SyntheticStreets.classes))
+    assert w.tolist() == pytest.approx(stats["class_weights"])
+    assert (w > 1).any() and (w < 1).any()  # median-frequency balancing: rare up, frequent down

@@ -83,10 +83,8 @@ def test_openvino_parity_two_sizes(exported, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin", "model.json", "model.xml"]
 
 
-def test_load_runtime_carries_metadata_and_matches_torch_argmax(tmp_path):
-    model = tiny_model(**FAMILIES["vgg16-fast"])
-    path = tmp_path / "m.onnx"
-    export_onnx(model, path, sizes=SIZES)
+def test_load_runtime_carries_metadata_and_matches_torch_argmax(exported):
+    model, path, _ = exported
     runtime = load_runtime(path)
     assert runtime.backend == "onnxruntime" and runtime.precision == "fp32"
     assert runtime.meta["classes"] == META["classes"] and runtime.meta["palette"] == META["palette"]
@@ -111,7 +109,7 @@ def test_failed_parity_writes_nothing(tmp_path, monkeypatch):
 
 
 def test_cli_export_onnx_and_openvino(tmp_path, capsys):
-    model = tiny_model(**FAMILIES["mobilenet_v3_large"])
+    model = tiny_model(**FAMILIES["vgg16-fast"])
     ckpt = tmp_path / "tiny.pt"
     save_model(model, ckpt, **META)
     assert main(["export", str(ckpt), "--format", "openvino", "--check-sizes", "64x64", "35x50"]) == 0
@@ -131,3 +129,15 @@ def test_cli_export_bad_file(tmp_path, capsys):
     assert main(["export", str(bad)]) == 2
     assert "junk.pt" in capsys.readouterr().err
     assert not (tmp_path / "junk.onnx").exists()
+
+
+def test_predictor_gives_the_same_masks_for_torch_and_onnx(exported):
+    from fcnkit.inference.predictor import Predictor
+
+    model, path, _ = exported
+    image = (np.random.default_rng(0).random((50, 70, 3)) * 255).astype(np.uint8)  # (H, W, 3)
+    torch_mask = Predictor(model, device="cpu").predict(image).mask
+    onnx_pred = Predictor(path).predict(image)
+    assert onnx_pred.mask.shape == torch_mask.shape == (50, 70)
+    assert np.mean(onnx_pred.mask == torch_mask) >= 0.999
+    assert onnx_pred.classes == META["classes"]

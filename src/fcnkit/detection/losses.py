@@ -8,6 +8,8 @@ normalised by the number of objects in the batch, as in the paper.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -47,7 +49,8 @@ def detection_loss(outputs: dict[str, Tensor], targets: dict[str, Tensor], *, si
 
 
 def joint_loss(outputs: dict[str, Tensor], targets: dict[str, Tensor], *, ignore_index: int = 255,
-               seg_weight: float = 1.0) -> dict[str, Tensor]:
+               seg_weight: float = 1.0, seg_loss: Callable[[Tensor, Tensor], Tensor] | None = None
+               ) -> dict[str, Tensor]:
     """Sum of the losses each sample has labels for.
 
     ``targets["has_boxes"]`` / ``targets["has_mask"]`` (N,) bool say which samples carry
@@ -56,6 +59,8 @@ def joint_loss(outputs: dict[str, Tensor], targets: dict[str, Tensor], *, ignore
     adds whichever are present (a batch with neither gives a constant 0: skip its step).
     A sample annotated with boxes but containing none still teaches the heatmap what
     background looks like, so presence is a flag, not "has at least one box".
+    ``seg_loss(logits, target)`` replaces the default cross-entropy (e.g. a
+    ``fcnkit.losses.SegmentationLoss``).
     """
     device = next(iter(outputs.values())).device
     out: dict[str, Tensor] = {}
@@ -68,10 +73,12 @@ def joint_loss(outputs: dict[str, Tensor], targets: dict[str, Tensor], *, ignore
         total = total + det["det"]
     has_mask = targets.get("has_mask")
     if has_mask is not None and has_mask.any() and "seg" in outputs:
-        labels = targets["mask"][has_mask]  # (n, H, W)
-        # summed / labelled pixels, so an image whose mask is all ignore adds 0, not NaN
-        seg = F.cross_entropy(outputs["seg"][has_mask].float(), labels, ignore_index=ignore_index,
-                              reduction="sum") / labels.ne(ignore_index).sum().clamp(min=1)
+        logits, labels = outputs["seg"][has_mask].float(), targets["mask"][has_mask]  # (n, K, H, W), (n, H, W)
+        if seg_loss is not None:
+            seg = seg_loss(logits, labels)
+        else:  # summed / labelled pixels, so an image whose mask is all ignore adds 0, not NaN
+            seg = F.cross_entropy(logits, labels, ignore_index=ignore_index,
+                                  reduction="sum") / labels.ne(ignore_index).sum().clamp(min=1)
         out["seg"] = seg
         total = total + seg_weight * seg
     out["total"] = total

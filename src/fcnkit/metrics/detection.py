@@ -68,10 +68,11 @@ class DetectionMAP:
             return {name: 0.0 for name in STAT_NAMES}
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
             gt = COCO()
-            gt.dataset = {"images": self._images, "annotations": self._gt,
+            # copies: COCO.loadRes and COCOeval annotate the dicts they are given
+            gt.dataset = {"images": [dict(i) for i in self._images], "annotations": [dict(a) for a in self._gt],
                           "categories": [{"id": c} for c in sorted(self._classes)]}
             gt.createIndex()
-            evaluator = COCOeval(gt, gt.loadRes(self._dets), iouType="bbox")
+            evaluator = COCOeval(gt, gt.loadRes([dict(d) for d in self._dets]), iouType="bbox")
             evaluator.evaluate()
             evaluator.accumulate()
             evaluator.summarize()

@@ -111,11 +111,24 @@ def test_load_class_weights(tmp_path):
 
 
 def test_class_weights_from_fcnkit_data_stats_json(tmp_path):
-    from fcnkit.data.stats import class_statistics, write_json
-    from fcnkit.data.synthetic import SyntheticStreets
+    import numpy as np
+    from PIL import Image
 
-    stats = class_statistics(SyntheticStreets(3, size=(32, 48)), progress=False)
+    from fcnkit.data import CamVid
+    from fcnkit.data.stats import class_statistics, write_json
+
+    for split in ("train", "trainannot"):
+        (tmp_path / split).mkdir()
+    labels = np.zeros((8, 10), np.uint8)
+    labels[:, 6:] = 3  # road
+    labels[0, 0] = 9  # one pedestrian pixel: rare
+    labels[1] = 11  # void
+    for i in range(2):
+        Image.fromarray(np.full((8, 10, 3), 90, np.uint8)).save(tmp_path / "train" / f"{i}.png")
+        Image.fromarray(labels).save(tmp_path / "trainannot" / f"{i}.png")
+    stats = class_statistics(CamVid(tmp_path, "train"), progress=False)
     write_json(stats, tmp_path / "stats.json")
-    w = load_class_weights(tmp_path / "stats.json", len(SyntheticStreets.classes))
+    w = load_class_weights(tmp_path / "stats.json", 11)
     assert w.tolist() == pytest.approx(stats["class_weights"])
-    assert (w > 1).any() and (w < 1).any()  # median-frequency balancing: rare up, frequent down
+    assert w[9] > 1 > w[0]  # median-frequency balancing: rare up, frequent down
+    assert w[5] == 0  # a class that never occurs gets no weight

@@ -99,6 +99,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
            lambda r: _existing("train", "val", marker=lambda r, s: (r / f"ImageSets/Main/{s}.txt").is_file())(r)
            or ["all"]),
     Format("coco", _is_coco, _builder("coco", "COCODetection"), _coco_splits),
+    Format("kitti_object", lambda r: (r / "training" / "label_2").is_dir() or (r / "label_2").is_dir(),
+           _builder("kitti_object", "KittiObjectDetection"), lambda r: ["all"]),
 ]}
 
 

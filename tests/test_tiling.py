@@ -63,27 +63,43 @@ def test_choose_plan_fits_the_budget() -> None:
     plan = choose_plan(8000, 8000, bytes_per_pixel=1000, num_classes=11, budget=budget, multiple=32)
     t = plan.tile[0]
     assert t % 32 == 0 and plan.align == 32 and plan.overlap == (round(0.25 * t),) * 2
-    cost = lambda t: 1000 * t * t + 4 * 12 * t * 8000  # noqa: E731  network + (C + 1) band rows
+    cost = lambda t: 1000 * t * t + 4 * 12 * (round(0.25 * t) + 32) * 8000  # noqa: E731  network + carry rows
     assert cost(t) <= budget < cost(t + 32)  # the largest tile that fits
     # the same budget, a taller image: the same tile (memory does not grow with height)
     assert choose_plan(20000, 8000, bytes_per_pixel=1000, num_classes=11, budget=budget).tile == plan.tile
 
 
-def test_emit_covers_each_row_once_and_tiles_stay_small() -> None:
-    seen_rows, shapes = [], []
+def test_emit_covers_each_pixel_once_and_tiles_stay_small() -> None:
+    hits = np.zeros((301, 97), dtype=int)
+    shapes = []
 
     def score(tile: torch.Tensor) -> torch.Tensor:
         shapes.append(tuple(tile.shape[-2:]))
         return torch.zeros(1, 2, *tile.shape[-2:])
 
-    def emit(r0: int, r1: int, logits: torch.Tensor) -> None:
-        assert logits.shape == (2, r1 - r0, 97)
-        seen_rows.extend(range(r0, r1))
+    def emit(r0: int, r1: int, c0: int, c1: int, logits: torch.Tensor) -> None:
+        assert logits.shape == (2, r1 - r0, c1 - c0)
+        hits[r0:r1, c0:c1] += 1
 
     image = torch.zeros(3, 301, 97, dtype=torch.uint8)
     tiled_scores(score, image, TilePlan((64, 64), (16, 16), 32), emit)
-    assert seen_rows == list(range(301))
+    assert (hits == 1).all()
     assert max(h for h, _ in shapes) <= 64 and max(w for _, w in shapes) <= 64
+
+
+@settings(max_examples=60, deadline=None)
+@given(h=st.integers(1, 150), w=st.integers(1, 150), tile=st.integers(8, 80), frac=st.floats(0, 0.8),
+       align=st.sampled_from([1, 8, 32]))
+def test_blending_position_independent_scores_gives_them_back(h, w, tile, frac, align) -> None:
+    """Where every tile agrees on a pixel, any weighted average of them is that value."""
+    image = torch.from_numpy(np.random.default_rng(h * 1000 + w).integers(0, 256, (3, h, w), dtype=np.uint8))
+    out = torch.full((2, h, w), float("nan"))
+
+    def emit(r0, r1, c0, c1, logits):
+        out[:, r0:r1, c0:c1] = logits
+
+    tiled_scores(lambda t: t[:, :2].float(), image, make_plan(tile, frac, align), emit)
+    assert torch.allclose(out, image[:2].float(), atol=1e-3)
 
 
 def test_pointwise_model_tiled_equals_whole() -> None:

@@ -177,10 +177,10 @@ class Predictor:
         mask = np.empty((h, w), dtype=self.mask_dtype)
         probs = self._probs_buffer(h, w, probs_out) if probabilities else None
 
-        def emit(r0: int, r1: int, logits: Tensor) -> None:  # logits (C, r1 - r0, W)
-            mask[r0:r1] = logits.argmax(0).cpu().numpy()
+        def emit(r0: int, r1: int, c0: int, c1: int, logits: Tensor) -> None:  # logits (C, r1 - r0, c1 - c0)
+            mask[r0:r1, c0:c1] = logits.argmax(0).cpu().numpy()
             if probs is not None:
-                probs[:, r0:r1] = logits.softmax(0).half().cpu().numpy()
+                probs[:, r0:r1, c0:c1] = logits.softmax(0).half().cpu().numpy()
 
         image = torch.from_numpy(array).permute(2, 0, 1)  # (3, H, W) view, no copy
         tiled_scores(self._logits, image, plan, emit, device=self.device)
@@ -221,7 +221,8 @@ class Predictor:
 
     def predict_batch(self, images: Sequence[np.ndarray | Image.Image | Tensor], *,
                       probabilities: bool = False, paths: Sequence[Path | None] | None = None) -> list[Prediction]:
-        """Predict several in-memory images; runs of same-size, untiled images share a forward pass."""
+        """Predict several in-memory images; runs of same-size, untiled images share a forward
+        pass (as many as fit in the memory budget)."""
         arrays = [to_rgb_array(im) for im in images]
         paths = list(paths) if paths is not None else [None] * len(arrays)
         results: list[Prediction] = []
@@ -232,8 +233,10 @@ class Predictor:
                 results.append(self._predict_array(arrays[i], paths[i], probabilities))
                 i += 1
                 continue
+            # as many same-size images per pass as the memory budget allows (at least one)
+            limit = max(1, int(self.budget // (self.backend.bytes_per_pixel() * size[0] * size[1])))
             j = i + 1
-            while j < len(arrays) and arrays[j].shape[:2] == size:
+            while j < len(arrays) and arrays[j].shape[:2] == size and j - i < limit:
                 j += 1
             results.extend(self._predict_whole(arrays[i:j], paths[i:j], probabilities))
             i = j

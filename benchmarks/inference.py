@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-limit", type=int, default=None, help="validation images (default: all 101)")
     p.add_argument("--calib-limit", type=int, default=32, help="int8 calibration images from train")
     p.add_argument("--svd-ranks", default="512,1024", help="comma-separated fc6/fc7 ranks ('' for none)")
+    p.add_argument("--ac-drop", type=float, default=0.4,
+                   help="mean-IU drop NNCF's accuracy control may spend on the '-ac' rungs (default 0.4)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=10)
@@ -116,11 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         ("ov-bf16", dict(backend="openvino", precision="bf16")),
         ("ov-int8", dict(backend="openvino", precision="int8")),
         ("ov-int8+bf16", dict(backend="openvino", precision="int8", compute="bf16")),
+        ("ov-int8+bf16-ac", dict(backend="openvino", precision="int8", compute="bf16", ac=True)),
     ]
     for r in ranks:
         svd = {n: r for n in spectra}
         rungs += [(f"ov-bf16-svd{r}", dict(backend="openvino", precision="bf16", svd=svd)),
-                  (f"ov-int8+bf16-svd{r}", dict(backend="openvino", precision="int8", compute="bf16", svd=svd))]
+                  (f"ov-int8+bf16-svd{r}", dict(backend="openvino", precision="int8", compute="bf16", svd=svd)),
+                  (f"ov-int8+bf16-ac-svd{r}", dict(backend="openvino", precision="int8", compute="bf16", svd=svd,
+                                                   ac=True))]
 
     rows: list[BenchRow] = []
     with tempfile.TemporaryDirectory(prefix="fcnkit-ladder.") as work:
@@ -130,6 +135,14 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             recipe = dict(recipe)
             compute = recipe.pop("compute", None)
+            if recipe.pop("ac", False):
+                # NNCF accuracy control on the val images; it measures against the model it is given,
+                # so an SVD rung's own drop (seen on its bf16 rung) comes out of the budget first
+                budget = args.ac_drop
+                svd_rows = [r for r in rows if "svd" in name and r.name == f"ov-bf16-{name.split('-')[-1]}"]
+                if svd_rows:
+                    budget = max(0.05, args.ac_drop + min(0.0, svd_rows[0].mean_iu_change))
+                recipe["accuracy_control"] = (samples, budget)
             if not recipe:  # the baseline: plain eager, reference geometry, no channels_last
                 net = reference_twin(model)
                 runtime, twin, size = TorchRuntime(net, channels_last=False), net, _state_bytes(net)

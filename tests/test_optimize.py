@@ -193,3 +193,17 @@ def test_optimize_rejects_unsupported_combinations(tmp_path, capsys):
     save_model(scored_model(), tmp_path / "m.pt")
     assert main(["optimize", str(tmp_path / "m.pt"), "--precision", "int8", "--val", str(tmp_path)]) == 2
     assert "--calib" in capsys.readouterr().err
+
+
+def test_optimize_openvino_int8_with_accuracy_control(tmp_path, capsys):
+    model = fc7_driven_model()
+    save_model(model, tmp_path / "m.pt")
+    spec = self_labelled_camvid(tmp_path / "data", model, n=2)
+    out = tmp_path / "m.int8.xml"
+    code = main(["optimize", str(tmp_path / "m.pt"), "--backend", "openvino", "--precision", "int8",
+                 "--accuracy-control", "--val", spec, "--calib", spec, "--max-drop", "0.5", "--repeats", "1",
+                 "--warmup", "0", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["precision"] == "int8" and side["optimization"]["accuracy_control"] == 0.5
+    assert side["optimization"]["results"]["mean_iu_change"] >= -0.5

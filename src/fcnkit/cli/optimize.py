@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "within the budget -- all of it for fp32, half of it otherwise)")
     svd.add_argument("--svd-energy", type=float, default=None,
                      help="factorise fc6/fc7 keeping this fraction of squared singular values (e.g. 0.9)")
+    p.add_argument("--accuracy-control", action="store_true",
+                   help="openvino int8: NNCF's quantize_with_accuracy_control keeps the layers costing most "
+                   "mean IU in float until the drop on --val is within the budget")
     p.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorm layers separate")
     p.add_argument("--compile", action="store_true", help="torch backend: run through torch.compile")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
@@ -73,12 +76,13 @@ def _optimize(args: argparse.Namespace) -> int:
     print(f"fp32 model: mean IU {reference.mean_iu:.2f} on {len(samples)} {args.val_split} images", flush=True)
 
     svd = spectra = None
+    # with two lossy steps, the SVD rank search and NNCF's accuracy control each get half the budget
+    budget = args.max_drop / 2 if (args.svd_rank or args.svd_energy) and args.precision != "fp32" else args.max_drop
     if args.svd_rank or args.svd_energy:
         spectra = opt.svd_spectra(model)
         if args.svd_energy:
             svd = opt.ranks_for_energy(spectra, args.svd_energy)
         elif args.svd_rank == "auto":
-            budget = args.max_drop if args.precision == "fp32" else args.max_drop / 2
             svd = opt.choose_svd_rank(model, samples, reference, budget, spectra=spectra)
         else:
             ranks = [int(r) for r in args.svd_rank.split(",")]
@@ -89,7 +93,8 @@ def _optimize(args: argparse.Namespace) -> int:
     with opt.staging_dir(out_dir) as work:
         variant = opt.build_variant(model, backend=args.backend, precision=args.precision, workdir=work,
                                     calibration=calib, svd=svd, spectra=spectra, fold_bn=not args.no_fold_bn,
-                                    compile=args.compile, threads=args.threads)
+                                    compile=args.compile, threads=args.threads,
+                                    accuracy_control=(samples, budget) if args.accuracy_control else None)
         flops, _ = count_flops(variant.torch_model, samples[0].image)
         row = opt.measure(variant, samples, reference, warmup=args.warmup, repeats=args.repeats, flops=flops)
         print(format_table([row]))

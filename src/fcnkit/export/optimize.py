@@ -27,7 +27,7 @@ from .bench import BenchRow, time_callable
 from .fold import count_batchnorms, fold_batchnorm
 from .onnx_export import export_onnx, save_proto, set_metadata
 from .openvino_export import ir_files, onnx_to_openvino, save_ir
-from .quantize import quantize_onnx, quantize_openvino
+from .quantize import quantize_onnx, quantize_openvino, quantize_openvino_accuracy_control
 from .runtime import META_KEY, OnnxRuntimeModel, OpenVINOModel, TorchRuntime, export_meta, write_text_atomic
 from .svd import Spectrum, apply_svd, fc_convs, spectrum
 from .torch_opt import save_optimized
@@ -132,8 +132,13 @@ def transform(model: nn.Module, *, fold_bn: bool = True, svd: dict[str, int] | N
 def build_variant(model: nn.Module, *, backend: str, precision: str, workdir: str | Path,
                   calibration: list[Tensor] | None = None, svd: dict[str, int] | None = None,
                   spectra: dict[str, Spectrum] | None = None, fold_bn: bool = True, compile: bool = False,
-                  threads: int | None = None, static: bool = True) -> Variant:
-    """Transform ``model`` and convert it for ``backend`` at ``precision``, staged in ``workdir``."""
+                  threads: int | None = None, static: bool = True,
+                  accuracy_control: tuple[list[Sample], float] | None = None) -> Variant:
+    """Transform ``model`` and convert it for ``backend`` at ``precision``, staged in ``workdir``.
+
+    ``accuracy_control=(samples, max_drop)`` (OpenVINO int8) lets NNCF keep the layers that
+    cost most mean IU on ``samples`` in float until the drop is within ``max_drop`` points.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
     if precision not in PRECISIONS:
@@ -144,6 +149,8 @@ def build_variant(model: nn.Module, *, backend: str, precision: str, workdir: st
     if precision == "bf16" and backend == "onnxruntime":
         raise ValueError("ONNX Runtime's CPU provider has no bf16 convolutions; use --backend openvino "
                          "or torch for bf16")
+    if accuracy_control and (backend, precision) != ("openvino", "int8"):
+        raise ValueError("accuracy-controlled quantisation is NNCF's: use --backend openvino --precision int8")
     if precision == "int8" and not calibration:
         raise ValueError("int8 needs calibration images (--calib DATA)")
     m, recipe = transform(model, fold_bn=fold_bn, svd=svd, spectra=spectra)
@@ -168,7 +175,12 @@ def build_variant(model: nn.Module, *, backend: str, precision: str, workdir: st
         runtime = OnnxRuntimeModel(path, threads=threads)
         return Variant(name, backend, precision, recipe, runtime, m, [path], path.stat().st_size)
     ov_model = onnx_to_openvino(onnx_fp32)
-    if precision == "int8":
+    if precision == "int8" and accuracy_control:
+        val, max_drop = accuracy_control
+        ov_model = quantize_openvino_accuracy_control(ov_model, calibration, [(v.image, v.mask) for v in val],
+                                                      m.num_classes, max_drop=max_drop)
+        recipe["accuracy_control"] = max_drop
+    elif precision == "int8":
         ov_model = quantize_openvino(ov_model, calibration)
     meta["inference_precision"] = "bf16" if precision == "bf16" else "fp32"
     xml = workdir / f"{name}.xml"

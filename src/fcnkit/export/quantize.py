@@ -66,4 +66,33 @@ def quantize_openvino(ov_model, calibration: Sequence[Tensor], *, fast_bias_corr
                          target_device=nncf.TargetDevice.CPU, fast_bias_correction=fast_bias_correction)
 
 
-__all__ = ["quantize_onnx", "quantize_openvino"]
+def quantize_openvino_accuracy_control(ov_model, calibration: Sequence[Tensor],
+                                       validation: Sequence[tuple[Tensor, Tensor]], num_classes: int, *,
+                                       max_drop: float):
+    """int8 via ``nncf.quantize_with_accuracy_control``: quantise everything, then return the
+    layers that cost most mean IU to float until the drop on ``validation`` ((image, mask)
+    pairs) is within ``max_drop`` points."""
+    import nncf
+    import torch
+
+    from ..metrics import ConfusionMatrix
+
+    def validate(compiled, items) -> tuple[float, list[float]]:
+        total, per_image = ConfusionMatrix(num_classes), []
+        for image, mask in items:
+            pred = torch.from_numpy(compiled(image)[compiled.output(0)]).argmax(1)  # (1, H, W)
+            one = ConfusionMatrix(num_classes)
+            one.update(mask, pred)
+            total.update(mask, pred)
+            per_image.append(100.0 * float(np.nan_to_num(one.compute()["mean_iu"])))
+        return 100.0 * total.compute()["mean_iu"], per_image
+
+    arrays = _arrays(calibration)
+    val = [(a, m.detach().cpu()) for a, (_, m) in zip(_arrays([x for x, _ in validation]), validation)]
+    return nncf.quantize_with_accuracy_control(
+        ov_model, nncf.Dataset(arrays), nncf.Dataset(val), validate, max_drop=max_drop,
+        drop_type=nncf.DropType.ABSOLUTE, preset=nncf.QuantizationPreset.MIXED, target_device=nncf.TargetDevice.CPU,
+        subset_size=len(arrays))
+
+
+__all__ = ["quantize_onnx", "quantize_openvino", "quantize_openvino_accuracy_control"]

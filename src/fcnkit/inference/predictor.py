@@ -28,11 +28,12 @@ from tqdm.auto import tqdm
 from .backend import Backend, load_backend
 from .images import ImageReadError, read_image, to_rgb_array
 from .postprocess import colorize, draw_detections, overlay, palette_for
-from .tiling import TilePlan, choose_plan, make_plan, parse_memory, tiled_scores
+from .tiling import TilePlan, choose_plan, count_tiles, make_plan, parse_memory, tiled_scores
 from .tta import augmented_logits
 
 DEFAULT_MAX_MEMORY = 2 * 2**30  # working-memory budget when none is given: 2 GiB
 DEFAULT_TTA_SCALES = (0.75, 1.0, 1.25)
+TILE_PROGRESS_MIN = 16  # show a per-tile progress bar for images with at least this many tiles
 
 
 @dataclass
@@ -88,14 +89,19 @@ class Predictor:
         tta: shorthand for ``flip=True`` and scales (0.75, 1, 1.25) unless ``scales`` given.
         scales, flip: test-time augmentation views; probabilities are averaged.
         bf16: bf16 autocast for nn.Module backends (about 2x faster on CPUs with bf16).
+        channels_last: NHWC memory format for nn.Modules (default: on for CPU, where
+            oneDNN convolutions prefer it; tiny test models run faster without).
+        progress: per-tile progress bars for large tiled images.
     """
 
     def __init__(self, model_or_path: nn.Module | str | Path | Callable, *, device: str | torch.device | None = None,
                  tile: int | tuple[int, int] | None = None, overlap: float | int = 0.25,
                  max_memory: int | str | None = None, tta: bool = False, scales: Sequence[float] = (1.0,),
-                 flip: bool = False, bf16: bool = False, channels_last: bool | None = None) -> None:
+                 flip: bool = False, bf16: bool = False, channels_last: bool | None = None,
+                 progress: bool = True) -> None:
         self.backend: Backend = load_backend(model_or_path, device=device, bf16=bf16, channels_last=channels_last)
         self.device = self.backend.device
+        self.progress = progress
         scales = tuple(float(s) for s in scales)
         if tta:
             flip = True
@@ -183,7 +189,10 @@ class Predictor:
                 probs[:, r0:r1, c0:c1] = logits.softmax(0).half().cpu().numpy()
 
         image = torch.from_numpy(array).permute(2, 0, 1)  # (3, H, W) view, no copy
-        tiled_scores(self._logits, image, plan, emit, device=self.device)
+        n_tiles = count_tiles(h, w, plan)
+        with tqdm(total=n_tiles, unit="tile", leave=False, desc=path.name if path else "tiles",
+                  disable=not self.progress or n_tiles < TILE_PROGRESS_MIN) as bar:
+            tiled_scores(self._logits, image, plan, emit, device=self.device, progress=bar.update)
         return self._result(array, mask, probs, None, path, plan)
 
     def _probs_buffer(self, h: int, w: int, out: np.ndarray | None) -> np.ndarray:

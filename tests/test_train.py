@@ -225,3 +225,28 @@ def test_cli_train_resume_and_eval_reproduces_validation(tmp_path, capsys):
 
     assert main(["train", "--config", str(recipe), "--set", "epochs=zero"]) == 2
     assert "epochs must be int" in capsys.readouterr().err
+
+
+def test_sigterm_to_the_cli_finishes_the_step_saves_and_exits_130(tmp_path):
+    import subprocess
+    import sys
+
+    data = _camvid_folder(tmp_path / "camvid")
+    recipe = tmp_path / "long.yaml"
+    recipe.write_text(yaml.safe_dump({"data": f"camvid:{data}", "width": 0.0625, "epochs": 10000, "workers": 1,
+                                      "progress": False, "log_every": 1, "out_dir": str(tmp_path / "run")}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "fcnkit", "train", "--config", str(recipe)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("  it "):  # training is under way
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest, _ = proc.communicate(timeout=120)
+    out = "".join(seen) + rest
+    assert proc.returncode == 130, out
+    assert "SIGTERM received" in out and "interrupted at iteration" in out
+    progress = read_record(tmp_path / "run" / "last.pt")["progress"]
+    assert progress["iteration"] >= 1 and f"interrupted at iteration {progress['iteration']}" in out

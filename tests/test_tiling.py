@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -141,3 +143,19 @@ def test_memory_budget_switches_to_tiles_with_same_size_output() -> None:
     assert bpp > 0 and bpp * tight.plan.tile[0] ** 2 <= 3 * 2**20
     assert tight.mask.shape == (260, 333)
     assert (tight.mask == roomy.mask).mean() >= 0.99
+
+
+def test_tiled_agrees_with_whole_on_real_camvid_images() -> None:
+    root = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid" / "val"
+    if not root.is_dir():
+        pytest.skip(f"real CamVid not found at {root}")
+    model = colour_fcn()
+    whole_p = Predictor(model, tile=0, channels_last=False)
+    tiled_p = Predictor(model, tile=128, overlap=0.25, channels_last=False)
+    for path in sorted(root.glob("*.png"))[:3]:
+        whole = whole_p.predict(path).mask
+        assert whole.shape == (360, 480)
+        assert len(np.unique(whole)) >= 2
+        tiled = tiled_p.predict(path)
+        assert tiled.plan is not None
+        assert (tiled.mask == whole).mean() >= 0.995, path

@@ -33,7 +33,7 @@ from .tta import augmented_logits
 
 DEFAULT_MAX_MEMORY = 2 * 2**30  # working-memory budget when none is given: 2 GiB
 DEFAULT_TTA_SCALES = (0.75, 1.0, 1.25)
-TILE_PROGRESS_MIN = 16  # show a per-tile progress bar for images with at least this many tiles
+TILE_PROGRESS_MIN = 64  # show a per-tile progress bar for images with at least this many tiles
 
 
 @dataclass

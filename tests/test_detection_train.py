@@ -13,7 +13,8 @@ from torchvision.transforms import v2
 from fcnkit.data.synthetic import SyntheticStreets
 from fcnkit.data.transforms import eval_transforms
 from fcnkit.detection import DetectionCollate, decode, detection_loss
-from fcnkit.detection.train import evaluate_detection, make_loader, train_detection
+from fcnkit.detection.evaluate import evaluate_detection, make_loader
+from fcnkit.detection.train import train_detection
 from fcnkit.metrics.detection import DetectionMAP
 from fcnkit.models import create_model
 from fcnkit.models.saved import load_model
@@ -132,3 +133,30 @@ def test_raccoon_boxes_survive_targets_and_decoding_with_map_one() -> None:
     stats = metric.compute()
     assert n_boxes == 34  # the val split's boxes (173 in all, 139 in train)
     assert stats["map"] == pytest.approx(1.0) and stats["map_50"] == pytest.approx(1.0)
+
+
+def test_cli_train_and_eval_route_detection_models(tmp_path: Path, capsys) -> None:
+    """``fcnkit train --set model=fcn8s-det`` runs the detection loop; ``fcnkit eval`` on
+    its checkpoint prints COCO numbers and writes metrics.json + detections.png."""
+    import json
+
+    from test_data_fixtures import write_voc_xml
+
+    from fcnkit.cli import main
+
+    write_voc_xml(tmp_path / "voc", n=6, size=(40, 48))
+    out = tmp_path / "run"
+    sets = ["model=fcn8s-det", "encoder=mobilenet_v3_large", "width=0.25", f"data=voc_xml:{tmp_path / 'voc'}",
+            "epochs=2", "batch_size=2", "workers=0", "progress=false", "optimizer=adamw", "schedule=cosine",
+            "lr=0.001", f"out_dir={out}"]
+    assert main(["train", *[a for s in sets for a in ("--set", s)]]) == 0
+    history = json.loads((out / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2] and "val_map_50" in history[0]
+    assert load_model(out / "last.pt").meta["classes"] == ["cat", "dog"]
+    capsys.readouterr()
+    assert main(["eval", str(out / "best.pt"), "--data", f"voc_xml:{tmp_path / 'voc'}", "--out",
+                 str(tmp_path / "eval"), "--workers", "0"]) == 0
+    assert "mAP@[.5:.95]" in capsys.readouterr().out
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert report["images"] == 1 and 0.0 <= report["map"] <= 1.0 and report["classes"] == ["cat", "dog"]
+    assert (tmp_path / "eval" / "detections.png").stat().st_size > 0

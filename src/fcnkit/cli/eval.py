@@ -36,7 +36,11 @@ def _fmt(v: float | None) -> str:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from ..detection.evaluate import eval_command, is_detection_checkpoint
     from ..engine.evaluate import evaluate_checkpoint
+
+    if is_detection_checkpoint(args.checkpoint):  # boxes: COCO mAP instead of the confusion matrix
+        return eval_command(args)
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, not {args.batch_size}")

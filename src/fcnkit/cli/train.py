@@ -51,6 +51,13 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     if args.stop_after is not None and args.stop_after < 1:
         raise ValueError(f"--stop-after must be >= 1, not {args.stop_after}")
+    from ..models.detection import DETECTION_MODELS
+
+    if cfg.model.replace("-", "_") in DETECTION_MODELS:  # boxes: fcnkit.detection's own loop
+        from ..detection.train import train_from_config
+
+        train_from_config(cfg, resume=args.resume is not None)
+        return 0
     from ..engine import train
 
     result = train(cfg, resume=args.resume, stop_after=args.stop_after)

@@ -25,57 +25,16 @@ from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from ..metrics.detection import DetectionMAP
 from ..models.saved import atomic_save, model_record, read_record
-from .batching import DetectionCollate
-from .decode import decode
+from .evaluate import evaluate_detection, make_loader
 from .losses import joint_loss
-
-DET_KEYS = ("heatmap", "size", "offset")
-
-
-def detection_classes(model: nn.Module) -> int:
-    """Heatmap channels: ``det_classes`` for the joint model, ``num_classes`` for a detector."""
-    return int(getattr(model, "det_classes", model.num_classes))
-
-
-def make_loader(dataset: Dataset, model: nn.Module, *, batch_size: int, shuffle: bool, workers: int = 0,
-                seed: int = 0) -> DataLoader:
-    """A DataLoader whose batches carry rendered targets at the model's output stride."""
-    collate = DetectionCollate(num_classes=detection_classes(model), stride=model.output_stride)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers, collate_fn=collate,
-                      generator=torch.Generator().manual_seed(seed) if shuffle else None,
-                      persistent_workers=workers > 0, drop_last=False)
 
 
 def _to(targets: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in targets.items()}
-
-
-@torch.no_grad()
-def evaluate_detection(model: nn.Module, loader: DataLoader, *, device: torch.device | str | None = None,
-                       threshold: float = 0.01, k: int = 100, nms_iou: float | None = None,
-                       progress: bool = True) -> dict[str, float]:
-    """COCO box statistics (``map``, ``map_50``, ``map_75``, ...) over the samples with boxes.
-
-    Runs in fp32: sizes regressed in map cells lose about a pixel in bf16. A low
-    ``threshold`` is right for AP, which integrates over all score levels.
-    """
-    device = torch.device(device or next(model.parameters()).device)
-    model.eval()
-    metric = DetectionMAP()
-    for images, targets in tqdm(loader, desc="val", leave=False, disable=not progress):
-        out = model(images.to(device))
-        preds = decode({key: out[key] for key in DET_KEYS}, stride=model.output_stride, k=k, threshold=threshold,
-                       nms_iou=nms_iou, image_sizes=targets["image_size"])
-        keep = targets["has_boxes"].tolist()
-        metric.update([{key: v.cpu() for key, v in p.items()} for p, kp in zip(preds, keep) if kp],
-                      [{"boxes": b, "labels": lab} for b, lab, kp in zip(targets["boxes"], targets["labels"], keep)
-                       if kp])
-    return metric.compute()
 
 
 def _write_json(rows: list[dict[str, float]], path: Path) -> None:
@@ -204,7 +163,56 @@ def train_detection(model: nn.Module, train_set: Dataset, val_set: Dataset | Non
     return state["history"]
 
 
-# --- command line -------------------------------------------------------------------
+# --- from a TrainConfig (``fcnkit train --set model=fcn8s-det ...``) and the command line ----
+
+def train_from_config(cfg, *, resume: bool = False) -> list[dict[str, float]]:
+    """Train a detection / joint model from ``fcnkit.config.TrainConfig`` fields.
+
+    Uses data, splits, max_*_samples, crop_size, scale_range, hflip, color_jitter,
+    batch_size, workers, model, encoder(_weights), width, lr, weight_decay, epochs,
+    warmup_iters, amp, channels_last, device, seed, out_dir, progress. Detection always
+    trains with AdamW + warm-up/cosine, so ``optimizer``, ``schedule`` and the loss
+    fields do not apply. The joint model needs samples with masks (its segmentation
+    classes are the dataset's ``classes``) and box classes in ``box_classes``.
+    """
+    import warnings
+
+    from torch.utils.data import Subset
+
+    from ..data import build_dataset, eval_transforms, train_transforms
+    from ..models import create_model
+
+    if cfg.optimizer != "adamw" or cfg.schedule != "cosine":
+        warnings.warn(f"detection models train with AdamW and a cosine schedule; ignoring optimizer="
+                      f"{cfg.optimizer!r}, schedule={cfg.schedule!r}", stacklevel=2)
+    probe = build_dataset(cfg.data, cfg.train_split)
+    if cfg.model.replace("-", "_") == "fcn8s_joint":
+        box_classes = list(getattr(probe, "box_classes", []))
+        if not box_classes:
+            raise ValueError(f"{cfg.data}: the joint model needs a dataset with masks and boxes (box_classes)")
+        classes = {"num_classes": probe.num_classes, "det_classes": len(box_classes)}
+    else:
+        box_classes = list(probe.classes)
+        classes = {"num_classes": len(box_classes)}
+    model = create_model(cfg.model, encoder=cfg.encoder, encoder_weights=cfg.encoder_weights, width=cfg.width,
+                         geometry=cfg.geometry, **classes)
+    jitter = (cfg.color_jitter,) * 3 + (0.0,) if cfg.color_jitter else None
+    train_set = build_dataset(cfg.data, cfg.train_split, train_transforms(
+        model.preprocessing, crop_size=cfg.crop_size, scale_range=cfg.scale_range, hflip=cfg.hflip,
+        color_jitter=jitter))
+    val_set = build_dataset(cfg.data, cfg.val_split, eval_transforms(model.preprocessing))
+    if cfg.max_train_samples:
+        train_set = Subset(train_set, range(min(cfg.max_train_samples, len(train_set))))
+    if cfg.max_val_samples:
+        val_set = Subset(val_set, range(min(cfg.max_val_samples, len(val_set))))
+    return train_detection(model, train_set, val_set, out_dir=cfg.out_dir, epochs=cfg.epochs,
+                           batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                           warmup_steps=cfg.warmup_iters, workers=cfg.workers, amp=cfg.amp != "off",
+                           channels_last=cfg.channels_last, device=None if cfg.device == "auto" else cfg.device,
+                           resume=resume, seed=cfg.seed, progress=cfg.progress,
+                           meta={"classes": list(probe.classes), "box_classes": box_classes})
+
+
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m fcnkit.detection.train", description=__doc__.split("\n\n")[0])
@@ -246,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     history = train_detection(model, train_set, val_set, out_dir=args.out, epochs=args.epochs,
                               batch_size=args.batch_size, lr=args.lr, workers=args.workers, amp=not args.no_amp,
                               time_budget=None if args.budget_min is None else args.budget_min * 60,
-                              seed=args.seed, meta={"classes": list(probe.classes)})
+                              seed=args.seed, meta={"classes": list(probe.classes), "max_size": args.size})
     best = max((r for r in history if "val_map" in r), key=lambda r: r["val_map"], default=None)
     if best:
         print(f"best val: mAP {best['val_map']:.4f}  AP50 {best['val_map_50']:.4f}  AP75 {best['val_map_75']:.4f} "

@@ -192,3 +192,13 @@ def test_read_image_errors_name_the_file(tmp_path) -> None:
     rgba = Image.fromarray(np.dstack([rand_image(5, 6), np.full((5, 6), 9, np.uint8)]), "RGBA")
     rgba.save(tmp_path / "a.png")
     assert read_image(tmp_path / "a.png").shape == (5, 6, 3)
+
+
+def test_large_images_are_not_refused_by_pils_bomb_guard(tmp_path, monkeypatch) -> None:
+    """PIL refuses images over 2x its MAX_IMAGE_PIXELS (~179 Mpixel); prediction has its own limit."""
+    Image.fromarray(rand_image(30, 40)).save(tmp_path / "x.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # make 1200 pixels a "bomb" for PIL
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(tmp_path / "x.png")
+    assert read_image(tmp_path / "x.png").shape == (30, 40, 3)
+    assert Image.MAX_IMAGE_PIXELS == 100  # PIL's setting is restored afterwards

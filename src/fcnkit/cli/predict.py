@@ -177,7 +177,11 @@ def _predict(args: argparse.Namespace) -> int:
         if isinstance(result, Failure):
             failures.append(result)
             continue
-        _write(result, paths, args.alpha)
+        try:
+            _write(result, paths, args.alpha)
+        except (OSError, ValueError) as e:  # e.g. disk full, or too large for JPEG: report, go on
+            failures.append(Failure(job.input.path, f"cannot write outputs ({type(e).__name__}: {e})"))
+            continue
         done += 1
     if videos:
         from ..inference.video import predict_video

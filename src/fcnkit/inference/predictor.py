@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from .backend import Backend, load_backend
 from .images import ImageReadError, read_image, to_rgb_array
 from .postprocess import colorize, draw_detections, overlay, palette_for
-from .tiling import TilePlan, choose_plan, count_tiles, make_plan, parse_memory, tiled_scores
+from .tiling import TilePlan, choose_plan, count_tiles, grid_align, make_plan, parse_memory, tiled_scores
 from .tta import augmented_logits
 
 DEFAULT_MAX_MEMORY = 2 * 2**30  # working-memory budget when none is given: 2 GiB
@@ -113,8 +113,12 @@ class Predictor:
         self.budget = parse_memory(max_memory) if max_memory is not None else DEFAULT_MAX_MEMORY
         self.forced_plan: TilePlan | None = None
         self.force_whole = tile == 0
+        # tile corners on a grid that every (rescaled) view shares with the whole image
+        self.align = grid_align(self.backend.pad_multiple, self.scales)
         if tile not in (None, 0):
-            self.forced_plan = make_plan(tile, overlap, self.backend.pad_multiple)
+            th, tw = (tile, tile) if isinstance(tile, int) else tile
+            align = self.align if min(th, tw) >= 2 * self.align else self.backend.pad_multiple
+            self.forced_plan = make_plan(tile, overlap, align)
         self._inspect_outputs()
 
     # --- what the model produces -------------------------------------------------------
@@ -152,14 +156,15 @@ class Predictor:
         views = len(self.scales) * (2 if self.flip else 1)
         bpp = self.backend.bytes_per_pixel() * max(self.scales) ** 2 + 4 * self.num_classes * (2 + (views > 1))
         return choose_plan(height, width, bytes_per_pixel=bpp, num_classes=self.num_classes, budget=self.budget,
-                           multiple=self.backend.pad_multiple, overlap=self.overlap)
+                           multiple=self.align, overlap=self.overlap)
 
     # --- the forward pass ----------------------------------------------------------------
     def _logits(self, x: Tensor) -> Tensor | dict[str, Tensor]:
         """(N, 3, h, w) uint8 on the device -> (N, C, h, w) float logits (or a dict of maps)."""
         x = self.backend.preprocessing(x.float().div_(255.0))
         if self.tta:
-            return augmented_logits(self.backend, x, scales=self.scales, flip=self.flip)
+            return augmented_logits(self.backend, x, scales=self.scales, flip=self.flip,
+                                    multiple=self.backend.pad_multiple)
         return self.backend(x)
 
     # --- single images ---------------------------------------------------------------------

@@ -156,7 +156,7 @@ def choose_plan(height: int, width: int, *, bytes_per_pixel: float, num_classes:
     """
     if bytes_per_pixel * height * width <= budget:
         return None
-    tile = max(min_tile, multiple)
+    tile = max(min_tile, 2 * multiple)  # at least two grid steps, so tiles can overlap
     best = tile
     while tile <= max(height, width):
         carry_rows = min(resolve_overlap(overlap, tile) + multiple, tile, height)
@@ -176,6 +176,19 @@ def resolve_overlap(overlap: float | int, tile: int) -> int:
         raise ValueError(f"overlap must be a fraction in [0, 1) or pixels below the tile size {tile}, "
                          f"not {overlap}")
     return int(overlap)
+
+
+def grid_align(multiple: int, scales: tuple[float, ...] = (1.0,), max_factor: int = 16) -> int:
+    """The tile-corner alignment that keeps every view on the whole image's pooling grid.
+
+    A tile corner x0 must be a multiple of the encoder stride ``multiple``, and for a
+    view rescaled by s, x0 * s must be one too: 32 for scale 1, 128 for 0.75 and 1.25.
+    """
+    for k in range(1, max_factor + 1):
+        a = k * multiple
+        if all(abs(a * s / multiple - round(a * s / multiple)) < 1e-6 for s in scales):
+            return a
+    return multiple
 
 
 def make_plan(tile: int | tuple[int, int], overlap: float | int, align: int = 1) -> TilePlan:

@@ -15,11 +15,16 @@ from torch import Tensor
 
 
 def augmented_logits(run: Callable[[Tensor], Tensor], x: Tensor, *, scales: Sequence[float] = (1.0,),
-                     flip: bool = False) -> Tensor:
+                     flip: bool = False, multiple: int = 1) -> Tensor:
     """log(mean over views of softmax(run(view))) for normalised ``x`` (N, 3, H, W) -> (N, C, H, W).
 
     A view is ``x`` resized by a scale (bilinear; antialiased when shrinking) and
     optionally mirrored; its logits are mirrored back and resized to (H, W) first.
+    ``multiple`` is the encoder stride the model pads its input to (see below).
+
+    Rescaled views of a tile share the rescaled whole image's pooling grid only if the
+    tile corner times the scale is a multiple of the stride; the predictor aligns tiles
+    for that (``tiling.grid_align``).
     """
     h, w = x.shape[-2:]
     total: Tensor | None = None
@@ -29,9 +34,14 @@ def augmented_logits(run: Callable[[Tensor], Tensor], x: Tensor, *, scales: Sequ
         xs = x if size == (h, w) else F.interpolate(x, size=size, mode="bilinear", align_corners=False,
                                                     antialias=s < 1)  # (N, 3, sH, sW)
         for mirrored in ((False, True) if flip else (False,)):
-            logits = run(xs.flip(-1) if mirrored else xs)  # (N, C, sH, sW)
             if mirrored:
-                logits = logits.flip(-1)
+                # Mirror, then pad on the left to the encoder's multiple: the pooling grid then
+                # sits exactly where the unmirrored view's does (the model pads that one on
+                # the right), so a tile's mirrored view agrees with the whole image's.
+                pad = (-size[1]) % multiple
+                logits = run(F.pad(xs.flip(-1), (pad, 0)))[..., pad:].flip(-1)  # (N, C, sH, sW)
+            else:
+                logits = run(xs)  # (N, C, sH, sW)
             if size != (h, w):
                 logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)  # (N, C, H, W)
             probs = logits.float().softmax(1)

@@ -113,3 +113,22 @@ def test_output_cannot_escape_through_a_symlinked_folder(model_file, tmp_path, c
     assert code == 1 and "would be outside" in capsys.readouterr().err
     assert list(outside.iterdir()) == []
     assert (out / "y.mask.png").exists()
+
+
+def test_probabilities_go_to_disk_and_outputs_are_world_readable(model_file, tmp_path) -> None:
+    Image.fromarray(scene(300, 260, seed=6)).save(tmp_path / "big.png")
+    out = tmp_path / "out"
+    code = main(["predict", str(model_file), str(tmp_path / "big.png"), "--out", str(out), "--workers", "0",
+                 "--probs", "--tile", "128"])
+    assert code == 0
+    probs = np.load(out / "big.probs.npy")
+    assert probs.dtype == np.float16 and probs.shape == (3, 300, 260)
+    expected = Predictor(model_file, tile=128, channels_last=False).predict(tmp_path / "big.png", probabilities=True)
+    assert np.array_equal(probs, expected.probabilities)
+    agree = probs.argmax(0) == np.asarray(Image.open(out / "big.mask.png"))
+    assert agree.mean() > 0.99  # float16 probabilities can tie where float32 logits did not
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in out.iterdir():
+        assert f.stat().st_mode & 0o777 == 0o666 & ~umask, f
+    assert not [f for f in out.iterdir() if f.name.startswith(".")]

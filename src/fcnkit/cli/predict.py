@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from ..export.runtime import publish_mode
 from ..inference.images import InputFile, collect_inputs
-from ..inference.postprocess import atomic_write, save_array, save_image, save_mask
+from ..inference.postprocess import atomic_write, save_image, save_mask
 from ..inference.predictor import Failure, Prediction, Predictor
 from .models import parse_size
 
@@ -137,11 +142,41 @@ def _outputs(job: Job, out: Path, predictor: Predictor, probs: bool) -> dict[str
     return paths
 
 
-def _write(result: Prediction, paths: dict[str, Path], alpha: float) -> None:
+class ProbabilityFiles:
+    """Probability maps written straight to disk: each image's (C, H, W) float16 buffer is
+    a ``.npy`` memory map in a temp file next to its output, renamed into place once
+    complete -- a 20000^2 image with 21 classes never needs its 16.8 GB in RAM."""
+
+    def __init__(self, targets: dict[Path, Path]) -> None:
+        self.targets = targets  # input path -> final .probs.npy
+        self.temps: dict[Path, Path] = {}
+
+    def __call__(self, path: Path | None, shape: tuple[int, int, int]) -> np.ndarray:
+        final = self.targets[path]
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+        publish_mode(fd)
+        os.close(fd)
+        self.temps[path] = Path(tmp)
+        return np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
+
+    def commit(self, path: Path, array: np.ndarray) -> None:
+        array.flush()
+        with open(self.temps[path], "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(self.temps.pop(path), self.targets[path])
+
+    def discard(self, path: Path) -> None:
+        tmp = self.temps.pop(path, None)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def _write(result: Prediction, paths: dict[str, Path], alpha: float, probs: ProbabilityFiles) -> None:
     if result.mask is not None:
         save_mask(result.mask, result.palette, paths["mask"])
     if result.probabilities is not None:
-        save_array(result.probabilities, paths["probs"])
+        probs.commit(result.path, result.probabilities)
     if "detections" in paths:
         text = json.dumps({"image": str(result.path), "size": list(result.image.shape[:2]),
                            "classes": result.classes, "detections": result.detections or []}, indent=1)
@@ -171,18 +206,23 @@ def _predict(args: argparse.Namespace) -> int:
     images = [(j, p) for j, p in todo if not j.input.is_video]
     videos = [(j, p) for j, p in todo if j.input.is_video]
     done = 0
+    probs = ProbabilityFiles({j.input.path: p["probs"] for j, p in images if "probs" in p})
     results = predictor.predict_many([j.input.path for j, _ in images], batch_size=args.batch_size,
-                                     num_workers=args.workers, probabilities=args.probs)
-    for (job, paths), result in zip(images, results):
-        if isinstance(result, Failure):
-            failures.append(result)
-            continue
-        try:
-            _write(result, paths, args.alpha)
-        except (OSError, ValueError) as e:  # e.g. disk full, or too large for JPEG: report, go on
-            failures.append(Failure(job.input.path, f"cannot write outputs ({type(e).__name__}: {e})"))
-            continue
-        done += 1
+                                     num_workers=args.workers, probabilities=probs if args.probs else False)
+    try:
+        for (job, paths), result in zip(images, results):
+            if isinstance(result, Failure):
+                failures.append(result)
+                continue
+            try:
+                _write(result, paths, args.alpha, probs)
+            except (OSError, ValueError) as e:  # e.g. disk full, or too large for JPEG: report, go on
+                failures.append(Failure(job.input.path, f"cannot write outputs ({type(e).__name__}: {e})"))
+                continue
+            done += 1
+    finally:
+        for path in list(probs.temps):  # interrupted or failed: no half-written .npy left behind
+            probs.discard(path)
     if videos:
         from ..inference.video import predict_video
 

@@ -11,6 +11,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..export.runtime import publish_mode
+
 Palette = Sequence[Sequence[int]]
 
 
@@ -79,6 +81,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        publish_mode(fd)  # mkstemp's 0600 -> what a normal new file gets (umask)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -101,7 +104,3 @@ def save_mask(mask: np.ndarray, palette: Palette, path: str | Path) -> None:
 def save_image(img: Image.Image, path: str | Path) -> None:
     fmt = "JPEG" if Path(path).suffix.lower() in (".jpg", ".jpeg") else "PNG"
     atomic_write(path, lambda f: img.save(f, format=fmt, **({"quality": 90} if fmt == "JPEG" else {})))
-
-
-def save_array(array: np.ndarray, path: str | Path) -> None:
-    atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))

@@ -33,6 +33,7 @@ from .tta import augmented_logits
 
 DEFAULT_MAX_MEMORY = 2 * 2**30  # working-memory budget when none is given: 2 GiB
 DEFAULT_TTA_SCALES = (0.75, 1.0, 1.25)
+ProbsFactory = Callable[[Path | None, tuple[int, int, int]], np.ndarray]
 TILE_PROGRESS_MIN = 64  # show a per-tile progress bar for images with at least this many tiles
 
 
@@ -234,17 +235,30 @@ class Predictor:
                           detections=detections, path=path, plan=plan)
 
     def predict_batch(self, images: Sequence[np.ndarray | Image.Image | Tensor], *,
-                      probabilities: bool = False, paths: Sequence[Path | None] | None = None) -> list[Prediction]:
+                      probabilities: bool | ProbsFactory = False,
+                      paths: Sequence[Path | None] | None = None) -> list[Prediction]:
         """Predict several in-memory images; runs of same-size, untiled images share a forward
-        pass (as many as fit in the memory budget)."""
+        pass (as many as fit in the memory budget).
+
+        ``probabilities`` may be a function ``(path, (C, H, W)) -> float16 array`` that
+        provides each image's probability buffer, e.g. a ``numpy.lib.format.open_memmap``
+        so that huge probability maps go straight to disk.
+        """
         arrays = [to_rgb_array(im) for im in images]
         paths = list(paths) if paths is not None else [None] * len(arrays)
+        factory = probabilities if callable(probabilities) else None
+        want = bool(probabilities)
+
+        def buffers(k0: int, k1: int) -> list[np.ndarray | None]:
+            return [factory(paths[k], (self.num_classes, *arrays[k].shape[:2]))
+                    if factory and self.num_classes else None for k in range(k0, k1)]
+
         results: list[Prediction] = []
         i = 0
         while i < len(arrays):
             size = arrays[i].shape[:2]
             if self.plan_for(*size) is not None:
-                results.append(self._predict_array(arrays[i], paths[i], probabilities))
+                results.append(self._predict_array(arrays[i], paths[i], want, buffers(i, i + 1)[0]))
                 i += 1
                 continue
             # as many same-size images per pass as the memory budget allows (at least one)
@@ -252,17 +266,19 @@ class Predictor:
             j = i + 1
             while j < len(arrays) and arrays[j].shape[:2] == size and j - i < limit:
                 j += 1
-            results.extend(self._predict_whole(arrays[i:j], paths[i:j], probabilities))
+            results.extend(self._predict_whole(arrays[i:j], paths[i:j], want, buffers(i, j)))
             i = j
         return results
 
     # --- many files ----------------------------------------------------------------------
     def predict_many(self, inputs: Iterable[str | Path], *, batch_size: int = 1, num_workers: int = 0,
-                     probabilities: bool = False, progress: bool = True) -> Iterator[Prediction | Failure]:
+                     probabilities: bool | ProbsFactory = False,
+                     progress: bool = True) -> Iterator[Prediction | Failure]:
         """Yield a ``Prediction`` or a ``Failure`` per input path, in order.
 
         Files are decoded by ``num_workers`` DataLoader worker processes while the model
         runs; unreadable files become ``Failure`` (file and reason) and the rest go on.
+        ``probabilities`` as for ``predict_batch``.
         """
         paths = [Path(p) for p in inputs]
         loader = DataLoader(_ImageFiles(paths), batch_size=max(1, batch_size), num_workers=num_workers,

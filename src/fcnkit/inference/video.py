@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..export.runtime import publish_mode
 from .predictor import Predictor
 
 
@@ -53,6 +54,7 @@ def predict_video(predictor: Predictor, src: str | Path, dst: str | Path, *, bat
         raise ValueError(f"{src}: cannot open as video ({e})") from None
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.stem}.", suffix=".mp4")
+    publish_mode(fd)
     os.close(fd)
     count, size = 0, (0, 0)
     try:

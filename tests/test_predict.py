@@ -124,15 +124,26 @@ def test_any_callable_backend_gives_the_same_masks(model) -> None:
     assert np.array_equal(a.mask, b.mask) and a.classes == ["a", "b", "c"]
 
 
-def test_onnx_file_gives_the_same_masks(model, tmp_path) -> None:
-    pytest.importorskip("onnxruntime")
-    from fcnkit.export.onnx_export import export_onnx
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_exported_file_gives_the_same_masks(model, tmp_path, fmt) -> None:
+    """The exported-runtime seam (``fcnkit.export.runtime.load_runtime``), whole and tiled."""
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+        from fcnkit.export.onnx_export import export_onnx
 
-    export_onnx(model, tmp_path / "m.onnx", verify=False)
-    image = scene(70, 90, seed=10)
+        path = tmp_path / "m.onnx"
+        export_onnx(model, path, verify=False)
+    else:
+        pytest.importorskip("openvino")
+        from fcnkit.export.openvino_export import export_openvino
+
+        path = tmp_path / "m.xml"
+        export_openvino(model, path, verify=False)
+    image = scene(300, 200, seed=10)
     torch_mask = Predictor(model, channels_last=False).predict(image).mask
-    onnx_mask = Predictor(tmp_path / "m.onnx").predict(image).mask
-    assert (onnx_mask == torch_mask).mean() >= 0.999
+    assert (Predictor(path).predict(image).mask == torch_mask).mean() >= 0.999
+    tiled = Predictor(path, tile=128).predict(image)
+    assert tiled.plan is not None and (tiled.mask == torch_mask).mean() >= 0.995
 
 
 def test_detection_model_boxes_and_overlay() -> None:

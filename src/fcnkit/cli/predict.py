@@ -28,8 +28,8 @@ from .models import parse_size
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="segment images (any size) and videos",
-                       description=__doc__.split("\n\n")[0])
+    p = sub.add_parser("predict", help="segment images (any size) and videos", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="saved model / training checkpoint, or exported .onnx / OpenVINO .xml")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders, or globs")
     p.add_argument("--out", required=True, type=Path, help="output folder")

@@ -250,3 +250,13 @@ def test_sigterm_to_the_cli_finishes_the_step_saves_and_exits_130(tmp_path):
     assert "SIGTERM received" in out and "interrupted at iteration" in out
     progress = read_record(tmp_path / "run" / "last.pt")["progress"]
     assert progress["iteration"] >= 1 and f"interrupted at iteration {progress['iteration']}" in out
+
+
+def test_bn_momentum_override_for_training_from_scratch(tmp_path):
+    tr, _ = _sets(n_train=2)
+    cfg = _cfg(tmp_path, encoder="mobilenet_v3_large", width=0.25, batch_size=2, bn_momentum=0.1)
+    model = train(cfg, train_set=tr)["model"]
+    momenta = {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert momenta == {0.1}
+    fresh = create_model("fcn8s", num_classes=7, encoder="mobilenet_v3_large", width=0.25)
+    assert {m.momentum for m in fresh.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {0.01}

@@ -45,6 +45,8 @@ class TrainConfig:
     width: float = 1.0
     learnable_upsampling: bool = False
     init_from: str | None = None  # checkpoint whose tensors are copied by name (staged training)
+    bn_momentum: float | None = None  # override batch-norm momentum (torchvision's MobileNetV3 uses 0.01,
+    # too slow for the running stats to follow a net trained from scratch in a few epochs)
     # --- loss ---------------------------------------------------------------------
     loss: str = "ce"  # ce | focal | lovasz | ce+lovasz
     loss_reduction: str = "mean"  # mean | sum (the reference recipe's unnormalised sum)
@@ -96,6 +98,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, not {self.lr}")
         if self.max_iters is not None and self.max_iters < 1:
             raise ValueError(f"max_iters must be >= 1 or null, not {self.max_iters}")
+        if self.bn_momentum is not None and not 0 < self.bn_momentum <= 1:
+            raise ValueError(f"bn_momentum must be in (0, 1] or null, not {self.bn_momentum}")
         if self.loss_reduction == "sum" and "lovasz" in self.loss:
             raise ValueError("loss_reduction='sum' does not apply to the Lovász loss; use 'mean'")
 

@@ -173,6 +173,10 @@ class _Trainer:
         model = create_model(cfg.model, num_classes=len(info["classes"]), encoder=cfg.encoder,
                              encoder_weights=cfg.encoder_weights, geometry=cfg.geometry, width=cfg.width,
                              learnable_upsampling=cfg.learnable_upsampling)
+        if cfg.bn_momentum is not None:
+            for m in model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.momentum = cfg.bn_momentum
         if train_set is None:
             train_set, built_val = _build_datasets(cfg, model.preprocessing, info["ignore_index"])
             val_set = built_val if val_set is None else val_set

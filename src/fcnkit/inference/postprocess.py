@@ -46,7 +46,7 @@ def color_mask(mask: np.ndarray, palette: Palette) -> np.ndarray:
 
 
 def overlay(image: np.ndarray, mask: np.ndarray | None, palette: Palette, *, alpha: float = 0.5,
-            rows: int = 1024) -> Image.Image:
+            rows: int = 256) -> Image.Image:
     """Blend class colours over the image (``alpha`` = colour weight), in bands of ``rows``
     so a huge image needs no float copy of itself."""
     out = np.empty_like(image)

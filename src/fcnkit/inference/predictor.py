@@ -9,7 +9,9 @@
 
 Whole-image inference is used while the estimated working memory fits the budget;
 above it the image is cut into overlapping tiles whose blended logits are reduced
-band by band (``tiling``), so memory is governed by the tile size.
+block by block as soon as they are final (``tiling``), so memory is governed by the
+tile size. Every backend (``backend``) is just a callable from normalised NCHW to
+logits, so torch models, checkpoints and exported files share all of this.
 """
 
 from __future__ import annotations
@@ -93,6 +95,8 @@ class Predictor:
         channels_last: NHWC memory format for nn.Modules (default: on for CPU, where
             oneDNN convolutions prefer it; tiny test models run faster without).
         progress: per-tile progress bars for large tiled images.
+
+    An nn.Module passed in is put in eval mode on ``device`` (and channels_last) in place.
     """
 
     def __init__(self, model_or_path: nn.Module | str | Path | Callable, *, device: str | torch.device | None = None,

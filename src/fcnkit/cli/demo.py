@@ -1,4 +1,4 @@
-"""``fcnkit demo [1x1|transpose]``: the lesson, run."""
+"""``fcnkit demo``: the lesson, run (building blocks, skips, detection, optimisation)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,31 @@ from ..demo.blocks import demo_1x1, demo_transpose
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the FCN demos (building blocks)")
-    p.add_argument("part", nargs="?", default="all", choices=["all", "1x1", "transpose"])
+    p = sub.add_parser("demo", help="run the FCN demo: building blocks, FCN-32s vs FCN-8s, detection, "
+                                    "export + quantisation, report")
+    p.add_argument("part", nargs="?", default="all", choices=["all", "1x1", "transpose"],
+                   help="'1x1' or 'transpose' show one building block only")
+    p.add_argument("--data", help="run steps 2-5 on a dataset spec instead of generated scenes, "
+                                  "e.g. camvid:../shared/data/camvid")
+    p.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
+    p.add_argument("--encoder", help="encoder of the demo models (default resnet18)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and budgets (for tests)")
     p.set_defaults(func=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    ok = True
-    if args.part in ("all", "1x1"):
-        ok &= demo_1x1() < 1e-5
-    if args.part == "all":
-        print()
-    if args.part in ("all", "transpose"):
-        ok &= demo_transpose()
-    return 0 if ok else 1
+    if args.part == "1x1":
+        return 0 if demo_1x1() < 1e-5 else 1
+    if args.part == "transpose":
+        return 0 if demo_transpose() else 1
+    from dataclasses import replace
+
+    from ..demo.pipeline import QUICK, DemoPlan, run_demo
+
+    plan = QUICK if args.quick else DemoPlan()
+    if args.data and not args.quick:
+        plan = replace(plan, size=(240, 320), seg_iters=300, n_val=101)
+    if args.encoder:
+        plan = replace(plan, encoder=args.encoder)
+    run_demo(args.out, data=args.data, plan=plan)
+    return 0

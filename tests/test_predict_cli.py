@@ -132,3 +132,26 @@ def test_probabilities_go_to_disk_and_outputs_are_world_readable(model_file, tmp
     for f in out.iterdir():
         assert f.stat().st_mode & 0o777 == 0o666 & ~umask, f
     assert not [f for f in out.iterdir() if f.name.startswith(".")]
+
+
+def test_detection_model_writes_json_and_boxes(tmp_path) -> None:
+    import json
+
+    import torch
+
+    from fcnkit import create_model
+
+    torch.manual_seed(0)
+    joint = create_model("fcn8s_joint", num_classes=3, det_classes=1, width=1 / 16)
+    save_model(joint, tmp_path / "joint.pt", classes=["a", "b", "c"])
+    Image.fromarray(scene(61, 83)).save(tmp_path / "x.png")
+    out = tmp_path / "out"
+    assert main(["predict", str(tmp_path / "joint.pt"), str(tmp_path / "x.png"), "--out", str(out),
+                 "--workers", "0"]) == 0
+    data = json.loads((out / "x.detections.json").read_text())
+    assert data["size"] == [61, 83] and data["detections"]
+    for det in data["detections"]:
+        x0, y0, x1, y1 = det["box"]
+        assert 0 <= x0 <= x1 <= 83 and 0 <= y0 <= y1 <= 61 and det["label"] == 0 and 0 < det["score"] <= 1
+    assert Image.open(out / "x.mask.png").size == (83, 61)
+    assert Image.open(out / "x.overlay.jpg").size == (83, 61)

@@ -36,18 +36,21 @@ def scored_model(num_classes: int = 11, **kwargs) -> torch.nn.Module:
 
 # --- truncated SVD ---------------------------------------------------------------------
 
-def test_svd_full_rank_is_exact_and_truncation_error_is_eckart_young():
-    conv = torch.nn.Conv2d(8, 24, 7, padding=3)
+@pytest.mark.parametrize("cin,cout,k", [(8, 24, 7), (3, 24, 1)])  # wide (Gram path) and tall (SVD path)
+def test_svd_full_rank_is_exact_and_truncation_error_is_eckart_young(cin, cout, k):
+    conv = torch.nn.Conv2d(cin, cout, k, padding=k // 2)
     spec = spectrum(conv)
-    x = torch.randn(2, 8, 5, 6)
+    assert spec.full_rank == min(cout, cin * k * k)
+    torch.testing.assert_close(spec.s, torch.linalg.svdvals(conv.weight.detach().double().reshape(cout, -1)))
+    x = torch.randn(2, cin, 5, 6)
     full = factorized_conv(conv, spec.full_rank, spec)
     torch.testing.assert_close(full(x), conv(x), atol=1e-5, rtol=1e-5)
-    r = 5
+    r = 2
     low = factorized_conv(conv, r, spec)
-    assert low[0].weight.shape == (r, 8, 7, 7) and low[1].weight.shape == (24, r, 1, 1)
-    w = conv.weight.detach().double().reshape(24, -1)  # (out, in*7*7)
+    assert low[0].weight.shape == (r, cin, k, k) and low[1].weight.shape == (cout, r, 1, 1)
+    w = conv.weight.detach().double().reshape(cout, -1)  # (out, in*k*k)
     with torch.no_grad():
-        w_r = low[1].weight.double().reshape(24, r) @ low[0].weight.double().reshape(r, -1)  # (out, in*7*7)
+        w_r = low[1].weight.double().reshape(cout, r) @ low[0].weight.double().reshape(r, -1)  # (out, in*k*k)
     # best rank-r approximation: squared Frobenius error = sum of the dropped squared singular values
     assert float(((w - w_r) ** 2).sum()) == pytest.approx(float((spec.s[r:] ** 2).sum()), rel=1e-4)
 

@@ -20,11 +20,12 @@ FC_LAYERS = ("fc6", "fc7")
 
 @dataclass
 class Spectrum:
-    """The SVD of one conv's weight matrix, computed once and cut at many ranks."""
+    """Left singular vectors and singular values of one conv's weight matrix, computed once
+    and cut at many ranks. The right factor is derived per rank from the matrix itself."""
 
-    u: Tensor  # (out, k) left singular vectors
+    u: Tensor  # (out, k) left singular vectors, by descending singular value
     s: Tensor  # (k,) singular values, descending
-    vh: Tensor  # (k, in*kh*kw) right singular vectors
+    w: Tensor  # (out, in*kh*kw) the weight matrix
 
     def energy_rank(self, energy: float) -> int:
         """Smallest rank keeping ``energy`` (0..1] of the squared singular values."""
@@ -37,11 +38,26 @@ class Spectrum:
     def full_rank(self) -> int:
         return self.s.numel()
 
+    def factors(self, rank: int) -> tuple[Tensor, Tensor]:
+        """(A, B) with ``B @ A`` the best rank-``rank`` approximation; S split evenly between them,
+        so neither factor has a huge dynamic range (kinder to int8). A: (r, in), B: (out, r)."""
+        root = self.s[:rank].clamp_min(float(self.s[0]) * 1e-12).sqrt()
+        a = (self.u[:, :rank].T @ self.w) / root[:, None]  # S^1/2 V^T = S^-1/2 U^T W
+        return a, self.u[:, :rank] * root
+
 
 def spectrum(conv: nn.Conv2d) -> Spectrum:
-    w = conv.weight.detach().double().reshape(conv.out_channels, -1)  # (out, in*kh*kw)
-    u, s, vh = torch.linalg.svd(w, full_matrices=False)
-    return Spectrum(u, s, vh)
+    """SVD of the conv's (out, in*kh*kw) matrix. For wide matrices (fc6: 4096 x 25088) through
+    the eigendecomposition of the small Gram matrix ``W W^T`` -- minutes faster than a full
+    SVD on a CPU, and exact for the leading singular values the truncation keeps."""
+    w = conv.weight.detach().reshape(conv.out_channels, -1)  # (out, in*kh*kw)
+    if w.shape[0] <= w.shape[1]:
+        gram = (w.double() @ w.double().T) if w.numel() < 4_000_000 else (w.float() @ w.float().T).double()
+        evals, evecs = torch.linalg.eigh(gram)  # ascending
+        order = evals.flip(0)
+        return Spectrum(evecs.flip(1), order.clamp_min(0).sqrt(), w.double())
+    u, s, _ = torch.linalg.svd(w.double(), full_matrices=False)
+    return Spectrum(u, s, w.double())
 
 
 def fc_convs(model: nn.Module) -> dict[str, nn.Module]:
@@ -59,19 +75,16 @@ def factorized_conv(conv: nn.Conv2d, rank: int, spec: Spectrum | None = None) ->
     (computed when None). ``rank`` is clipped to the matrix rank."""
     spec = spec or spectrum(conv)
     rank = max(1, min(int(rank), spec.full_rank))
-    first = nn.Conv2d(conv.in_channels, rank, conv.kernel_size, stride=conv.stride, padding=conv.padding,
-                      dilation=conv.dilation, bias=False)
-    second = nn.Conv2d(rank, conv.out_channels, 1, bias=conv.bias is not None)
-    root = spec.s[:rank].sqrt()
+    seq = empty_factorized_conv(conv, rank)
+    first, second = seq[0], seq[1]
+    a, b = spec.factors(rank)
     dtype = conv.weight.dtype
     with torch.no_grad():
-        # split S evenly between the two factors so neither has a huge dynamic range (int8-friendlier)
-        first.weight.copy_((root[:, None] * spec.vh[:rank]).reshape(rank, conv.in_channels, *conv.kernel_size)
-                           .to(dtype))  # (r, in*kh*kw) -> (r, in, kh, kw)
-        second.weight.copy_((spec.u[:, :rank] * root).reshape(conv.out_channels, rank, 1, 1).to(dtype))
+        first.weight.copy_(a.reshape(rank, conv.in_channels, *conv.kernel_size).to(dtype))  # (r, in*k*k) -> (r, in, k, k)
+        second.weight.copy_(b.reshape(conv.out_channels, rank, 1, 1).to(dtype))  # (out, r) -> (out, r, 1, 1)
         if conv.bias is not None:
             second.bias.copy_(conv.bias.detach())
-    return nn.Sequential(first, second).to(conv.weight.device)
+    return seq.to(conv.weight.device)
 
 
 def empty_factorized_conv(conv: nn.Conv2d, rank: int) -> nn.Sequential:

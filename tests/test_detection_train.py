@@ -160,3 +160,17 @@ def test_cli_train_and_eval_route_detection_models(tmp_path: Path, capsys) -> No
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert report["images"] == 1 and 0.0 <= report["map"] <= 1.0 and report["classes"] == ["cat", "dog"]
     assert (tmp_path / "eval" / "detections.png").stat().st_size > 0
+
+
+def test_resumed_training_equals_uninterrupted_training(tmp_path: Path) -> None:
+    ds = SyntheticStreets(4, size=SIZE, transforms=eval_transforms(_tiny().preprocessing))
+    kw = {"batch_size": 2, "lr": 5e-3, "warmup_steps": 1, "progress": False}
+    torch.manual_seed(0)
+    straight = _tiny(output_stride=8)
+    train_detection(straight, ds, None, out_dir=tmp_path / "a", epochs=3, **kw)
+    torch.manual_seed(0)
+    train_detection(_tiny(output_stride=8), ds, None, out_dir=tmp_path / "b", epochs=3, pause_after=1, **kw)
+    resumed = _tiny(output_stride=8)
+    train_detection(resumed, ds, None, out_dir=tmp_path / "b", epochs=3, **kw)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)

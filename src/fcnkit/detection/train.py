@@ -51,7 +51,7 @@ def train_detection(model: nn.Module, train_set: Dataset, val_set: Dataset | Non
                     channels_last: bool = True, device: str | torch.device | None = None,
                     time_budget: float | None = None, resume: bool = True, seed: int = 0,
                     seg_loss: Callable[[Tensor, Tensor], Tensor] | None = None, meta: dict | None = None,
-                    progress: bool = True) -> list[dict[str, float]]:
+                    pause_after: int | None = None, progress: bool = True) -> list[dict[str, float]]:
     """Train ``model`` and return the per-epoch history (losses, val statistics, seconds).
 
     Args:
@@ -62,6 +62,8 @@ def train_detection(model: nn.Module, train_set: Dataset, val_set: Dataset | Non
             not; summed over resumed runs) after which the run stops at the next step,
             evaluates and saves.
         resume: continue from ``out_dir/last.pt`` if it exists (same model config).
+        pause_after: return after this many epochs of this call (``last.pt`` saved; a
+            later call with the same arguments continues exactly where it stopped).
         meta: saved with the model (e.g. ``{"classes": [...]}``) for ``load_model``.
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -110,8 +112,10 @@ def train_detection(model: nn.Module, train_set: Dataset, val_set: Dataset | Non
                      "scheduler": scheduler.state_dict(), "train_state": state}, path)
 
     out_of_time = lambda: time_budget is not None and state["seconds"] >= time_budget  # noqa: E731
-    while state["epoch"] < epochs and not out_of_time():
+    stop_at = epochs if pause_after is None else min(epochs, state["epoch"] + pause_after)
+    while state["epoch"] < stop_at and not out_of_time():
         model.train()
+        train_loader.generator.manual_seed(seed * 1_000_003 + state["epoch"])  # epoch order survives resumes
         sums: dict[str, float] = {}
         steps = images_seen = 0
         bar = tqdm(train_loader, desc=f"epoch {state['epoch'] + 1}/{epochs}", leave=False, disable=not progress)

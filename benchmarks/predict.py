@@ -1,7 +1,8 @@
 """Prediction throughput at 360x480, and peak memory vs image size, whole vs tiled.
 
 Throughput: ``Predictor.predict_batch`` on in-memory 360x480 images, fp32 and bf16
-rounds interleaved so a noisy neighbour slows both alike.
+rounds interleaved so a noisy neighbour slows both alike; then end to end from PNG
+files through ``predict_many`` (DataLoader workers decoding while the model runs).
 Memory: every (size, mode) case runs in a fresh Python process that builds the same
 model, allocates the random image, warms up on a small input, records its peak RSS
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) as the baseline, predicts, and records
@@ -11,7 +12,7 @@ memory exceeds ``--whole-limit`` are skipped (with the estimate) instead of swap
 
     .venv/bin/python benchmarks/predict.py     # light FCN-8s (MobileNetV3-Large), 2000/4000/8000
     .venv/bin/python benchmarks/predict.py --sizes 96,160 --throughput-size 64x96 --repeats 1 \\
-        --width 0.25 --tile 64        # smoke run
+        --files 4 --width 0.25 --tile 64        # smoke run
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from fcnkit import create_model
 from fcnkit.cli.models import parse_size
@@ -115,10 +119,24 @@ def throughput_table(args: argparse.Namespace) -> None:
             times[label].append(time.perf_counter() - t)
     print(f"throughput at {h}x{w} ({args.model}/{args.encoder} width {args.width}, {args.threads} threads, "
           f"median of {args.repeats})")
-    print(f"{'variant':>16} {'images/s':>9} {'ms/image':>9}")
+    print(f"{'variant':>34} {'images/s':>9} {'ms/image':>9}")
     for label, ts in times.items():
         per_image = float(np.median(ts)) / len(images)
-        print(f"{label:>16} {1 / per_image:9.2f} {per_image * 1000:9.1f}")
+        print(f"{label:>34} {1 / per_image:9.2f} {per_image * 1000:9.1f}")
+    # end to end: PNG files decoded by DataLoader workers while the model runs (as `fcnkit predict`)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for i in range(args.files):
+            paths.append(Path(tmp) / f"{i}.png")
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(paths[-1])
+        for bf16 in (False, True):
+            p = Predictor(model, tile=0, bf16=bf16)
+            t = time.perf_counter()
+            n = sum(1 for _ in p.predict_many(paths, batch_size=args.batch, num_workers=args.workers,
+                                              progress=False))
+            seconds = time.perf_counter() - t
+            label = f"{'bf16' if bf16 else 'fp32'} files, {args.workers} workers, batch {args.batch}"
+            print(f"{label:>34} {n / seconds:9.2f} {seconds / n * 1000:9.1f}")
 
 
 def main() -> None:
@@ -131,6 +149,8 @@ def main() -> None:
     ap.add_argument("--throughput-size", type=parse_size, default=(360, 480))
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--files", type=int, default=20, help="PNG files for the end-to-end predict_many rows")
+    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers for the end-to-end rows")
     ap.add_argument("--sizes", type=lambda t: [int(v) for v in t.split(",")], default=[2000, 4000, 8000])
     ap.add_argument("--tile", type=int, default=512, help="tile size for the tiled cases")
     ap.add_argument("--whole-limit", default="12G", help="skip whole-image cases estimated above this")

@@ -45,7 +45,10 @@ def _frames(container) -> Iterator[np.ndarray]:
 def predict_video(predictor: Predictor, src: str | Path, dst: str | Path, *, batch_size: int = 4,
                   alpha: float = 0.5, progress: bool = True) -> VideoResult:
     """Segment every frame of ``src`` and write the overlays to ``dst`` (MP4)."""
-    import av
+    try:
+        import av
+    except ImportError:
+        raise RuntimeError("video needs PyAV: pip install 'fcnkit[video]'") from None
 
     src, dst = Path(src), Path(dst)
     try:

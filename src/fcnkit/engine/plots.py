@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -81,6 +82,8 @@ def plot_curves(rows: Sequence[dict], path: str | Path) -> None:
     ax2.set_ylim(0, 1)
     ax2.legend()
     ax2.set_title("validation")
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _save(fig, path)
 
 

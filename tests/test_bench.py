@@ -68,3 +68,18 @@ def test_bench_command(tmp_path, capsys):
 def test_bench_missing_file(tmp_path, capsys):
     assert main(["bench", str(tmp_path / "nope.onnx"), "--peak-gflops", "1"]) == 2
     assert "nope.onnx" in capsys.readouterr().err
+
+
+def test_torch_compile_path_matches_eager():
+    from fcnkit.export.runtime import TorchRuntime
+
+    model = create_model("fcn8s", num_classes=3, width=1 / 16).eval()
+    with torch.no_grad():
+        model.decoder.score_fr.weight.normal_(0, 0.05)
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        expected = model(x)
+    runtime = TorchRuntime(model, compile=True)
+    assert runtime.compiled
+    torch.testing.assert_close(runtime(x), expected, atol=1e-5, rtol=1e-5)
+    torch._dynamo.reset()

@@ -88,9 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     model, trained = load_model(args)
     h, w = args.size
-    print(f"FCN-8s {model.config}, {'trained checkpoint' if trained else 'UNTRAINED stand-in: accuracies are not meaningful'}")
+    kind = "trained checkpoint" if trained else "UNTRAINED stand-in: accuracies are not meaningful"
+    print(f"FCN-8s {model.config}, {kind}")
     peaks = machine_peaks(args.threads)
-    print(f"matmul peak, {args.threads} threads: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GFLOP/s", flush=True)
+    print(f"matmul peak, {args.threads} threads: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GFLOP/s",
+          flush=True)
     try:
         samples = opt.load_samples(args.data, "val", model.preprocessing, limit=args.val_limit)
         calib = [s.image for s in opt.load_samples(args.data, "train", model.preprocessing, limit=args.calib_limit)]

@@ -162,4 +162,5 @@ def plot_rows(rows: list[BenchRow], path: str | Path, *, title: str = "") -> Pat
     return path
 
 
-__all__ = ["Timing", "time_callable", "matmul_peak_gflops", "machine_peaks", "peak_for", "BenchRow", "format_table", "plot_rows"]
+__all__ = ["Timing", "time_callable", "matmul_peak_gflops", "machine_peaks", "peak_for", "BenchRow", "format_table",
+           "plot_rows"]

@@ -121,8 +121,8 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = DEFAULT_OPSE
     """
     path = Path(path)
     proto = to_onnx_proto(model, opset=opset, meta=meta)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent if path.parent.exists() else None,
-                                    prefix=f".{path.stem}.", suffix=".check.onnx")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".check.onnx")
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -131,7 +131,6 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = DEFAULT_OPSE
         report = ExportReport(path, "onnx", size_bytes=tmp.stat().st_size)
         if verify:
             report.parity = check_parity(model, OnnxRuntimeModel(tmp), sizes=sizes, name=f"ONNX export of {path.name}")
-        path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -80,7 +80,8 @@ def factorized_conv(conv: nn.Conv2d, rank: int, spec: Spectrum | None = None) ->
     a, b = spec.factors(rank)
     dtype = conv.weight.dtype
     with torch.no_grad():
-        first.weight.copy_(a.reshape(rank, conv.in_channels, *conv.kernel_size).to(dtype))  # (r, in*k*k) -> (r, in, k, k)
+        # (r, in*k*k) -> (r, in, k, k)
+        first.weight.copy_(a.reshape(rank, conv.in_channels, *conv.kernel_size).to(dtype))
         second.weight.copy_(b.reshape(conv.out_channels, rank, 1, 1).to(dtype))  # (out, r) -> (out, r, 1, 1)
         if conv.bias is not None:
             second.bias.copy_(conv.bias.detach())

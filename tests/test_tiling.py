@@ -180,3 +180,43 @@ def test_grid_align() -> None:
     assert grid_align(32, (0.5, 1.0, 1.5)) == 64
     assert grid_align(32, (1.1,)) == 320
     assert grid_align(32, (0.3333,)) == 32  # no alignment within 16 steps: plain stride
+
+
+class PointwiseSE(torch.nn.Module):
+    """1x1 scores scaled per class by a squeeze-and-excitation gate on the global mean:
+    pointwise except for the global pool, like MobileNetV3's SE blocks in miniature."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.score = torch.nn.Conv2d(3, 3, 1)
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.gate = torch.nn.Conv2d(3, 3, 1)
+        with torch.no_grad():
+            self.score.weight.copy_(torch.eye(3)[:, :, None, None])
+            self.score.bias.fill_(3.0)  # logits > 0, so the gate's scaling decides between classes
+            self.gate.weight.copy_(-4 * torch.eye(3)[:, :, None, None])  # a globally rare colour wins
+            self.gate.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.score(x) * torch.sigmoid(self.gate(self.pool(x)))
+
+
+def _two_halves(h: int = 200, w: int = 300) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 120, (h, w, 3), dtype=np.uint8)
+    image[:, : w // 3, 0] += 120  # a reddish third, the rest noise: tile means differ from the image's
+    return image
+
+
+@pytest.mark.parametrize("budget", [None, "20K"])  # whole-image pass fits / too big: averaged tiles
+def test_global_pools_see_the_whole_image(budget) -> None:
+    model = PointwiseSE()
+    image = _two_halves()
+    whole = Predictor(model, tile=0).predict(image, probabilities=True)
+    tiled_p = Predictor(model, tile=64, overlap=16, max_memory=budget)
+    tiled = tiled_p.predict(image, probabilities=True)
+    assert tiled_p.context and tiled.plan is not None
+    assert np.array_equal(tiled.mask, whole.mask)
+    assert np.abs(tiled.probabilities.astype(np.float32) - whole.probabilities).max() < 2e-3
+    tiled_p.context = None  # each tile with its own statistics: the masks differ
+    assert (tiled_p.predict(image).mask == whole.mask).mean() < 0.95

@@ -83,6 +83,8 @@ def to_rgb_array(image: Image.Image | np.ndarray | torch.Tensor, *, source: str 
         image = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ImageReadError(f"{source}: empty image {image.shape}")
+    if not image.flags.writeable:  # torch cannot wrap read-only memory without a warning
+        return image.copy()
     return np.ascontiguousarray(image)
 
 

@@ -16,6 +16,7 @@ logits, so torch models, checkpoints and exported files share all of this.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .backend import Backend, load_backend
+from .context import GlobalPoolContext
 from .images import ImageReadError, read_image, to_rgb_array
 from .postprocess import colorize, draw_detections, overlay, palette_for
 from .tiling import TilePlan, choose_plan, count_tiles, grid_align, make_plan, parse_memory, tiled_scores
@@ -125,6 +127,8 @@ class Predictor:
             align = self.align if min(th, tw) >= 2 * self.align else self.backend.pad_multiple
             self.forced_plan = make_plan(tile, overlap, align)
         self._inspect_outputs()
+        module = self.backend.module
+        self.context = GlobalPoolContext(module) if module is not None else None
 
     # --- what the model produces -------------------------------------------------------
     def _inspect_outputs(self) -> None:
@@ -158,10 +162,34 @@ class Predictor:
         if self.forced_plan is not None:
             plan = self.forced_plan
             return None if plan.tile[0] >= height and plan.tile[1] >= width else plan
+        return choose_plan(height, width, bytes_per_pixel=self._cost_per_pixel(), num_classes=self.num_classes,
+                           budget=self.budget, multiple=self.align, overlap=self.overlap)
+
+    def _cost_per_pixel(self) -> float:
+        """Estimated bytes per input pixel of one ``_logits`` pass: network (at the largest
+        TTA scale) plus logits and softmax (and the TTA average)."""
         views = len(self.scales) * (2 if self.flip else 1)
-        bpp = self.backend.bytes_per_pixel() * max(self.scales) ** 2 + 4 * self.num_classes * (2 + (views > 1))
-        return choose_plan(height, width, bytes_per_pixel=bpp, num_classes=self.num_classes, budget=self.budget,
-                           multiple=self.align, overlap=self.overlap)
+        return self.backend.bytes_per_pixel() * max(self.scales) ** 2 + 4 * self.num_classes * (2 + (views > 1))
+
+    def _record_context(self, array: np.ndarray, plan: TilePlan) -> None:
+        """Record the global pools' outputs for the whole image: from one whole-image pass
+        if that fits the budget, else averaged (by area) over a grid of non-overlapping tiles."""
+        h, w = array.shape[:2]
+        image = torch.from_numpy(array).permute(2, 0, 1)  # (3, H, W) view
+        if self._cost_per_pixel() * h * w <= self.budget:
+            with self.context.recording():
+                self._logits(image[None].to(self.device))
+            return
+        records, areas = [], []
+        for y0 in range(0, h, plan.tile[0]):
+            for x0 in range(0, w, plan.tile[1]):
+                tile = image[None, :, y0:y0 + plan.tile[0], x0:x0 + plan.tile[1]].to(self.device)  # (1, 3, h, w)
+                with self.context.recording():
+                    self._logits(tile)
+                records.append(self.context.record)
+                areas.append(tile.shape[-2] * tile.shape[-1])
+        self.context.record = [sum(a / sum(areas) * r[k] for a, r in zip(areas, records))
+                               for k in range(len(records[0]))]
 
     # --- the forward pass ----------------------------------------------------------------
     def _logits(self, x: Tensor) -> Tensor | dict[str, Tensor]:
@@ -198,10 +226,14 @@ class Predictor:
             if probs is not None:
                 probs[:, r0:r1, c0:c1] = logits.softmax(0).half().cpu().numpy()
 
+        replay = contextlib.nullcontext()
+        if self.context:  # global pools (SE blocks) get the whole image's statistics, not the tile's
+            self._record_context(array, plan)
+            replay = self.context.replaying()
         image = torch.from_numpy(array).permute(2, 0, 1)  # (3, H, W) view, no copy
         n_tiles = count_tiles(h, w, plan)
-        with tqdm(total=n_tiles, unit="tile", leave=False, desc=path.name if path else "tiles",
-                  disable=not self.progress or n_tiles < TILE_PROGRESS_MIN) as bar:
+        with replay, tqdm(total=n_tiles, unit="tile", leave=False, desc=path.name if path else "tiles",
+                          disable=not self.progress or n_tiles < TILE_PROGRESS_MIN) as bar:
             tiled_scores(self._logits, image, plan, emit, device=self.device, progress=bar.update)
         return self._result(array, mask, probs, None, path, plan)
 

@@ -64,6 +64,7 @@ def load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, bool]:
         if recipe or model.config.get("encoder") != "vgg16":
             raise SystemExit(f"{args.checkpoint}: need a plain VGG-16 FCN checkpoint (got {model.config}, {recipe})")
         return model.eval(), True
+    torch.manual_seed(0)  # the same stand-in every run
     model = create_model("fcn8s", num_classes=11, width=args.width).eval()
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():  # score layers start at zero; give the stand-in non-trivial predictions
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                                                    ac=True))]
 
     rows: list[BenchRow] = []
+    onnx_cache: dict = {}  # one fp32 export per distinct transform, shared by the rungs
     with tempfile.TemporaryDirectory(prefix="fcnkit-ladder.") as work:
         for name, recipe in rungs:
             if name in skip:
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 backend, precision = "torch", "fp32"
             else:
                 variant = opt.build_variant(model, workdir=Path(work) / name, calibration=calib, spectra=spectra,
-                                            threads=args.threads, **recipe)
+                                            threads=args.threads, onnx_cache=onnx_cache, **recipe)
                 runtime, twin, size = variant.runtime, variant.torch_model, variant.size_bytes
                 backend, precision = variant.backend, variant.precision
                 if compute == "bf16":

@@ -133,11 +133,14 @@ def build_variant(model: nn.Module, *, backend: str, precision: str, workdir: st
                   calibration: list[Tensor] | None = None, svd: dict[str, int] | None = None,
                   spectra: dict[str, Spectrum] | None = None, fold_bn: bool = True, compile: bool = False,
                   threads: int | None = None, static: bool = True,
-                  accuracy_control: tuple[list[Sample], float] | None = None) -> Variant:
+                  accuracy_control: tuple[list[Sample], float] | None = None,
+                  onnx_cache: dict | None = None) -> Variant:
     """Transform ``model`` and convert it for ``backend`` at ``precision``, staged in ``workdir``.
 
     ``accuracy_control=(samples, max_drop)`` (OpenVINO int8) lets NNCF keep the layers that
     cost most mean IU on ``samples`` in float until the drop is within ``max_drop`` points.
+    ``onnx_cache`` (a dict kept by the caller) reuses the verified fp32 ONNX export of an
+    identical transform instead of exporting again (minutes for full-width VGG-16).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
@@ -164,12 +167,18 @@ def build_variant(model: nn.Module, *, backend: str, precision: str, workdir: st
         runtime = TorchRuntime(copy.deepcopy(m), precision=precision, compile=compile, threads=threads)
         size = sum(t.numel() * t.element_size() for t in m.state_dict().values())
         return Variant(name, backend, precision, recipe, runtime, m, [], size)
-    onnx_fp32 = workdir / f"{name}.fp32.onnx"
-    export_onnx(m, onnx_fp32, meta=meta, sizes=((64, 96), (45, 77)))  # parity of the transformed net
+    key = json.dumps({k: recipe.get(k) for k in ("fold_bn", "svd")}, sort_keys=True)
+    onnx_fp32 = (onnx_cache or {}).get(key)
+    if onnx_fp32 is None or not Path(onnx_fp32).is_file():
+        onnx_fp32 = workdir / f"{name}.fp32.onnx"
+        export_onnx(m, onnx_fp32, meta=meta, sizes=((64, 96), (45, 77)))  # parity of the transformed net
+        if onnx_cache is not None:
+            onnx_cache[key] = onnx_fp32
     if backend == "onnxruntime":
-        path = onnx_fp32
-        if precision == "int8":
-            path = workdir / f"{name}.onnx"
+        path = workdir / f"{name}.onnx"
+        if precision == "fp32":
+            _rewrite_onnx_meta(onnx_fp32, meta, out=path)  # its own copy: the cached export stays put
+        else:
             quantize_onnx(onnx_fp32, path, calibration)
             _rewrite_onnx_meta(path, meta)
         runtime = OnnxRuntimeModel(path, threads=threads)
@@ -198,12 +207,12 @@ def _variant_name(backend: str, precision: str, recipe: dict) -> str:
     return name
 
 
-def _rewrite_onnx_meta(path: Path, meta: dict) -> None:
+def _rewrite_onnx_meta(path: Path, meta: dict, *, out: Path | None = None) -> None:
     import onnx
 
     proto = onnx.load(str(path))
     set_metadata(proto, meta)
-    save_proto(proto, path)
+    save_proto(proto, out or path)
 
 
 def measure(variant: Variant, samples: list[Sample], reference: Reference, *, warmup: int = 2,

@@ -12,7 +12,7 @@ memory exceeds ``--whole-limit`` are skipped (with the estimate) instead of swap
 
     .venv/bin/python benchmarks/predict.py     # light FCN-8s (MobileNetV3-Large), 2000/4000/8000
     .venv/bin/python benchmarks/predict.py --sizes 96,160 --throughput-size 64x96 --repeats 1 \\
-        --files 4 --width 0.25 --tile 64        # smoke run
+        --files 4 --width 0.25 --budget 1M        # smoke run
 """
 
 from __future__ import annotations
@@ -50,8 +50,11 @@ def child(args: argparse.Namespace) -> None:
     """One memory case in this (fresh) process; prints a JSON line."""
     torch.set_num_threads(args.threads)
     model = build(args)
-    tile = 0 if args.mode == "whole" else args.tile
-    predictor = Predictor(model, tile=tile, max_memory=args.max_memory, bf16=args.bf16)
+    if args.mode == "whole":
+        predictor = Predictor(model, tile=0, bf16=args.bf16)
+    else:  # the tile is chosen from the budget unless forced; the budget also keeps the global-pool
+        # context pass (MobileNetV3's SE blocks) from running on the whole image
+        predictor = Predictor(model, tile=args.tile or None, max_memory=args.budget, bf16=args.bf16)
     predictor.predict(np.zeros((64, 64, 3), np.uint8))  # warm-up: thread pools, kernels
     s = args.size
     image = np.random.default_rng(0).integers(0, 256, (s, s, 3), dtype=np.uint8)  # (S, S, 3)
@@ -74,8 +77,9 @@ def estimate_whole_gb(args: argparse.Namespace, size: int) -> float:
 
 
 def memory_table(args: argparse.Namespace) -> None:
+    tiles = f"tile {args.tile}" if args.tile else f"tiles chosen from --budget {args.budget}"
     print(f"\npeak RSS, fresh process per case ({args.model}/{args.encoder} width {args.width}, "
-          f"{args.num_classes} classes, tile {args.tile}, {args.threads} threads)")
+          f"{args.num_classes} classes, {tiles}, {args.threads} threads)")
     print(f"{'size':>11} {'mode':>6} {'tile':>5} {'image MB':>9} {'base MB':>8} {'peak MB':>8} "
           f"{'working MB':>10} {'planner est. MB':>15} {'seconds':>8}")
     limit_gb = parse_memory(args.whole_limit) / 2**30
@@ -87,7 +91,7 @@ def memory_table(args: argparse.Namespace) -> None:
                 continue
             cmd = [sys.executable, __file__, "--child", "--size", str(size), "--mode", mode,
                    "--model", args.model, "--encoder", args.encoder, "--width", str(args.width),
-                   "--num-classes", str(args.num_classes), "--tile", str(args.tile),
+                   "--num-classes", str(args.num_classes), "--tile", str(args.tile), "--budget", args.budget,
                    "--threads", str(args.threads)] + (["--bf16"] if args.bf16 else [])
             proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
             if proc.returncode != 0:
@@ -152,7 +156,8 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=20, help="PNG files for the end-to-end predict_many rows")
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers for the end-to-end rows")
     ap.add_argument("--sizes", type=lambda t: [int(v) for v in t.split(",")], default=[2000, 4000, 8000])
-    ap.add_argument("--tile", type=int, default=512, help="tile size for the tiled cases")
+    ap.add_argument("--tile", type=int, default=0, help="force this tile size in the tiled cases (0: from --budget)")
+    ap.add_argument("--budget", default="512M", help="memory budget of the tiled cases (Predictor max_memory)")
     ap.add_argument("--whole-limit", default="12G", help="skip whole-image cases estimated above this")
     ap.add_argument("--bf16", action="store_true", help="memory cases in bf16")
     ap.add_argument("--skip-throughput", action="store_true")
@@ -161,7 +166,6 @@ def main() -> None:
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--mode", choices=["whole", "tiled"], help=argparse.SUPPRESS)
-    ap.add_argument("--max-memory", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args)

@@ -155,3 +155,13 @@ def test_detection_model_writes_json_and_boxes(tmp_path) -> None:
         assert 0 <= x0 <= x1 <= 83 and 0 <= y0 <= y1 <= 61 and det["label"] == 0 and 0 < det["score"] <= 1
     assert Image.open(out / "x.mask.png").size == (83, 61)
     assert Image.open(out / "x.overlay.jpg").size == (83, 61)
+
+
+def test_names_that_sanitise_alike_do_not_overwrite_each_other(model_file, tmp_path, capsys) -> None:
+    (tmp_path / "in").mkdir()
+    Image.fromarray(scene(20, 24, seed=1)).save(tmp_path / "in" / "a b.png")
+    Image.fromarray(scene(22, 26, seed=2)).save(tmp_path / "in" / "a_b.png")
+    out = tmp_path / "out"
+    assert main(["predict", str(model_file), str(tmp_path / "in"), "--out", str(out), "--workers", "0"]) == 1
+    assert "already used by" in capsys.readouterr().err
+    assert Image.open(out / "a_b.png.mask.png").size == (24, 20)  # the first one ("a b.png"), kept

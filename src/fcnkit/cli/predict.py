@@ -116,14 +116,18 @@ def _plan_jobs(inputs: list[InputFile], out: Path) -> tuple[list[Job], list[Fail
         taken[s] = taken.get(s, 0) + 1
     jobs, failures = [], []
     root = out.resolve()
+    used: dict[Path, Path] = {}
     for f, stem in zip(inputs, stems):
         if taken[stem] > 1:
             stem = safe_name(f.relative)
         target = (out / stem).resolve()
         if not target.is_relative_to(root):  # e.g. a symlinked sub-folder of --out
             failures.append(Failure(f.path, f"output {out / stem} would be outside {out}"))
-            continue
-        jobs.append(Job(f, stem))
+        elif target in used:  # e.g. 'a b.png' and 'a_b.png' sanitise alike
+            failures.append(Failure(f.path, f"output name {stem} is already used by {used[target]}"))
+        else:
+            used[target] = f.path
+            jobs.append(Job(f, stem))
     return jobs, failures
 
 

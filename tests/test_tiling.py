@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from fcnkit.inference import Predictor
 from fcnkit.inference.tiling import (TilePlan, choose_plan, grid_align, make_plan, parse_memory, ramp,
-                                     tiled_scores, window_starts)
+                                     resolve_overlap, tiled_scores, window_starts)
 from predict_fixtures import colour_fcn, scene
 
 
@@ -59,13 +59,20 @@ def test_parse_memory_rejects(text) -> None:
         parse_memory(text)
 
 
+def test_default_overlap_is_a_quarter_but_at_least_256_pixels() -> None:
+    assert [resolve_overlap(None, t) for t in (128, 512, 1024, 2048)] == [64, 256, 256, 512]
+    assert resolve_overlap(0.25, 512) == 128 and resolve_overlap(40, 512) == 40
+    with pytest.raises(ValueError):
+        resolve_overlap(512, 512)
+
+
 def test_choose_plan_fits_the_budget() -> None:
     assert choose_plan(360, 480, bytes_per_pixel=1000, num_classes=11, budget=2**30) is None  # whole fits
     budget = 100 * 2**20
     plan = choose_plan(8000, 8000, bytes_per_pixel=1000, num_classes=11, budget=budget, multiple=32)
     t = plan.tile[0]
-    assert t % 32 == 0 and plan.align == 32 and plan.overlap == (round(0.25 * t),) * 2
-    cost = lambda t: 1000 * t * t + 4 * 12 * (round(0.25 * t) + 32) * 8000  # noqa: E731  network + carry rows
+    assert t % 32 == 0 and plan.align == 32 and plan.overlap == (resolve_overlap(None, t),) * 2
+    cost = lambda t: 1000 * t * t + 4 * 12 * (resolve_overlap(None, t) + 32) * 8000  # noqa: E731  network + carry
     assert cost(t) <= budget < cost(t + 32)  # the largest tile that fits
     # the same budget, a taller image: the same tile (memory does not grow with height)
     assert choose_plan(20000, 8000, bytes_per_pixel=1000, num_classes=11, budget=budget).tile == plan.tile
@@ -166,10 +173,10 @@ def test_tta_and_tiles_combine(tta) -> None:
     """Mirrored views are padded onto the same grid and tile corners are aligned so that
     rescaled tiles share the rescaled whole image's grid: agreement stays >= 99.5%."""
     model = colour_fcn()
-    image = scene(520, 600, seed=2)
+    image = scene(300, 360, seed=2)
     whole = Predictor(model, tile=0, channels_last=False, **tta).predict(image, probabilities=True)
     tiled = Predictor(model, tile=256, channels_last=False, **tta).predict(image, probabilities=True)
-    assert tiled.plan is not None and tiled.mask.shape == (520, 600)
+    assert tiled.plan is not None and tiled.mask.shape == (300, 360)
     assert np.allclose(tiled.probabilities.astype(np.float32).sum(0), 1.0, atol=3e-3)
     assert (tiled.mask == whole.mask).mean() >= 0.995
 

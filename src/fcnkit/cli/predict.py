@@ -35,8 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--tile", type=_parse_tile, default=None,
                    help="force tiles of N or HxW pixels ('0': whole image; default: chosen from --max-memory)")
-    p.add_argument("--overlap", type=_parse_overlap, default=0.25,
-                   help="tile overlap: fraction of the tile (0.25) or pixels (64)")
+    p.add_argument("--overlap", type=_parse_overlap, default=None,
+                   help="tile overlap: fraction of the tile (0.25) or pixels (64); default a quarter "
+                        "of the tile, at least 256 pixels, at most half")
     p.add_argument("--max-memory", default=None,
                    help="working-memory budget beyond image and outputs, e.g. 2G (default 2G)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: flip + scales 0.75,1,1.25")

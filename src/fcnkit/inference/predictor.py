@@ -89,7 +89,8 @@ class Predictor:
         device: torch device (default: CUDA if available, else CPU).
         tile: ``None`` chooses whole-image or tiled inference from ``max_memory``; an int
             or (h, w) forces tiles of that size; ``0`` forces whole-image inference.
-        overlap: tile overlap, a fraction of the tile (float < 1) or pixels (int).
+        overlap: tile overlap, a fraction of the tile (float < 1) or pixels (int); default
+            a quarter of the tile but at least 256 pixels (``tiling.resolve_overlap``).
         max_memory: working-memory budget (bytes or "2G") beyond the image and outputs.
         tta: shorthand for ``flip=True`` and scales (0.75, 1, 1.25) unless ``scales`` given.
         scales, flip: test-time augmentation views; probabilities are averaged.
@@ -102,7 +103,7 @@ class Predictor:
     """
 
     def __init__(self, model_or_path: nn.Module | str | Path | Callable, *, device: str | torch.device | None = None,
-                 tile: int | tuple[int, int] | None = None, overlap: float | int = 0.25,
+                 tile: int | tuple[int, int] | None = None, overlap: float | int | None = None,
                  max_memory: int | str | None = None, tta: bool = False, scales: Sequence[float] = (1.0,),
                  flip: bool = False, bf16: bool = False, channels_last: bool | None = None,
                  progress: bool = True) -> None:

@@ -6,8 +6,9 @@ is least reliable) and stays at 1 on image borders. Tiles run in raster
 order and each block of pixels is handed to ``emit`` (which takes the argmax or
 probabilities) as soon as no later tile can touch it. The working set is one tile
 through the network, a few tile-sized buffers, and one overlap's worth of rows
-across the width (``carry``): 12 x 128 x 8000 x 4 B = 49 MB for 11 classes, 512-pixel
-tiles and 25% overlap on an 8000-pixel-wide image, whatever its height.
+across the width (``carry``, (C + 1) x overlap x W float32): 12 x 256 x 8000 x 4 B =
+98 MB for 11 classes and 512-pixel tiles with the default 256-pixel overlap on an
+8000-pixel-wide image, whatever its height.
 """
 
 from __future__ import annotations

@@ -211,3 +211,33 @@ def test_reference_geometry_only_for_vgg():
         fcnkit.create_model("fcn8s", encoder="resnet18", geometry="reference")
     with pytest.raises(ValueError, match="unknown model"):
         fcnkit.create_model("fcn4s")
+
+
+@pytest.mark.parametrize("suffix,dtype", [(".pt", None), (".safetensors", torch.float16)])
+def test_saved_model_round_trip(tmp_path, suffix, dtype):
+    from fcnkit.models.saved import load_model, save_model
+
+    model = tiny("fcn16s").eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(std=0.1)
+    path = tmp_path / f"m{suffix}"
+    save_model(model, path, dtype=dtype, classes=list("abcde"), palette=[[i, i, i] for i in range(5)])
+    loaded = load_model(path)
+    assert loaded.config == model.config and loaded.meta["classes"] == list("abcde")
+    x = torch.randn(1, 3, 40, 56)
+    with torch.no_grad():
+        expected, got = model(x), loaded(x)
+    tol = 0 if dtype is None else 2e-2
+    torch.testing.assert_close(got, expected, atol=tol, rtol=tol)
+    assert next(loaded.parameters()).dtype == torch.float32
+
+
+def test_foreign_safetensors_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    from fcnkit.models.saved import load_model
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
+    with pytest.raises(ValueError, match="plain.safetensors: safetensors file without fcnkit metadata"):
+        load_model(tmp_path / "plain.safetensors")

@@ -9,11 +9,15 @@ File layout (``torch.save`` of plain data, loaded with ``weights_only=True``)::
      "model": state_dict}
 
 Training checkpoints (``fcnkit.engine``) hold the same three entries plus the
-optimiser state, so ``load_model`` reads both.
+optimiser state, so ``load_model`` reads both. For distribution a model can also be
+written as ``.safetensors`` (``save_model(..., dtype=torch.float16)`` halves it): the
+tensors are the state dict and the file's metadata holds ``format``, ``config`` and
+``meta`` as JSON, so nothing in it can run code when loaded.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -52,8 +56,30 @@ def atomic_save(obj: object, path: str | Path) -> None:
         raise
 
 
-def save_model(model: nn.Module, path: str | Path, **meta) -> None:
-    atomic_save(model_record(model, **meta), path)
+def save_model(model: nn.Module, path: str | Path, *, dtype: torch.dtype | None = None, **meta) -> None:
+    """Save a rebuildable model: a torch record (``.pt``) or ``.safetensors``.
+
+    ``dtype`` (e.g. ``torch.float16``) converts floating-point tensors on the way out;
+    ``load_model`` brings them back to the model's own dtype.
+    """
+    record = model_record(model, **meta)
+    if dtype is not None:
+        record["model"] = {k: v.to(dtype) if v.is_floating_point() else v for k, v in record["model"].items()}
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        atomic_save(record, path)
+        return
+    from safetensors.torch import save
+
+    header = {key: json.dumps(record[key]) for key in ("config", "meta")}
+    data = save({k: v.contiguous() for k, v in record["model"].items()}, metadata={"format": FORMAT, **header})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def read_record(path: str | Path) -> dict:
@@ -61,6 +87,8 @@ def read_record(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
     try:
         rec = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001
@@ -68,6 +96,23 @@ def read_record(path: str | Path) -> dict:
     if not isinstance(rec, dict) or rec.get("format") != FORMAT:
         raise ValueError(f"{path}: not an fcnkit model file (expected format {FORMAT!r})")
     return rec
+
+
+def _read_safetensors(path: Path) -> dict:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            header = f.metadata() or {}
+        state = load_file(str(path))
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"{path}: cannot read safetensors ({type(e).__name__}: {e})") from e
+    if header.get("format") != FORMAT:
+        raise ValueError(f"{path}: safetensors file without fcnkit metadata (format {FORMAT!r}); "
+                         f"plain state dicts load with create_model(..., weights=PATH)")
+    return {"format": FORMAT, "config": json.loads(header["config"]), "meta": json.loads(header["meta"]),
+            "model": state}
 
 
 def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> nn.Module:
@@ -78,7 +123,7 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
     rec = read_record(path)
     config = dict(rec["config"])
     model = create_model(config.pop("name"), **config)
-    model.load_state_dict(rec["model"], strict=True)
+    model.load_state_dict(rec["model"], strict=True)  # copies into the model's dtype (fp16 files -> fp32)
     meta = dict(rec.get("meta", {}))
     if "preprocessing" in meta:
         model.preprocessing = Preprocessing.from_dict(meta["preprocessing"])

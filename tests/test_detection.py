@@ -31,7 +31,7 @@ def test_render_targets_values_at_the_centre_cell() -> None:
     assert t["heatmap"].shape == (2, 30, 20) and t["size"].shape == (2, 30, 20) and t["reg_mask"].shape == (30, 20)
     assert t["heatmap"][1, 13, 8] == 1.0 and t["heatmap"][0].max() == 0  # peak of exactly 1 on class 1 only
     assert (t["heatmap"] == 1).sum() == 1 and t["reg_mask"].sum() == 1 and t["reg_mask"][13, 8]
-    assert t["size"][:, 13, 8].tolist() == [12.5, 17.5]
+    assert t["size"][:, 13, 8].tolist() == pytest.approx([math.log(12.5), math.log(17.5)])  # log w, log h
     assert t["offset"][:, 13, 8].tolist() == [0.75, 0.75]
     # elliptical Gaussian: sigma = 0.09 * side in cells, so one cell right = exp(-1 / (2 sx^2))
     sx, sy = 0.09 * 12.5, 0.09 * 17.5
@@ -74,7 +74,7 @@ def test_decode_topk_threshold_clipping_and_classwise_nms() -> None:
     heat = torch.full((1, 2, 10, 10), -10.0)
     heat[0, 0, 2, 2], heat[0, 0, 2, 4], heat[0, 1, 2, 3] = 3.0, 2.0, 1.0  # two class-0 peaks 2 cells apart
     heat[0, 0, 8, 8] = -1.0  # p = 0.27: below a 0.3 threshold
-    size = torch.full((1, 2, 10, 10), 4.0)  # 4x4 cells = 16x16 px at stride 4: neighbours overlap
+    size = torch.full((1, 2, 10, 10), math.log(4.0))  # 4x4 cells = 16x16 px at stride 4: neighbours overlap
     offset = torch.zeros(1, 2, 10, 10)
     out = {"heatmap": heat, "size": size, "offset": offset}
     (plain,) = decode(out, stride=4, threshold=0.3)

@@ -18,7 +18,8 @@ from torchvision.ops import batched_nms, clip_boxes_to_image
 def decode(outputs: dict[str, Tensor], *, stride: int, k: int = 100, threshold: float = 0.05,
            nms_iou: float | None = None, image_sizes: list[tuple[int, int]] | Tensor | None = None
            ) -> list[dict[str, Tensor]]:
-    """Boxes per image from raw maps ``heatmap`` (N, C, h, w) logits, ``size``/``offset`` (N, 2, h, w).
+    """Boxes per image from raw maps ``heatmap`` (N, C, h, w) logits, ``size`` (N, 2, h, w)
+    log width/height in cells and ``offset`` (N, 2, h, w) in cells.
 
     Args:
         stride: input pixels per map cell (``model.output_stride``).
@@ -40,7 +41,8 @@ def decode(outputs: dict[str, Tensor], *, stride: int, k: int = 100, threshold: 
     gather = lambda m: m.float().flatten(2).gather(2, cell.unsqueeze(1).expand(-1, 2, -1))  # noqa: E731  (N, 2, k)
     size, offset = gather(outputs["size"]), gather(outputs["offset"])
     cx, cy = xs + offset[:, 0], ys + offset[:, 1]
-    half_w, half_h = size[:, 0] / 2, size[:, 1] / 2
+    wh = size.clamp(max=20).exp()  # log-size in cells -> cells; the clamp keeps a wild output finite
+    half_w, half_h = wh[:, 0] / 2, wh[:, 1] / 2
     boxes = torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], dim=-1) * stride  # (N, k, 4)
     results = []
     for i in range(n):

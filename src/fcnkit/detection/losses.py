@@ -2,7 +2,7 @@
 
 Heatmaps: the penalty-reduced pixel-wise focal loss of CornerNet / CenterNet
 (alpha = 2, beta = 4): negatives near a centre are penalised less, by
-``(1 - target) ** beta``. Size and offset: L1 at centre cells only. Everything is
+``(1 - target) ** beta``. Log-size and offset: L1 at centre cells only. Everything is
 normalised by the number of objects in the batch, as in the paper.
 """
 
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-SIZE_WEIGHT = 0.1  # CenterNet's lambda_size: sizes are in cells, tens of times larger than offsets
+SIZE_WEIGHT = 1.0  # log-sizes are of the offsets' order (CenterNet's 0.1 was for sizes in cells)
 OFFSET_WEIGHT = 1.0
 
 

@@ -5,7 +5,10 @@ an elliptical Gaussian around it (sigma proportional to the box's width and heig
 as in TTFNet, Liu et al. 2020, so long thin boxes get long thin splats); overlapping
 splats take the maximum. The centre cell also stores the box size and the sub-cell
 offset that the integer cell loses, and is marked in ``reg_mask`` so the L1 losses only
-look there. Sizes and offsets are in output-map cells (input pixels / stride).
+look there. Offsets are in output-map cells (input pixels / stride); sizes are the
+natural log of the width and height in cells, so the L1 loss weighs a 10% error the
+same for a 4-cell and a 40-cell box, and a freshly initialised head (output 0 = 1
+cell) reaches typical sizes in a few dozen steps instead of hundreds.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ def render_targets(boxes: Tensor, labels: Tensor, *, num_classes: int, map_size:
         labels: (K,) class indices in [0, num_classes).
         map_size: (h, w) of the output maps, ``ceil(H / stride)``.
 
-    Returns ``heatmap`` (C, h, w) in [0, 1], ``size`` (2, h, w) = (w, h) and
+    Returns ``heatmap`` (C, h, w) in [0, 1], ``size`` (2, h, w) = (log w, log h) and
     ``offset`` (2, h, w) = (dx, dy) filled at centre cells, ``reg_mask`` (h, w) bool.
     """
     h, w = map_size
@@ -54,7 +57,7 @@ def render_targets(boxes: Tensor, labels: Tensor, *, num_classes: int, map_size:
         sx, sy = max(SIGMA_SCALE * bw, MIN_SIGMA), max(SIGMA_SCALE * bh, MIN_SIGMA)
         splat = torch.exp(-((xs - ix) ** 2 / (2 * sx * sx) + (ys - iy) ** 2 / (2 * sy * sy)))  # (h, w)
         torch.maximum(heatmap[c], splat, out=heatmap[c])
-        size[:, iy, ix] = torch.tensor([bw, bh])
+        size[:, iy, ix] = torch.tensor([math.log(bw), math.log(bh)])
         offset[:, iy, ix] = torch.tensor([cx - ix, cy - iy])
         mask[iy, ix] = True
     return {"heatmap": heatmap, "size": size, "offset": offset, "reg_mask": mask}

@@ -80,8 +80,9 @@ def _branch(in_ch: int, hidden: int, out_ch: int, bias: float = 0.0) -> nn.Seque
 class CenterNetHead(nn.Module):
     """Three 3x3 -> 1x1 branches: heatmap logits (C), box size (2) and centre offset (2).
 
-    Size is (w, h) and offset (dx, dy), both in output-map cells. The heatmap bias
-    starts at logit(0.1) so the focal loss is not swamped by easy negatives at step 0.
+    Size is (log w, log h) with w, h in output-map cells (see ``fcnkit.detection.targets``)
+    and offset (dx, dy) in cells. The heatmap bias starts at logit(0.1) so the focal
+    loss is not swamped by easy negatives at step 0.
     """
 
     def __init__(self, channels: int, num_classes: int, hidden: int | None = None) -> None:
@@ -111,7 +112,7 @@ class FCNDetector(nn.Module):
     """``encoder`` -> ``SkipFusionNeck`` -> ``CenterNetHead``: a box detector with no FC layer.
 
     ``forward(x)`` takes (N, 3, H, W) normalised images, any H, W >= 1, and returns
-    ``{"heatmap": (N, C, h, w) logits, "size": (N, 2, h, w), "offset": (N, 2, h, w)}``
+    ``{"heatmap": (N, C, h, w) logits, "size": (N, 2, h, w) log-size, "offset": (N, 2, h, w)}``
     with h = ceil(H / output_stride), w = ceil(W / output_stride).
     """
 
@@ -187,7 +188,7 @@ def fcn8s_det(*, num_classes: int = 1, encoder: str = "vgg16", encoder_weights: 
         output_stride: 4 (default) or 8.
         det_channels: neck/head width (default ``64 * width``, at least 8).
 
-    Returns maps for input (N, 3, H, W): heatmap logits (N, C, h, w), size and offset
+    Returns maps for input (N, 3, H, W): heatmap logits (N, C, h, w), log-size and offset
     (N, 2, h, w) in map cells, h = ceil(H / output_stride).
     """
     enc, neck, head = _parts(encoder, encoder_weights, geometry, width, num_classes, output_stride, det_channels)

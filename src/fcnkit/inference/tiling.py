@@ -97,9 +97,15 @@ def tiled_scores(score: Callable[[Tensor], Tensor], image: Tensor, plan: TilePla
     Tiles go in raster order. After tile (i, j), the block above the next tile row and
     left of the next tile is final. What is not final travels on: the right part of
     the tile to the next tile (``pending``), the rows below the final block to the next
-    tile row (``carry``, one overlap's rows across the width). Channel C of every buffer
-    holds the sum of blend weights.
+    tile row (``carry``, one overlap's rows across the width), each with its summed
+    blend weights. The tile's own logits tensor is the accumulator, so a tile costs the
+    network's forward pass plus one weight map, not extra copies of its logits.
     """
+    with torch.inference_mode():  # the logits are accumulated in place, no autograd anywhere
+        _tiled_scores(score, image, plan, emit, device, progress)
+
+
+def _tiled_scores(score, image, plan, emit, device, progress) -> None:
     _, height, width = image.shape
     th, tw = min(plan.tile[0], height), min(plan.tile[1], width)
     ys = window_starts(height, th, plan.overlap[0], plan.align)
@@ -108,34 +114,36 @@ def tiled_scores(score: Callable[[Tensor], Tensor], image: Tensor, plan: TilePla
     wx = {x0: ramp(min(tw, width - x0), plan.overlap[1], rise=x0 > 0, fall=x0 + tw < width) for x0 in xs}
     next_y, next_x = ys[1:] + [height], xs[1:] + [width]
     carry_rows = max(min(y0 + th, height) - ny for y0, ny in zip(ys, next_y))  # rows handed down
-    carry: Tensor | None = None  # (C + 1, carry_rows, W): the previous tile row's unfinished rows
+    carry: Tensor | None = None  # (C, carry_rows, W): the previous tile row's unfinished weighted logits
+    carry_w = torch.zeros(carry_rows, width, device=device)  # (carry_rows, W): their summed weights
     k_in = 0  # rows of ``carry`` that hold contributions to the current tile row (from its top)
     for y0, ny in zip(ys, next_y):
         h = min(y0 + th, height) - y0
         final_rows = ny - y0
-        pending: Tensor | None = None  # (C + 1, h, p): the previous tile's columns right of its final block
+        pending: tuple[Tensor, Tensor] | None = None  # the previous tile's columns right of its final block
         consumed = 0  # carry columns before this were already added (to an earlier tile of this row)
         for x0, nx in zip(xs, next_x):
             w = min(x0 + tw, width) - x0
-            weight = (wy[y0][:, None] * wx[x0][None, :]).to(device)  # (h, w), separable
             tile = image[:, y0:y0 + h, x0:x0 + w].to(device, non_blocking=True).unsqueeze(0)  # (1, 3, h, w)
-            logits = score(tile)[0].float()  # (C, h, w)
-            c = logits.shape[0]
+            acc = score(tile)[0].float()  # (C, h, w) logits, weighted and accumulated in place below
+            wsum = (wy[y0][:, None] * wx[x0][None, :]).to(device)  # (h, w) separable blend weight
+            acc.mul_(wsum)
             if carry is None:
-                carry = torch.zeros(c + 1, carry_rows, width, device=device)
-            local = torch.zeros(c + 1, h, w, device=device)  # this tile's window, all contributions so far
+                carry = torch.zeros(acc.shape[0], carry_rows, width, device=device)
             if pending is not None:
-                local[:, :, :pending.shape[2]] = pending
+                p = pending[1].shape[1]
+                acc[:, :, :p] += pending[0]
+                wsum[:, :p] += pending[1]
             if k_in:
-                local[:, :k_in, consumed - x0:] += carry[:, :k_in, consumed:x0 + w]
+                acc[:, :k_in, consumed - x0:] += carry[:, :k_in, consumed:x0 + w]
+                wsum[:k_in, consumed - x0:] += carry_w[:k_in, consumed:x0 + w]
                 consumed = x0 + w
-            local[:c].addcmul_(logits, weight)
-            local[c].add_(weight)
-            block = local[:, :final_rows, :nx - x0]  # (C + 1, ny - y0, nx - x0): final
-            emit(y0, ny, x0, nx, block[:c] / block[c])
             if final_rows < h:  # its carry-in columns were consumed above, so they can be overwritten
-                carry[:, :h - final_rows, x0:nx] = local[:, final_rows:, :nx - x0]
-            pending = local[:, :, nx - x0:]
+                carry[:, :h - final_rows, x0:nx] = acc[:, final_rows:, :nx - x0]
+                carry_w[:h - final_rows, x0:nx] = wsum[final_rows:, :nx - x0]
+            pending = (acc[:, :, nx - x0:], wsum[:, nx - x0:])
+            block = acc[:, :final_rows, :nx - x0]  # (C, ny - y0, nx - x0): final, divided in place
+            emit(y0, ny, x0, nx, block.div_(wsum[:final_rows, :nx - x0]))
             if progress is not None:
                 progress(1)
         k_in = h - final_rows
@@ -161,7 +169,8 @@ def choose_plan(height: int, width: int, *, bytes_per_pixel: float, num_classes:
     best = tile
     while tile <= max(height, width):
         carry_rows = min(resolve_overlap(overlap, tile) + multiple, tile, height)
-        cost = bytes_per_pixel * tile * tile + 4 * (num_classes + 1) * carry_rows * width
+        # network + the tile's weight map and argmax (the logits are in bytes_per_pixel) + carry
+        cost = (bytes_per_pixel + 12) * tile * tile + 4 * (num_classes + 1) * carry_rows * width
         if cost > budget:
             break
         best = tile

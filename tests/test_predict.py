@@ -158,7 +158,7 @@ def test_detection_model_boxes_and_overlay() -> None:
     def with_peak(x):
         out = {k: v.clone() for k, v in original(x).items()}  # (inference tensors are read-only)
         out["heatmap"][:, 1, 5, 7] = 10.0
-        out["size"][:, :, 5, 7] = torch.tensor([4.0, 2.0])  # (w, h) cells: 16 x 8 pixels
+        out["size"][:, :, 5, 7] = torch.tensor([4.0, 2.0]).log()  # log (w, h) in cells: 16 x 8 pixels
         out["offset"][:, :, 5, 7] = 0.5
         return out
 

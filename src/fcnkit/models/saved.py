@@ -39,6 +39,13 @@ def model_record(model: nn.Module, **meta) -> dict:
     return {"format": FORMAT, "config": dict(model.config), "meta": meta, "model": model.state_dict()}
 
 
+def _publish(tmp: str) -> None:
+    """mkstemp creates 0600 files; a saved model is meant to be shared (0644 less umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o644 & ~umask)
+
+
 def atomic_save(obj: object, path: str | Path) -> None:
     """Write ``obj`` with ``torch.save`` to a temp file, fsync, then rename over ``path``,
     so a crash mid-write never leaves a truncated file where a good one was."""
@@ -50,6 +57,7 @@ def atomic_save(obj: object, path: str | Path) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        _publish(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -79,6 +87,7 @@ def save_model(model: nn.Module, path: str | Path, *, dtype: torch.dtype | None 
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+    _publish(tmp)
     os.replace(tmp, path)
 
 

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 
 SMOKE = {  # command prefix -> arguments appended so the command runs in seconds
-    "fcnkit train": ["--set", "max_iters=2", "--set", "max_train_samples=4", "--set", "max_val_samples=2",
+    "fcnkit train": ["--set", "max_iters=2", "--set", "max_train_samples=4", "--set", "batch_size=2", "--set", "max_val_samples=2",
                      "--set", "out_dir=run", "--set", "progress=false", "--set", "workers=0",
                      "--set", f"class_weights={REPO / 'configs/camvid_median_freq.json'}"],
     "fcnkit eval": ["--max-samples", "2"],

@@ -18,7 +18,7 @@ demo: install
 	$(BIN)/fcnkit demo
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python tests/run_isolated.py
 
 bench: install
 	$(BIN)/python benchmarks/forward.py

@@ -20,7 +20,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .runtime import INPUT_NAME, META_KEY, OUTPUT_NAME, OnnxRuntimeModel, export_meta, publish_mode
+from ..io import atomic_write
+from .runtime import INPUT_NAME, META_KEY, OUTPUT_NAME, OnnxRuntimeModel, export_meta
 from .verify import DEFAULT_SIZES, Parity, check_parity
 
 DEFAULT_OPSET = 18
@@ -86,20 +87,8 @@ def set_metadata(proto, meta: dict) -> None:
 
 
 def save_proto(proto, path: str | Path) -> None:
-    """``onnx.save`` to a temp file in the target folder, fsync, rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".onnx.tmp")
-    try:
-        publish_mode(fd)
-        with os.fdopen(fd, "wb") as f:
-            f.write(proto.SerializeToString())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``onnx.save`` atomically (temp file in the target folder, fsync, rename)."""
+    atomic_write(path, lambda f: f.write(proto.SerializeToString()))
 
 
 def check_onnx(path: str | Path) -> None:

@@ -11,8 +11,6 @@ OpenVINO ``.xml`` (``model.xml`` -> ``model.json``).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.weights import IMAGENET, Preprocessing
+from ..io import atomic_write_text as write_text_atomic, publish_mode  # noqa: F401  (re-exported)
 
 META_KEY = "fcnkit"
 META_FORMAT = "fcnkit-export/1"
@@ -49,30 +48,6 @@ def _jsonable(v: Any) -> Any:
 def sidecar_path(xml_path: str | Path) -> Path:
     """``model.xml`` -> ``model.json`` (the OpenVINO IR's metadata)."""
     return Path(xml_path).with_suffix(".json")
-
-
-def publish_mode(fd: int) -> None:
-    """Give a temp file (mkstemp makes it 0600) the permissions a normal new file would get."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Temp file + fsync + rename, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        publish_mode(fd)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Runtime:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -11,7 +9,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..export.runtime import publish_mode
+from ..io import atomic_write  # noqa: F401  (re-exported for cli/predict)
 
 Palette = Sequence[Sequence[int]]
 
@@ -72,24 +70,6 @@ def draw_detections(img: Image.Image, detections: Sequence[dict], palette: Palet
         name = names[label] if names and label < len(names) else str(label)
         draw.text((float(det["box"][0]) + 2, float(det["box"][1]) + 1), f"{name} {det['score']:.2f}", fill=color)
     return img
-
-
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write(file)`` on a temp file next to ``path``, fsync, then rename over it,
-    so an interrupted run never leaves a half-written output under the final name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        publish_mode(fd)  # mkstemp's 0600 -> what a normal new file gets (umask)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_mask(mask: np.ndarray, palette: Palette, path: str | Path) -> None:

@@ -18,13 +18,12 @@ tensors are the state dict and the file's metadata holds ``format``, ``config`` 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..io import atomic_write
 from .registry import create_model
 from .weights import Preprocessing
 
@@ -39,29 +38,10 @@ def model_record(model: nn.Module, **meta) -> dict:
     return {"format": FORMAT, "config": dict(model.config), "meta": meta, "model": model.state_dict()}
 
 
-def _publish(tmp: str) -> None:
-    """mkstemp creates 0600 files; a saved model is meant to be shared (0644 less umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o644 & ~umask)
-
-
 def atomic_save(obj: object, path: str | Path) -> None:
-    """Write ``obj`` with ``torch.save`` to a temp file, fsync, then rename over ``path``,
-    so a crash mid-write never leaves a truncated file where a good one was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        _publish(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` through a temp file, fsync and rename, so a crash mid-write never
+    leaves a truncated file where a good one was."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def save_model(model: nn.Module, path: str | Path, *, dtype: torch.dtype | None = None, **meta) -> None:
@@ -81,14 +61,7 @@ def save_model(model: nn.Module, path: str | Path, *, dtype: torch.dtype | None 
 
     header = {key: json.dumps(record[key]) for key in ("config", "meta")}
     data = save({k: v.contiguous() for k, v in record["model"].items()}, metadata={"format": FORMAT, **header})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    _publish(tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(data))
 
 
 def read_record(path: str | Path) -> dict:

@@ -10,12 +10,12 @@ not a class. A class present in no image gets weight 0 and is left out of the me
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
+
+from ..io import atomic_write_text
 
 
 def class_statistics(dataset, *, progress: bool = True) -> dict:
@@ -48,15 +48,5 @@ def class_statistics(dataset, *, progress: bool = True) -> dict:
 
 
 def write_json(data: dict, path: str | Path) -> None:
-    """Write JSON atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON atomically (``fcnkit.io``: temp file, fsync, rename)."""
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -28,6 +27,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from ..io import atomic_write_text
 from ..models.saved import atomic_save, model_record, read_record
 from .evaluate import evaluate_detection, make_loader
 from .losses import joint_loss
@@ -40,9 +40,7 @@ def _to(targets: dict[str, Any], device: torch.device) -> dict[str, Any]:
 def _write_json(rows: list[dict[str, float]], path: Path) -> None:
     """Atomically, with NaN (a statistic without ground truth) as null: strict JSON."""
     clean = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in rows]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(clean, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(clean, indent=1))
 
 
 def train_detection(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, *,

@@ -34,7 +34,7 @@ from PIL import Image
 from fcnkit import create_model
 from fcnkit.cli.models import parse_size
 from fcnkit.inference import Predictor
-from fcnkit.inference.tiling import parse_memory
+from fcnkit.inference.tiling import parse_memory, tiled_bytes
 
 
 def build(args: argparse.Namespace) -> torch.nn.Module:
@@ -64,9 +64,10 @@ def child(args: argparse.Namespace) -> None:
     seconds = time.perf_counter() - t
     assert result.mask.shape == (s, s)
     plan = predictor.plan_for(s, s)
-    bpp = predictor.backend.bytes_per_pixel()  # the planner's estimate, to compare with the measurement
+    cost = predictor._cost_per_pixel()  # the planner's estimate, to compare with the measurement
     t = plan.tile[0] if plan else None
-    estimate = bpp * s * s if plan is None else bpp * t * t + 4 * (predictor.num_classes + 1) * t * s
+    estimate = cost * s * s if plan is None else tiled_bytes(s, s, plan, bytes_per_pixel=cost,
+                                                             num_classes=predictor.num_classes)
     print(json.dumps({"size": s, "mode": args.mode, "tile": t, "base_mb": base, "peak_mb": rss_mb(),
                       "seconds": seconds, "estimate_mb": estimate / 2**20}))
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+import fcnkit
 from conftest import data_dir
 from fcnkit.cli import main
 from fcnkit.export import load_runtime
@@ -18,6 +19,7 @@ from fcnkit.export.openvino_export import onnx_to_openvino, save_ir
 from fcnkit.export.quantize import quantize_onnx, quantize_openvino
 from fcnkit.export.svd import apply_svd, factorized_conv, spectrum, svd_ranks
 from fcnkit.export.torch_opt import load_optimized, save_optimized
+from fcnkit.inference import Predictor
 from fcnkit.models import create_model
 from fcnkit.models.saved import save_model
 
@@ -75,6 +77,11 @@ def test_svd_model_saves_and_loads(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x))
     assert recipe["svd"] == {"fc6": 8, "fc7": 16}
+    # the same file opens wherever a model path is taken: fcnkit.load and Predictor (`fcnkit predict`)
+    image = np.random.default_rng(0).integers(0, 256, (45, 61, 3), dtype=np.uint8)
+    expected = Predictor(model, channels_last=False).predict(image).mask
+    assert np.array_equal(Predictor(path, channels_last=False).predict(image).mask, expected)
+    torch.testing.assert_close(fcnkit.load(path)(x), model(x))
     with pytest.raises(ValueError, match="fc6/fc7"):
         apply_svd(create_model("fcn8s", num_classes=3, encoder="mobilenet_v3_large", width=0.25), {"fc6": 4})
 
@@ -96,6 +103,18 @@ def test_fold_batchnorm_keeps_outputs(encoder, width):
     x = torch.randn(2, 3, 64, 72)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+def test_folded_bf16_model_predicts_from_its_file(tmp_path):
+    model = scored_model(3, encoder="resnet18", width=1.0)
+    folded, _ = fold_batchnorm(model)
+    path = tmp_path / "folded.pt"
+    save_optimized(folded, path, {"fold_bn": True, "precision": "bf16"})
+    predictor = Predictor(path, channels_last=False)
+    assert predictor.backend.bf16 and count_batchnorms(predictor.backend.module) == 0  # the recipe is honoured
+    image = np.random.default_rng(1).integers(0, 256, (64, 72, 3), dtype=np.uint8)
+    expected = Predictor(folded, channels_last=False, bf16=True).predict(image).mask
+    assert np.array_equal(predictor.predict(image).mask, expected)
 
 
 # --- int8 on real images -------------------------------------------------------------------

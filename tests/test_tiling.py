@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fcnkit.inference import Predictor
-from fcnkit.inference.tiling import (TilePlan, choose_plan, grid_align, make_plan, parse_memory, ramp,
-                                     resolve_overlap, tiled_scores, window_starts)
+from fcnkit.inference.memory import release_freed_memory
+from fcnkit.inference.tiling import (TilePlan, carried_rows, choose_plan, fit_tile, fitted_tiles, grid_align,
+                                     grid_cells, make_plan, parse_memory, ramp, resolve_overlap, tiled_bytes,
+                                     tiled_scores, window_starts)
 from predict_fixtures import colour_fcn, scene
 
 
@@ -34,8 +37,28 @@ def test_windows_cover_every_pixel_on_the_grid(size: int, tile: int, frac: float
 def test_window_starts_known_values() -> None:
     assert window_starts(300, 128, 32, 32) == [0, 96, 192]  # last window 192..300, 108 rows
     assert window_starts(400, 128, 32, 32) == [0, 96, 192, 288]
-    assert window_starts(400, 128, 32, 1) == [0, 96, 192, 272]  # unaligned: last window flush
+    assert window_starts(400, 128, 32, 1) == [0, 91, 181, 272]  # unaligned: last window flush, even steps
     assert window_starts(100, 128, 32, 32) == [0]
+    # a short last step would overlap its neighbour by 896 of 1152 rows: spread evenly instead
+    assert window_starts(4000, 1152, 288, 32) == [0, 704, 1440, 2144, 2848]
+    assert fit_tile(4000, 1152, 288, 32) == 1056  # the same five windows, 16% fewer pixels each
+    assert window_starts(4000, 1056, 288, 32) == [0, 736, 1472, 2208, 2944]
+    assert carried_rows(4000, 1056, 288, 32) == 1056 - 736
+
+
+@settings(max_examples=200, deadline=None)
+@given(size=st.integers(65, 3000), tile=st.integers(64, 600), frac=st.floats(0, 0.6), align=st.sampled_from([1, 8, 32]))
+def test_fitted_windows_keep_the_overlap_near_what_was_asked(size: int, tile: int, frac: float, align: int) -> None:
+    plan = make_plan(tile, frac, align)
+    t, o, a = plan.tile[0], plan.overlap[0], plan.align
+    fitted = fit_tile(size, t, o, a)
+    assert fitted <= min(t, size)
+    starts = window_starts(size, fitted, o, a)
+    assert len(starts) == len(window_starts(size, min(t, size), o, a))  # no extra windows
+    assert starts[-1] + fitted >= size
+    overlaps = [min(s + fitted, size) - b for s, b in zip(starts, starts[1:])]
+    if overlaps and fitted - o >= a:  # room for at least one grid step between windows
+        assert min(overlaps) >= o and max(overlaps) <= o + 2 * a  # hence the carry across the width
 
 
 def test_ramp_is_positive_cubic_and_flat_on_borders() -> None:
@@ -72,10 +95,47 @@ def test_choose_plan_fits_the_budget() -> None:
     plan = choose_plan(8000, 8000, bytes_per_pixel=1000, num_classes=11, budget=budget, multiple=32)
     t = plan.tile[0]
     assert t % 32 == 0 and plan.align == 32 and plan.overlap == (resolve_overlap(None, t),) * 2
-    cost = lambda t: 1012 * t * t + 4 * 12 * (resolve_overlap(None, t) + 32) * 8000  # noqa: E731  tile + carry
-    assert cost(t) <= budget < cost(t + 32)  # the largest tile that fits
-    # the same budget, a taller image: the same tile (memory does not grow with height)
-    assert choose_plan(20000, 8000, bytes_per_pixel=1000, num_classes=11, budget=budget).tile == plan.tile
+
+    def cost(t: int, height: int = 8000) -> float:
+        p = TilePlan((t, t), (resolve_overlap(None, t),) * 2, 32)
+        return tiled_bytes(height, 8000, p, bytes_per_pixel=1000, num_classes=11)
+
+    assert cost(t) <= budget and all(cost(b) > budget for b in range(t + 32, 8001, 32))  # the largest that fits
+    # by hand: the 8000 px spread evenly over windows of at most t px, a carry of about the overlap
+    o = resolve_overlap(None, t)
+    th = fit_tile(8000, t, o, 32)
+    assert o <= carried_rows(8000, th, o, 32) <= o + 64
+    assert cost(t) == 1012 * th * th + 4 * 12 * carried_rows(8000, th, o, 32) * 8000
+    # the same budget, a taller image: about the same tile (memory does not grow with height)
+    tall = choose_plan(20000, 8000, bytes_per_pixel=1000, num_classes=11, budget=budget)
+    assert abs(tall.tile[0] - t) <= 64 and cost(tall.tile[0], 20000) <= budget
+
+
+@settings(max_examples=60, deadline=None)
+@given(h=st.integers(40, 700), w=st.integers(40, 300), tile=st.integers(64, 200), frac=st.floats(0, 0.6))
+def test_the_carry_tiled_scores_needs_is_what_the_planner_counts(h: int, w: int, tile: int, frac: float) -> None:
+    plan = make_plan(tile, frac, 32)
+    tiles, rows = [], {}  # tile shapes in call order; per tile row: (its top, its final rows' end)
+
+    def score(x: torch.Tensor) -> torch.Tensor:
+        tiles.append(tuple(x.shape[-2:]))
+        return torch.zeros(1, 2, *x.shape[-2:])
+
+    def emit(r0: int, r1: int, c0: int, c1: int, logits: torch.Tensor) -> None:
+        rows.setdefault(r0, (r1, tiles[-1][0]))
+
+    tiled_scores(score, torch.zeros(3, h, w, dtype=torch.uint8), plan, emit)
+    carry = max(top + height - end for top, (end, height) in rows.items())  # rows handed to the next row
+    th, tw = fitted_tiles(h, w, plan)
+    assert carry == carried_rows(h, th, plan.overlap[0], plan.align)
+    assert max(a * b for a, b in tiles) <= th * tw
+
+
+@pytest.mark.parametrize("size,tile,expected", [(8000, 1056, [1000] * 8), (10, 3, [2, 3, 2, 3]), (5, 8, [5]), (7, 7, [7])])
+def test_grid_cells_are_as_equal_as_can_be(size, tile, expected) -> None:
+    cells = grid_cells(size, tile)
+    assert [b - a for a, b in cells] == expected and cells[0][0] == 0 and cells[-1][1] == size
+    assert all(a[1] == b[0] for a, b in zip(cells, cells[1:]))
 
 
 def test_emit_covers_each_pixel_once_and_tiles_stay_small() -> None:
@@ -227,3 +287,21 @@ def test_global_pools_see_the_whole_image(budget) -> None:
     assert np.abs(tiled.probabilities.astype(np.float32) - whole.probabilities).max() < 2e-3
     tiled_p.context = None  # each tile with its own statistics: the masks differ
     assert (tiled_p.predict(image).mask == whole.mask).mean() < 0.95
+
+
+def _resident_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc to read the resident set")
+def test_release_freed_memory_returns_a_pinned_heap_to_the_os() -> None:
+    blocks = [bytearray(100_000) for _ in range(2000)]  # ~200 MB of heap blocks below the mmap threshold
+    for b in blocks:
+        b[::4096] = b"x" * len(b[::4096])  # touch every page
+    pin = bytearray(1000)  # a live block above them: free() alone cannot shrink the heap
+    del blocks
+    before = _resident_mb()
+    if not release_freed_memory():
+        pytest.skip("not glibc: nothing to release")
+    assert before - _resident_mb() > 150  # MB given back
+    del pin

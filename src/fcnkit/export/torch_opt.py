@@ -3,8 +3,8 @@
 SVD factorisation and BN folding change a model's modules, so its builder config
 alone no longer rebuilds it. The record stores the recipe under
 ``meta["optimization"]`` (``{"svd": {"fc6": r, ...}, "fold_bn": true, "precision":
-"bf16", "compile": true}``); ``load_optimized`` rebuilds the plain model, applies
-the same structural changes, then loads the saved weights strictly.
+"bf16", "compile": true}``); ``models.saved.load_model`` rebuilds the plain model,
+applies the same structural changes, then loads the saved weights strictly.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from pathlib import Path
 from torch import nn
 
 from ..models.registry import create_model
-from ..models.saved import atomic_save, model_record, read_record
-from ..models.weights import Preprocessing
+from ..models.saved import atomic_save, load_model, model_record
 from .fold import fold_batchnorm
 from .svd import apply_svd
 
@@ -45,18 +44,8 @@ def build_structure(config: dict, recipe: dict) -> nn.Module:
 
 def load_optimized(path: str | Path) -> tuple[nn.Module, dict]:
     """(model in eval mode, recipe) from a saved model, checkpoint or optimised record."""
-    rec = read_record(path)
-    meta = dict(rec.get("meta", {}))
-    recipe = dict(meta.get("optimization", {}))
-    model = build_structure(rec["config"], recipe)
-    try:
-        model.load_state_dict(rec["model"], strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not fit the model its recipe {recipe} describes ({e})") from e
-    if "preprocessing" in meta:
-        model.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
-    model.meta = meta
-    return model.eval(), recipe
+    model = load_model(path)
+    return model, dict(model.meta.get("optimization", {}))
 
 
 __all__ = ["save_optimized", "load_optimized", "build_structure"]

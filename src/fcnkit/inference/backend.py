@@ -105,7 +105,8 @@ def load_backend(model: nn.Module | str | Path | Callable, *, device: str | torc
                            device=torch.device("cpu"), source=str(path))
         from ..models.saved import load_model
 
-        module = load_model(path)
+        module = load_model(path)  # also `fcnkit optimize --backend torch` results (SVD, folded BN)
+        bf16 = bf16 or module.meta.get("optimization", {}).get("precision") == "bf16"
         source = str(path)
     elif isinstance(model, nn.Module):
         module, source = model, type(model).__name__

@@ -31,8 +31,10 @@ from tqdm.auto import tqdm
 from .backend import Backend, load_backend
 from .context import GlobalPoolContext
 from .images import ImageReadError, read_image, to_rgb_array
+from .memory import release_freed_memory
 from .postprocess import colorize, draw_detections, overlay, palette_for
-from .tiling import TilePlan, choose_plan, count_tiles, grid_align, make_plan, parse_memory, tiled_scores
+from .tiling import (TilePlan, choose_plan, count_tiles, fitted_tiles, grid_align, grid_cells, make_plan,
+                     parse_memory, tiled_scores)
 from .tta import augmented_logits
 
 DEFAULT_MAX_MEMORY = 2 * 2**30  # working-memory budget when none is given: 2 GiB
@@ -180,15 +182,18 @@ class Predictor:
         if self._cost_per_pixel() * h * w <= self.budget:
             with self.context.recording():
                 self._logits(image[None].to(self.device))
+            release_freed_memory()
             return
         records, areas = [], []
-        for y0 in range(0, h, plan.tile[0]):
-            for x0 in range(0, w, plan.tile[1]):
-                tile = image[None, :, y0:y0 + plan.tile[0], x0:x0 + plan.tile[1]].to(self.device)  # (1, 3, h, w)
+        th, tw = fitted_tiles(h, w, plan)
+        for y0, y1 in grid_cells(h, th):  # cells no larger than the tiles of the main pass
+            for x0, x1 in grid_cells(w, tw):
+                tile = image[None, :, y0:y1, x0:x1].to(self.device)  # (1, 3, h, w)
                 with self.context.recording():
                     self._logits(tile)
                 records.append(self.context.record)
-                areas.append(tile.shape[-2] * tile.shape[-1])
+                areas.append((y1 - y0) * (x1 - x0))
+                release_freed_memory()  # tiles of several shapes leave the heap fragmented (``memory``)
         self.context.record = [sum(a / sum(areas) * r[k] for a, r in zip(areas, records))
                                for k in range(len(records[0]))]
 
@@ -226,6 +231,7 @@ class Predictor:
             mask[r0:r1, c0:c1] = logits.argmax(0).cpu().numpy()
             if probs is not None:
                 probs[:, r0:r1, c0:c1] = logits.softmax(0).half().cpu().numpy()
+            release_freed_memory()  # the tile's activations are freed by now (``memory``)
 
         replay = contextlib.nullcontext()
         if self.context:  # global pools (SE blocks) get the whole image's statistics, not the tile's

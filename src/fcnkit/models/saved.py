@@ -98,15 +98,26 @@ def _read_safetensors(path: Path) -> dict:
 
 
 def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a model saved by ``save_model`` or a training checkpoint; eval mode.
+    """Rebuild a model saved by ``save_model``, a training checkpoint or a ``fcnkit optimize
+    --backend torch`` result (its recipe, e.g. SVD or BN folding, reshapes the modules
+    before the weights load); eval mode.
 
     ``model.meta`` carries the classes, palette and ignore index saved with it.
     """
     rec = read_record(path)
     config = dict(rec["config"])
-    model = create_model(config.pop("name"), **config)
-    model.load_state_dict(rec["model"], strict=True)  # copies into the model's dtype (fp16 files -> fp32)
     meta = dict(rec.get("meta", {}))
+    recipe = meta.get("optimization")
+    if recipe:
+        from ..export.torch_opt import build_structure  # lazy: export sits downstream of models
+
+        model = build_structure(config, recipe)
+    else:
+        model = create_model(config.pop("name"), **config)
+    try:
+        model.load_state_dict(rec["model"], strict=True)  # copies into the model's dtype (fp16 files -> fp32)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: the weights do not fit the model its config describes ({e})") from e
     if "preprocessing" in meta:
         model.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
     model.meta = meta

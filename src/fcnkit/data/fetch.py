@@ -88,16 +88,21 @@ def download(url: str, dest: Path, *, checksum: str | None = None, progress: boo
                 while chunk := response.read(CHUNK):
                     f.write(chunk)
                     bar.update(len(chunk))
-    algo, h = _hasher(checksum)
-    with open(part, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    digest = f"{algo}:{h.hexdigest()}"
+    digest = _file_digest(part, checksum)
     if checksum is not None and digest.lower() != checksum.lower():
         part.unlink()
         raise RuntimeError(f"{url}: checksum mismatch, got {digest}, expected {checksum}; the download was removed")
     part.replace(dest)
     return digest
+
+
+def _file_digest(path: Path, checksum: str | None) -> str:
+    """``"algo:hex"`` of the file, in the algorithm ``checksum`` names (sha256 if none)."""
+    algo, h = _hasher(checksum)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return f"{algo}:{h.hexdigest()}"
 
 
 def unpack(archive: Path, to: Path) -> list[Path]:
@@ -137,11 +142,7 @@ def fetch(name: str, to: str | Path, *, url: str | None = None, checksum: str | 
     archive = to / source.filename
     expected = checksum or source.checksum
     if archive.exists():  # a previous run finished downloading; verify it again
-        algo, h = _hasher(expected)
-        with open(archive, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        digest = f"{algo}:{h.hexdigest()}"
+        digest = _file_digest(archive, expected)
         if expected is not None and digest.lower() != expected.lower():
             raise RuntimeError(f"{archive}: exists but its checksum {digest} is not {expected}; delete it and retry")
     else:

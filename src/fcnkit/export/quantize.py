@@ -35,9 +35,12 @@ def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calibration: Sequ
     carry no learnt weights, and quantising the final 8x/32x upsampling only adds
     blockiness at class boundaries.
     """
+    import tempfile
+
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
         def __init__(self, arrays: list[np.ndarray]) -> None:
@@ -48,11 +51,16 @@ def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calibration: Sequ
             return None if x is None else {INPUT_NAME: x}
 
     arrays = _arrays(calibration)
-    model = onnx.load(str(fp32_path))
-    exclude = [n.name for n in model.graph.node if n.op_type == "ConvTranspose"] if exclude_upsampling else []
-    quantize_static(str(fp32_path), str(out_path), Reader(arrays), quant_format=QuantFormat.QDQ,
-                    per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude)
+    with tempfile.TemporaryDirectory(dir=Path(out_path).parent) as tmp:
+        # ONNX Runtime's recommended first step: shape inference and graph clean-up, so
+        # every tensor's shape is known and fusable ops are fused before Q/DQ placement
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        model = onnx.load(str(prepared), load_external_data=False)
+        exclude = [n.name for n in model.graph.node if n.op_type == "ConvTranspose"] if exclude_upsampling else []
+        quantize_static(str(prepared), str(out_path), Reader(arrays), quant_format=QuantFormat.QDQ,
+                        per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude)
     return Path(out_path)
 
 

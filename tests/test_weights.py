@@ -105,3 +105,21 @@ def test_whole_model_weights_and_caffe_preprocessing(tmp_path):
                                                                          255 - 122.67891434]))
     red = torch.tensor([1.0, 0, 0]).view(3, 1, 1)
     assert CAFFE_VGG(red).flatten()[2] > 0 > CAFFE_VGG(red).flatten()[0]  # red lands in the last (R) channel
+
+
+@pytest.mark.parametrize("source_name,suffix", [("fcn8s", ".pt"), ("fcn8s-det", ".pt"), ("fcn8s", ".safetensors")])
+def test_encoder_from_a_model_trained_with_fcnkit(source_name, suffix, tmp_path):
+    """e.g. a detector started from the CamVid segmentation model's encoder."""
+    from fcnkit.models.saved import save_model
+
+    torch.manual_seed(3)
+    source = fcnkit.create_model(source_name, num_classes=4, encoder="resnet18")
+    path = tmp_path / f"source{suffix}"
+    save_model(source, path, dtype=torch.float16 if suffix == ".safetensors" else None)  # as in weights/
+    target_name = "fcn8s-det" if source_name == "fcn8s" else "fcn8s"
+    target = fcnkit.create_model(target_name, num_classes=2, encoder="resnet18", encoder_weights=path)
+    src = source.encoder.state_dict() if source_name == "fcn8s-det" else source.state_dict()
+    dst = target.encoder.state_dict() if target_name == "fcn8s-det" else target.state_dict()
+    for key in ("conv1.weight", "layer4.1.bn2.running_var"):
+        expected = src[key].half().float() if suffix == ".safetensors" else src[key]
+        torch.testing.assert_close(dst[key], expected, rtol=0, atol=0)

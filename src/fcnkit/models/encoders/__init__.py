@@ -1,11 +1,13 @@
 """Encoders: the classification nets an FCN is cut from, each declaring its taps.
 
 ``create_encoder(name, weights=...)`` builds one and loads ImageNet weights from
-torchvision's weights API (``"imagenet"``) or a local torchvision-format file.
+torchvision's weights API (``"imagenet"``), a local torchvision-format file, or the
+encoder part of a model trained with fcnkit (to start one task from another).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -53,7 +55,8 @@ def list_encoders() -> list[str]:
 
 def create_encoder(name: str, *, weights: str | Path | None = None, geometry: str = "fast",
                    width: float = 1.0) -> Encoder:
-    """Build encoder ``name``; ``weights`` is None, ``"imagenet"`` or a state-dict path.
+    """Build encoder ``name``; ``weights`` is None, ``"imagenet"`` or a state-dict path
+    (torchvision's format, or any fcnkit model file with this encoder: its encoder part).
 
     Only VGG-16 has a ``"reference"`` geometry (pad 100 exists to rescue its 7x7 fc6);
     ``width`` scales channels for VGG-16 and MobileNetV3 (ResNets ignore it only at 1.0).
@@ -70,8 +73,24 @@ def create_encoder(name: str, *, weights: str | Path | None = None, geometry: st
         if width != 1.0:
             raise ValueError(f"pretrained weights need width=1.0, got width={width}")
         state, source = _fetch(spec, weights)
-        check_and_load(encoder, spec.convert(state), source=source)
+        trained = _encoder_part(state, encoder.state_dict().keys())
+        check_and_load(encoder, trained if trained is not None else spec.convert(state), source=source)
     return encoder
+
+
+def _encoder_part(state: dict[str, Tensor], own: Iterable[str]) -> dict[str, Tensor] | None:
+    """The encoder's tensors from a state dict that already uses fcnkit's names: an encoder,
+    a segmentation model (its encoder keys are unprefixed) or a detection/joint model
+    (``encoder.`` prefix). ``None`` when the names are foreign (e.g. torchvision's VGG-16).
+
+    So a model trained with fcnkit (say on CamVid) can start another from its encoder.
+    """
+    own = set(own)
+    for prefix in ("", "encoder."):
+        part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix) and k[len(prefix):] in own}
+        if part.keys() == own:
+            return part
+    return None
 
 
 def _fetch(spec: EncoderSpec, weights: str | Path) -> tuple[dict[str, Tensor], str]:

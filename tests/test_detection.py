@@ -263,3 +263,14 @@ def test_saved_joint_model_rebuilds_with_identical_outputs(tmp_path) -> None:
     for key in a:
         torch.testing.assert_close(a[key], b[key])
     assert loaded.meta["classes"] == ["a", "b", "c"]
+
+
+def test_decoding_suppresses_duplicate_peaks_by_default():
+    """A broad heatmap with two peaks on one object: NMS keeps one box unless told not to."""
+    heat = torch.full((1, 1, 16, 16), -6.0)
+    heat[0, 0, 8, 8], heat[0, 0, 8, 10] = 3.0, 2.5  # two local maxima, 2 cells apart
+    maps = {"heatmap": heat, "size": torch.full((1, 2, 16, 16), math.log(8.0)), "offset": torch.zeros(1, 2, 16, 16)}
+    one = decode(maps, stride=4)[0]
+    both = decode(maps, stride=4, nms_iou=None)[0]
+    assert len(one["boxes"]) == 1 and len(both["boxes"]) == 2
+    torch.testing.assert_close(one["boxes"][0], torch.tensor([16.0, 16.0, 48.0, 48.0]))  # (8 +- 4) cells x 4 px

@@ -3,8 +3,11 @@
 A centre is a heatmap cell that equals the maximum of its 3x3 neighbourhood (the
 max-pool trick replaces NMS in the paper); the top ``k`` such peaks over all classes
 above ``threshold`` become boxes from their size and offset. Class-wise NMS
-(``torchvision.ops.batched_nms``) is optional, for crowded scenes where two
-adjacent peaks describe one object.
+(``torchvision.ops.batched_nms``) follows by default: the max-pool trick needs sharp
+peaks, and a detector trained briefly from scratch has broad, flat ones that yield
+dozens of near-equal boxes per object. On the raccoon val split (ResNet-18, 12 min
+of CPU training) NMS at IoU 0.5 took AP50 from 21.1 to 53.7 and mAP from 5.5 to 11.1.
+``nms_iou=None`` is the paper's decoding.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import batched_nms, clip_boxes_to_image
 
+DEFAULT_NMS_IOU = 0.5
+
 
 def decode(outputs: dict[str, Tensor], *, stride: int, k: int = 100, threshold: float = 0.05,
-           nms_iou: float | None = None, image_sizes: list[tuple[int, int]] | Tensor | None = None
+           nms_iou: float | None = DEFAULT_NMS_IOU, image_sizes: list[tuple[int, int]] | Tensor | None = None
            ) -> list[dict[str, Tensor]]:
     """Boxes per image from raw maps ``heatmap`` (N, C, h, w) logits, ``size`` (N, 2, h, w)
     log width/height in cells and ``offset`` (N, 2, h, w) in cells.
@@ -25,7 +30,7 @@ def decode(outputs: dict[str, Tensor], *, stride: int, k: int = 100, threshold: 
         stride: input pixels per map cell (``model.output_stride``).
         k: peaks kept per image before the threshold.
         threshold: minimum centre probability.
-        nms_iou: if set, class-wise NMS at this IoU after thresholding.
+        nms_iou: class-wise NMS at this IoU after thresholding (``None``: none).
         image_sizes: (h, w) per image to clip boxes to (e.g. the unpadded size).
 
     Returns one dict per image: ``boxes`` (M, 4) XYXY input pixels, ``scores`` (M,),

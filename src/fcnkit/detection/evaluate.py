@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from ..metrics.detection import DetectionMAP
 from .batching import DetectionCollate
-from .decode import decode
+from .decode import DEFAULT_NMS_IOU, decode
 
 DET_KEYS = ("heatmap", "size", "offset")
 GT_COLOUR, PRED_COLOUR = "lime", "red"
@@ -40,7 +40,7 @@ def make_loader(dataset, model: nn.Module, *, batch_size: int, shuffle: bool, wo
 
 @torch.no_grad()
 def evaluate_detection(model: nn.Module, loader: DataLoader, *, device: torch.device | str | None = None,
-                       threshold: float = 0.0, k: int = 100, nms_iou: float | None = None,
+                       threshold: float = 0.0, k: int = 100, nms_iou: float | None = DEFAULT_NMS_IOU,
                        progress: bool = True) -> dict[str, float]:
     """COCO box statistics (``map``, ``map_50``, ``map_75``, ...) over the samples with boxes.
 
@@ -71,7 +71,7 @@ def _fit(max_size: int | None):
 
 @torch.no_grad()
 def draw_examples(model: nn.Module, dataset, path: str | Path, *, n: int = 8, threshold: float = 0.3,
-                  nms_iou: float | None = 0.5) -> None:
+                  nms_iou: float | None = DEFAULT_NMS_IOU) -> None:
     """A grid PNG of the first ``n`` images: ground truth in green, detections (score >=
     ``threshold``, or else the single best) in red with their scores. ``dataset`` yields
     uint8 images."""
@@ -106,7 +106,7 @@ def draw_examples(model: nn.Module, dataset, path: str | Path, *, n: int = 8, th
 
 def evaluate_detection_checkpoint(checkpoint: str | Path, data: str, *, split: str = "val",
                                   out_dir: str | Path | None = None, batch_size: int = 4, workers: int = 0,
-                                  max_size: int | None = None, nms_iou: float | None = None,
+                                  max_size: int | None = None, nms_iou: float | None = DEFAULT_NMS_IOU,
                                   progress: bool = True) -> dict:
     """Load a detection checkpoint, score it on ``data``'s ``split`` and write
     ``metrics.json`` and ``detections.png`` to ``out_dir`` (default next to the

@@ -161,6 +161,16 @@ def test_run_directory_and_checkpoint_contents(tmp_path, capsys):
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[1]["elapsed_seconds"] > rows[0]["elapsed_seconds"] > 0
     assert set(rows[0]["val_class_iu"]) == set(SyntheticStreets.classes)
+    # TensorBoard: the same numbers, per iteration and per epoch
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    losses = events.Scalars("train/loss")
+    assert [e.step for e in losses] == [1, 2, 3, 4] and all(0 < e.value < 10 for e in losses)  # every iteration
+    miou = events.Scalars("epoch/val_mean_iu")
+    assert [e.step for e in miou] == [1, 2]
+    assert [e.value for e in miou] == pytest.approx([r["val_mean_iu"] for r in rows])
     with pytest.raises(ValueError, match="already holds a training run"):
         train(cfg, train_set=tr, val_set=va)
 

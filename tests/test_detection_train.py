@@ -159,7 +159,11 @@ def test_cli_train_and_eval_route_detection_models(tmp_path: Path, capsys) -> No
     assert "mAP@[.5:.95]" in capsys.readouterr().out
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert report["images"] == 1 and 0.0 <= report["map"] <= 1.0 and report["classes"] == ["cat", "dog"]
+    assert report["nms_iou"] == 0.5  # the default decoding
     assert (tmp_path / "eval" / "detections.png").stat().st_size > 0
+    assert main(["eval", str(out / "best.pt"), "--data", f"voc_xml:{tmp_path / 'voc'}", "--out",
+                 str(tmp_path / "eval-paper"), "--workers", "0", "--nms-iou", "0"]) == 0
+    assert json.loads((tmp_path / "eval-paper" / "metrics.json").read_text())["nms_iou"] is None
 
 
 def test_resumed_training_equals_uninterrupted_training(tmp_path: Path) -> None:

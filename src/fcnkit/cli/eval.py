@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--road-class", type=int, default=None,
                    help="class index scored with KITTI MaxF/AP (default: 'road' of two-class datasets)")
     p.add_argument("--max-samples", type=int, default=None, help="score only the first N images")
+    p.add_argument("--nms-iou", type=float, default=0.5,
+                   help="detection: class-wise NMS IoU after peak extraction (0: none, the paper's decoding)")
     p.set_defaults(func=_eval)
 
 

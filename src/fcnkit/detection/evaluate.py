@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -16,6 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..io import atomic_write, atomic_write_text
 from ..metrics.detection import DetectionMAP
 from .batching import DetectionCollate
 from .decode import DEFAULT_NMS_IOU, decode
@@ -98,10 +98,8 @@ def draw_examples(model: nn.Module, dataset, path: str | Path, *, n: int = 8, th
         canvas = torch.zeros(3, side, side)
         canvas[:, :tile.shape[1], :tile.shape[2]] = tile[:, :side, :side]
         tiles.append(canvas / 255)
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    save_image(make_grid(tiles, nrow=4, padding=4), tmp)
-    os.replace(tmp, path)
+    grid = make_grid(tiles, nrow=4, padding=4)
+    atomic_write(path, lambda f: save_image(grid, f, format="png"))
 
 
 def evaluate_detection_checkpoint(checkpoint: str | Path, data: str, *, split: str = "val",
@@ -129,11 +127,9 @@ def evaluate_detection_checkpoint(checkpoint: str | Path, data: str, *, split: s
     out = Path(out_dir) if out_dir else Path(checkpoint).parent / f"eval-{split}"
     out.mkdir(parents=True, exist_ok=True)
     report = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "images": len(dataset),
-              "max_size": max_size, "classes": model.meta.get("classes"),
+              "max_size": max_size, "classes": model.meta.get("classes"), "nms_iou": nms_iou,
               **{k: (None if math.isnan(v) else v) for k, v in stats.items()}}
-    tmp = out / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, out / "metrics.json")
+    atomic_write_text(out / "metrics.json", json.dumps(report, indent=1))
     raw = build_dataset(data, split, v2.Compose(_fit(max_size)) if max_size else None)
     draw_examples(model, raw, out / "detections.png", nms_iou=nms_iou)
     report["report_dir"] = str(out)
@@ -161,7 +157,8 @@ def is_detection_checkpoint(path: str | Path) -> bool:
 def eval_command(args) -> int:
     """``fcnkit eval`` for detection checkpoints: print the COCO numbers, write the report."""
     report = evaluate_detection_checkpoint(args.checkpoint, args.data, split=args.split, out_dir=args.out,
-                                           batch_size=args.batch_size, workers=args.workers)
+                                           batch_size=args.batch_size, workers=args.workers,
+                                           nms_iou=args.nms_iou or None)
     fmt = lambda v: "   n/a" if v is None else f"{v:6.4f}"  # noqa: E731
     print(f"{args.checkpoint} on {args.data} ({args.split}, {report['images']} images"
           f"{', longer side ' + str(report['max_size']) + ' px' if report['max_size'] else ''})")

@@ -178,3 +178,17 @@ def test_resumed_training_equals_uninterrupted_training(tmp_path: Path) -> None:
     train_detection(resumed, ds, None, out_dir=tmp_path / "b", epochs=3, **kw)
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_detection_checkpoints_are_recognised_in_either_file_format(tmp_path: Path, suffix: str) -> None:
+    from fcnkit.detection.evaluate import is_detection_checkpoint
+    from fcnkit.models import create_model
+    from fcnkit.models.saved import save_model
+
+    det, seg = tmp_path / f"det{suffix}", tmp_path / f"seg{suffix}"
+    save_model(_tiny(), det)
+    save_model(create_model("fcn8s", num_classes=3, encoder="mobilenet_v3_large", width=0.25), seg)
+    (tmp_path / f"junk{suffix}").write_bytes(b"not a model")
+    assert is_detection_checkpoint(det)
+    assert not is_detection_checkpoint(seg) and not is_detection_checkpoint(tmp_path / f"junk{suffix}")

@@ -139,18 +139,14 @@ def evaluate_detection_checkpoint(checkpoint: str | Path, data: str, *, split: s
 
 
 def is_detection_checkpoint(path: str | Path) -> bool:
-    """Whether a saved model / checkpoint holds a registered detection or joint model.
-
-    Memory-maps the file (tensors are not read), so asking costs little even for a
+    """Whether a saved model / checkpoint (``.pt`` or ``.safetensors``) holds a registered
+    detection or joint model. Reads only the config, so asking costs little even for a
     500 MB VGG checkpoint; anything unreadable is "no" and left to the caller's loader.
     """
     from ..models.detection import DETECTION_MODELS
+    from ..models.saved import read_config
 
-    try:
-        rec = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - not ours to diagnose; the segmentation path reports it
-        return False
-    name = rec.get("config", {}).get("name", "") if isinstance(rec, dict) else ""
+    name = (read_config(path) or {}).get("name", "")
     return str(name).replace("-", "_") in DETECTION_MODELS
 
 

@@ -80,6 +80,23 @@ def read_record(path: str | Path) -> dict:
     return rec
 
 
+def read_config(path: str | Path) -> dict | None:
+    """The builder config of a model file without reading its tensors (safetensors header
+    or a memory-mapped torch record); ``None`` if the file is not an fcnkit model."""
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), "pt") as f:
+                header = f.metadata() or {}
+            return json.loads(header["config"]) if header.get("format") == FORMAT else None
+        rec = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - "not a model file" is the answer; loaders report the details
+        return None
+    return dict(rec["config"]) if isinstance(rec, dict) and rec.get("format") == FORMAT else None
+
+
 def _read_safetensors(path: Path) -> dict:
     from safetensors import safe_open
     from safetensors.torch import load_file

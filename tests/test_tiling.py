@@ -100,12 +100,13 @@ def test_choose_plan_fits_the_budget() -> None:
         p = TilePlan((t, t), (resolve_overlap(None, t),) * 2, 32)
         return tiled_bytes(height, 8000, p, bytes_per_pixel=1000, num_classes=11)
 
-    assert cost(t) <= budget and all(cost(b) > budget for b in range(t + 32, 8001, 32))  # the largest that fits
-    # by hand: the 8000 px spread evenly over windows of at most t px, a carry of about the overlap
-    o = resolve_overlap(None, t)
-    th = fit_tile(8000, t, o, 32)
-    assert o <= carried_rows(8000, th, o, 32) <= o + 64
-    assert cost(t) == 1012 * th * th + 4 * 12 * carried_rows(8000, th, o, 32) * 8000
+    # by hand: 224-px tiles overlap by 112 and step by 96, so 128 rows are carried across the
+    # 8000-px width: 1012 * 224^2 + 4 * 12 * 128 * 8000 = 99.9e6 B <= 100 MiB = 104.9e6 B.
+    # 256-px tiles step by 128 and carry 128 rows: 66.3e6 + 49.2e6 = 115.5e6 B, too much.
+    assert plan == TilePlan((224, 224), (112, 112), 32)
+    assert fitted_tiles(8000, 8000, plan) == (224, 224) and carried_rows(8000, 224, 112, 32) == 128
+    assert cost(224) == 1012 * 224**2 + 4 * 12 * 128 * 8000 <= budget < cost(256)
+    assert all(cost(b) > budget for b in range(t + 32, 8001, 32))  # nothing larger fits either
     # the same budget, a taller image: about the same tile (memory does not grow with height)
     tall = choose_plan(20000, 8000, bytes_per_pixel=1000, num_classes=11, budget=budget)
     assert abs(tall.tile[0] - t) <= 64 and cost(tall.tile[0], 20000) <= budget
@@ -131,9 +132,12 @@ def test_the_carry_tiled_scores_needs_is_what_the_planner_counts(h: int, w: int,
     assert max(a * b for a, b in tiles) <= th * tw
 
 
-@pytest.mark.parametrize("size,tile,expected", [(8000, 1056, [1000] * 8), (10, 3, [2, 3, 2, 3]), (5, 8, [5]), (7, 7, [7])])
-def test_grid_cells_are_as_equal_as_can_be(size, tile, expected) -> None:
-    cells = grid_cells(size, tile)
+@pytest.mark.parametrize("size,tile,align,expected", [(8000, 1056, 1, [1000] * 8), (10, 3, 1, [2, 3, 2, 3]),
+                                                      (5, 8, 1, [5]), (7, 7, 1, [7]),
+                                                      (8000, 1056, 32, [992, 992, 992, 1024] * 2), (5, 1, 32, [5])])
+def test_grid_cells_are_as_equal_as_can_be(size, tile, align, expected) -> None:
+    cells = grid_cells(size, tile, align)
+    assert all(a % align == 0 for a, _ in cells)  # on the stride grid: no padding inside the image
     assert [b - a for a, b in cells] == expected and cells[0][0] == 0 and cells[-1][1] == size
     assert all(a[1] == b[0] for a, b in zip(cells, cells[1:]))
 
@@ -298,7 +302,7 @@ def test_release_freed_memory_returns_a_pinned_heap_to_the_os() -> None:
     blocks = [bytearray(100_000) for _ in range(2000)]  # ~200 MB of heap blocks below the mmap threshold
     for b in blocks:
         b[::4096] = b"x" * len(b[::4096])  # touch every page
-    pin = bytearray(1000)  # a live block above them: free() alone cannot shrink the heap
+    pin = blocks.pop()  # the last block stays alive above the others: free() alone cannot shrink the heap
     del blocks
     before = _resident_mb()
     if not release_freed_memory():

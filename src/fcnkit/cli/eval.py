@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from ..detection.decode import DEFAULT_NMS_IOU
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="score a saved model or checkpoint on a dataset split",
@@ -28,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--road-class", type=int, default=None,
                    help="class index scored with KITTI MaxF/AP (default: 'road' of two-class datasets)")
     p.add_argument("--max-samples", type=int, default=None, help="score only the first N images")
-    p.add_argument("--nms-iou", type=float, default=0.5,
+    p.add_argument("--nms-iou", type=float, default=DEFAULT_NMS_IOU,
                    help="detection: class-wise NMS IoU after peak extraction (0: none, the paper's decoding)")
     p.set_defaults(func=_eval)
 
@@ -42,6 +44,8 @@ def _eval(args: argparse.Namespace) -> int:
     from ..engine.evaluate import evaluate_checkpoint
 
     if is_detection_checkpoint(args.checkpoint):  # boxes: COCO mAP instead of the confusion matrix
+        if not 0 <= args.nms_iou <= 1:
+            raise ValueError(f"--nms-iou must be in [0, 1] (0: no NMS), not {args.nms_iou}")
         return eval_command(args)
 
     if args.batch_size < 1:

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from ..io import atomic_write_text
 from ..models.saved import atomic_save, model_record, read_record
+from .decode import DEFAULT_NMS_IOU
 from .evaluate import evaluate_detection, make_loader
 from .losses import joint_loss
 
@@ -148,8 +149,8 @@ def train_detection(model: nn.Module, train_set: Dataset, val_set: Dataset | Non
         row: dict[str, float] = {"epoch": state["epoch"], "seconds": round(state["seconds"], 1),
                                  **{f"loss_{k}": v / max(1, steps) for k, v in sums.items()}}
         if val_loader is not None:
-            stats = evaluate_detection(model, val_loader, device=device, progress=progress)
-            row.update({f"val_{k}": v for k, v in stats.items()})
+            stats = evaluate_detection(model, val_loader, device=device, progress=progress, nms_iou=DEFAULT_NMS_IOU)
+            row.update({f"val_{k}": v for k, v in stats.items()}, val_nms_iou=DEFAULT_NMS_IOU)  # how boxes were decoded
             model.train()
         state["history"].append(row)
         score = row.get("val_map", -1.0)

@@ -186,8 +186,8 @@ class Predictor:
             return
         records, areas = [], []
         th, tw = fitted_tiles(h, w, plan)
-        for y0, y1 in grid_cells(h, th):  # cells no larger than the tiles of the main pass
-            for x0, x1 in grid_cells(w, tw):
+        for y0, y1 in grid_cells(h, th, plan.align):  # cells no larger than the tiles of the main pass
+            for x0, x1 in grid_cells(w, tw, plan.align):
                 tile = image[None, :, y0:y1, x0:x1].to(self.device)  # (1, 3, h, w)
                 with self.context.recording():
                     self._logits(tile)
@@ -359,7 +359,8 @@ def _as_list(batch: list) -> list:
 def decode_detections(maps: dict[str, Tensor], size: tuple[int, int], stride: int) -> list[list[dict]]:
     """Detection maps (``heatmap``, ``size``, ``offset``) -> per-image JSON-ready boxes
     ``{"box": [x0, y0, x1, y1], "label": int, "score": float}``, by the detection
-    module's decoder (peaks, top-k, threshold; boxes clipped to the image)."""
+    module's decoder (peaks, top-k, threshold, class-wise NMS at ``DEFAULT_NMS_IOU``;
+    boxes clipped to the image)."""
     from ..detection.decode import decode
 
     n = maps["heatmap"].shape[0]

@@ -5,10 +5,11 @@ down (cubically) towards sides shared with a neighbour (where a tile lacks conte
 is least reliable) and stays at 1 on image borders. Tiles run in raster
 order and each block of pixels is handed to ``emit`` (which takes the argmax or
 probabilities) as soon as no later tile can touch it. The working set is one tile
-through the network, a few tile-sized buffers, and one overlap's worth of rows
-across the width (``carry``, (C + 1) x overlap x W float32): 12 x 256 x 8000 x 4 B =
-98 MB for 11 classes and 512-pixel tiles with the default 256-pixel overlap on an
-8000-pixel-wide image, whatever its height.
+through the network, a few tile-sized buffers, and about one overlap's worth of rows
+across the width (``carry``, (C + 1) x rows x W float32, rows between the overlap and
+the overlap plus two grid steps, ``carried_rows``): 12 x 320 x 8000 x 4 B = 123 MB for
+11 classes and 1056-pixel tiles with a 264-pixel overlap on an 8000-pixel-wide image,
+whatever its height.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def window_starts(size: int, tile: int, overlap: int, align: int = 1) -> list[in
 def fit_tile(size: int, tile: int, overlap: int, align: int = 1) -> int:
     """The smallest tile (at most ``tile``) that covers ``size`` in as many windows as ``tile`` does.
 
-    Four 1152-pixel windows that cover 4000 pixels with 288 overlap cover it as well at
+    Five 1152-pixel windows that cover 4000 pixels with 288 overlap cover it as well at
     1056 pixels: 16% less computation, and the overlap stays near what was asked for.
     """
     if tile >= size:
@@ -175,15 +176,18 @@ def _tiled_scores(score, image, plan, emit, device, progress) -> None:
         k_in = h - final_rows
 
 
-def grid_cells(size: int, tile: int) -> list[tuple[int, int]]:
-    """``size`` cut into the fewest non-overlapping cells of at most ``tile``, as equal as can be.
+def grid_cells(size: int, tile: int, align: int = 1) -> list[tuple[int, int]]:
+    """``size`` cut into the fewest non-overlapping cells of at most ``tile``, as equal as the
+    ``align`` grid allows (cell edges are multiples of ``align``, the last edge is ``size``).
 
-    Equal cells cost one network shape instead of two (no thin sliver at the end), and
-    their statistics get equal say when averaged.
+    Equal cells cost one network shape instead of two (no thin sliver at the end) and get
+    equal say when their statistics are averaged; edges on the stride grid keep each cell
+    on the whole image's pooling grid, without padding inside the image.
     """
     n = -(-size // max(1, tile))
-    edges = [i * size // n for i in range(n + 1)]
-    return list(zip(edges, edges[1:]))
+    units = -(-size // align)
+    edges = [min(size, i * units // n * align) for i in range(n)] + [size]
+    return [(a, b) for a, b in zip(edges, edges[1:]) if b > a]  # (a tile below ``align`` could repeat an edge)
 
 
 def fitted_tiles(height: int, width: int, plan: TilePlan) -> tuple[int, int]:
@@ -218,8 +222,9 @@ def choose_plan(height: int, width: int, *, bytes_per_pixel: float, num_classes:
     if bytes_per_pixel * height * width <= budget:
         return None
     smallest = max(min_tile, 2 * multiple)  # at least two grid steps, so tiles can overlap
+    step = multiple * -(-32 // multiple)  # candidates 32+ px apart: a stride-1 model need not try every size
     plans = [TilePlan((t, t), (resolve_overlap(overlap, t),) * 2, multiple)
-             for t in range(smallest, max(smallest, height, width) + multiple, multiple)]
+             for t in range(smallest, max(smallest, height, width) + step, step)]
     fitting = [p for p in plans if tiled_bytes(height, width, p, bytes_per_pixel=bytes_per_pixel,
                                                num_classes=num_classes) <= budget]
     return fitting[-1] if fitting else plans[0]

@@ -94,7 +94,8 @@ def read_config(path: str | Path) -> dict | None:
         rec = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # noqa: BLE001 - "not a model file" is the answer; loaders report the details
         return None
-    return dict(rec["config"]) if isinstance(rec, dict) and rec.get("format") == FORMAT else None
+    ok = isinstance(rec, dict) and rec.get("format") == FORMAT and isinstance(rec.get("config"), dict)
+    return dict(rec["config"]) if ok else None
 
 
 def _read_safetensors(path: Path) -> dict:

@@ -49,6 +49,10 @@ def rss_mb() -> float:
 def child(args: argparse.Namespace) -> None:
     """One memory case in this (fresh) process; prints a JSON line."""
     torch.set_num_threads(args.threads)
+    if args.no_trim:  # what inference/memory.py's heap trimming saves, measured by switching it off
+        import fcnkit.inference.predictor as predictor_module
+
+        predictor_module.release_freed_memory = lambda: False
     model = build(args)
     if args.mode == "whole":
         predictor = Predictor(model, tile=0, bf16=args.bf16)
@@ -79,7 +83,8 @@ def estimate_whole_gb(args: argparse.Namespace, size: int) -> float:
 
 def memory_table(args: argparse.Namespace) -> None:
     tiles = f"tile {args.tile}" if args.tile else f"tiles chosen from --budget {args.budget}"
-    print(f"\npeak RSS, fresh process per case ({args.model}/{args.encoder} width {args.width}, "
+    trim = "" if not args.no_trim else ", heap trimming OFF"
+    print(f"\npeak RSS{trim}, fresh process per case ({args.model}/{args.encoder} width {args.width}, "
           f"{args.num_classes} classes, {tiles}, {args.threads} threads)")
     print(f"{'size':>11} {'mode':>6} {'tile':>5} {'image MB':>9} {'base MB':>8} {'peak MB':>8} "
           f"{'working MB':>10} {'planner est. MB':>15} {'seconds':>8}")
@@ -93,7 +98,8 @@ def memory_table(args: argparse.Namespace) -> None:
             cmd = [sys.executable, __file__, "--child", "--size", str(size), "--mode", mode,
                    "--model", args.model, "--encoder", args.encoder, "--width", str(args.width),
                    "--num-classes", str(args.num_classes), "--tile", str(args.tile), "--budget", args.budget,
-                   "--threads", str(args.threads)] + (["--bf16"] if args.bf16 else [])
+                   "--threads", str(args.threads)] + (["--bf16"] if args.bf16 else []) + \
+                (["--no-trim"] if args.no_trim else [])
             proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
             if proc.returncode != 0:
                 tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
@@ -161,6 +167,8 @@ def main() -> None:
     ap.add_argument("--budget", default="512M", help="memory budget of the tiled cases (Predictor max_memory)")
     ap.add_argument("--whole-limit", default="12G", help="skip whole-image cases estimated above this")
     ap.add_argument("--bf16", action="store_true", help="memory cases in bf16")
+    ap.add_argument("--no-trim", action="store_true", help="memory cases without returning freed heap pages "
+                                                           "to the OS between tiles (inference/memory.py)")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
     # one memory case (internal: run by the parent in a fresh process)

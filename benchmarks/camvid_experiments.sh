@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 recipes=("$@")
-[ ${#recipes[@]} -gt 0 ] || recipes=(camvid_best camvid_skip_fcn32s camvid_skip_fcn16s camvid_skip_fcn8s
+[ ${#recipes[@]} -gt 0 ] || recipes=(camvid_long camvid_best camvid_skip_fcn32s camvid_skip_fcn16s camvid_skip_fcn8s
                                     camvid_staged_fcn32s camvid_staged_fcn16s camvid_staged_fcn8s)
 for r in "${recipes[@]}"; do
   out=runs/$r

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
 GROUPS = {
-    "best recipe (experiment 2)": ["camvid_best"],
+    "best recipe (experiment 2)": ["camvid_long", "camvid_best"],
     "skip connections, equal 6-epoch budgets (experiment 1)": ["camvid_skip_fcn32s", "camvid_skip_fcn16s",
                                                                "camvid_skip_fcn8s"],
     "staged 32s->16s->8s, 2+2+2 epochs (experiment 3; at-once arm = camvid_skip_fcn8s)":

@@ -309,3 +309,15 @@ def test_release_freed_memory_returns_a_pinned_heap_to_the_os() -> None:
         pytest.skip("not glibc: nothing to release")
     assert before - _resident_mb() > 150  # MB given back
     del pin
+
+
+def test_heap_guard_trims_only_past_its_allowance(monkeypatch) -> None:
+    import fcnkit.inference.memory as memory
+
+    resident = iter([1000, 1500, 2001, 900])  # at creation, then at three calls
+    monkeypatch.setattr(memory, "resident_bytes", lambda: next(resident))
+    trims = []
+    monkeypatch.setattr(memory, "release_freed_memory", lambda: trims.append(1) or True)
+    guard = memory.HeapGuard(1000)
+    guard(), guard(), guard()  # grown 500, 1001, -100 bytes
+    assert len(trims) == 1 and guard.trims == 1

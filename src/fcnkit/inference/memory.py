@@ -7,17 +7,19 @@ mask, a tile's pending columns) keeps the heap from shrinking, so without help t
 resident set holds the last tile's activations as well as the next one's, and grows
 with the number of tiles per row, i.e. with the image's width.
 ``malloc_trim(0)`` releases the free pages; the price is page faults when the next
-tile touches them again. Measured at 8000^2, MobileNetV3 FCN-8s, 512M budget (peak
-working memory / seconds): one thread, never trimmed 789 MB / 45.5 s; two threads,
-trimmed after every tile row 656 MB / 27.5 s, after every tile 466 MB / 34.7 s (of
-which 64 MB is the output mask). The predictor trims after every tile: the budget is
-a promise, the time is the cost of keeping it.
+tile touches them again. So the predictor trims only once the resident set has grown
+by half its memory budget (``HeapGuard``). Measured in one session with
+``benchmarks/predict.py`` (MobileNetV3 FCN-8s, 8000^2, 512M budget, 2 threads; peak
+working memory / seconds, 64 MB of it the output mask): never trimmed 929 MB / 19.2 s;
+trimmed after every tile 481 MB / 29.8 s; guard at the whole budget 644 MB / 23.4 s;
+guard at half the budget (the default) 478-513 MB / 27-28 s.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import os
 
 
 @functools.cache
@@ -38,3 +40,28 @@ def release_freed_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+def resident_bytes() -> int | None:
+    """This process's resident set size now (Linux ``/proc``), or ``None`` where unknown."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class HeapGuard:
+    """Trim the heap only when the resident set has grown ``allowance`` bytes past where it
+    stood at creation: most tiles then reuse the pages the last one freed (no page faults),
+    and the retained heap still cannot pile up beyond the allowance."""
+
+    def __init__(self, allowance: int) -> None:
+        self.allowance = allowance
+        self.start = resident_bytes()
+        self.trims = 0
+
+    def __call__(self) -> None:
+        now = resident_bytes()
+        if now is None or self.start is None or now - self.start > self.allowance:
+            self.trims += release_freed_memory()

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from .backend import Backend, load_backend
 from .context import GlobalPoolContext
 from .images import ImageReadError, read_image, to_rgb_array
-from .memory import release_freed_memory
+from .memory import HeapGuard, release_freed_memory
 from .postprocess import colorize, draw_detections, overlay, palette_for
 from .tiling import (TilePlan, choose_plan, count_tiles, fitted_tiles, grid_align, grid_cells, make_plan,
                      parse_memory, tiled_scores)
@@ -174,7 +174,7 @@ class Predictor:
         views = len(self.scales) * (2 if self.flip else 1)
         return self.backend.bytes_per_pixel() * max(self.scales) ** 2 + 4 * self.num_classes * (2 + (views > 1))
 
-    def _record_context(self, array: np.ndarray, plan: TilePlan) -> None:
+    def _record_context(self, array: np.ndarray, plan: TilePlan, guard: Callable[[], None]) -> None:
         """Record the global pools' outputs for the whole image: from one whole-image pass
         if that fits the budget, else averaged (by area) over a grid of non-overlapping tiles."""
         h, w = array.shape[:2]
@@ -193,7 +193,7 @@ class Predictor:
                     self._logits(tile)
                 records.append(self.context.record)
                 areas.append((y1 - y0) * (x1 - x0))
-                release_freed_memory()  # tiles of several shapes leave the heap fragmented (``memory``)
+                guard()
         self.context.record = [sum(a / sum(areas) * r[k] for a, r in zip(areas, records))
                                for k in range(len(records[0]))]
 
@@ -224,6 +224,7 @@ class Predictor:
         plan = self.plan_for(h, w)
         if plan is None:
             return self._predict_whole([array], [path], probabilities, [probs_out])[0]
+        guard = HeapGuard(self.budget // 2)  # keeps freed tiles' heap from piling up (``memory``)
         mask = np.empty((h, w), dtype=self.mask_dtype)
         probs = self._probs_buffer(h, w, probs_out) if probabilities else None
 
@@ -231,11 +232,11 @@ class Predictor:
             mask[r0:r1, c0:c1] = logits.argmax(0).cpu().numpy()
             if probs is not None:
                 probs[:, r0:r1, c0:c1] = logits.softmax(0).half().cpu().numpy()
-            release_freed_memory()  # the tile's activations are freed by now (``memory``)
+            guard()  # the tile's activations are freed by now
 
         replay = contextlib.nullcontext()
         if self.context:  # global pools (SE blocks) get the whole image's statistics, not the tile's
-            self._record_context(array, plan)
+            self._record_context(array, plan, guard)
             replay = self.context.replaying()
         image = torch.from_numpy(array).permute(2, 0, 1)  # (3, H, W) view, no copy
         n_tiles = count_tiles(h, w, plan)

@@ -105,11 +105,12 @@ def test_sigint_finishes_the_step_saves_and_resume_with_workers_matches(tmp_path
     train(cfg, train_set=tr, val_set=va)
 
     cfg_b = dataclasses.replace(cfg, out_dir=str(tmp_path / "b"))
+    before = signal.getsignal(signal.SIGINT)  # default, or SIG_IGN when launched in the background
     # sample 3 is fetched for step 2 (the last of epoch 1): that step completes, then we stop
     first = train(cfg_b, train_set=Interrupting(tr, at=3), val_set=va)
     assert (first["status"], first["iteration"], first["epoch"]) == ("interrupted", 2, 1)
     assert read_record(tmp_path / "b" / "last.pt")["progress"]["iteration"] == 2
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGINT) is before  # handlers restored
     # resume in 2 DataLoader worker processes: augmentation is seeded per sample, so identical
     second = train(dataclasses.replace(cfg_b, workers=2), train_set=tr, val_set=va, resume=True)
     assert (second["status"], second["iteration"]) == ("finished", 4)

@@ -20,20 +20,29 @@ def publish_mode(fd: int) -> None:
     os.fchmod(fd, 0o666 & ~umask)
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write(file)`` on a temp file next to ``path``, fsync, then rename over it."""
+def temp_beside(path: str | Path, suffix: str = ".tmp") -> Path:
+    """A new, empty, normally permissioned file in ``path``'s folder (so renaming it onto
+    ``path`` is atomic), for writers that need a path rather than a file object: video
+    encoders, memory-mapped arrays. The caller renames it into place or deletes it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    publish_mode(fd)
+    os.close(fd)
+    return Path(tmp)
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write(file)`` on a temp file next to ``path``, fsync, then rename over it."""
+    tmp = temp_beside(path)
     try:
-        publish_mode(fd)
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

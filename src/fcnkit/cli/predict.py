@@ -14,16 +14,15 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..export.runtime import publish_mode
 from ..inference.images import InputFile, collect_inputs
-from ..inference.postprocess import atomic_write, save_image, save_mask
+from ..inference.postprocess import save_image, save_mask
 from ..inference.predictor import Failure, Prediction, Predictor
+from ..io import atomic_write, temp_beside
 from .models import parse_size
 
 
@@ -157,12 +156,7 @@ class ProbabilityFiles:
         self.temps: dict[Path, Path] = {}
 
     def __call__(self, path: Path | None, shape: tuple[int, int, int]) -> np.ndarray:
-        final = self.targets[path]
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
-        publish_mode(fd)
-        os.close(fd)
-        self.temps[path] = Path(tmp)
+        tmp = self.temps[path] = temp_beside(self.targets[path])
         return np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
 
     def commit(self, path: Path, array: np.ndarray) -> None:

@@ -48,13 +48,6 @@ SOURCES: dict[str, Source] = {
 CHUNK = 1 << 16
 
 
-def _hasher(checksum: str | None):
-    algo = (checksum or "sha256:").split(":", 1)[0]
-    if algo not in ("md5", "sha1", "sha256"):
-        raise ValueError(f"checksum must be md5:/sha1:/sha256:<hex>, not {checksum!r}")
-    return algo, hashlib.new(algo)
-
-
 def download(url: str, dest: Path, *, checksum: str | None = None, progress: bool = True,
              timeout: float = 60.0) -> str:
     """Download ``url`` to ``dest`` resuming ``dest.part``; returns ``"algo:hexdigest"``.
@@ -98,7 +91,10 @@ def download(url: str, dest: Path, *, checksum: str | None = None, progress: boo
 
 def _file_digest(path: Path, checksum: str | None) -> str:
     """``"algo:hex"`` of the file, in the algorithm ``checksum`` names (sha256 if none)."""
-    algo, h = _hasher(checksum)
+    algo = (checksum or "sha256:").split(":", 1)[0]
+    if algo not in ("md5", "sha1", "sha256"):
+        raise ValueError(f"checksum must be md5:/sha1:/sha256:<hex>, not {checksum!r}")
+    h = hashlib.new(algo)
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)

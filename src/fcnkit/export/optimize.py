@@ -28,7 +28,8 @@ from .fold import count_batchnorms, fold_batchnorm
 from .onnx_export import export_onnx, save_proto, set_metadata
 from .openvino_export import ir_files, onnx_to_openvino, save_ir
 from .quantize import quantize_onnx, quantize_openvino, quantize_openvino_accuracy_control
-from .runtime import META_KEY, OnnxRuntimeModel, OpenVINOModel, TorchRuntime, export_meta, write_text_atomic
+from ..io import atomic_write_text
+from .runtime import META_KEY, OnnxRuntimeModel, OpenVINOModel, TorchRuntime, export_meta
 from .svd import Spectrum, apply_svd, fc_convs, spectrum
 from .torch_opt import save_optimized
 
@@ -252,7 +253,7 @@ def write_variant(variant: Variant, out: str | Path, results: dict) -> Path:
         return out
     staged_xml = variant.staged[-1]
     meta = json.loads(variant.staged[1].read_text())
-    write_text_atomic(variant.staged[1], json.dumps({**meta, "optimization": recipe}, indent=1))
+    atomic_write_text(variant.staged[1], json.dumps({**meta, "optimization": recipe}, indent=1))
     for src, dst in zip(ir_files(staged_xml), ir_files(out)):
         os.replace(src, dst)
     return out

@@ -19,7 +19,6 @@ import torch
 from torch import Tensor, nn
 
 from ..models.weights import IMAGENET, Preprocessing
-from ..io import atomic_write_text as write_text_atomic, publish_mode  # noqa: F401  (re-exported)
 
 META_KEY = "fcnkit"
 META_FORMAT = "fcnkit-export/1"
@@ -234,4 +233,4 @@ def load_runtime(path: str | Path, *, threads: int | None = None, precision: str
 
 
 __all__ = ["Runtime", "OnnxRuntimeModel", "OpenVINOModel", "TorchRuntime", "load_runtime", "export_meta",
-           "sidecar_path", "write_text_atomic", "publish_mode", "META_KEY", "INPUT_NAME", "OUTPUT_NAME"]
+           "sidecar_path", "META_KEY", "INPUT_NAME", "OUTPUT_NAME"]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..io import atomic_write  # noqa: F401  (re-exported for cli/predict)
+from ..io import atomic_write
 
 Palette = Sequence[Sequence[int]]
 

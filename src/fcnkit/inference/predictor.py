@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from .backend import Backend, load_backend
 from .context import GlobalPoolContext
 from .images import ImageReadError, read_image, to_rgb_array
-from .memory import HeapGuard, release_freed_memory
+from .memory import HeapGuard
 from .postprocess import colorize, draw_detections, overlay, palette_for
 from .tiling import (TilePlan, choose_plan, count_tiles, fitted_tiles, grid_align, grid_cells, make_plan,
                      parse_memory, tiled_scores)
@@ -182,7 +182,7 @@ class Predictor:
         if self._cost_per_pixel() * h * w <= self.budget:
             with self.context.recording():
                 self._logits(image[None].to(self.device))
-            release_freed_memory()
+            guard()
             return
         records, areas = [], []
         th, tw = fitted_tiles(h, w, plan)

@@ -8,7 +8,6 @@ libx264), written to a temp file and renamed, so a crash leaves no half video.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..export.runtime import publish_mode
+from ..io import temp_beside
 from .predictor import Predictor
 
 
@@ -55,10 +54,7 @@ def predict_video(predictor: Predictor, src: str | Path, dst: str | Path, *, bat
         inp = av.open(str(src))
     except (av.error.FFmpegError, OSError) as e:
         raise ValueError(f"{src}: cannot open as video ({e})") from None
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.stem}.", suffix=".mp4")
-    publish_mode(fd)
-    os.close(fd)
+    tmp = str(temp_beside(dst, suffix=".mp4"))
     count, size = 0, (0, 0)
     try:
         with inp:

@@ -86,10 +86,7 @@ def read_config(path: str | Path) -> dict | None:
     path = Path(path)
     try:
         if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(path), "pt") as f:
-                header = f.metadata() or {}
+            header = _safetensors_header(path)
             return json.loads(header["config"]) if header.get("format") == FORMAT else None
         rec = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # noqa: BLE001 - "not a model file" is the answer; loaders report the details
@@ -98,13 +95,19 @@ def read_config(path: str | Path) -> dict | None:
     return dict(rec["config"]) if ok else None
 
 
-def _read_safetensors(path: Path) -> dict:
+def _safetensors_header(path: Path) -> dict[str, str]:
+    """The file's string metadata (fcnkit keeps ``format``, ``config`` and ``meta`` there)."""
     from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return f.metadata() or {}
+
+
+def _read_safetensors(path: Path) -> dict:
     from safetensors.torch import load_file
 
     try:
-        with safe_open(str(path), "pt") as f:
-            header = f.metadata() or {}
+        header = _safetensors_header(path)
         state = load_file(str(path))
     except Exception as e:  # noqa: BLE001
         raise ValueError(f"{path}: cannot read safetensors ({type(e).__name__}: {e})") from e

@@ -28,7 +28,8 @@ from fcnkit.engine.runtime import autocast, memory_format
 from fcnkit.losses import SegmentationLoss
 from fcnkit.models import create_model
 
-ENCODERS = ["vgg16", "mobilenet_v3_large", "resnet18", "resnet34", "resnet50"]
+ENCODERS = ["vgg16", "mobilenet_v3_large", "resnet18", "resnet34", "resnet50", "efficientnet_lite0",
+            "efficientnet_lite1", "efficientnet_lite2"]
 
 
 def variants(encoder: str, compile_: bool) -> list[dict]:
@@ -37,10 +38,15 @@ def variants(encoder: str, compile_: bool) -> list[dict]:
     modern = TrainConfig()  # the trainer's defaults (SGD 0.9, mean loss)
     rows = [dict(label="reference fp32 eager" if encoder == "vgg16" else "fp32 eager (baseline)",
                  geometry="reference" if encoder == "vgg16" else "fast", dtype=None, cl=False, compile=False,
-                 cfg=reference),
-            dict(label="fcnkit default: fast bf16 channels_last", geometry="fast", dtype=torch.bfloat16, cl=True,
+                 cfg=reference)]
+    if encoder != "vgg16":  # what each speed trick gives alone (depthwise convs gain little from bf16)
+        rows += [dict(label="fp32 channels_last", geometry="fast", dtype=None, cl=True, compile=False, cfg=modern),
+                 dict(label="bf16 NCHW", geometry="fast", dtype=torch.bfloat16, cl=False, compile=False, cfg=modern)]
+    rows += [dict(label="fcnkit default: fast bf16 channels_last", geometry="fast", dtype=torch.bfloat16, cl=True,
                  compile=False, cfg=modern)]
     if compile_:
+        rows.append(dict(label="fp32 channels_last + torch.compile", geometry="fast", dtype=None, cl=True,
+                         compile=True, cfg=modern))
         rows.append(dict(label="fcnkit default + torch.compile", geometry="fast", dtype=torch.bfloat16, cl=True,
                          compile=True, cfg=modern))
     return rows

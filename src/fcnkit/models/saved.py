@@ -26,6 +26,7 @@ from torch import nn
 from ..io import atomic_write
 from .registry import create_model
 from .weights import Preprocessing
+from .zoo import list_weights, resolve
 
 FORMAT = "fcnkit-model/1"
 
@@ -65,10 +66,11 @@ def save_model(model: nn.Module, path: str | Path, *, dtype: torch.dtype | None 
 
 
 def read_record(path: str | Path) -> dict:
-    """Load a saved model or training checkpoint safely (``weights_only=True``)."""
-    path = Path(path)
+    """Load a saved model or training checkpoint safely (``weights_only=True``); ``path`` may
+    also be the name of registered weights (``fcnkit.list_weights()``)."""
+    path = resolve(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such model file")
+        raise FileNotFoundError(f"{path}: no such model file (nor a weights name: {', '.join(list_weights())})")
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
     try:
@@ -83,8 +85,8 @@ def read_record(path: str | Path) -> dict:
 def read_config(path: str | Path) -> dict | None:
     """The builder config of a model file without reading its tensors (safetensors header
     or a memory-mapped torch record); ``None`` if the file is not an fcnkit model."""
-    path = Path(path)
     try:
+        path = resolve(path)
         if path.suffix == ".safetensors":
             header = _safetensors_header(path)
             return json.loads(header["config"]) if header.get("format") == FORMAT else None

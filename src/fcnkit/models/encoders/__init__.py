@@ -15,6 +15,7 @@ from typing import Callable
 
 from torch import Tensor
 
+from ..zoo import resolve
 from ..weights import IMAGENET, TF_INCEPTION, Preprocessing, check_and_load, load_state_dict_file
 from .base import Encoder, FeatureInfo
 from .mobilenet import MobileNetV3Encoder
@@ -125,7 +126,8 @@ def create_encoder(name: str, *, weights: str | Path | None = None, geometry: st
         if str(weights) == "imagenet":
             state, source = spec.imagenet()
         else:
-            state, source = load_state_dict_file(weights), str(weights)
+            # a registered weights name works as a file (its encoder part)
+            state, source = load_state_dict_file(resolve(weights)), str(weights)
         own = list(encoder.state_dict())
         trained = _encoder_part(state, own)
         check_and_load(encoder, trained if trained is not None else spec.convert(state, own), source=source)

@@ -1,0 +1,132 @@
+"""Named trained weights: typed data next to the builders, so a name works wherever a file does.
+
+``fcnkit.load("camvid-fcn8s-lite0")``, ``Predictor(NAME)`` and ``fcnkit predict NAME ...``
+resolve the name here. An entry's file either ships inside the wheel (``fcnkit/weights/``,
+fp16 safetensors) or is a URL + sha256, downloaded once into the cache folder
+(``$FCNKIT_CACHE``, default ``~/.cache/fcnkit``) with torch.hub's downloader, which shows
+a progress bar and checks the digest. A test checks every entry against its real file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..data.camvid import CLASSES as CAMVID_CLASSES
+from ..data.camvid import PALETTE as CAMVID_PALETTE
+from .weights import IMAGENET, TF_INCEPTION, Preprocessing
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent / "weights"
+CAMVID_LICENCE = "code MIT; weights derive from CamVid (personal and research use only, CC BY-NC 4.0)"
+RACCOON_LICENCE = "code MIT; weights derive from raccoon_dataset (MIT) and ImageNet-trained EfficientNet-Lite (Apache-2.0)"
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One trained model: what it is, what it expects, how well it did, and where its file is."""
+
+    name: str
+    task: str  # "segmentation" | "detection" | "joint"
+    model: str  # registry name of the builder
+    encoder: str
+    dataset: str
+    classes: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]
+    preprocessing: Preprocessing
+    metrics: dict[str, float]  # measured on the dataset's val split (the test split is never used)
+    licence: str
+    sha256: str
+    size_bytes: int
+    file: str | None = None  # file name in fcnkit/weights/ (shipped in the wheel)
+    url: str | None = None  # or a download location
+    recipe: str = ""
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.file is None) == (self.url is None):
+            raise ValueError(f"weights {self.name!r}: give exactly one of file and url")
+
+    def path(self, *, progress: bool = True) -> Path:
+        """The local file: the packaged one, or the cached download (fetched on first use)."""
+        if self.file is not None:
+            path = PACKAGE_DIR / self.file
+            if not path.is_file():
+                raise FileNotFoundError(f"weights {self.name!r}: packaged file {path} is missing "
+                                        "(a source checkout without it, or a damaged install)")
+            return path
+        return _download(self, progress=progress)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("FCNKIT_CACHE", Path.home() / ".cache" / "fcnkit")) / "weights"
+
+
+def _download(entry: WeightsEntry, *, progress: bool) -> Path:
+    dst = cache_dir() / f"{entry.name}-{entry.sha256[:12]}{Path(entry.url).suffix or '.safetensors'}"
+    if dst.is_file() and sha256_of(dst) == entry.sha256:
+        return dst
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    from torch.hub import download_url_to_file  # writes a temp file, checks the digest, then renames
+
+    try:
+        download_url_to_file(entry.url, str(dst), hash_prefix=entry.sha256, progress=progress)
+    except RuntimeError as e:  # torch.hub's digest mismatch
+        raise RuntimeError(f"weights {entry.name!r} from {entry.url}: {e}") from e
+    except OSError as e:
+        raise RuntimeError(f"weights {entry.name!r}: cannot download {entry.url} ({type(e).__name__}: {e}); "
+                           f"download it elsewhere and pass the file's path instead") from e
+    return dst
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+_WEIGHTS: dict[str, WeightsEntry] = {}
+
+
+def register_weights(entry: WeightsEntry) -> WeightsEntry:
+    if entry.name in _WEIGHTS:
+        raise ValueError(f"weights {entry.name!r} registered twice")
+    _WEIGHTS[entry.name] = entry
+    return entry
+
+
+def list_weights() -> list[str]:
+    """Names of the registered trained weights."""
+    return sorted(_WEIGHTS)
+
+
+def get_weights(name: str) -> WeightsEntry:
+    try:
+        return _WEIGHTS[name]
+    except KeyError:
+        raise ValueError(f"unknown weights {name!r}; choose from {list_weights()}") from None
+
+
+def resolve(model: str | Path) -> Path:
+    """A path as given, or the file of registered weights ``model`` when no such path exists."""
+    path = Path(model)
+    if not path.exists() and str(model) in _WEIGHTS:
+        return _WEIGHTS[str(model)].path()
+    return path
+
+
+_CAMVID = dict(dataset="CamVid (SegNet split, 11 classes, 480x360)", classes=tuple(CAMVID_CLASSES),
+               palette=tuple(tuple(c) for c in CAMVID_PALETTE), licence=CAMVID_LICENCE, task="segmentation")
+
+register_weights(WeightsEntry(
+    name="camvid-fcn8s-resnet18", model="fcn8s", encoder="resnet18", preprocessing=IMAGENET,
+    metrics={"mean_iu": 63.82, "pixel_acc": 90.28, "mean_acc": 81.90, "fw_iu": 84.20},
+    sha256="1a593348bcf24c949a525f2c5feabcfae0c74f3b33d3792fbf65c6c922e08e59", size_bytes=22474586,
+    file="camvid_fcn8s_resnet18.safetensors", recipe="configs/camvid_long.yaml",
+    notes="trained from scratch (no ImageNet weights), 100 epochs, 82 min on 2 CPU cores", **_CAMVID))
+
+__all__ = ["WeightsEntry", "cache_dir", "get_weights", "list_weights", "register_weights", "resolve", "sha256_of"]

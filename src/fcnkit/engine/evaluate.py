@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from ..metrics import ConfusionMatrix, RoadMaxF
+from ..models.zoo import report_dir
 from . import distributed as D
 from .plots import plot_class_iou, plot_confusion
 from .runtime import autocast, memory_format, resolve_amp, resolve_device
@@ -137,7 +138,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, *, split: str = "val"
         amp_dtype = resolve_amp(amp, dev)
         ev = evaluate(model, loader, num_classes=model.num_classes, device=dev, amp_dtype=amp_dtype,
                       channels_last=channels_last, road_class=road_class, progress=progress and dist.is_main)
-        out = Path(out_dir) if out_dir is not None else Path(checkpoint).parent / f"eval-{split}"
+        out = Path(out_dir) if out_dir is not None else report_dir(checkpoint, f"eval-{split}")
         info = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "images": len(dataset),
                 "amp": str(amp_dtype), "report_dir": str(out)}
         return write_report(ev, classes, out, **info) if dist.is_main else ev.metrics

@@ -35,14 +35,18 @@ def cpu_has_fast_bf16() -> bool:
     return False
 
 
-def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``amp`` in auto|bf16|fp16|off on ``device`` (None = fp32)."""
+def resolve_amp(amp: str, device: torch.device, *, cpu_bf16_pays: bool = True) -> torch.dtype | None:
+    """The autocast dtype for ``amp`` in auto|bf16|fp16|off on ``device`` (None = fp32).
+
+    ``cpu_bf16_pays=False`` (an encoder whose bf16 training is slower on CPU, e.g.
+    EfficientNet-Lite's depthwise convolutions: 8x slower, ``benchmarks/train_step.py``)
+    makes ``auto`` keep fp32 on CPU."""
     if amp == "off":
         return None
     if amp == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else None
+        return torch.bfloat16 if device.type == "cpu" and cpu_bf16_pays and cpu_has_fast_bf16() else None
     if amp == "bf16":
         return torch.bfloat16
     if amp == "fp16":

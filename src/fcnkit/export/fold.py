@@ -34,7 +34,9 @@ def fold_batchnorm(model: nn.Module, *, inplace: bool = False) -> tuple[nn.Modul
             conv, bn = parent._modules[conv_name], parent._modules[bn_name]
             if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
                 parent._modules[conv_name] = fuse_conv_bn_eval(conv, bn)
-                parent._modules[bn_name] = nn.Identity()
+                # timm's BatchNormAct2d carries its activation: keep that, drop only the affine map
+                act = getattr(bn, "act", None)
+                parent._modules[bn_name] = act if isinstance(act, nn.Module) else nn.Identity()
                 folds += 1
     return model, folds
 

@@ -119,6 +119,15 @@ def resolve(model: str | Path) -> Path:
     return path
 
 
+def report_dir(model: str | Path, name: str) -> Path:
+    """Where a report about ``model`` goes by default: beside a model file, or in the current
+    folder for registered weights (never inside the installed package)."""
+    path = Path(model)
+    if not path.exists() and str(model) in _WEIGHTS:
+        return Path(f"{name}-{model}")
+    return path.parent / name
+
+
 _CAMVID = dict(dataset="CamVid (SegNet split, 11 classes, 480x360)", classes=tuple(CAMVID_CLASSES),
                palette=tuple(tuple(c) for c in CAMVID_PALETTE), licence=CAMVID_LICENCE, task="segmentation")
 
@@ -129,4 +138,5 @@ register_weights(WeightsEntry(
     file="camvid_fcn8s_resnet18.safetensors", recipe="configs/camvid_long.yaml",
     notes="trained from scratch (no ImageNet weights), 100 epochs, 82 min on 2 CPU cores", **_CAMVID))
 
-__all__ = ["WeightsEntry", "cache_dir", "get_weights", "list_weights", "register_weights", "resolve", "sha256_of"]
+__all__ = ["WeightsEntry", "cache_dir", "get_weights", "list_weights", "register_weights", "report_dir", "resolve",
+           "sha256_of"]

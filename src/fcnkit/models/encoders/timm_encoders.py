@@ -12,8 +12,10 @@ padding, BN eps 1e-3) with inputs scaled to [-1, 1] (see docs/encoders.md).
 from __future__ import annotations
 
 import importlib
+import math
 from collections import OrderedDict
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import Encoder, FeatureInfo
@@ -33,14 +35,52 @@ def _timm():
         raise ModuleNotFoundError("timm encoders need timm: pip install timm") from None
 
 
+class StaticSamePadConv2d(nn.Conv2d):
+    """TF "same" padding fixed in advance: on an even-sized input a stride-2 conv of kernel k
+    pads (k - 2) // 2 before and k - 1 - (k - 2) // 2 - 1 after, whatever the size.
+
+    timm's ``Conv2dSame`` computes that pad from the input shape at run time, which makes
+    the ONNX exporter trace symbolic arithmetic for every dynamic size (minutes); fcnkit
+    always feeds encoders inputs padded to a multiple of 32, so every stride-2 conv here
+    sees even sizes and a constant pad gives the same result.
+    """
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, 0, conv.dilation,
+                         conv.groups, conv.bias is not None)
+        self.weight, self.bias = conv.weight, conv.bias
+        pads = []
+        for k, s in zip(conv.kernel_size, conv.stride):
+            if s != 2:
+                raise ValueError(f"static same padding is derived for stride 2, not {s}")
+            total = k - 2  # (n/2 - 1) * 2 + k - n for even n
+            pads.append((total // 2, total - total // 2))
+        (top, bottom), (left, right) = pads
+        self.same_pad = (left, right, top, bottom)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._conv_forward(F.pad(x, self.same_pad), self.weight, self.bias)
+
+
+def _static_same(module: nn.Module) -> None:
+    """Swap every timm ``Conv2dSame`` in ``module`` for a ``StaticSamePadConv2d`` (same keys)."""
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child).__name__ == "Conv2dSame":
+                setattr(parent, name, StaticSamePadConv2d(child))
+
+
 class EfficientNetLiteEncoder(Encoder):
     """timm's ``tf_efficientnet_lite{0,1,2}``: taps after blocks 2 (stride 8), 4 (16) and
     after ``conv_head`` (32). Attribute names are timm's, so its state dict (minus the
     classifier) loads as is."""
 
+    cpu_bf16_training_pays = False  # depthwise convs: a bf16 step is 8x slower than fp32 on this CPU
+
     def __init__(self, variant: int) -> None:
         super().__init__()
         net = _timm().create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
+        _static_same(net)
         self.conv_stem, self.bn1, self.blocks = net.conv_stem, net.bn1, net.blocks
         self.conv_head, self.bn2 = net.conv_head, net.bn2
         by_stride = {f["reduction"]: f for f in net.feature_info}
@@ -50,6 +90,10 @@ class EfficientNetLiteEncoder(Encoder):
         self.imagenet_classifier_shape = tuple(net.classifier.weight.shape)  # (1000, 1280)
 
     def forward(self, x: Tensor) -> list[Tensor]:
+        h, w = x.shape[-2:]
+        ph, pw = math.ceil(h / 32) * 32 - h, math.ceil(w / 32) * 32 - w
+        if ph or pw:  # the static "same" pads need even sizes at every stride-2 conv (FCNs pad already)
+            x = F.pad(x, (0, pw, 0, ph))
         x = self.bn1(self.conv_stem(x))  # stride 2
         outs = []
         for i, block in enumerate(self.blocks):

@@ -1,0 +1,118 @@
+"""Speed of the pretrained CamVid FCN-8s next to torchvision's LR-ASPP MobileNetV3-Large, one run.
+
+Both nets go through the same paths, side by side: eager PyTorch fp32 (BN folded,
+channels_last) and bf16 autocast, ONNX Runtime int8 (static, calibrated) and OpenVINO
+int8 (NNCF), at ``--size`` with batch 1. LR-ASPP is what a user would pick instead
+(torchvision's fast segmentation net); its 11-class head is untrained here (no weights
+can be downloaded), so its rows give speed only. Ours also gives mean IU on CamVid val
+and the change against its own fp32 model; the target is <= 8 ms with OpenVINO int8 and
+a drop <= 0.5 (the README's figure comes from ``fcnkit optimize`` on all 101 images).
+
+    .venv/bin/python benchmarks/pretrained_speed.py                      # camvid-fcn8s-lite0
+    .venv/bin/python benchmarks/pretrained_speed.py --model runs/camvid_lite0/best.pt --val-limit 101
+    .venv/bin/python benchmarks/pretrained_speed.py --size 64x96 --repeats 1 --val-limit 2  # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+import fcnkit
+from fcnkit.cli.models import parse_size
+from fcnkit.export import optimize as opt
+from fcnkit.export.bench import BenchRow, format_table, time_callable
+from fcnkit.models import IMAGENET
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid"
+RUNGS = [("eager-fp32", dict(backend="torch", precision="fp32")),
+         ("eager-bf16", dict(backend="torch", precision="bf16")),
+         ("ort-int8", dict(backend="onnxruntime", precision="int8")),
+         ("ov-fp32", dict(backend="openvino", precision="fp32")),
+         ("ov-int8", dict(backend="openvino", precision="int8"))]
+
+
+class LRASPP(nn.Module):
+    """torchvision's ``lraspp_mobilenet_v3_large`` returning plain logits, as fcnkit's nets do."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.net = torchvision.models.segmentation.lraspp_mobilenet_v3_large(
+            weights=None, weights_backbone=None, num_classes=num_classes)
+        self.num_classes, self.preprocessing, self.meta = num_classes, IMAGENET, {}
+        self.config = {"name": "lraspp_mobilenet_v3_large", "num_classes": num_classes}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)["out"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="camvid-fcn8s-lite0", help="weights name or model file")
+    p.add_argument("--size", type=parse_size, default=(360, 480))
+    p.add_argument("--data", default=f"camvid:{DEFAULT_DATA}")
+    p.add_argument("--val-limit", type=int, default=20, help="val images for mean IU (default 20)")
+    p.add_argument("--calib-limit", type=int, default=32)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    ours = fcnkit.load(args.model).eval()
+    nets = [(f"FCN-8s {ours.config['encoder']} (ours)", ours), ("LR-ASPP MobileNetV3-L (torchvision)",
+                                                              LRASPP(ours.num_classes).eval())]
+    h, w = args.size
+    rows: list[tuple[str, BenchRow]] = []
+    with tempfile.TemporaryDirectory(prefix="fcnkit-speed.") as work:
+        for label, net in nets:
+            samples = opt.load_samples(args.data, "val", net.preprocessing, limit=args.val_limit)
+            calib = [s.image for s in opt.load_samples(args.data, "train", net.preprocessing,
+                                                       limit=args.calib_limit)]
+            reference = opt.Reference.of(net, samples)
+            x = net.preprocessing(torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)))
+            onnx_cache: dict = {}
+            for name, recipe in RUNGS:
+                variant = opt.build_variant(net, workdir=Path(work) / f"{len(rows)}-{name}", calibration=calib,
+                                            threads=args.threads, onnx_cache=onnx_cache, **recipe)
+                preds = opt.predict_all(variant.runtime, samples)
+                miu = opt.mean_iu(preds, samples, reference.num_classes)
+                t = time_callable(variant.runtime, x, warmup=args.warmup, repeats=args.repeats)
+                row = BenchRow(name, variant.backend, variant.precision, t.median_ms, t.p90_ms, t.images_per_s,
+                               size_mb=variant.size_bytes / 2**20, mean_iu=miu,
+                               mean_iu_change=miu - reference.mean_iu,
+                               agreement=opt.agreement(preds, reference.preds))
+                rows.append((label, row))
+                print(f"{label:<38} {name:<11} {t.median_ms:8.1f} ms  mIU {miu:6.2f} ({miu - reference.mean_iu:+.2f})"
+                      f"  {variant.size_bytes / 2**20:6.1f} MB", flush=True)
+    title = (f"{h}x{w}, batch 1, {args.threads} threads, median of {args.repeats}; mean IU on "
+             f"{args.val_limit} CamVid val images (LR-ASPP's head is untrained: speed only)")
+    lines = [f"# Pretrained CamVid FCN-8s vs LR-ASPP, {title}", "",
+             "| model | path | ms / image | images/s | model MB | mean IU | change vs fp32 | pixels as fp32 |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for label, r in rows:
+        trained = label.endswith("(ours)")
+        lines.append(f"| {label} | {r.name} | {r.median_ms:.1f} | {r.images_per_s:.1f} | {r.size_mb:.1f} | "
+                     f"{r.mean_iu:.2f} | {r.mean_iu_change:+.2f} | {100 * r.agreement:.2f}% |" if trained else
+                     f"| {label} | {r.name} | {r.median_ms:.1f} | {r.images_per_s:.1f} | {r.size_mb:.1f} | - | - | "
+                     f"{100 * r.agreement:.2f}% |")
+    text = "\n".join(lines) + "\n"
+    print("\n" + text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"pretrained_speed_{h}x{w}"
+    (args.out / f"{stem}.md").write_text(text)
+    (args.out / f"{stem}.json").write_text(json.dumps([{"model": m, **r.to_dict()} for m, r in rows], indent=1))
+    print(f"wrote {args.out / stem}.md/.json")
+    print(format_table([r for _, r in rows]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -28,3 +28,13 @@ def test_quick_demo_writes_report(tmp_path, capsys):
     assert grid.shape == (4 * (64 + 4), 5 * (96 + 4), 3)  # 4 scenes x (input, truth, 32s, 8s, detections)
     report = (out / "report.md").read_text()
     assert "![predictions](predictions.png)" in report and "ONNX Runtime fp32" in report
+
+
+def test_demo_runs_again_in_the_same_folder(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    first = json.loads((out / "metrics.json").read_text())
+    assert main(["demo", "--quick", "--out", str(out)]) == 0  # `make demo` twice must work
+    assert "replacing the previous demo run" in capsys.readouterr().out
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["segmentation"]["fcn8s"]["iterations"] == first["segmentation"]["fcn8s"]["iterations"] == 6

@@ -22,6 +22,7 @@ FAMILIES = {
     "vgg16-reference": dict(encoder="vgg16", geometry="reference", width=1 / 16),
     "resnet18": dict(encoder="resnet18"),
     "mobilenet_v3_large": dict(encoder="mobilenet_v3_large", width=0.25),
+    "efficientnet_lite0": dict(encoder="efficientnet_lite0"),  # timm, static TF "same" padding
 }
 META = {"classes": ["sky", "road", "car"], "palette": [[128, 128, 128], [128, 64, 128], [64, 0, 128]],
         "ignore_index": 255}
@@ -121,6 +122,24 @@ def test_cli_export_onnx_and_openvino(tmp_path, capsys):
     x = torch.randn(1, 3, 48, 52)
     with torch.no_grad():
         assert np.array_equal(runtime(x).argmax(1).numpy(), model(x).argmax(1).numpy())
+
+
+def test_cli_export_safetensors_release(tmp_path, capsys):
+    model = tiny_model(**FAMILIES["resnet18"])
+    ckpt = tmp_path / "tiny.pt"
+    save_model(model, ckpt, val_metrics={"mean_iu": 0.5}, **META)
+    assert main(["export", str(ckpt), "--format", "safetensors"]) == 0
+    from fcnkit.models.saved import load_model
+    from fcnkit.models.zoo import sha256_of
+
+    out = tmp_path / "tiny.safetensors"
+    assert sha256_of(out) in capsys.readouterr().out
+    loaded = load_model(out)
+    assert loaded.meta["classes"] == META["classes"] and loaded.meta["val_metrics"] == {"mean_iu": 0.5}
+    assert out.stat().st_size < 0.6 * ckpt.stat().st_size  # fp16
+    x = torch.randn(1, 3, 40, 56)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), atol=2e-2, rtol=2e-2)
 
 
 def test_cli_export_bad_file(tmp_path, capsys):

@@ -144,3 +144,13 @@ def test_static_same_padding_equals_timms_dynamic_padding(variant):
         x = torch.randn(1, 3, *size)
         with torch.no_grad():
             assert torch.equal(enc(x)[-1], ref.forward_features(x))
+
+
+def test_amp_auto_keeps_lite_encoders_fp32_on_cpu():
+    from fcnkit.engine.runtime import resolve_amp
+
+    cpu = torch.device("cpu")
+    assert create_encoder("efficientnet_lite0").cpu_bf16_pays is False
+    assert create_encoder("resnet18").cpu_bf16_pays is True
+    assert resolve_amp("auto", cpu, cpu_bf16_pays=False) is None
+    assert resolve_amp("bf16", cpu, cpu_bf16_pays=False) == torch.bfloat16  # asked for explicitly: given

@@ -27,7 +27,7 @@ def test_entry_matches_its_file(name):
     assert rec["config"]["encoder"] == entry.encoder
     meta = rec["meta"]
     assert tuple(meta["classes"]) == entry.classes
-    assert tuple(tuple(c) for c in meta["palette"]) == entry.palette
+    assert tuple(tuple(c) for c in meta.get("palette", ())) == entry.palette
     assert fcnkit.models.Preprocessing.from_dict(meta["preprocessing"]) == entry.preprocessing
     model = fcnkit.load(name)
     assert getattr(model, "task", entry.task) == entry.task

@@ -31,7 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_model_arg(text: str) -> tuple[Path, dict]:
-    """'m.xml@bf16,compile' -> (Path('m.xml'), {'precision': 'bf16', 'compile': True})."""
+    """'m.xml@bf16,compile' -> (Path('m.xml'), {'precision': 'bf16', 'compile': True}); a weights
+    name (``fcnkit weights``) becomes its file."""
+    from ..models.zoo import resolve
+
     path, _, opts = text.partition("@")
     kwargs: dict = {}
     for opt in filter(None, opts.split(",")):
@@ -41,7 +44,7 @@ def parse_model_arg(text: str) -> tuple[Path, dict]:
             kwargs["compile"] = True
         else:
             raise ValueError(f"{text}: unknown option {opt!r} (use fp32, bf16, compile)")
-    return Path(path), kwargs
+    return resolve(path), kwargs
 
 
 def _bench(args: argparse.Namespace) -> int:

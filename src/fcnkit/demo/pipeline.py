@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -58,11 +59,19 @@ QUICK = DemoPlan(size=(64, 96), n_train=48, n_val=8, seg_iters=6, batch_size=4, 
                  bench_repeats=2)
 
 
+DEMO_RUNS = ("fcn32s", "fcn8s", "detector")  # the run folders under OUT/runs that the demo writes
+
+
 def run_demo(out_dir: str | Path, *, data: str | None = None, plan: DemoPlan = DemoPlan(),
              say: Callable[[str], None] = print) -> dict:
     """Run steps 1-5 (1 only with generated data) and return what ``metrics.json`` holds."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for name in DEMO_RUNS:  # the demo replaces its own previous runs (training refuses to reuse a run folder)
+        previous = out / "runs" / name
+        if previous.is_dir():
+            say(f"replacing the previous demo run {previous}")
+            shutil.rmtree(previous)
     torch.manual_seed(0)
     results: dict = {"plan": asdict(plan), "data": data or "generated street scenes"}
     t_start = time.perf_counter()

@@ -135,7 +135,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, *, split: str = "val"
         loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                             sampler=ShardSampler(len(dataset), num_replicas=dist.world_size, rank=dist.rank),
                             collate_fn=partial(pad_collate, ignore_index=ignore_index))
-        amp_dtype = resolve_amp(amp, dev)
+        encoder = getattr(model, "encoder", None)
+        amp_dtype = resolve_amp(amp, dev, cpu_bf16_pays=getattr(encoder, "cpu_bf16_pays", True))
         ev = evaluate(model, loader, num_classes=model.num_classes, device=dev, amp_dtype=amp_dtype,
                       channels_last=channels_last, road_class=road_class, progress=progress and dist.is_main)
         out = Path(out_dir) if out_dir is not None else report_dir(checkpoint, f"eval-{split}")

@@ -192,7 +192,7 @@ class _Trainer:
         self.mf = memory_format(cfg.channels_last)
         self.model = model.to(device, memory_format=self.mf)
         self.amp_dtype = resolve_amp(cfg.amp, device,
-                                     cpu_bf16_pays=getattr(model.encoder, "cpu_bf16_training_pays", True))
+                                     cpu_bf16_pays=getattr(model.encoder, "cpu_bf16_pays", True))
         net: nn.Module = self.model
         if dist.enabled:
             net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)

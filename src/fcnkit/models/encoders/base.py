@@ -29,7 +29,7 @@ class Encoder(nn.Module):
     ordered fine to coarse (stride 8, 16, 32)."""
 
     feature_info: list[FeatureInfo]
-    cpu_bf16_training_pays: bool = True  # measured per encoder; False keeps amp='auto' in fp32 on CPU
+    cpu_bf16_pays: bool = True  # measured per encoder; False keeps amp='auto' in fp32 on CPU
 
     def forward(self, x: Tensor) -> list[Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -75,7 +75,7 @@ class EfficientNetLiteEncoder(Encoder):
     after ``conv_head`` (32). Attribute names are timm's, so its state dict (minus the
     classifier) loads as is."""
 
-    cpu_bf16_training_pays = False  # depthwise convs: a bf16 step is 8x slower than fp32 on this CPU
+    cpu_bf16_pays = False  # depthwise convs: a bf16 training step is 8x slower than fp32 on this CPU
 
     def __init__(self, variant: int) -> None:
         super().__init__()

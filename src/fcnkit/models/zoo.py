@@ -132,6 +132,23 @@ _CAMVID = dict(dataset="CamVid (SegNet split, 11 classes, 480x360)", classes=tup
                palette=tuple(tuple(c) for c in CAMVID_PALETTE), licence=CAMVID_LICENCE, task="segmentation")
 
 register_weights(WeightsEntry(
+    name="camvid-fcn8s-lite0", model="fcn8s", encoder="efficientnet_lite0", preprocessing=TF_INCEPTION,
+    metrics={"mean_iu": 66.96, "pixel_acc": 90.55, "mean_acc": 86.01, "fw_iu": 84.72},
+    sha256="512338d7041e88fbe5076f0e12789b8453ef45c4ed331aff99515c1b78bfbccf", size_bytes=6955882,
+    file="camvid_fcn8s_lite0.safetensors", recipe="configs/camvid_lite0.yaml",
+    notes="ImageNet-pretrained EfficientNet-Lite0 encoder, fine-tuned 20 epochs (best: epoch 16), 67 min on 2 CPU cores",
+    **_CAMVID))
+register_weights(WeightsEntry(
+    name="raccoon-fcn8s-det-lite0", task="detection", model="fcn8s-det", encoder="efficientnet_lite0",
+    dataset="raccoon_dataset (VOC XML, 128 train / 32 val images, 1 class)", classes=("raccoon",), palette=(),
+    preprocessing=TF_INCEPTION, metrics={"map": 35.9, "ap50": 89.4, "ap75": 4.4}, licence=RACCOON_LICENCE,
+    sha256="f1947cb93534d967c753b7a76839d86ce2cf1400a898e0bf962c01eaed7ce9b1", size_bytes=7882826,
+    file="raccoon_fcn8s_det_lite0.safetensors",
+    recipe="python -m fcnkit.detection.train --data voc_xml:../shared/data/raccoon --encoder efficientnet_lite0 "
+           "--encoder-weights imagenet --no-amp --output-stride 4 --size 320 --epochs 60 --budget-min 14 "
+           "--batch-size 16 --lr 1e-3",
+    notes="ImageNet-pretrained EfficientNet-Lite0 encoder; 14 min on 2 CPU cores (22 epochs), best val mAP epoch"))
+register_weights(WeightsEntry(
     name="camvid-fcn8s-resnet18", model="fcn8s", encoder="resnet18", preprocessing=IMAGENET,
     metrics={"mean_iu": 63.82, "pixel_acc": 90.28, "mean_acc": 81.90, "fw_iu": 84.20},
     sha256="1a593348bcf24c949a525f2c5feabcfae0c74f3b33d3792fbf65c6c922e08e59", size_bytes=22474586,

@@ -81,7 +81,7 @@ def download(url: str, dest: Path, *, checksum: str | None = None, progress: boo
                 while chunk := response.read(CHUNK):
                     f.write(chunk)
                     bar.update(len(chunk))
-    digest = _file_digest(part, checksum)
+    digest = file_digest(part, checksum)
     if checksum is not None and digest.lower() != checksum.lower():
         part.unlink()
         raise RuntimeError(f"{url}: checksum mismatch, got {digest}, expected {checksum}; the download was removed")
@@ -89,7 +89,7 @@ def download(url: str, dest: Path, *, checksum: str | None = None, progress: boo
     return digest
 
 
-def _file_digest(path: Path, checksum: str | None) -> str:
+def file_digest(path: Path, checksum: str | None = None) -> str:
     """``"algo:hex"`` of the file, in the algorithm ``checksum`` names (sha256 if none)."""
     algo = (checksum or "sha256:").split(":", 1)[0]
     if algo not in ("md5", "sha1", "sha256"):
@@ -138,7 +138,7 @@ def fetch(name: str, to: str | Path, *, url: str | None = None, checksum: str | 
     archive = to / source.filename
     expected = checksum or source.checksum
     if archive.exists():  # a previous run finished downloading; verify it again
-        digest = _file_digest(archive, expected)
+        digest = file_digest(archive, expected)
         if expected is not None and digest.lower() != expected.lower():
             raise RuntimeError(f"{archive}: exists but its checksum {digest} is not {expected}; delete it and retry")
     else:

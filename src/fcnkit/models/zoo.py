@@ -9,13 +9,13 @@ a progress bar and checks the digest. A test checks every entry against its real
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.camvid import CLASSES as CAMVID_CLASSES
 from ..data.camvid import PALETTE as CAMVID_PALETTE
+from ..data.fetch import file_digest
 from .weights import IMAGENET, TF_INCEPTION, Preprocessing
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -82,11 +82,7 @@ def _download(entry: WeightsEntry, *, progress: bool) -> Path:
 
 
 def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(Path(path), "sha256:").split(":", 1)[1]
 
 
 _WEIGHTS: dict[str, WeightsEntry] = {}

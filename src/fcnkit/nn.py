@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -93,6 +94,13 @@ class Upsample(nn.ConvTranspose2d):
 
 
 # --- 3. skip connections ----------------------------------------------------------
+
+def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """Zero-pad (N, C, H, W) at the bottom/right to multiples of ``multiple`` (no copy if already)."""
+    h, w = x.shape[-2:]
+    ph, pw = math.ceil(h / multiple) * multiple - h, math.ceil(w / multiple) * multiple - w
+    return F.pad(x, (0, pw, 0, ph)) if ph or pw else x  # (N, C, H', W')
+
 
 def crop_like(x: Tensor, reference: Tensor, offset: int = 0) -> Tensor:
     """Crop ``x`` (N,C,H,W) to ``reference``'s H,W starting at ``offset`` on both axes.

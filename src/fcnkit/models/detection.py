@@ -18,10 +18,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..nn import Upsample, fuse
+from ..nn import Upsample, fuse, pad_to_multiple
 from .encoders import Encoder, FeatureInfo, create_encoder, encoder_preprocessing
 from .fcn import FCNDecoder
 from .registry import register_model
@@ -96,12 +95,6 @@ class CenterNetHead(nn.Module):
         return {"heatmap": self.heatmap(x), "size": self.size(x), "offset": self.offset(x)}
 
 
-def _pad_to(x: Tensor, multiple: int) -> Tensor:
-    h, w = x.shape[-2:]
-    ph, pw = math.ceil(h / multiple) * multiple - h, math.ceil(w / multiple) * multiple - w
-    return F.pad(x, (0, pw, 0, ph)) if ph or pw else x  # (N, 3, H', W'), multiples of `multiple`
-
-
 def _crop_maps(maps: dict[str, Tensor], h: int, w: int, stride: int) -> dict[str, Tensor]:
     """Drop map cells that only saw bottom/right padding: (.., ceil(H/s), ceil(W/s))."""
     mh, mw = math.ceil(h / stride), math.ceil(w / stride)
@@ -126,7 +119,7 @@ class FCNDetector(nn.Module):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         h, w = x.shape[-2:]
-        maps = self.head(self.neck(self.encoder(_pad_to(x, self.encoder.output_stride))))
+        maps = self.head(self.neck(self.encoder(pad_to_multiple(x, self.encoder.output_stride))))
         return _crop_maps(maps, h, w, self.output_stride)
 
 
@@ -148,7 +141,7 @@ class JointFCN(nn.Module):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         h, w = x.shape[-2:]
-        features = self.encoder(_pad_to(x, self.encoder.output_stride))
+        features = self.encoder(pad_to_multiple(x, self.encoder.output_stride))
         maps = _crop_maps(self.head(self.neck(features)), h, w, self.output_stride)
         maps["seg"] = self.seg_decoder(features, (h, w))  # (N, K, H, W)
         return maps

@@ -7,12 +7,10 @@ a final 32x/16x/8x upsampling back to the input.
 
 from __future__ import annotations
 
-import math
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..nn import Upsample, fuse
+from ..nn import Upsample, fuse, pad_to_multiple
 from .encoders import Encoder, FeatureInfo
 from .geometry import CoordMap, crop_offset
 from .weights import IMAGENET, Preprocessing
@@ -116,10 +114,7 @@ class FCN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
-        m = self.pad_multiple
-        ph, pw = math.ceil(h / m) * m - h, math.ceil(w / m) * m - w
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph))  # (N, 3, H', W'), H' and W' multiples of 32
+        x = pad_to_multiple(x, self.pad_multiple)  # (N, 3, H', W'), H' and W' multiples of 32 (fast geometry)
         return self.decoder(self.encoder(x), (h, w))  # (N, C, H, W)
 
 

@@ -10,7 +10,7 @@ a progress bar and checks the digest. A test checks every entry against its real
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.camvid import CLASSES as CAMVID_CLASSES
@@ -43,7 +43,6 @@ class WeightsEntry:
     url: str | None = None  # or a download location
     recipe: str = ""
     notes: str = ""
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if (self.file is None) == (self.url is None):

@@ -20,7 +20,7 @@ from ..weights import IMAGENET, TF_INCEPTION, Preprocessing, check_and_load, loa
 from .base import Encoder, FeatureInfo
 from .mobilenet import MobileNetV3Encoder
 from .resnet import ResNetEncoder
-from .timm_encoders import (LITE_PACKAGES, EfficientNetLiteEncoder, TimmEncoder, lite_from_efficientnet_pytorch,
+from .timm_encoders import (EfficientNetLiteEncoder, TimmEncoder, lite_from_efficientnet_pytorch,
                             lite_state_dict_from_package, timm_preprocessing)
 from .vgg import VGG16Encoder, vgg16_from_torchvision
 
@@ -35,7 +35,6 @@ class EncoderSpec:
     imagenet: Callable[[], tuple[dict[str, Tensor], str]]  # -> (state dict, source description)
     convert: Convert
     preprocessing: Preprocessing = IMAGENET
-    imagenet_source: str = ""  # for messages and docs
 
 
 def _torchvision(member: str) -> Callable[[], tuple[dict[str, Tensor], str]]:
@@ -65,7 +64,7 @@ def _lite(variant: int) -> EncoderSpec:
     name = f"efficientnet_lite{variant}"
     return EncoderSpec(lambda geometry, width: EfficientNetLiteEncoder(variant),
                        lambda: lite_state_dict_from_package(name), lite_from_efficientnet_pytorch,
-                       TF_INCEPTION, LITE_PACKAGES[name][0])
+                       TF_INCEPTION)
 
 
 ENCODERS: dict[str, EncoderSpec] = {

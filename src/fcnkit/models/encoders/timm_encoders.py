@@ -12,12 +12,12 @@ padding, BN eps 1e-3) with inputs scaled to [-1, 1] (see docs/encoders.md).
 from __future__ import annotations
 
 import importlib
-import math
 from collections import OrderedDict
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...nn import pad_to_multiple
 from .base import Encoder, FeatureInfo
 
 FCN_STRIDES = (8, 16, 32)
@@ -87,13 +87,9 @@ class EfficientNetLiteEncoder(Encoder):
         self._tap_blocks = [int(by_stride[s]["module"].split(".")[1]) for s in (8, 16)]
         self.feature_info = [FeatureInfo(by_stride[s]["module"], by_stride[s]["num_chs"], s) for s in (8, 16)]
         self.feature_info.append(FeatureInfo("conv_head", self.conv_head.out_channels, 32))
-        self.imagenet_classifier_shape = tuple(net.classifier.weight.shape)  # (1000, 1280)
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        h, w = x.shape[-2:]
-        ph, pw = math.ceil(h / 32) * 32 - h, math.ceil(w / 32) * 32 - w
-        if ph or pw:  # the static "same" pads need even sizes at every stride-2 conv (FCNs pad already)
-            x = F.pad(x, (0, pw, 0, ph))
+        x = pad_to_multiple(x, 32)  # static "same" pads need even sizes at every stride-2 conv (FCNs pad already)
         x = self.bn1(self.conv_stem(x))  # stride 2
         outs = []
         for i, block in enumerate(self.blocks):

@@ -23,7 +23,7 @@ from ..metrics import ConfusionMatrix, RoadMaxF
 from ..models.zoo import report_dir
 from . import distributed as D
 from .plots import plot_class_iou, plot_confusion
-from .runtime import autocast, memory_format, resolve_amp, resolve_device
+from .runtime import autocast, cpu_bf16_pays, memory_format, resolve_amp, resolve_device
 from .sampling import ShardSampler
 
 
@@ -135,8 +135,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, *, split: str = "val"
         loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                             sampler=ShardSampler(len(dataset), num_replicas=dist.world_size, rank=dist.rank),
                             collate_fn=partial(pad_collate, ignore_index=ignore_index))
-        encoder = getattr(model, "encoder", None)
-        amp_dtype = resolve_amp(amp, dev, cpu_bf16_pays=getattr(encoder, "cpu_bf16_pays", True))
+        amp_dtype = resolve_amp(amp, dev, cpu_bf16_pays=cpu_bf16_pays(model))
         ev = evaluate(model, loader, num_classes=model.num_classes, device=dev, amp_dtype=amp_dtype,
                       channels_last=channels_last, road_class=road_class, progress=progress and dist.is_main)
         out = Path(out_dir) if out_dir is not None else report_dir(checkpoint, f"eval-{split}")

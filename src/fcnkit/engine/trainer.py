@@ -38,7 +38,7 @@ from .checkpoint import init_from, load_checkpoint, rng_state, save_checkpoint, 
 from .evaluate import evaluate
 from .optim import build_optimizer, build_scheduler
 from .runlog import RunLog, write_run_info
-from .runtime import autocast, memory_format, resolve_amp, resolve_device
+from .runtime import autocast, cpu_bf16_pays, memory_format, resolve_amp, resolve_device
 from .sampling import EpochSampler, SeededSamples, ShardSampler, ignore_sigint_in_worker
 
 
@@ -191,8 +191,7 @@ class _Trainer:
 
         self.mf = memory_format(cfg.channels_last)
         self.model = model.to(device, memory_format=self.mf)
-        self.amp_dtype = resolve_amp(cfg.amp, device,
-                                     cpu_bf16_pays=getattr(model.encoder, "cpu_bf16_pays", True))
+        self.amp_dtype = resolve_amp(cfg.amp, device, cpu_bf16_pays=cpu_bf16_pays(model))
         net: nn.Module = self.model
         if dist.enabled:
             net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)

@@ -63,9 +63,15 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FCNKIT_CACHE", Path.home() / ".cache" / "fcnkit")) / "weights"
 
 
+_VERIFIED: set[Path] = set()  # cached downloads already hashed in this process (a load resolves twice)
+
+
 def _download(entry: WeightsEntry, *, progress: bool) -> Path:
     dst = cache_dir() / f"{entry.name}-{entry.sha256[:12]}{Path(entry.url).suffix or '.safetensors'}"
+    if dst in _VERIFIED and dst.is_file():
+        return dst
     if dst.is_file() and sha256_of(dst) == entry.sha256:
+        _VERIFIED.add(dst)
         return dst
     dst.parent.mkdir(parents=True, exist_ok=True)
     from torch.hub import download_url_to_file  # writes a temp file, checks the digest, then renames
@@ -77,6 +83,7 @@ def _download(entry: WeightsEntry, *, progress: bool) -> Path:
     except OSError as e:
         raise RuntimeError(f"weights {entry.name!r}: cannot download {entry.url} ({type(e).__name__}: {e}); "
                            f"download it elsewhere and pass the file's path instead") from e
+    _VERIFIED.add(dst)
     return dst
 
 
@@ -106,21 +113,21 @@ def get_weights(name: str) -> WeightsEntry:
         raise ValueError(f"unknown weights {name!r}; choose from {list_weights()}") from None
 
 
+def _as_name(model: str | Path) -> str | None:
+    """``model`` if it names registered weights and no file of that name exists (files win)."""
+    return str(model) if str(model) in _WEIGHTS and not Path(model).exists() else None
+
+
 def resolve(model: str | Path) -> Path:
     """A path as given, or the file of registered weights ``model`` when no such path exists."""
-    path = Path(model)
-    if not path.exists() and str(model) in _WEIGHTS:
-        return _WEIGHTS[str(model)].path()
-    return path
+    name = _as_name(model)
+    return _WEIGHTS[name].path() if name else Path(model)
 
 
 def report_dir(model: str | Path, name: str) -> Path:
     """Where a report about ``model`` goes by default: beside a model file, or in the current
     folder for registered weights (never inside the installed package)."""
-    path = Path(model)
-    if not path.exists() and str(model) in _WEIGHTS:
-        return Path(f"{name}-{model}")
-    return path.parent / name
+    return Path(f"{name}-{model}") if _as_name(model) else Path(model).parent / name
 
 
 _CAMVID = dict(dataset="CamVid (SegNet split, 11 classes, 480x360)", classes=tuple(CAMVID_CLASSES),

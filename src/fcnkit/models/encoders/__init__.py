@@ -122,30 +122,39 @@ def create_encoder(name: str, *, weights: str | Path | None = None, geometry: st
     if weights is not None:
         if width != 1.0:
             raise ValueError(f"pretrained weights need width=1.0, got width={width}")
-        if str(weights) == "imagenet":
-            state, source = spec.imagenet()
-        else:
-            # a registered weights name works as a file (its encoder part)
-            state, source = load_state_dict_file(resolve(weights)), str(weights)
-        own = list(encoder.state_dict())
-        trained = _encoder_part(state, own)
-        check_and_load(encoder, trained if trained is not None else spec.convert(state, own), source=source)
+        state, source = spec.imagenet() if str(weights) == "imagenet" else _read(weights)
+        _load(encoder, state, spec.convert, source)
     return encoder
+
+
+def _read(weights: str | Path) -> tuple[dict[str, Tensor], str]:
+    """A state-dict file, or a registered weights name (its file; the encoder part is used)."""
+    return load_state_dict_file(resolve(weights)), str(weights)
+
+
+def _load(encoder: Encoder, state: dict[str, Tensor], convert: Convert, source: str) -> None:
+    """Load fcnkit-named tensors (a trained model's encoder part) as they are, else the source's
+    names through ``convert``; strict, with the offending keys named."""
+    own = list(encoder.state_dict())
+    trained = _encoder_part(state, own)
+    check_and_load(encoder, trained if trained is not None else convert(state, own), source=source)
+
+
+def _timm_names(state: dict[str, Tensor], own: list[str]) -> dict[str, Tensor]:
+    """The plain timm model's names: ``features_only`` keeps them under ``body.`` (classifier dropped)."""
+    keep = set(own)
+    return {f"body.{k}": v for k, v in state.items() if f"body.{k}" in keep}
 
 
 def _timm_encoder(name: str, *, weights: str | Path | None, geometry: str, width: float) -> TimmEncoder:
     """``timm:NAME``: ``weights="imagenet"`` is timm's own (hub) loading; a file holds either
-    the timm model's state dict (classifier keys ignored) or an fcnkit model's encoder."""
+    the timm model's state dict or an fcnkit model's encoder."""
     if geometry != "fast" or width != 1.0:
         raise ValueError(f"timm:{name} supports geometry='fast' and width=1.0 only")
     encoder = TimmEncoder(name, pretrained=str(weights) == "imagenet")
     if weights is not None and str(weights) != "imagenet":
-        state = load_state_dict_file(weights)
-        own = list(encoder.state_dict())
-        trained = _encoder_part(state, own)
-        if trained is None:  # the plain timm model's names: features_only keeps them under body.
-            trained = {f"body.{k}": v for k, v in state.items() if f"body.{k}" in set(own)}
-        check_and_load(encoder, trained, source=str(weights))
+        state, source = _read(weights)
+        _load(encoder, state, _timm_names, source)
     return encoder
 
 

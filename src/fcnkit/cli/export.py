@@ -51,13 +51,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _release(checkpoint: Path, out: Path) -> int:
-    import torch
-
-    from ..models.saved import load_model, save_model
+    from ..models.saved import save_release
     from ..models.zoo import sha256_of
 
-    model = load_model(checkpoint)
-    meta = {k: v for k, v in model.meta.items() if k != "preprocessing"}  # save_model writes the model's own
-    save_model(model, out, dtype=torch.float16, **meta)
+    save_release(checkpoint, out)
     print(f"wrote {out} ({out.stat().st_size:,} bytes, fp16), sha256 {sha256_of(out)}")
     return 0

@@ -65,6 +65,15 @@ def save_model(model: nn.Module, path: str | Path, *, dtype: torch.dtype | None 
     atomic_write(path, lambda f: f.write(data))
 
 
+def save_release(checkpoint: str | Path, out: str | Path) -> Path:
+    """An fp16 safetensors copy of a saved model or training checkpoint (or weights name), with
+    everything ``model.meta`` holds (classes, palette, val metrics): how shipped weights are made."""
+    model = load_model(checkpoint)
+    meta = {k: v for k, v in model.meta.items() if k != "preprocessing"}  # save_model writes the model's own
+    save_model(model, out, dtype=torch.float16, **meta)
+    return Path(out)
+
+
 def read_record(path: str | Path) -> dict:
     """Load a saved model or training checkpoint safely (``weights_only=True``); ``path`` may
     also be the name of registered weights (``fcnkit.list_weights()``)."""

@@ -40,8 +40,8 @@ def main() -> None:
     common = {"encoder": args.encoder, "width": args.width}
     rows = {
         "fcn8s (segmentation)": create_model("fcn8s", num_classes=args.classes, **common),
-        "fcn8s-det stride 8": create_model("fcn8s_det", num_classes=args.det_classes, output_stride=8, **common),
-        "fcn8s-det stride 4": create_model("fcn8s_det", num_classes=args.det_classes, output_stride=4, **common),
+        "fcn8s-det stride 8": create_model("fcn8s_det", det_classes=args.det_classes, output_stride=8, **common),
+        "fcn8s-det stride 4": create_model("fcn8s_det", det_classes=args.det_classes, output_stride=4, **common),
         "fcn8s-joint stride 4": create_model("fcn8s_joint", num_classes=args.classes, det_classes=args.det_classes,
                                              output_stride=4, **common),
     }

@@ -243,12 +243,12 @@ def test_every_detection_builder_runs_forward_and_backward(name: str, encoder: s
 
 
 def test_output_stride_8_and_geometry_checks() -> None:
-    model = create_model("fcn8s_det", num_classes=1, encoder="mobilenet_v3_large", width=0.25, output_stride=8)
+    model = create_model("fcn8s_det", det_classes=1, encoder="mobilenet_v3_large", width=0.25, output_stride=8)
     assert model(torch.randn(1, 3, 33, 64))["heatmap"].shape == (1, 1, 5, 8)
     with pytest.raises(ValueError, match="geometry='fast'"):
-        create_model("fcn8s_det", num_classes=1, width=1 / 16, geometry="reference")
+        create_model("fcn8s_det", det_classes=1, width=1 / 16, geometry="reference")
     with pytest.raises(ValueError, match="output_stride"):
-        create_model("fcn8s_det", num_classes=1, encoder="mobilenet_v3_large", width=0.25, output_stride=16)
+        create_model("fcn8s_det", det_classes=1, encoder="mobilenet_v3_large", width=0.25, output_stride=16)
 
 
 def test_saved_joint_model_rebuilds_with_identical_outputs(tmp_path) -> None:

@@ -42,16 +42,23 @@ def test_feature_info_matches_outputs(name, channels):
 @pytest.mark.parametrize("model", ["fcn32s", "fcn16s", "fcn8s", "fcn8s-det", "fcn8s-joint"])
 @pytest.mark.parametrize("encoder", ["efficientnet_lite0", "timm:resnet18"])
 def test_decoders_and_heads_on_timm_encoders(model, encoder):
-    net = fcnkit.create_model(model, num_classes=3, encoder=encoder).eval()
+    from fcnkit.models.registry import model_task
+
+    task = model_task(model)
+    classes = {"det_classes": 2} if task == "detection" else {"num_classes": 3}
+    net = fcnkit.create_model(model, encoder=encoder, **classes).eval()
+    assert net.task == task
     for size in ((1, 1), (45, 61)):
         with torch.no_grad():
             out = net(torch.randn(1, 3, *size))
-        if isinstance(out, dict):
-            assert all(v.shape[0] == 1 for v in out.values())
-            if "segmentation" in out:
-                assert out["segmentation"].shape[-2:] == size
-        else:
+        if task == "segmentation":
             assert out.shape == (1, 3, *size)
+            continue
+        cells = tuple(-(-s // net.output_stride) for s in size)  # ceil
+        assert out["heatmap"].shape == (1, net.det_classes, *cells)
+        assert out["size"].shape == out["offset"].shape == (1, 2, *cells)
+        if task == "joint":
+            assert out["seg"].shape == (1, 3, *size)
 
 
 def _photo(name: str) -> torch.Tensor:

@@ -154,7 +154,7 @@ def test_run_directory_and_checkpoint_contents(tmp_path, capsys):
     assert len(last["rng"]) == 1 and {"python", "numpy", "torch"} <= last["rng"][0].keys()
     best = read_record(tmp_path / "best.pt")
     assert "optimizer" not in best
-    assert best["meta"]["val_metrics"]["mean_iu"] == pytest.approx(result["best_mean_iu"])
+    assert best["meta"]["val_metrics"]["mean_iu"] == pytest.approx(result["best_metric"])
     model = load_model(tmp_path / "best.pt")
     assert model.meta["classes"] == SyntheticStreets.classes and model.num_classes == 7
     lines = (tmp_path / "metrics.csv").read_text().splitlines()

@@ -113,11 +113,12 @@ def test_encoder_from_a_model_trained_with_fcnkit(source_name, suffix, tmp_path)
     from fcnkit.models.saved import save_model
 
     torch.manual_seed(3)
-    source = fcnkit.create_model(source_name, num_classes=4, encoder="resnet18")
+    classes = lambda name, n: {"det_classes" if name == "fcn8s-det" else "num_classes": n}  # noqa: E731
+    source = fcnkit.create_model(source_name, encoder="resnet18", **classes(source_name, 4))
     path = tmp_path / f"source{suffix}"
     save_model(source, path, dtype=torch.float16 if suffix == ".safetensors" else None)  # as in weights/
     target_name = "fcn8s-det" if source_name == "fcn8s" else "fcn8s"
-    target = fcnkit.create_model(target_name, num_classes=2, encoder="resnet18", encoder_weights=path)
+    target = fcnkit.create_model(target_name, encoder="resnet18", encoder_weights=path, **classes(target_name, 2))
     src = source.encoder.state_dict() if source_name == "fcn8s-det" else source.state_dict()
     dst = target.encoder.state_dict() if target_name == "fcn8s-det" else target.state_dict()
     for key in ("conv1.weight", "layer4.1.bn2.running_var"):

@@ -25,11 +25,13 @@ class TrainConfig:
     """Everything a training run depends on; saved resolved in the run directory."""
 
     # --- data ---------------------------------------------------------------------
-    data: str = "camvid:../shared/data/camvid"  # FORMAT:PATH or PATH (see fcnkit.data)
+    data: str | tuple[str, ...] = "camvid:../shared/data/camvid"  # FORMAT:PATH or PATH, or a list of them
+    # (trained together: e.g. CamVid masks + raccoon boxes for the joint model; see fcnkit.data.mixed)
     train_split: str = "train"
     val_split: str = "val"
     max_train_samples: int | None = None  # first N samples only (quick runs)
     max_val_samples: int | None = None
+    max_size: int | None = None  # resize so the longer side is at most this first (large photos); kept for eval
     crop_size: tuple[int, int] | None = None  # random crop (H, W) after scaling; None = whole image
     scale_range: tuple[float, float] | None = None  # random rescale; None = off (the paper used none)
     hflip: bool = False
@@ -44,6 +46,7 @@ class TrainConfig:
     geometry: str = "fast"
     width: float = 1.0
     learnable_upsampling: bool = False
+    output_stride: int | None = None  # detection / joint maps: 4 or 8; None = the builder's default (4)
     init_from: str | None = None  # checkpoint whose tensors are copied by name (staged training)
     bn_momentum: float | None = None  # override batch-norm momentum (torchvision's MobileNetV3 uses 0.01,
     # too slow for the running stats to follow a net trained from scratch in a few epochs)
@@ -99,6 +102,10 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, not {self.lr}")
         if self.encoder_lr_mult < 0:
             raise ValueError(f"encoder_lr_mult must be >= 0, not {self.encoder_lr_mult}")
+        if self.output_stride not in (None, 4, 8):
+            raise ValueError(f"output_stride must be 4, 8 or null, not {self.output_stride}")
+        if self.max_size is not None and self.max_size < 1:
+            raise ValueError(f"max_size must be >= 1 or null, not {self.max_size}")
         if self.max_iters is not None and self.max_iters < 1:
             raise ValueError(f"max_iters must be >= 1 or null, not {self.max_iters}")
         if self.bn_momentum is not None and not 0 < self.bn_momentum <= 1:
@@ -117,6 +124,12 @@ FIELDS = {f.name: f for f in fields(TrainConfig)}
 
 def _coerce(name: str, value: Any, source: str) -> Any:
     """Check ``value`` against field ``name``'s type; convert ints to floats, lists to tuples."""
+    if name == "data":  # one spec or a list of specs
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+            return value[0] if len(value) == 1 else tuple(value)
+        if isinstance(value, str) and value:
+            return value
+        raise ValueError(f"{source}: data must be a dataset spec (FORMAT:PATH) or a list of specs, not {value!r}")
     hint = _HINTS[name]
     args = typing.get_args(hint)
     optional = isinstance(hint, types.UnionType) and type(None) in args

@@ -1,8 +1,10 @@
-"""``fcnkit eval CHECKPOINT --data SPEC``: the paper's four metrics, per-class IoU, plots.
+"""``fcnkit eval MODEL --data SPEC [SPEC ...]``: the paper's four metrics, COCO mAP, plots.
 
-Writes ``metrics.json``, ``confusion.png`` and ``class_iou.png`` (default
-``<checkpoint dir>/eval-<split>/``). Two-class road datasets also get KITTI
-MaxF / AP / best threshold. Runs under ``torchrun`` too (ranks shard the images).
+Segmentation (and the masks a joint model sees) gets ``metrics.json``,
+``confusion.png`` and ``class_iou.png``; two-class road datasets also KITTI MaxF /
+AP. Detection (and the boxes a joint model sees) gets COCO mAP and
+``detections.png``. Default folder ``<checkpoint dir>/eval-<split>/``. Runs under
+``torchrun`` too (ranks shard the images, metrics equal a one-process run).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Pixel accuracy, mean accuracy, mean IU and frequency-weighted IU from one "
                                    "confusion matrix over the whole split (Long et al. 2015, sec. 5), per-class "
                                    "IoU, and KITTI MaxF/AP for binary road data.")
-    p.add_argument("checkpoint", help="best.pt / last.pt from fcnkit train, or a saved model")
-    p.add_argument("--data", required=True, metavar="SPEC",
-                   help="FORMAT:PATH or PATH, e.g. camvid:../shared/data/camvid")
+    p.add_argument("checkpoint", help="best.pt / last.pt from fcnkit train, a saved model or a weights name "
+                                      "(segmentation, detection or joint: each is scored on the labels the data has)")
+    p.add_argument("--data", required=True, metavar="SPEC", action="extend", nargs="+",
+                   help="FORMAT:PATH or PATH, e.g. camvid:../shared/data/camvid; several specs (or --data "
+                        "repeated) are scored together, e.g. a joint model on CamVid masks and raccoon boxes")
     p.add_argument("--split", default="val")
     p.add_argument("--out", default=None, help="report folder (default: <checkpoint dir>/eval-<split>)")
     p.add_argument("--batch-size", type=int, default=1)
@@ -40,31 +44,37 @@ def _fmt(v: float | None) -> str:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from ..detection.evaluate import eval_command, is_detection_checkpoint
     from ..engine.evaluate import evaluate_checkpoint
-
-    if is_detection_checkpoint(args.checkpoint):  # boxes: COCO mAP instead of the confusion matrix
-        if not 0 <= args.nms_iou <= 1:
-            raise ValueError(f"--nms-iou must be in [0, 1] (0: no NMS), not {args.nms_iou}")
-        return eval_command(args)
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, not {args.batch_size}")
-    report = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, out_dir=args.out,
+    if not 0 <= args.nms_iou <= 1:
+        raise ValueError(f"--nms-iou must be in [0, 1] (0: no NMS), not {args.nms_iou}")
+    data = args.data[0] if len(args.data) == 1 else args.data
+    report = evaluate_checkpoint(args.checkpoint, data, split=args.split, out_dir=args.out,
                                  batch_size=args.batch_size, workers=args.workers, device=args.device, amp=args.amp,
-                                 road_class=args.road_class, max_samples=args.max_samples)
-    if "classes" not in report:  # not rank 0
+                                 road_class=args.road_class, max_samples=args.max_samples,
+                                 nms_iou=args.nms_iou or None)
+    if "report_dir" not in report:  # not rank 0
         return 0
-    print(f"{args.checkpoint} on {args.data} ({args.split}, {report['images']} images, "
-          f"{report['pixels']:,} labelled pixels)")
-    print(f"  pixel acc {_fmt(report['pixel_acc'])}   mean acc {_fmt(report['mean_acc'])}   "
-          f"mean IU {_fmt(report['mean_iu'])}   fw IU {_fmt(report['fw_iu'])}")
-    width = max(len(c) for c in report["classes"])
-    print(f"  {'class'.ljust(width)}     IoU    acc")
-    for name, iu, acc in zip(report["classes"], report["class_iu"], report["class_acc"]):
-        print(f"  {name.ljust(width)}  {_fmt(iu)} {_fmt(acc)}")
+    print(f"{args.checkpoint} ({report['task']}) on {' + '.join(args.data)} ({args.split}, {report['images']} images"
+          f"{', longer side ' + str(report['max_size']) + ' px' if report.get('max_size') else ''})")
+    wrote = ["metrics.json"]
+    if "mean_iu" in report:
+        print(f"  segmentation, {report['pixels']:,} labelled pixels: pixel acc {_fmt(report['pixel_acc'])}   "
+              f"mean acc {_fmt(report['mean_acc'])}   mean IU {_fmt(report['mean_iu'])}   fw IU {_fmt(report['fw_iu'])}")
+        width = max(len(c) for c in report["classes"])
+        print(f"  {'class'.ljust(width)}     IoU    acc")
+        for name, iu, acc in zip(report["classes"], report["class_iu"], report["class_acc"]):
+            print(f"  {name.ljust(width)}  {_fmt(iu)} {_fmt(acc)}")
+        wrote += ["confusion.png", "class_iou.png"]
     if "kitti" in report:
         k = report["kitti"]
         print(f"  KITTI road: MaxF {_fmt(k['max_f'])}  AP {_fmt(k['ap'])}  best threshold {k['best_threshold']:.3f}")
-    print(f"wrote {report['report_dir']}/metrics.json, confusion.png, class_iou.png")
+    if "map" in report:
+        print(f"  detection: mAP@[.5:.95] {_fmt(report['map'])}   AP50 {_fmt(report['map_50'])}   "
+              f"AP75 {_fmt(report['map_75'])}   AR@100 {_fmt(report['mar_100'])}")
+        if report["map"] is not None:
+            wrote.append("detections.png")
+    print(f"wrote {report['report_dir']}/{', '.join(wrote)}")
     return 0

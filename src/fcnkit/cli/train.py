@@ -14,7 +14,7 @@ from ..config import TrainConfig, from_dict, load_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a segmentation FCN from a recipe (resumable, bf16, DDP via torchrun)",
+    p = sub.add_parser("train", help="train a segmentation, detection or joint FCN from a recipe (resumable, DDP via torchrun)",
                        description="Train an FCN. Fields of the recipe (a flat YAML file, see configs/) can be "
                                    "overridden with --set key=value; the resolved config, package versions and git "
                                    "revision are saved in the run directory (out_dir).")
@@ -31,14 +31,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
-    """Recipe <- --set; or, resuming a checkpoint without a recipe, its saved config <- --set."""
-    if args.config is None and isinstance(args.resume, str):
+    """Recipe <- --set; or, resuming without a recipe, the checkpoint's saved config <- --set
+    (the checkpoint: CKPT, or last.pt in the out_dir that --set names)."""
+    if args.config is None and args.resume is not None:
+        from pathlib import Path
+
         from ..engine.checkpoint import load_checkpoint
 
-        base = from_dict(load_checkpoint(args.resume)["train_config"], source=f"{args.resume}: train_config")
+        path = Path(args.resume if isinstance(args.resume, str) else load_config(None, args.overrides).out_dir)
+        path = path / "last.pt" if path.is_dir() else path
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no checkpoint to resume from (give --resume CKPT, or --config / "
+                                    f"--set out_dir=DIR of the run)")
+        base = from_dict(load_checkpoint(path)["train_config"], source=f"{path}: train_config")
         return load_config(None, args.overrides, base=base)
-    if args.config is None and args.resume is True:
-        raise ValueError("--resume without a checkpoint path needs --config (to find out_dir)")
     return load_config(args.config, args.overrides)
 
 
@@ -51,13 +57,6 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     if args.stop_after is not None and args.stop_after < 1:
         raise ValueError(f"--stop-after must be >= 1, not {args.stop_after}")
-    from ..models.detection import DETECTION_MODELS
-
-    if cfg.model.replace("-", "_") in DETECTION_MODELS:  # boxes: fcnkit.detection's own loop
-        from ..detection.train import train_from_config
-
-        train_from_config(cfg, resume=args.resume is not None)
-        return 0
     from ..engine import train
 
     result = train(cfg, resume=args.resume, stop_after=args.stop_after)

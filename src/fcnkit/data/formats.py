@@ -6,7 +6,7 @@ in which case the format is recognised from the folder's layout.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,7 +127,15 @@ def parse_spec(spec: str | Path) -> tuple[str, Path]:
     return detect_format(text), Path(text)
 
 
-def build_dataset(spec: str | Path, split: str = "train", transforms: Callable | None = None) -> Dataset:
-    """A dataset from ``FORMAT:PATH`` or ``PATH`` (format auto-detected)."""
+def build_dataset(spec: str | Path | Sequence[str | Path], split: str = "train",
+                  transforms: Callable | None = None) -> Dataset:
+    """A dataset from ``FORMAT:PATH`` or ``PATH`` (format auto-detected); a list of specs
+    gives one ``MixedDataset`` over all of them (e.g. masks from one, boxes from another)."""
+    if isinstance(spec, (list, tuple)):
+        from .mixed import MixedDataset
+
+        if not spec:
+            raise ValueError("data: an empty list of dataset specs")
+        return MixedDataset([build_dataset(s, split, transforms) for s in spec], names=[str(s) for s in spec])
     name, root = parse_spec(spec)
     return FORMATS[name].build(root, split, transforms)

@@ -17,19 +17,20 @@ import io
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 
 from ..config import TrainConfig
 from ..data import build_dataset, eval_transforms, train_transforms
 from ..data.synthetic import SyntheticStreets
+from ..draw import draw_boxes
 from ..engine import train
 from ..export.bench import time_callable
 from ..export.optimize import Sample, agreement, mean_iu, predict_all
@@ -50,12 +51,11 @@ class DemoPlan:
     seg_iters: int = 240  # per model: FCN-32s and FCN-8s get the same budget
     batch_size: int = 8
     lr: float = 2e-3
-    det_seconds: float = 40.0
-    det_epochs: int = 12
+    det_iters: int = 300
     bench_repeats: int = 10
 
 
-QUICK = DemoPlan(size=(64, 96), n_train=48, n_val=8, seg_iters=6, batch_size=4, det_seconds=3.0, det_epochs=1,
+QUICK = DemoPlan(size=(64, 96), n_train=48, n_val=8, seg_iters=6, batch_size=4, det_iters=3,
                  bench_repeats=2)
 
 
@@ -158,24 +158,22 @@ def _seg_table(seg: dict) -> str:
 
 
 def _train_detector(plan: DemoPlan, out: Path, say) -> tuple[nn.Module, dict]:
-    from ..detection.evaluate import evaluate_detection, make_loader
-    from ..detection.train import train_detection
-
-    model = create_model("fcn8s_det", num_classes=1, encoder=plan.encoder, width=plan.width)
-    aug = train_transforms(model.preprocessing, scale_range=(0.75, 1.25), crop_size=plan.size, color_jitter=None)
+    """The same trainer as the FCNs: the model's task (detection) brings its targets and loss."""
+    probe = create_model("fcn8s_det", encoder=plan.encoder, width=plan.width)
+    aug = train_transforms(probe.preprocessing, scale_range=(0.75, 1.25), crop_size=plan.size, color_jitter=None)
     train_set = SyntheticStreets(plan.n_train, size=plan.size, seed=0, transforms=aug)
-    val_set = SyntheticStreets(plan.n_val, size=plan.size, seed=100_000, transforms=eval_transforms(model.preprocessing))
+    val_set = SyntheticStreets(plan.n_val, size=plan.size, seed=100_000, transforms=eval_transforms(probe.preprocessing))
+    cfg = replace(_train_config("fcn8s_det", plan, out), out_dir=str(out / "runs" / "detector"), lr=1e-3,
+                  schedule="cosine", warmup_iters=min(50, plan.det_iters // 4), max_iters=plan.det_iters,
+                  grad_clip=10.0)
     t = time.perf_counter()
-    train_detection(model, train_set, val_set, out_dir=out / "runs" / "detector", epochs=plan.det_epochs,
-                    batch_size=plan.batch_size, time_budget=plan.det_seconds, resume=False,
-                    meta={"classes": ["car"]}, progress=True)
-    stats = evaluate_detection(model.float(), make_loader(val_set, model, batch_size=8, shuffle=False),
-                               progress=False)
-    det = {"map": 100 * float(stats["map"]), "map_50": 100 * float(stats["map_50"]),
-           "map_75": 100 * float(stats["map_75"]), "train_seconds": round(time.perf_counter() - t, 1)}
+    summary = train(cfg, train_set=train_set, val_set=val_set)
+    m = summary["metrics"]
+    det = {"map": 100 * float(m["map"]), "map_50": 100 * float(m["map_50"]), "map_75": 100 * float(m["map_75"]),
+           "train_seconds": round(time.perf_counter() - t, 1), "iterations": summary["iteration"]}
     say(f"car detection on held-out scenes: mAP@[.5:.95] {det['map']:.1f}, AP50 {det['map_50']:.1f}, "
         f"AP75 {det['map_75']:.1f} ({det['train_seconds']:.0f} s of training)")
-    return model.eval(), det
+    return summary["model"].eval(), det
 
 
 @torch.no_grad()
@@ -196,13 +194,9 @@ def _grid(models: dict[str, nn.Module], detector: nn.Module | None, raw: Dataset
             maps = detector(x)
             (pred,) = decode({k: maps[k] for k in ("heatmap", "size", "offset")}, stride=detector.output_stride,
                              threshold=0.3, nms_iou=0.5, image_sizes=[tuple(rgb.shape[:2])])
-            canvas = Image.fromarray(rgb)
-            draw = ImageDraw.Draw(canvas)
-            for box in target.get("boxes", torch.zeros(0, 4)).tolist():
-                draw.rectangle(box, outline=(0, 255, 0))
-            for box in pred["boxes"].tolist():
-                draw.rectangle(box, outline=(255, 0, 0))
-            tiles.append(np.asarray(canvas))
+            canvas = draw_boxes(Image.fromarray(rgb), target.get("boxes", torch.zeros(0, 4)).tolist(),
+                                colors=(0, 255, 0), width=1)
+            tiles.append(np.asarray(draw_boxes(canvas, pred["boxes"].tolist(), colors=(255, 0, 0), width=1)))
         rows.append(np.concatenate([np.pad(t, ((2, 2), (2, 2), (0, 0)), constant_values=255) for t in tiles], 1))
     Image.fromarray(np.concatenate(rows, 0)).save(path)
 

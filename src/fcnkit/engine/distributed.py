@@ -67,6 +67,16 @@ def barrier() -> None:
         dist.barrier()
 
 
+def sync_buffers(model: torch.nn.Module) -> None:
+    """Rank 0's buffers (batch-norm running statistics) on every rank. DDP broadcasts them
+    at the start of each forward, so after the last step of an epoch each rank holds
+    statistics of its own shard: sync before validating or saving, so all ranks score
+    and keep the one model."""
+    if active():
+        for b in model.buffers():
+            dist.broadcast(b.data, src=0)
+
+
 def gather_objects(obj: Any) -> list[Any]:
     """Every rank's ``obj`` in rank order (``[obj]`` when single-process)."""
     if not active():
@@ -76,5 +86,5 @@ def gather_objects(obj: Any) -> list[Any]:
     return out
 
 
-__all__ = ["DistInfo", "all_reduce_sum", "barrier", "cleanup", "gather_objects",
+__all__ = ["DistInfo", "all_reduce_sum", "barrier", "cleanup", "gather_objects", "sync_buffers",
            "init_distributed", "active"]

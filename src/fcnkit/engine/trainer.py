@@ -2,8 +2,11 @@
 
 ``train(cfg)`` builds the model from the registry and the data from
 ``fcnkit.data``, then iterates: forward under autocast, loss in fp32, backward,
-step, per-iteration lr schedule. It validates every ``val_every`` epochs with the
-same metric code as ``fcnkit eval``, keeps ``best.pt`` (by val mean IU) and
+step, per-iteration lr schedule. One loop for every task: the model's ``Task``
+(``fcnkit.engine.tasks``: segmentation, detection or joint) supplies the collate,
+the loss and the metric that picks ``best.pt``. It validates every ``val_every``
+epochs with the same code as ``fcnkit eval``, keeps ``best.pt`` (by the task's
+metric: val mean IU, mAP, or their mean for joint models) and
 ``last.pt`` (atomic writes), and resumes bit-identically from ``last.pt``:
 model, optimiser, scheduler, scaler, counters and every rank's RNG states are
 restored, and data order / augmentation depend only on (seed, epoch, index)
@@ -20,7 +23,6 @@ import signal
 import threading
 import time
 from dataclasses import asdict, dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +35,11 @@ from tqdm import tqdm
 from ..config import TrainConfig, from_dict
 from ..losses import SegmentationLoss, load_class_weights
 from ..models import create_model
+from ..models.registry import model_task
 from . import distributed as D
 from .checkpoint import init_from, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .evaluate import evaluate
+from .tasks import TASKS, Task, to_device
 from .optim import build_optimizer, build_scheduler
 from .runlog import RunLog, write_run_info
 from .runtime import autocast, cpu_bf16_pays, memory_format, resolve_amp, resolve_device
@@ -53,7 +57,7 @@ class Progress:
     epoch: int = 0  # epochs completed
     epoch_iteration: int = 0  # iterations done in the current epoch
     iteration: int = 0  # iterations done in total
-    best_mean_iu: float = -1.0
+    best_metric: float = -1.0  # the task's best_key (mean IU, mAP or their mean)
     best_epoch: int = 0
     loss_sum: float = 0.0  # over the current epoch's iterations so far
     loss_count: int = 0
@@ -89,6 +93,8 @@ class StopSignal:
 
 
 def _dataset_info(ds: Dataset) -> dict[str, Any]:
+    from ..data.mixed import box_classes_of
+
     base = ds.dataset if isinstance(ds, Subset) else ds
     try:
         classes = list(base.classes)
@@ -96,7 +102,10 @@ def _dataset_info(ds: Dataset) -> dict[str, Any]:
         raise ValueError(f"{type(base).__name__} has no 'classes'; fcnkit datasets expose classes, palette "
                          f"and ignore_index") from None
     palette = [list(map(int, c)) for c in getattr(base, "palette", [])] or None
-    return {"classes": classes, "palette": palette, "ignore_index": int(getattr(base, "ignore_index", 255))}
+    task = getattr(base, "task", "segmentation")
+    box = list(base.box_classes) if task == "joint" else box_classes_of(base)
+    return {"classes": classes, "palette": palette, "ignore_index": int(getattr(base, "ignore_index", 255)),
+            "task": task, "box_classes": box}
 
 
 def _subset(ds: Dataset, n: int | None) -> Dataset:
@@ -106,12 +115,15 @@ def _subset(ds: Dataset, n: int | None) -> Dataset:
 def _build_datasets(cfg: TrainConfig, preprocessing, ignore_index: int) -> tuple[Dataset, Dataset]:
     from ..data import build_dataset, eval_transforms, train_transforms
 
+    from torchvision.transforms import v2
+
     cj = cfg.color_jitter
-    train_tf = train_transforms(preprocessing, crop_size=cfg.crop_size, scale_range=cfg.scale_range,
-                                hflip=cfg.hflip, color_jitter=(cj, cj, cj, 0.0) if cj else None,
-                                ignore_index=ignore_index)
+    fit = [v2.Resize(size=None, max_size=cfg.max_size)] if cfg.max_size else []  # longer side; boxes follow
+    train_tf = v2.Compose([*fit, train_transforms(preprocessing, crop_size=cfg.crop_size, scale_range=cfg.scale_range,
+                                                  hflip=cfg.hflip, color_jitter=(cj, cj, cj, 0.0) if cj else None,
+                                                  ignore_index=ignore_index)])
     return (build_dataset(cfg.data, cfg.train_split, train_tf),
-            build_dataset(cfg.data, cfg.val_split, eval_transforms(preprocessing)))
+            build_dataset(cfg.data, cfg.val_split, v2.Compose([*fit, eval_transforms(preprocessing)])))
 
 
 def _resume_path(cfg: TrainConfig, resume: str | Path | bool | None) -> Path | None:
@@ -170,9 +182,12 @@ class _Trainer:
         else:
             info = _dataset_info(train_set)
         self.info = info
-        model = create_model(cfg.model, num_classes=len(info["classes"]), encoder=cfg.encoder,
-                             encoder_weights=cfg.encoder_weights, geometry=cfg.geometry, width=cfg.width,
-                             learnable_upsampling=cfg.learnable_upsampling)
+        self.task: Task = TASKS[model_task(cfg.model)]
+        extra = {"learnable_upsampling": cfg.learnable_upsampling} if self.task.segments else {}
+        if self.task.detects and cfg.output_stride:
+            extra["output_stride"] = cfg.output_stride
+        model = create_model(cfg.model, encoder=cfg.encoder, encoder_weights=cfg.encoder_weights,
+                             geometry=cfg.geometry, width=cfg.width, **self.task.model_kwargs(info), **extra)
         if cfg.bn_momentum is not None:
             for m in model.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -203,7 +218,7 @@ class _Trainer:
         self.optimizer = build_optimizer(self.model, cfg)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
 
-        collate = _collate(info["ignore_index"])
+        collate = self.task.collate(model, info["ignore_index"])
         drop_last = cfg.batch_size > 1  # a trailing batch of 1 upsets batch norm
         self.sampler = EpochSampler(self.train_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
                                     seed=cfg.seed)
@@ -225,7 +240,12 @@ class _Trainer:
             self.val_loader = DataLoader(self.val_set, batch_size=cfg.val_batch_size,
                                          sampler=ShardSampler(len(self.val_set), num_replicas=dist.world_size,
                                                               rank=dist.rank), **loader_kw)
-        self.meta = {"classes": info["classes"], "palette": info["palette"], "ignore_index": info["ignore_index"]}
+        self.meta = {"classes": info["box_classes"] if self.task.name == "detection" else info["classes"],
+                     "palette": info["palette"], "ignore_index": info["ignore_index"]}
+        if self.task.detects:
+            self.meta["box_classes"] = info["box_classes"]
+        if cfg.max_size:
+            self.meta["max_size"] = cfg.max_size  # eval and predict resize the same way
         self.progress = Progress()
         if self.checkpoint is not None:
             self._restore(self.checkpoint)
@@ -255,7 +275,10 @@ class _Trainer:
             self.scheduler.load_state_dict(rec["scheduler"])
         if rec.get("scaler"):
             self.scaler.load_state_dict(rec["scaler"])
-        self.progress = Progress(**rec["progress"])
+        saved = dict(rec["progress"])
+        if "best_mean_iu" in saved:  # checkpoints before the task-generic trainer (2026-12)
+            saved["best_metric"] = saved.pop("best_mean_iu")
+        self.progress = Progress(**saved)
         rngs = rec.get("rng") or []
         if len(rngs) == self.dist.world_size:
             set_rng_state(rngs[self.dist.rank])
@@ -264,10 +287,11 @@ class _Trainer:
                      f"{self.dist.world_size}: data order is restored, dropout randomness is reseeded")
             torch.manual_seed(self.cfg.seed + self.dist.rank + self.progress.iteration)
         self.say(f"resumed at epoch {self.progress.epoch + 1}, iteration {self.progress.iteration} "
-                 f"(best val mean IU so far {max(self.progress.best_mean_iu, 0):.4f})")
+                 f"(best val {self.task.best_key} so far {max(self.progress.best_metric, 0):.4f})")
 
     def save_last(self) -> None:
-        rngs = D.gather_objects(rng_state())  # a collective: every rank gets here
+        D.sync_buffers(self.model)  # collectives: every rank gets here
+        rngs = D.gather_objects(rng_state())
         if self.dist.is_main:
             save_checkpoint(self.out / "last.pt", self.model, meta=self.meta, optimizer=self.optimizer,
                             scheduler=self.scheduler, scaler=self.scaler, progress=asdict(self.progress),
@@ -286,12 +310,12 @@ class _Trainer:
         return self.optimizer.param_groups[0]["lr"]
 
     # --- one step -----------------------------------------------------------------
-    def step(self, images: torch.Tensor, mask: torch.Tensor) -> float:
+    def step(self, images: torch.Tensor, targets: dict[str, Any]) -> float:
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.mf)
-        mask = mask.to(self.device, non_blocking=True)
+        targets = to_device(targets, self.device)
         with autocast(self.device, self.amp_dtype):
-            logits = self.net(images)  # (N, C, H, W)
-        loss = self.criterion(logits, mask)
+            outputs = self.net(images)  # (N, C, H, W) logits, or a dict of maps
+        loss = self.task.loss(outputs, targets, self.criterion)["total"]  # fp32
         # agree across ranks on the loss and on whether it is finite, before any update
         stats = torch.stack([loss.detach().float(), (~torch.isfinite(loss.detach())).float()])
         D.all_reduce_sum(stats)
@@ -330,7 +354,7 @@ class _Trainer:
                     halt = None
                     t0 = time.perf_counter()
                     for images, targets in self.loader:
-                        loss = self.step(images, targets["mask"])
+                        loss = self.step(images, targets)
                         p.iteration += 1
                         p.epoch_iteration += 1
                         p.loss_sum += loss
@@ -371,8 +395,8 @@ class _Trainer:
             self.log.close()
         if status != "finished":
             self.say(f"{status} at iteration {p.iteration}: saved {self.out / 'last.pt'}; continue with --resume")
-        return {"status": status, "epoch": p.epoch, "iteration": p.iteration, "best_mean_iu": p.best_mean_iu,
-                "best_epoch": p.best_epoch, "metrics": last_metrics, "out_dir": str(self.out), "model": self.model}
+        return {"status": status, "epoch": p.epoch, "iteration": p.iteration, "best_metric": p.best_metric,
+                "best_key": self.task.best_key, "best_epoch": p.best_epoch, "metrics": last_metrics, "out_dir": str(self.out), "model": self.model}
 
     def end_epoch(self) -> dict | None:
         cfg, p = self.cfg, self.progress
@@ -383,15 +407,18 @@ class _Trainer:
         metrics = None
         final = p.iteration >= self.total_iters
         t_val = time.perf_counter()
+        D.sync_buffers(self.model)  # every rank validates (and best.pt keeps) rank 0's model
         if self.val_loader is not None and (epoch % cfg.val_every == 0 or final):
             ev = evaluate(self.model, self.val_loader, num_classes=len(self.info["classes"]), device=self.device,
                           amp_dtype=self.amp_dtype, channels_last=cfg.channels_last,
                           progress=cfg.progress and self.dist.is_main, desc=f"val {epoch}")
             metrics = ev.metrics
-            row.update({f"val_{k}": metrics[k] for k in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")})
-            row["val_class_iu"] = dict(zip(self.info["classes"], metrics["class_iu"]))
-            if metrics["mean_iu"] > p.best_mean_iu:
-                p.best_mean_iu, p.best_epoch = metrics["mean_iu"], epoch
+            row.update({f"val_{k}": v for k, v in metrics.items() if isinstance(v, float)})
+            if "class_iu" in metrics:
+                row["val_class_iu"] = dict(zip(self.info["classes"], metrics["class_iu"]))
+            score = metrics.get(self.task.best_key, math.nan)
+            if score == score and score > p.best_metric:  # NaN (nothing to score) never wins
+                p.best_metric, p.best_epoch = score, epoch
                 if self.dist.is_main:
                     save_checkpoint(self.out / "best.pt", self.model,
                                     meta={**self.meta, "epoch": epoch, "iteration": p.iteration,
@@ -408,17 +435,16 @@ class _Trainer:
         line = (f"epoch {epoch}/{self.num_epochs}  it {p.iteration}  loss {row['train_loss']:.4f}  "
                 f"{row['images_per_s']:.2f} img/s  {row['epoch_seconds']:.0f}s  ETA {eta}")
         if metrics is not None:
-            line += (f"  | val pixel acc {metrics['pixel_acc']:.4f}  mean acc {metrics['mean_acc']:.4f}  "
-                     f"mean IU {metrics['mean_iu']:.4f}  fw IU {metrics['fw_iu']:.4f}  (best {p.best_mean_iu:.4f} "
-                     f"@ epoch {p.best_epoch})")
+            line += f"  | val {describe(metrics)}  (best {self.task.best_key} {p.best_metric:.4f} @ epoch {p.best_epoch})"
         self.say(line)
         return metrics
 
 
-def _collate(ignore_index: int):
-    from ..data import pad_collate
-
-    return partial(pad_collate, ignore_index=ignore_index)
+def describe(metrics: dict) -> str:
+    """One line of the metrics a person reads first, for whichever the task measured."""
+    names = (("pixel_acc", "pixel acc"), ("mean_acc", "mean acc"), ("mean_iu", "mean IU"), ("fw_iu", "fw IU"),
+             ("map", "mAP"), ("map_50", "AP50"), ("map_75", "AP75"))
+    return "  ".join(f"{label} {metrics[k]:.4f}" for k, label in names if k in metrics)
 
 
 def _short(names: list[str], n: int = 6) -> str:

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
+from ..draw import draw_boxes
 from ..io import atomic_write
 
 Palette = Sequence[Sequence[int]]
@@ -59,16 +60,12 @@ def overlay(image: np.ndarray, mask: np.ndarray | None, palette: Palette, *, alp
 
 def draw_detections(img: Image.Image, detections: Sequence[dict], palette: Palette,
                     names: Sequence[str] | None = None) -> Image.Image:
-    """Draw ``{"box": [x0, y0, x1, y1], "label": int, "score": float}`` boxes onto ``img``."""
-    draw = ImageDraw.Draw(img)
-    width = max(1, round(min(img.size) / 300))
-    for det in detections:
-        label = int(det["label"])
-        color = tuple(palette[label % len(palette)]) if palette else (255, 0, 0)
-        draw.rectangle([float(v) for v in det["box"]], outline=color, width=width)
-        name = names[label] if names and label < len(names) else str(label)
-        draw.text((float(det["box"][0]) + 2, float(det["box"][1]) + 1), f"{name} {det['score']:.2f}", fill=color)
-    return img
+    """Draw ``{"box": [x0, y0, x1, y1], "label": int, "score": float}`` boxes onto ``img``,
+    coloured by class, captioned "name score"."""
+    labels = [int(d["label"]) for d in detections]
+    colors = [tuple(palette[k % len(palette)]) if palette else (255, 0, 0) for k in labels]
+    captions = [f"{names[k] if names and k < len(names) else k} {d['score']:.2f}" for k, d in zip(labels, detections)]
+    return draw_boxes(img, [d["box"] for d in detections], colors=colors, captions=captions)
 
 
 def save_mask(mask: np.ndarray, palette: Palette, path: str | Path) -> None:

@@ -106,14 +106,18 @@ class FCNDetector(nn.Module):
 
     ``forward(x)`` takes (N, 3, H, W) normalised images, any H, W >= 1, and returns
     ``{"heatmap": (N, C, h, w) logits, "size": (N, 2, h, w) log-size, "offset": (N, 2, h, w)}``
-    with h = ceil(H / output_stride), w = ceil(W / output_stride).
+    with h = ceil(H / output_stride), w = ceil(W / output_stride). ``det_classes`` counts
+    the heatmap channels (the same name as on ``JointFCN``; a detector has no
+    segmentation classes).
     """
 
+    task = "detection"
+
     def __init__(self, encoder: Encoder, neck: SkipFusionNeck, head: CenterNetHead, *,
-                 num_classes: int, preprocessing: Preprocessing = IMAGENET) -> None:
+                 det_classes: int, preprocessing: Preprocessing = IMAGENET) -> None:
         super().__init__()
         self.encoder, self.neck, self.head = encoder, neck, head
-        self.num_classes = num_classes
+        self.det_classes = det_classes
         self.output_stride = neck.output_stride
         self.preprocessing = preprocessing
 
@@ -126,8 +130,11 @@ class FCNDetector(nn.Module):
 class JointFCN(nn.Module):
     """One encoder, two decoders: ``FCNDecoder`` segmentation logits and detection maps.
 
-    ``forward(x)`` returns the ``FCNDetector`` maps plus ``"seg"``: (N, K, H, W) logits.
+    ``forward(x)`` returns the ``FCNDetector`` maps plus ``"seg"``: (N, K, H, W) logits;
+    ``num_classes`` = K segmentation classes, ``det_classes`` = heatmap channels.
     """
+
+    task = "joint"
 
     def __init__(self, encoder: Encoder, seg_decoder: FCNDecoder, neck: SkipFusionNeck,
                  head: CenterNetHead, *, num_classes: int, det_classes: int,
@@ -167,14 +174,14 @@ def _load_weights(model: nn.Module, weights: str | Path | None) -> None:
         check_and_load(model, load_state_dict_file(weights), source=str(weights))
 
 
-@register_model
-def fcn8s_det(*, num_classes: int = 1, encoder: str = "vgg16", encoder_weights: str | Path | None = None,
+@register_model(task="detection")
+def fcn8s_det(*, det_classes: int = 1, encoder: str = "vgg16", encoder_weights: str | Path | None = None,
               weights: str | Path | None = None, geometry: str = "fast", width: float = 1.0,
               output_stride: int = 4, det_channels: int | None = None) -> FCNDetector:
     """FCN detector: FCN-8s skip fusion of features to stride 4, CenterNet heads on top.
 
     Args:
-        num_classes: object classes (one heatmap channel each).
+        det_classes: object classes (one heatmap channel each).
         encoder, encoder_weights, width: as for ``fcn8s``.
         weights: a whole-model state dict.
         geometry: only ``"fast"``; the reference pad-100 geometry offsets the maps.
@@ -184,15 +191,15 @@ def fcn8s_det(*, num_classes: int = 1, encoder: str = "vgg16", encoder_weights: 
     Returns maps for input (N, 3, H, W): heatmap logits (N, C, h, w), log-size and offset
     (N, 2, h, w) in map cells, h = ceil(H / output_stride).
     """
-    enc, neck, head = _parts(encoder, encoder_weights, geometry, width, num_classes, output_stride, det_channels)
-    model = FCNDetector(enc, neck, head, num_classes=num_classes, preprocessing=encoder_preprocessing(encoder))
-    model.config = {"name": "fcn8s_det", "num_classes": num_classes, "encoder": encoder, "geometry": geometry,
+    enc, neck, head = _parts(encoder, encoder_weights, geometry, width, det_classes, output_stride, det_channels)
+    model = FCNDetector(enc, neck, head, det_classes=det_classes, preprocessing=encoder_preprocessing(encoder))
+    model.config = {"name": "fcn8s_det", "det_classes": det_classes, "encoder": encoder, "geometry": geometry,
                     "width": width, "output_stride": output_stride, "det_channels": det_channels}
     _load_weights(model, weights)
     return model
 
 
-@register_model
+@register_model(task="joint")
 def fcn8s_joint(*, num_classes: int = 21, det_classes: int = 1, encoder: str = "vgg16",
                 encoder_weights: str | Path | None = None, weights: str | Path | None = None,
                 geometry: str = "fast", width: float = 1.0, learnable_upsampling: bool = False,
@@ -220,7 +227,5 @@ def fcn8s_joint(*, num_classes: int = 21, det_classes: int = 1, encoder: str = "
     return model
 
 
-DETECTION_MODELS = ("fcn8s_det", "fcn8s_joint")
-
-__all__ = ["CenterNetHead", "DETECTION_MODELS", "FCNDetector", "JointFCN", "SkipFusionNeck",
+__all__ = ["CenterNetHead", "FCNDetector", "JointFCN", "SkipFusionNeck",
            "fcn8s_det", "fcn8s_joint"]

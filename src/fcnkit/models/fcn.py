@@ -96,6 +96,8 @@ class FCN(nn.Module):
     names, so its converted Caffe weights load with ``strict=True``.
     """
 
+    task = "segmentation"
+
     def __init__(self, encoder: Encoder, decoder: FCNDecoder, *, num_classes: int,
                  geometry: str, preprocessing: Preprocessing = IMAGENET) -> None:
         super().__init__()

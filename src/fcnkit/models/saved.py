@@ -91,6 +91,15 @@ def read_record(path: str | Path) -> dict:
     return rec
 
 
+def upgrade_config(config: dict) -> dict:
+    """Builder configs written by older fcnkit versions, in today's argument names
+    (``fcn8s_det`` called its heatmap classes ``num_classes`` until 2026-12)."""
+    config = dict(config)
+    if str(config.get("name", "")).replace("-", "_") == "fcn8s_det" and "num_classes" in config:
+        config["det_classes"] = config.pop("num_classes")
+    return config
+
+
 def read_config(path: str | Path) -> dict | None:
     """The builder config of a model file without reading its tensors (safetensors header
     or a memory-mapped torch record); ``None`` if the file is not an fcnkit model."""
@@ -98,12 +107,12 @@ def read_config(path: str | Path) -> dict | None:
         path = resolve(path)
         if path.suffix == ".safetensors":
             header = _safetensors_header(path)
-            return json.loads(header["config"]) if header.get("format") == FORMAT else None
+            return upgrade_config(json.loads(header["config"])) if header.get("format") == FORMAT else None
         rec = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # noqa: BLE001 - "not a model file" is the answer; loaders report the details
         return None
     ok = isinstance(rec, dict) and rec.get("format") == FORMAT and isinstance(rec.get("config"), dict)
-    return dict(rec["config"]) if ok else None
+    return upgrade_config(rec["config"]) if ok else None
 
 
 def _safetensors_header(path: Path) -> dict[str, str]:
@@ -137,7 +146,7 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
     ``model.meta`` carries the classes, palette and ignore index saved with it.
     """
     rec = read_record(path)
-    config = dict(rec["config"])
+    config = upgrade_config(rec["config"])
     meta = dict(rec.get("meta", {}))
     recipe = meta.get("optimization")
     if recipe:

@@ -1,0 +1,77 @@
+"""Several datasets as one training set: what MultiNet trains its joint model on.
+
+``build_dataset(["camvid:...", "voc_xml:..."], split)`` concatenates the datasets;
+each sample keeps exactly the labels its own dataset has (a CamVid frame its mask, a
+raccoon photo its boxes), and the collate/loss use only the labels a sample carries.
+The class lists must agree across datasets of the same kind, since one head scores
+them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch.utils.data import ConcatDataset, Dataset
+
+from .base import IGNORE_INDEX
+
+
+def has_masks(ds: Dataset) -> bool:
+    return getattr(ds, "task", None) == "segmentation"
+
+
+def has_boxes(ds: Dataset) -> bool:
+    """Detection datasets, and segmentation datasets that also derive boxes (``box_classes``)."""
+    return getattr(ds, "task", None) == "detection" or bool(getattr(ds, "box_classes", None))
+
+
+def box_classes_of(ds: Dataset) -> list[str]:
+    if getattr(ds, "task", None) == "detection":
+        return list(ds.classes)
+    return list(getattr(ds, "box_classes", None) or [])
+
+
+class MixedDataset(ConcatDataset):
+    """``datasets`` end to end, with the class metadata of the mixture.
+
+    ``classes``: the segmentation classes when any dataset has masks, else the box
+    classes (as on a ``DetectionDataset``); ``box_classes``: the detection classes;
+    ``task``: ``"segmentation"``, ``"detection"`` or ``"joint"`` (both kinds present).
+    """
+
+    def __init__(self, datasets: Sequence[Dataset], names: Sequence[str] | None = None) -> None:
+        super().__init__(list(datasets))
+        names = list(names or [type(d).__name__ for d in datasets])
+        seg = [(n, d) for n, d in zip(names, datasets) if has_masks(d)]
+        det = [(n, d) for n, d in zip(names, datasets) if has_boxes(d)]
+        if not seg and not det:
+            raise ValueError(f"{', '.join(names)}: none of these datasets has masks or boxes")
+        self.box_classes = _agree("box classes", [(n, box_classes_of(d)) for n, d in det]) if det else []
+        if seg:
+            self.classes = _agree("segmentation classes", [(n, list(d.classes)) for n, d in seg])
+            self.palette = list(getattr(seg[0][1], "palette", []) or [])
+            self.ignore_index = int(getattr(seg[0][1], "ignore_index", IGNORE_INDEX))
+        else:
+            self.classes, self.palette, self.ignore_index = list(self.box_classes), [], IGNORE_INDEX
+        self.task = "joint" if seg and det else ("segmentation" if seg else "detection")
+        self.names = names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{n}: {len(d)}" for n, d in zip(self.names, self.datasets))
+        return f"MixedDataset({self.task}; {parts})"
+
+
+def _agree(what: str, named: list[tuple[str, list[str]]]) -> list[str]:
+    first_name, first = named[0]
+    for name, classes in named[1:]:
+        if classes != first:
+            raise ValueError(f"{name} and {first_name} have different {what} ({classes} vs {first}); one head "
+                             f"cannot learn both: relabel one dataset")
+    return first
+
+
+__all__ = ["MixedDataset", "box_classes_of", "has_boxes", "has_masks"]

@@ -30,7 +30,7 @@ import torch
 from fcnkit.cli.models import parse_size
 from fcnkit.export import optimize as opt
 from fcnkit.export.bench import BenchRow, format_table, machine_peaks, peak_for, plot_rows, time_callable
-from fcnkit.export.runtime import TorchRuntime
+from fcnkit.inference.runtime import TorchRuntime
 from fcnkit.export.torch_opt import load_optimized
 from fcnkit.models import create_model
 from fcnkit.profile import count_flops
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                 runtime, twin, size = variant.runtime, variant.torch_model, variant.size_bytes
                 backend, precision = variant.backend, variant.precision
                 if compute == "bf16":
-                    from fcnkit.export.runtime import OpenVINOModel
+                    from fcnkit.inference.runtime import OpenVINOModel
 
                     runtime = OpenVINOModel(variant.staged[-1], threads=args.threads, precision="bf16", static=True)
                     precision = "int8+bf16"

@@ -71,7 +71,7 @@ def test_bench_missing_file(tmp_path, capsys):
 
 
 def test_torch_compile_path_matches_eager():
-    from fcnkit.export.runtime import TorchRuntime
+    from fcnkit.inference.runtime import TorchRuntime
 
     model = create_model("fcn8s", num_classes=3, width=1 / 16).eval()
     with torch.no_grad():

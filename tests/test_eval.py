@@ -12,7 +12,8 @@ from torch import nn
 from torchvision import tv_tensors
 
 from fcnkit.data import pad_collate
-from fcnkit.engine.evaluate import evaluate, evaluate_checkpoint, write_report
+from fcnkit.engine.evaluate import evaluate, write_report
+from fcnkit.inference.evaluate import evaluate_checkpoint
 from fcnkit.metrics import RoadMaxF, confusion_matrix
 from fcnkit.models import create_model
 from fcnkit.models.saved import save_model

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from fcnkit.cli import main
-from fcnkit.export import OnnxRuntimeModel, OpenVINOModel, load_runtime
+from fcnkit.inference.runtime import OnnxRuntimeModel, OpenVINOModel, open_model
 from fcnkit.export.onnx_export import export_onnx
 from fcnkit.export.openvino_export import export_openvino
-from fcnkit.export.runtime import sidecar_path
+from fcnkit.inference.runtime import sidecar_path
 from fcnkit.models import create_model
 from fcnkit.models.saved import save_model
 
@@ -86,7 +86,7 @@ def test_openvino_parity_two_sizes(exported, tmp_path):
 
 def test_load_runtime_carries_metadata_and_matches_torch_argmax(exported):
     model, path, _ = exported
-    runtime = load_runtime(path)
+    runtime = open_model(path)
     assert runtime.backend == "onnxruntime" and runtime.precision == "fp32"
     assert runtime.meta["classes"] == META["classes"] and runtime.meta["palette"] == META["palette"]
     assert runtime.meta["ignore_index"] == 255 and runtime.meta["config"]["name"] == "fcn8s"
@@ -118,7 +118,7 @@ def test_cli_export_onnx_and_openvino(tmp_path, capsys):
     assert "argmax agreement 100.000%" in out and "35x50" in out
     side = json.loads(sidecar_path(tmp_path / "tiny.xml").read_text())
     assert side["classes"] == META["classes"] and side["precision"] == "fp32"
-    runtime = load_runtime(tmp_path / "tiny.xml")
+    runtime = open_model(tmp_path / "tiny.xml")
     x = torch.randn(1, 3, 48, 52)
     with torch.no_grad():
         assert np.array_equal(runtime(x).argmax(1).numpy(), model(x).argmax(1).numpy())
@@ -160,3 +160,43 @@ def test_predictor_gives_the_same_masks_for_torch_and_onnx(exported):
     assert onnx_pred.mask.shape == torch_mask.shape == (50, 70)
     assert np.mean(onnx_pred.mask == torch_mask) >= 0.999
     assert onnx_pred.classes == META["classes"]
+
+
+def test_joint_model_exports_every_output_and_runs_predict_and_eval_from_the_files(tmp_path):
+    """The joint model (all four outputs: heatmap, size, offset, seg) to ONNX and OpenVINO,
+    parity on each output; Predictor and fcnkit eval on the files equal the torch model."""
+    from test_data_fixtures import write_camvid
+
+    from fcnkit import Predictor
+    from fcnkit.inference.evaluate import evaluate_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("fcn8s_joint", num_classes=11, det_classes=2, encoder="mobilenet_v3_large",
+                         width=0.25).eval()
+    model.meta = {"classes": [f"c{i}" for i in range(11)], "box_classes": ["cat", "dog"]}
+    onnx_path, xml = tmp_path / "joint.onnx", tmp_path / "joint.xml"
+    report = export_onnx(model, onnx_path, sizes=SIZES)
+    assert [p.output for p in report.parity] == ["heatmap", "size", "offset", "seg"] * 2
+    assert all(p.agreement >= 0.999 for p in report.parity if p.output == "seg")
+    ov_report = export_openvino(model, xml, sizes=SIZES, onnx_path=onnx_path)
+    assert len(ov_report.parity) == 8 and all(p.max_abs_diff < 1e-3 for p in ov_report.parity)
+    image = (np.random.default_rng(0).random((70, 90, 3)) * 255).astype(np.uint8)
+    ref = Predictor(model, channels_last=False).predict(image)
+    for path in (onnx_path, xml):
+        runtime = open_model(path)
+        assert (runtime.task, runtime.outputs, runtime.det_classes, runtime.output_stride) == (
+            "joint", ("heatmap", "size", "offset", "seg"), 2, 4)
+        got = Predictor(path).predict(image)
+        assert np.array_equal(got.mask, ref.mask)
+        boxes = lambda p: np.array([d["box"] for d in p.detections])  # noqa: E731
+        assert len(got.detections) == len(ref.detections) > 0
+        np.testing.assert_allclose(boxes(got), boxes(ref), atol=1e-3)
+    save_model(model, tmp_path / "joint.pt")
+    write_camvid(tmp_path / "camvid", {"val": 2}, size=(40, 48))
+    kw = dict(workers=0, progress=False, device="cpu")
+    data = f"camvid:{tmp_path / 'camvid'}"
+    torch_report = evaluate_checkpoint(tmp_path / "joint.pt", data, out_dir=tmp_path / "e-pt", **kw)
+    for path in (onnx_path, xml):
+        file_report = evaluate_checkpoint(path, data, out_dir=tmp_path / f"e-{path.suffix[1:]}", **kw)
+        assert file_report["backend"] in ("onnxruntime", "openvino") and file_report["task"] == "joint"
+        assert file_report["confusion_matrix"] == torch_report["confusion_matrix"]

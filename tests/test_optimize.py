@@ -12,7 +12,7 @@ from PIL import Image
 import fcnkit
 from conftest import data_dir
 from fcnkit.cli import main
-from fcnkit.export import load_runtime
+from fcnkit.inference.runtime import open_model
 from fcnkit.export.fold import count_batchnorms, fold_batchnorm
 from fcnkit.export.onnx_export import export_onnx
 from fcnkit.export.openvino_export import onnx_to_openvino, save_ir
@@ -132,7 +132,7 @@ def test_int8_argmax_agreement_on_camvid(tmp_path):
     export_onnx(model, fp32, verify=False)
     quantize_onnx(fp32, tmp_path / "m8.onnx", calib)
     save_ir(quantize_openvino(onnx_to_openvino(fp32), calib), tmp_path / "m8.xml", {"precision": "int8"})
-    ort8, ov8 = load_runtime(tmp_path / "m8.onnx"), load_runtime(tmp_path / "m8.xml")
+    ort8, ov8 = open_model(tmp_path / "m8.onnx"), open_model(tmp_path / "m8.xml")
     assert ov8.precision == "int8"
     for x in images:
         with torch.no_grad():
@@ -188,7 +188,7 @@ def test_optimize_accepts_and_records(tmp_path, capsys):
     text = capsys.readouterr().out
     assert code == 0 and out.is_file(), text
     assert "fp32 model: mean IU 100.00 on 3 val images" in text
-    runtime = load_runtime(out)
+    runtime = open_model(out)
     results = runtime.meta["optimization"]["results"]
     assert runtime.precision == "int8" and results["fp32_mean_iu"] == pytest.approx(100.0)
     assert results["mean_iu"] == pytest.approx(100.0 + results["mean_iu_change"])

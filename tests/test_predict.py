@@ -110,7 +110,7 @@ def test_checkpoint_path_gives_the_same_masks_and_its_palette(model, tmp_path) -
 def test_any_callable_backend_gives_the_same_masks(model) -> None:
     """The exported-runtime seam: a callable from normalised NCHW to logits with .meta/.preprocessing."""
 
-    class Runtime:  # what fcnkit.export.runtime.load_runtime returns, minus the file
+    class Runtime:  # what fcnkit.inference.runtime.open_model returns, minus the file
         meta = {"classes": ["a", "b", "c"], "palette": PALETTE}
         preprocessing = model.preprocessing
 
@@ -126,7 +126,7 @@ def test_any_callable_backend_gives_the_same_masks(model) -> None:
 
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
 def test_exported_file_gives_the_same_masks(model, tmp_path, fmt) -> None:
-    """The exported-runtime seam (``fcnkit.export.runtime.load_runtime``), whole and tiled."""
+    """The exported-runtime seam (``fcnkit.inference.runtime.open_model``), whole and tiled."""
     if fmt == "onnx":
         pytest.importorskip("onnxruntime")
         from fcnkit.export.onnx_export import export_onnx

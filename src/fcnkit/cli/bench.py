@@ -51,7 +51,7 @@ def _bench(args: argparse.Namespace) -> int:
     import torch
 
     from ..export.bench import BenchRow, format_table, machine_peaks, peak_for, plot_rows, time_callable
-    from ..export.runtime import TorchRuntime, load_runtime
+    from ..inference.runtime import TorchRuntime, open_model
     from ..export.torch_opt import build_structure
     from ..profile import count_flops
 
@@ -74,7 +74,7 @@ def _bench(args: argparse.Namespace) -> int:
         kwargs = dict(kwargs)
         if path.suffix.lower() == ".xml":
             kwargs["static"] = True  # a fixed-size benchmark: OpenVINO's static-shape network
-        runtime = load_runtime(path, threads=args.threads, **kwargs)
+        runtime = open_model(path, threads=args.threads, **kwargs)
         if isinstance(runtime, TorchRuntime):
             twin = runtime.module
         else:

@@ -44,7 +44,7 @@ def _fmt(v: float | None) -> str:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from ..engine.evaluate import evaluate_checkpoint
+    from ..inference.evaluate import evaluate_checkpoint
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, not {args.batch_size}")

@@ -205,7 +205,7 @@ def _ladder(model: nn.Module, val_set: Dataset, plan: DemoPlan, out: Path, say) 
     """fp32 eager (the yardstick), bf16 autocast, ONNX Runtime fp32 and int8: ms and mean IU."""
     from ..export.onnx_export import export_onnx
     from ..export.quantize import quantize_onnx
-    from ..export.runtime import OnnxRuntimeModel
+    from ..inference.runtime import OnnxRuntimeModel
 
     samples = [Sample(img.as_subclass(Tensor).unsqueeze(0), tgt["mask"].as_subclass(Tensor).unsqueeze(0))
                for img, tgt in (val_set[i] for i in range(len(val_set)))]

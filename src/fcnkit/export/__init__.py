@@ -1,10 +1,6 @@
-"""Export, optimise and measure: ONNX / OpenVINO exports checked against eager PyTorch,
-int8 / bf16 / SVD / BN-folded / compiled variants checked against the fp32 model's
-mean IU, and a benchmark that reports each one's speed.
+"""Export, optimise and measure: ONNX / OpenVINO exports checked against eager PyTorch
+on every output, int8 / bf16 / SVD / BN-folded / compiled variants checked against the
+fp32 model's mean IU, and a benchmark that reports each one's speed.
 
-``load_runtime(path)`` opens any of them behind one call: ``runtime(x) -> logits``.
+This layer writes and verifies files; ``fcnkit.inference.runtime.open_model`` opens them.
 """
-
-from .runtime import OnnxRuntimeModel, OpenVINOModel, Runtime, TorchRuntime, load_runtime
-
-__all__ = ["Runtime", "OnnxRuntimeModel", "OpenVINOModel", "TorchRuntime", "load_runtime"]

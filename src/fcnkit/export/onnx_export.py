@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..io import atomic_write
-from .runtime import INPUT_NAME, META_KEY, OUTPUT_NAME, OnnxRuntimeModel, export_meta
+from ..inference.runtime import INPUT_NAME, META_KEY, TASK_OUTPUTS, OnnxRuntimeModel, export_meta
 from .verify import DEFAULT_SIZES, Parity, check_parity
 
 DEFAULT_OPSET = 18
@@ -50,17 +50,19 @@ def to_onnx_proto(model: nn.Module, *, opset: int = DEFAULT_OPSET, meta: dict | 
     device = next(model.parameters()).device
     x = torch.zeros(*EXAMPLE_SHAPE, device=device)
     dims = {0: Dim("batch"), 2: Dim("height"), 3: Dim("width")}
+    outputs = TASK_OUTPUTS[getattr(model, "task", "segmentation")]  # a dict's values, in the model's order
     with warnings.catch_warnings(), _quiet():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(model, (x,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
-                                    output_names=[OUTPUT_NAME], dynamic_shapes=(dims,),
+                                    output_names=list(outputs), dynamic_shapes=(dims,),
                                     verbose=False, optimize=True)
     proto = program.model_proto
-    # the model returns logits at the input's size: say so instead of the exporter's derived expressions
-    out_dims = proto.graph.output[0].type.tensor_type.shape.dim
-    for i, name in ((0, "batch"), (2, "height"), (3, "width")):
-        out_dims[i].ClearField("dim_value")
-        out_dims[i].dim_param = name
+    # class scores come at the input's size: say so instead of the exporter's derived expressions
+    for out in proto.graph.output:
+        out_dims = out.type.tensor_type.shape.dim
+        for i, name in ((0, "batch"), (2, "height"), (3, "width")) if out.name in ("logits", "seg") else ((0, "batch"),):
+            out_dims[i].ClearField("dim_value")
+            out_dims[i].dim_param = name
     set_metadata(proto, meta if meta is not None else export_meta(model))
     proto.producer_name = "fcnkit"
     return proto

@@ -16,7 +16,7 @@ from pathlib import Path
 from torch import nn
 
 from .onnx_export import DEFAULT_OPSET, ExportReport, check_onnx, save_proto, to_onnx_proto
-from .runtime import OpenVINOModel, export_meta, sidecar_path
+from ..inference.runtime import OpenVINOModel, export_meta, sidecar_path
 from .verify import DEFAULT_SIZES, check_parity
 
 

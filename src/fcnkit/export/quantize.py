@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 from torch import Tensor
 
-from .runtime import INPUT_NAME
+from ..inference.runtime import INPUT_NAME
 
 
 def _arrays(images: Sequence[Tensor]) -> list[np.ndarray]:

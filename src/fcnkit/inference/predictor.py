@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .backend import Backend, load_backend
+from .runtime import Runtime, open_model
 from .context import GlobalPoolContext
 from .images import ImageReadError, read_image, to_rgb_array
 from .memory import HeapGuard
@@ -109,7 +109,8 @@ class Predictor:
                  max_memory: int | str | None = None, tta: bool = False, scales: Sequence[float] = (1.0,),
                  flip: bool = False, bf16: bool = False, channels_last: bool | None = None,
                  progress: bool = True) -> None:
-        self.backend: Backend = load_backend(model_or_path, device=device, bf16=bf16, channels_last=channels_last)
+        self.backend: Runtime = open_model(model_or_path, device=device, precision="bf16" if bf16 else None,
+                                           channels_last=channels_last)
         self.device = self.backend.device
         self.progress = progress
         scales = tuple(float(s) for s in scales)
@@ -138,9 +139,8 @@ class Predictor:
         """One tiny forward pass: tensor logits or a dict of maps (detection), and how many classes."""
         m = self.backend.pad_multiple
         out = self.backend(torch.zeros(1, 3, m, m, device=self.device))
-        self.detection = isinstance(out, dict)
-        config = self.backend.meta.get("config", {})  # exported models carry the builder config
-        self.detection_stride = int(getattr(self.backend.module, "output_stride", 0) or config.get("output_stride", 4))
+        self.detection = self.backend.task != "segmentation"  # the runner's task: boxes (and maybe masks)
+        self.detection_stride = self.backend.output_stride
         seg = out.get("seg") if self.detection else out
         self.num_classes = int(seg.shape[1]) if seg is not None else 0
         if self.detection and (self.forced_plan is not None or self.tta):
@@ -260,7 +260,7 @@ class Predictor:
         x = torch.from_numpy(np.stack(arrays)).to(self.device).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
         out = self._logits(x)
         detections: list[list[dict] | None] = [None] * len(arrays)
-        if isinstance(out, dict):
+        if self.detection:
             detections = decode_detections(out, (h, w), self.detection_stride)
             out = out.get("seg")
         results = []

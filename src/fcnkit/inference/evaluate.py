@@ -1,0 +1,162 @@
+"""``fcnkit eval`` as a function: open any model (name, file, export), score it on a dataset.
+
+The scoring loop is ``fcnkit.engine.evaluate`` (the trainer validates with it too);
+this module opens the model through ``open_model`` (so ``.onnx`` and OpenVINO files
+are scored exactly like checkpoints), builds the data and writes the report.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ..data import build_dataset, eval_transforms
+from ..detection.decode import DEFAULT_NMS_IOU, decode
+from ..draw import draw_boxes
+from ..engine import distributed as D
+from ..engine.evaluate import DET_KEYS, evaluate, write_report
+from ..engine.runtime import cpu_bf16_pays, resolve_amp, resolve_device
+from ..engine.sampling import ShardSampler
+from ..engine.tasks import TASKS, Task
+from ..io import atomic_write
+from ..models.zoo import report_dir
+from .runtime import open_model
+
+GT_COLOUR, PRED_COLOUR = (0, 255, 0), (255, 0, 0)
+
+
+@torch.no_grad()
+def draw_detection_examples(model: nn.Module | Callable, dataset: Dataset, path: str | Path, *, n: int = 8,
+                            threshold: float = 0.3, nms_iou: float | None = DEFAULT_NMS_IOU,
+                            transform=None) -> None:
+    """A grid PNG of the first ``n`` images with boxes: ground truth green, detections (score
+    >= ``threshold``, or else the single best) red with their scores. ``dataset`` yields
+    uint8 images; ``transform`` (e.g. a resize) is applied before the model sees them."""
+    model.eval()
+    side, tiles = 256, []
+    for i in range(min(len(dataset), n * 4)):  # some samples may have no boxes
+        image, target = dataset[i]
+        if "boxes" not in target:
+            continue
+        image = image.as_subclass(Tensor)  # (3, H, W) uint8
+        x = model.preprocessing(image.float().div(255)).unsqueeze(0)
+        (pred,) = decode({k: v for k, v in model(x).items() if k in DET_KEYS}, stride=model.output_stride,
+                         threshold=0.0, nms_iou=nms_iou, image_sizes=[tuple(image.shape[-2:])])
+        keep = max(1, int((pred["scores"] >= threshold).sum()))  # at least the best guess, score shown
+        tile = Image.fromarray(image.permute(1, 2, 0).numpy())
+        draw_boxes(tile, target["boxes"].as_subclass(Tensor).tolist(), colors=GT_COLOUR)
+        draw_boxes(tile, pred["boxes"][:keep].tolist(), colors=PRED_COLOUR,
+                   captions=[f"{s:.2f}" for s in pred["scores"][:keep].tolist()])
+        tile.thumbnail((side, side))  # letterboxed into side x side below
+        canvas = Image.new("RGB", (side, side))
+        canvas.paste(tile, (0, 0))
+        tiles.append(np.asarray(canvas))
+        if len(tiles) == n:
+            break
+    if not tiles:
+        return
+    cols = min(4, len(tiles))
+    rows = [np.concatenate(tiles[r:r + cols] + [np.zeros_like(tiles[0])] * (cols - len(tiles[r:r + cols])), 1)
+            for r in range(0, len(tiles), cols)]
+    grid = Image.fromarray(np.concatenate(rows, 0))
+    atomic_write(path, lambda f: grid.save(f, format="PNG"))
+
+
+def _resize(max_size: int | None):
+    from torchvision.transforms import v2
+
+    return [v2.Resize(size=None, max_size=int(max_size))] if max_size else []
+
+
+def _check_classes(checkpoint, data, split, model: nn.Module, task: Task, dataset: Dataset) -> None:
+    kind = getattr(dataset, "task", "segmentation")
+    if task.segments and kind in ("segmentation", "joint"):
+        classes = list(getattr(dataset, "classes", []))
+        if len(classes) != model.num_classes:
+            raise ValueError(f"{checkpoint}: the model predicts {model.num_classes} classes but {data} ({split}) "
+                             f"has {len(classes)}")
+        meta_classes = model.meta.get("classes")
+        if meta_classes and list(meta_classes) != classes:
+            warnings.warn(f"{checkpoint}: class names differ from the dataset's ({meta_classes} vs {classes}); "
+                          f"scoring by index", stacklevel=3)
+    if task.detects and kind in ("detection", "joint"):
+        from ..data.mixed import box_classes_of
+
+        boxes = box_classes_of(dataset) if kind == "detection" else list(dataset.box_classes)
+        if len(boxes) != model.det_classes:
+            raise ValueError(f"{checkpoint}: the model detects {model.det_classes} classes but {data} ({split}) "
+                             f"has {len(boxes)} box classes")
+    if not (task.segments and kind in ("segmentation", "joint")) and not (task.detects and kind in ("detection",
+                                                                                                  "joint")):
+        raise ValueError(f"{checkpoint}: a {task.name} model cannot be scored on {data}, which has "
+                         f"{'masks' if kind == 'segmentation' else 'boxes'} only")
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data: str | list[str], *, split: str = "val",
+                        out_dir: str | Path | None = None, batch_size: int = 1, workers: int = 2,
+                        device: str = "auto", amp: str = "auto", channels_last: bool = True,
+                        road_class: int | None = None, max_samples: int | None = None, max_size: int | None = None,
+                        nms_iou: float | None = DEFAULT_NMS_IOU, progress: bool = True) -> dict:
+    """``fcnkit eval`` as a function, for every task: load a saved model / checkpoint (or a
+    weights name), score it on ``data``'s ``split``, write the report; returns the metrics.
+
+    Masks give the paper's four metrics and per-class IoU (``confusion.png``,
+    ``class_iou.png``); ``road_class`` adds KITTI MaxF/AP (default: the "road" class of
+    two-class datasets). Boxes give COCO mAP and ``detections.png``. A joint model
+    reports both, each on the data that has its labels. Images are resized so the longer
+    side is ``max_size`` (default: the size a detector was trained at, from its metadata).
+    """
+    owns_group = not D.active()
+    dist = D.init_distributed(resolve_device(device).type)
+    try:
+        dev = resolve_device(device, local_rank=dist.local_rank)
+        model = open_model(checkpoint, device=dev, channels_last=channels_last)
+        task = TASKS[model.task]
+        max_size = max_size or model.meta.get("max_size")
+        from torchvision.transforms import v2
+
+        dataset = build_dataset(data, split, v2.Compose([*_resize(max_size), eval_transforms(model.preprocessing)]))
+        if len(dataset) == 0:
+            raise ValueError(f"{data}: split {split!r} has no images")
+        _check_classes(checkpoint, data, split, model, task, dataset)
+        classes = list(getattr(dataset, "classes", []))
+        if task.segments and road_class is None and len(classes) == 2 and "road" in [c.lower() for c in classes]:
+            road_class = [c.lower() for c in classes].index("road")
+        ignore_index = int(getattr(dataset, "ignore_index", 255))
+        if max_samples is not None and max_samples < len(dataset):
+            dataset = Subset(dataset, range(max_samples))
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                            sampler=ShardSampler(len(dataset), num_replicas=dist.world_size, rank=dist.rank),
+                            collate_fn=task.collate(model, ignore_index))
+        amp_dtype = (resolve_amp(amp, dev, cpu_bf16_pays=cpu_bf16_pays(model.module))
+                     if model.module is not None else None)  # exported graphs run as stored
+        ev = evaluate(model, loader, num_classes=model.num_classes, device=dev, amp_dtype=amp_dtype,
+                      channels_last=channels_last, road_class=road_class, nms_iou=nms_iou,
+                      progress=progress and dist.is_main)
+        if not dist.is_main:
+            return ev.metrics
+        out = Path(out_dir) if out_dir is not None else report_dir(checkpoint, f"eval-{split}")
+        info = {"checkpoint": str(checkpoint), "backend": model.backend, "data": data if isinstance(data, str) else list(data),
+                "split": split, "task": task.name, "images": len(dataset),
+                "amp": str(None if task.detects else amp_dtype), "report_dir": str(out)}
+        if task.detects:
+            info.update(box_classes=model.meta.get("box_classes") or model.meta.get("classes"), nms_iou=nms_iou,
+                        max_size=max_size)
+        report = write_report(ev, classes if ev.confusion is not None else [], out, **info)
+        if ev.detection is not None:
+            images_only = build_dataset(data, split, v2.Compose(_resize(max_size)) if max_size else None)
+            draw_detection_examples(model, images_only, out / "detections.png", nms_iou=nms_iou)
+        return report
+    finally:
+        if owns_group:
+            D.cleanup()
+
+
+__all__ = ["draw_detection_examples", "evaluate_checkpoint"]

@@ -1,0 +1,363 @@
+"""One way to open a model: ``open_model(name | path | module)`` returns a runner.
+
+Every runner takes a float32 normalised (N, 3, H, W) tensor and returns what the
+model returns: logits (N, C, H, W) for segmentation, a dict of maps for detection
+(``heatmap``, ``size``, ``offset``) and joint models (plus ``seg``). Each carries
+``.meta`` (classes, palette, builder config), ``.preprocessing``, ``.task`` and the
+class counts, so predict, eval, bench, optimize and serve treat an eager model, a
+``.pt``/``.safetensors`` file (with its optimisation recipe), an ONNX file and an
+OpenVINO IR alike. Exported metadata travels with the file: the ``fcnkit`` entry of
+ONNX ``metadata_props``, and a JSON sidecar next to an OpenVINO ``.xml``
+(``model.xml`` -> ``model.json``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..models.registry import model_task
+from ..models.saved import load_model
+from ..models.weights import IMAGENET, Preprocessing
+from ..models.zoo import resolve
+
+META_KEY = "fcnkit"
+META_FORMAT = "fcnkit-export/1"
+INPUT_NAME, OUTPUT_NAME = "images", "logits"
+TASK_OUTPUTS = {"segmentation": ("logits",), "detection": ("heatmap", "size", "offset"),
+                "joint": ("heatmap", "size", "offset", "seg")}  # the order of the model's outputs
+EXPORTED_SUFFIXES = (".onnx", ".xml")
+RUNTIME_BYTES_PER_PIXEL = 2048.0  # exported runtimes cannot be probed with hooks; a conservative guess
+PROBE_SIZE = 128
+
+
+def export_meta(model: nn.Module, **extra: Any) -> dict:
+    """Everything a runtime needs besides the graph: classes, palette, config, preprocessing."""
+    meta = {k: v for k, v in dict(getattr(model, "meta", {}) or {}).items() if k != "optimization"}
+    meta["format"] = META_FORMAT
+    meta["preprocessing"] = _preprocessing_of(model).to_dict()
+    meta["config"] = dict(getattr(model, "config", {}))
+    meta["task"] = getattr(model, "task", "segmentation")
+    meta["outputs"] = list(TASK_OUTPUTS[meta["task"]])
+    meta.setdefault("num_classes", getattr(model, "num_classes", None))
+    meta.update(extra)
+    return json.loads(json.dumps(meta, default=_jsonable))  # plain JSON data, tuples -> lists
+
+
+def _preprocessing_of(model: Any) -> Preprocessing:
+    pre = getattr(model, "preprocessing", None)
+    if pre is None:
+        return IMAGENET
+    return Preprocessing.from_dict(pre) if isinstance(pre, Mapping) else pre
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (np.generic,)):
+        return v.item()
+    if isinstance(v, Path):
+        return str(v)
+    raise TypeError(f"cannot store {type(v).__name__} in export metadata")
+
+
+def sidecar_path(xml_path: str | Path) -> Path:
+    """``model.xml`` -> ``model.json`` (the OpenVINO IR's metadata)."""
+    return Path(xml_path).with_suffix(".json")
+
+
+class Runtime:
+    """Common face of the runners: call on a normalised tensor, get the model's outputs back.
+
+    ``task``, ``num_classes`` (segmentation classes), ``det_classes`` and
+    ``output_stride`` (box maps) come from the metadata; ``module`` is the nn.Module of
+    torch runners (None for exported graphs); ``pad_multiple`` the input size multiple
+    the graph pads to internally.
+    """
+
+    backend: str = "?"
+    precision: str = "fp32"
+    module: nn.Module | None = None
+    pad_multiple: int = 32
+    training = False
+
+    def __init__(self, meta: Mapping, source: str) -> None:
+        self.meta = dict(meta)
+        self.source = source
+        prep = self.meta.get("preprocessing")
+        self.preprocessing = prep if isinstance(prep, Preprocessing) else (
+            Preprocessing.from_dict(prep) if prep else IMAGENET)
+        config = self.meta.get("config", {}) or {}
+        self.config = config
+        name = config.get("name")
+        self.task = self.meta.get("task") or (model_task(name) if name else "segmentation")
+        self.outputs = tuple(self.meta.get("outputs") or TASK_OUTPUTS[self.task])
+        self.num_classes = self.meta.get("num_classes") or config.get("num_classes")
+        self.det_classes = config.get("det_classes", config.get("num_classes") if self.task == "detection" else None)
+        self.output_stride = int(config.get("output_stride", 4)) if self.task != "segmentation" else 1
+        self.device = torch.device("cpu")
+
+    def __call__(self, x: Tensor) -> Tensor | dict[str, Tensor]:
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"{self.source}: expected a (N, 3, H, W) image batch, got {tuple(x.shape)}")
+        arr = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+        arrays = self._run(arr)
+        if len(arrays) != len(self.outputs):
+            raise ValueError(f"{self.source}: the graph has {len(arrays)} outputs, its metadata names "
+                             f"{len(self.outputs)} ({', '.join(self.outputs)})")
+        out = {name: torch.from_numpy(np.asarray(a)).to(x.device) for name, a in zip(self.outputs, arrays)}
+        return out[self.outputs[0]] if self.task == "segmentation" else out
+
+    def _run(self, x: np.ndarray) -> list[np.ndarray]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def bytes_per_pixel(self) -> float:
+        """Peak working memory of one forward pass per input pixel (for tiling budgets)."""
+        return RUNTIME_BYTES_PER_PIXEL
+
+    def eval(self) -> "Runtime":  # the nn.Module calls the evaluator makes
+        return self
+
+    def train(self, mode: bool = True) -> "Runtime":
+        return self
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.source!r}, precision={self.precision})"
+
+
+class OnnxRuntimeModel(Runtime):
+    """An ``.onnx`` file run by ONNX Runtime (CUDA provider first when present)."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, path: str | Path, *, threads: int | None = None,
+                 providers: list[str] | None = None) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such ONNX file")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        if providers is None:
+            available = ort.get_available_providers()
+            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+        except Exception as e:  # noqa: BLE001 - name the file
+            raise ValueError(f"{path}: ONNX Runtime cannot load it ({type(e).__name__}: {e})") from e
+        raw = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
+        super().__init__(json.loads(raw) if raw else {}, str(path))
+        self.precision = self.meta.get("precision", "fp32")
+        self.input_name = self.session.get_inputs()[0].name
+
+    def _run(self, x: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {self.input_name: x})
+
+
+class OpenVINOModel(Runtime):
+    """An OpenVINO IR (``.xml`` + ``.bin`` + ``.json`` sidecar).
+
+    ``precision`` ("fp32" or "bf16") sets the CPU plugin's inference precision hint;
+    by default the one recorded at export. ``static=True`` compiles one network per
+    input shape (cached), which OpenVINO runs faster than a dynamic-shape network.
+    """
+
+    backend = "openvino"
+
+    def __init__(self, xml_path: str | Path, *, threads: int | None = None, precision: str | None = None,
+                 device: str = "CPU", static: bool = False) -> None:
+        import openvino as ov
+
+        xml_path = Path(xml_path)
+        if not xml_path.is_file():
+            raise FileNotFoundError(f"{xml_path}: no such OpenVINO IR file")
+        side = sidecar_path(xml_path)
+        if not side.is_file():
+            raise FileNotFoundError(f"{side}: missing metadata sidecar of {xml_path.name} "
+                                    f"(re-export with `fcnkit export --format openvino`)")
+        try:
+            meta = json.loads(side.read_text())
+        except ValueError as e:
+            raise ValueError(f"{side}: not valid JSON ({e})") from e
+        super().__init__(meta, str(xml_path))
+        self.precision = meta.get("precision", "fp32")
+        compute = precision or meta.get("inference_precision", "fp32")
+        if compute not in ("fp32", "bf16"):
+            raise ValueError(f"OpenVINO inference precision must be fp32 or bf16, not {compute!r}")
+        self.compute_precision = compute
+        if self.precision == "fp32" and compute == "bf16":
+            self.precision = "bf16"
+        self.core = ov.Core()
+        try:
+            self.model = self.core.read_model(str(xml_path))
+        except Exception as e:  # noqa: BLE001
+            raise ValueError(f"{xml_path}: OpenVINO cannot read it ({type(e).__name__}: {e})") from e
+        self.ov_device = device  # OpenVINO's device name; inputs and outputs stay on the CPU
+        self.config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "bf16" if compute == "bf16" else "f32",
+                                       "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            self.config["INFERENCE_NUM_THREADS"] = int(threads)
+        self.static = static
+        self._compiled: dict[tuple[int, ...], Any] = {}
+
+    def _compiled_for(self, shape: tuple[int, ...]):
+        key = shape if self.static else ()
+        if key not in self._compiled:
+            model = self.model
+            if self.static:
+                model = self.model.clone()
+                model.reshape({0: list(shape)})  # (N, 3, H, W) fixed
+                if len(self._compiled) >= 4:  # keep a few sizes, not every size ever seen
+                    self._compiled.pop(next(iter(self._compiled)))
+            self._compiled[key] = self.core.compile_model(model, self.ov_device, self.config)
+        return self._compiled[key]
+
+    def _run(self, x: np.ndarray) -> list[np.ndarray]:
+        compiled = self._compiled_for(tuple(x.shape))
+        result = compiled(x)
+        return [result[port] for port in compiled.outputs]
+
+
+class TorchRuntime(Runtime):
+    """An eager (or ``torch.compile``d) PyTorch model with the same call as the others.
+
+    ``precision="bf16"`` runs under CPU/CUDA autocast in bf16 (outputs come back
+    float32); ``channels_last`` uses the memory format oneDNN's convolutions prefer.
+    The module is put in eval mode (and channels_last) in place.
+    """
+
+    backend = "torch"
+
+    def __init__(self, model: nn.Module, *, precision: str = "fp32", compile: bool = False,
+                 channels_last: bool = True, threads: int | None = None, source: str = "<model>") -> None:
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"the torch backend runs fp32 or bf16, not {precision!r} "
+                             f"(int8 is done by the onnxruntime and openvino backends)")
+        meta = export_meta(model, **{k: v for k, v in getattr(model, "meta", {}).items() if k == "optimization"})
+        meta["preprocessing"] = _preprocessing_of(model)
+        super().__init__(meta, source)
+        self.task = getattr(model, "task", self.task)
+        self.num_classes = getattr(model, "num_classes", self.num_classes)
+        self.det_classes = getattr(model, "det_classes", self.det_classes)
+        self.output_stride = int(getattr(model, "output_stride", self.output_stride))
+        self.precision = precision
+        self.compiled = compile
+        self.module = model.eval()
+        self.pad_multiple = int(getattr(model, "pad_multiple", 32)) or 32
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.channels_last = channels_last
+        if channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)
+        self._forward = torch.compile(self.module, dynamic=None) if compile else self.module
+        self.device = next(self.module.parameters()).device
+        self._bytes_per_pixel: float | None = None
+
+    @property
+    def bf16(self) -> bool:
+        return self.precision == "bf16"
+
+    def __call__(self, x: Tensor) -> Tensor | dict[str, Tensor]:
+        x = x.to(self.device, torch.float32)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
+            out = self._forward(x)
+        if isinstance(out, Mapping):
+            return {k: v.float().contiguous() for k, v in out.items()}
+        return out.float().contiguous()
+
+    def bytes_per_pixel(self) -> float:
+        """The largest (inputs + output) of any leaf layer on a ``PROBE_SIZE``^2 input, times 2
+        for allocator slack and retained skip features, measured once. It errs high for the
+        reference geometry (its 100-pixel pad costs most on a small probe)."""
+        if self._bytes_per_pixel is None:
+            peak = 0
+
+            def hook(_module: nn.Module, inputs: tuple, output: Any) -> None:
+                nonlocal peak
+                outs = output.values() if isinstance(output, Mapping) else [output]
+                peak = max(peak, sum(t.numel() * t.element_size() for t in (*inputs, *outs)
+                                     if isinstance(t, Tensor)))
+
+            handles = [m.register_forward_hook(hook) for m in self.module.modules() if not list(m.children())]
+            try:
+                self(torch.zeros(1, 3, PROBE_SIZE, PROBE_SIZE, device=self.device))
+            finally:
+                for h in handles:
+                    h.remove()
+            self._bytes_per_pixel = 2.0 * peak / PROBE_SIZE**2
+        return self._bytes_per_pixel
+
+
+class CallableRuntime(Runtime):
+    """Any callable with ``preprocessing`` (and optionally ``meta``): a stand-in model."""
+
+    backend = "callable"
+
+    def __init__(self, fn: Callable[[Tensor], Any], device: torch.device) -> None:
+        super().__init__({**dict(getattr(fn, "meta", {}) or {}), "preprocessing": _preprocessing_of(fn)},
+                         type(fn).__name__)
+        self.fn, self.device = fn, device
+
+    def __call__(self, x: Tensor) -> Tensor | dict[str, Tensor]:
+        with torch.inference_mode():
+            out = self.fn(x)
+        if isinstance(out, Mapping):
+            return {k: torch.as_tensor(v).float() for k, v in out.items()}
+        return torch.as_tensor(out).float().to(self.device)
+
+
+def open_model(model: nn.Module | str | Path | Callable, *, device: str | torch.device | None = None,
+               precision: str | None = None, threads: int | None = None, channels_last: bool | None = None,
+               compile: bool | None = None, **kwargs: Any) -> Runtime:
+    """The runner for a weights name, a model file or a module.
+
+    ``.onnx`` -> ONNX Runtime; ``.xml`` -> OpenVINO (its ``.json`` sidecar holds the
+    metadata); any other file is an fcnkit torch record (a saved model, a training
+    checkpoint, a ``.safetensors`` release, or a ``fcnkit optimize --backend torch``
+    result whose recipe, e.g. SVD or folded BN, is rebuilt and whose precision and
+    compile setting are the defaults); an nn.Module runs as it is; any other callable
+    with ``preprocessing`` is wrapped. ``device`` places torch models (default: CUDA
+    when available); ``channels_last`` defaults to on for CPU.
+    """
+    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(model, (str, Path)):
+        path = resolve(model)  # a file, or the name of registered weights
+        suffix = path.suffix.lower()
+        if suffix == ".onnx":
+            if precision not in (None, "fp32", "int8"):
+                raise ValueError(f"{path}: ONNX Runtime runs the graph as stored; precision {precision!r} "
+                                 f"not available")
+            return OnnxRuntimeModel(path, threads=threads, **kwargs)
+        if suffix == ".xml":
+            return OpenVINOModel(path, threads=threads, precision=precision, **kwargs)
+        module = load_model(path)
+        recipe = dict(module.meta.get("optimization", {}))
+        precision = precision or recipe.get("precision", "fp32")
+        compile = recipe.get("compile", False) if compile is None else compile
+        source = str(path)
+    elif isinstance(model, nn.Module):
+        module, source = model, type(model).__name__
+    elif callable(model):
+        return CallableRuntime(model, dev)
+    else:
+        raise ValueError(f"expected a weights name, a model path, an nn.Module or a callable, got "
+                         f"{type(model).__name__}")
+    module = module.eval().to(dev)
+    if channels_last is None:
+        channels_last = dev.type == "cpu"  # faster convolutions on CPU (oneDNN's preferred layout)
+    return TorchRuntime(module, precision=precision or "fp32", compile=bool(compile), channels_last=channels_last,
+                        threads=threads, source=source)
+
+
+__all__ = ["CallableRuntime", "EXPORTED_SUFFIXES", "INPUT_NAME", "META_KEY", "OUTPUT_NAME", "OnnxRuntimeModel",
+           "OpenVINOModel", "Runtime", "TASK_OUTPUTS", "TorchRuntime", "export_meta", "open_model", "sidecar_path"]

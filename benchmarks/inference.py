@@ -31,7 +31,7 @@ from fcnkit.cli.models import parse_size
 from fcnkit.export import optimize as opt
 from fcnkit.export.bench import BenchRow, format_table, machine_peaks, peak_for, plot_rows, time_callable
 from fcnkit.inference.runtime import TorchRuntime
-from fcnkit.export.torch_opt import load_optimized
+from fcnkit.models.saved import load_model as load_saved
 from fcnkit.models import create_model
 from fcnkit.profile import count_flops
 
@@ -60,7 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, bool]:
     if args.checkpoint is not None:
-        model, recipe = load_optimized(args.checkpoint)
+        model = load_saved(args.checkpoint)
+        recipe = model.meta.get("optimization")
         if recipe or model.config.get("encoder") != "vgg16":
             raise SystemExit(f"{args.checkpoint}: need a plain VGG-16 FCN checkpoint (got {model.config}, {recipe})")
         return model.eval(), True

@@ -13,15 +13,15 @@ import fcnkit
 from conftest import data_dir
 from fcnkit.cli import main
 from fcnkit.inference.runtime import open_model
-from fcnkit.export.fold import count_batchnorms, fold_batchnorm
+from fcnkit.models.fold import count_batchnorms, fold_batchnorm
 from fcnkit.export.onnx_export import export_onnx
 from fcnkit.export.openvino_export import onnx_to_openvino, save_ir
 from fcnkit.export.quantize import quantize_onnx, quantize_openvino
-from fcnkit.export.svd import apply_svd, factorized_conv, spectrum, svd_ranks
-from fcnkit.export.torch_opt import load_optimized, save_optimized
+from fcnkit.models.svd import apply_svd, factorized_conv, spectrum, svd_ranks
+from fcnkit.export.torch_opt import save_optimized
 from fcnkit.inference import Predictor
 from fcnkit.models import create_model
-from fcnkit.models.saved import save_model
+from fcnkit.models.saved import load_model, save_model
 
 INT8_MIN_AGREEMENT = 0.97  # pixels whose int8 class equals the fp32 class, on real CamVid images
 
@@ -72,7 +72,8 @@ def test_svd_model_saves_and_loads(tmp_path):
     assert svd_ranks(model) == {"fc6": 8, "fc7": 16}
     path = tmp_path / "svd.pt"
     save_optimized(model, path, {"svd": {"fc6": 8, "fc7": 16}, "precision": "fp32"})
-    loaded, recipe = load_optimized(path)
+    loaded = load_model(path)
+    recipe = loaded.meta["optimization"]
     x = torch.randn(1, 3, 40, 56)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x))

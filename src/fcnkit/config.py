@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from .io import atomic_write_text
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -234,7 +236,7 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | tuple[s
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
 __all__ = ["TrainConfig", "from_dict", "load_config", "load_recipe", "parse_overrides", "save_config"]

@@ -52,7 +52,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     from ..export.bench import BenchRow, format_table, machine_peaks, peak_for, plot_rows, time_callable
     from ..inference.runtime import TorchRuntime, open_model
-    from ..export.torch_opt import build_structure
+    from ..models.saved import build_structure
     from ..profile import count_flops
 
     if args.batch < 1 or args.repeats < 1 or args.warmup < 0:

@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _export(args: argparse.Namespace) -> int:
     from ..export.onnx_export import DEFAULT_OPSET, export_onnx
     from ..export.openvino_export import export_openvino
-    from ..export.torch_opt import load_optimized
+    from ..models.saved import load_model
     from ..export.verify import DEFAULT_SIZES
 
     out = args.out or args.checkpoint.with_suffix(SUFFIX[args.format])
@@ -41,7 +41,7 @@ def _export(args: argparse.Namespace) -> int:
         raise ValueError(f"{out}: a {args.format} export must end in {SUFFIX[args.format]}")
     if args.format == "safetensors":
         return _release(args.checkpoint, out)
-    model, _ = load_optimized(args.checkpoint)
+    model = load_model(args.checkpoint)
     fn = export_onnx if args.format == "onnx" else export_openvino
     report = fn(model, out, opset=args.opset or DEFAULT_OPSET,
                 sizes=tuple(args.check_sizes) if args.check_sizes else DEFAULT_SIZES)

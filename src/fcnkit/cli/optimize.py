@@ -56,7 +56,7 @@ def _optimize(args: argparse.Namespace) -> int:
 
     from ..export import optimize as opt
     from ..export.bench import format_table
-    from ..export.torch_opt import load_optimized
+    from ..models.saved import load_model
     from ..profile import count_flops
 
     if args.precision == "int8" and not args.calib:
@@ -65,7 +65,7 @@ def _optimize(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be >= 1, not {args.limit}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, _ = load_optimized(args.checkpoint)
+    model = load_model(args.checkpoint)
     print(f"loading {args.val} ({args.val_split}) ...", flush=True)
     samples = opt.load_samples(args.val, args.val_split, model.preprocessing, limit=args.limit)
     calib = None

@@ -19,7 +19,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from ..models.weights import Preprocessing
+from ..preprocessing import Preprocessing
 from .base import IGNORE_INDEX
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig, save_config
+from ..io import atomic_write_text
 from .plots import plot_curves
 
 CSV_COLUMNS = ["epoch", "iteration", "lr", "train_loss", "images_per_s", "epoch_seconds", "val_seconds",
@@ -50,12 +51,6 @@ def environment(**extra: Any) -> dict[str, Any]:
             "git_revision": git_revision(), "argv": sys.argv, **extra}
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_run_info(out_dir: str | Path, cfg: TrainConfig, *, resumed_at: int | None = None, **extra: Any) -> None:
     """``config.yaml`` (the config now in force) and ``environment.json``; a resumed run
     adds ``environment-resume-<iteration>.json`` so the original record is kept."""
@@ -63,7 +58,7 @@ def write_run_info(out_dir: str | Path, cfg: TrainConfig, *, resumed_at: int | N
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     name = "environment.json" if resumed_at is None else f"environment-resume-{resumed_at}.json"
-    _write_text(out / name, json.dumps(environment(**extra), indent=2, default=str) + "\n")
+    atomic_write_text(out / name, json.dumps(environment(**extra), indent=2, default=str) + "\n")
 
 
 class RunLog:
@@ -91,7 +86,7 @@ class RunLog:
         """Drop rows of epochs > ``epoch`` (logged after the checkpoint we resume from)."""
         if self.enabled and any(r["epoch"] > epoch for r in self.rows):
             self.rows = [r for r in self.rows if r["epoch"] <= epoch]
-            _write_text(self.out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.rows))
+            atomic_write_text(self.out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.rows))
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         if self.tb is not None:
@@ -109,7 +104,7 @@ class RunLog:
         writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(self.rows)
-        _write_text(self.out / "metrics.csv", buf.getvalue())
+        atomic_write_text(self.out / "metrics.csv", buf.getvalue())
         plot_curves(self.rows, self.out / "curves.png")
         for key in CSV_COLUMNS[2:]:
             if row.get(key) is not None:

@@ -24,13 +24,13 @@ from torch import Tensor, nn
 
 from ..metrics import ConfusionMatrix
 from .bench import BenchRow, time_callable
-from .fold import count_batchnorms, fold_batchnorm
+from ..models.fold import count_batchnorms, fold_batchnorm
 from .onnx_export import export_onnx, save_proto, set_metadata
 from .openvino_export import ir_files, onnx_to_openvino, save_ir
 from .quantize import quantize_onnx, quantize_openvino, quantize_openvino_accuracy_control
 from ..io import atomic_write_text
 from ..inference.runtime import META_KEY, OnnxRuntimeModel, OpenVINOModel, TorchRuntime, export_meta
-from .svd import Spectrum, apply_svd, fc_convs, spectrum
+from ..models.svd import Spectrum, apply_svd, fc_convs, spectrum
 from .torch_opt import save_optimized
 
 BACKENDS = ("torch", "onnxruntime", "openvino")

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ..models.registry import model_task
 from ..models.saved import load_model
-from ..models.weights import IMAGENET, Preprocessing
+from ..preprocessing import IMAGENET, Preprocessing
 from ..models.zoo import resolve
 
 META_KEY = "fcnkit"

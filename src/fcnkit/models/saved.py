@@ -24,7 +24,9 @@ import torch
 from torch import nn
 
 from ..io import atomic_write
+from .fold import fold_batchnorm
 from .registry import create_model
+from .svd import apply_svd
 from .weights import Preprocessing
 from .zoo import list_weights, resolve
 
@@ -138,6 +140,21 @@ def _read_safetensors(path: Path) -> dict:
             "model": state}
 
 
+def build_structure(config: dict, recipe: dict) -> nn.Module:
+    """The module structure an optimisation ``recipe`` gives the model of ``config`` (weights:
+    fresh init): BN folded into convolutions, fc6/fc7 factorised by SVD. How an optimised
+    record, or an exported file's torch twin (e.g. to count FLOPs), is rebuilt."""
+    config = dict(config)
+    if "name" not in config:
+        raise ValueError("model metadata has no builder config (re-export with fcnkit)")
+    model = create_model(config.pop("name"), **config).eval()
+    if recipe.get("fold_bn"):
+        model, _ = fold_batchnorm(model, inplace=True)
+    if recipe.get("svd"):
+        apply_svd(model, {k: int(v) for k, v in recipe["svd"].items()}, weights=False)
+    return model
+
+
 def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a model saved by ``save_model``, a training checkpoint or a ``fcnkit optimize
     --backend torch`` result (its recipe, e.g. SVD or BN folding, reshapes the modules
@@ -149,12 +166,7 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
     config = upgrade_config(rec["config"])
     meta = dict(rec.get("meta", {}))
     recipe = meta.get("optimization")
-    if recipe:
-        from ..export.torch_opt import build_structure  # lazy: export sits downstream of models
-
-        model = build_structure(config, recipe)
-    else:
-        model = create_model(config.pop("name"), **config)
+    model = build_structure(config, recipe) if recipe else create_model(config.pop("name"), **config)
     try:
         model.load_state_dict(rec["model"], strict=True)  # copies into the model's dtype (fp16 files -> fp32)
     except RuntimeError as e:

@@ -12,7 +12,7 @@ import torch
 from fcnkit.detection import decode, detection_loss, focal_loss, joint_loss, masked_l1, render_batch, render_targets
 from fcnkit.metrics.detection import DetectionMAP
 from fcnkit.models import create_model
-from fcnkit.models.detection import DETECTION_MODELS
+from fcnkit.models.registry import list_models
 from fcnkit.models.encoders import list_encoders
 from fcnkit.models.saved import load_model, save_model
 
@@ -223,23 +223,23 @@ def test_map_edge_cases() -> None:
 TINY = {"vgg16": 1 / 16, "mobilenet_v3_large": 0.25}
 
 
-@pytest.mark.parametrize("name", DETECTION_MODELS)
+@pytest.mark.parametrize("name", list_models("detection") + list_models("joint"))
 @pytest.mark.parametrize("encoder", list_encoders())
 def test_every_detection_builder_runs_forward_and_backward(name: str, encoder: str) -> None:
-    kwargs = {"det_classes": 2, "num_classes": 3} if name == "fcn8s_joint" else {"num_classes": 2}
+    kwargs = {"det_classes": 2, "num_classes": 3} if name == "fcn8s-joint" else {"det_classes": 2}
     model = create_model(name, encoder=encoder, width=TINY.get(encoder, 1.0), **kwargs)
     x = torch.randn(2, 3, 37, 50)  # not a multiple of 32: padded inside, maps cropped to ceil(H/4)
     out = model(x)
     assert out["heatmap"].shape == (2, 2, 10, 13)
     assert out["size"].shape == out["offset"].shape == (2, 2, 10, 13)
-    if name == "fcn8s_joint":
+    if name == "fcn8s-joint":
         assert out["seg"].shape == (2, 3, 37, 50)
     # the focal-loss prior: every centre probability starts at 0.1
     torch.testing.assert_close(out["heatmap"].sigmoid(), torch.full_like(out["heatmap"], 0.1), atol=0.01, rtol=0)
     sum(v.float().square().mean() for v in out.values()).backward()
     first = next(p for p in model.encoder.parameters() if p.requires_grad)
     assert first.grad is not None and first.grad.abs().sum() > 0
-    assert model.output_stride == 4 and model.config["name"] == name
+    assert model.output_stride == 4 and model.config["name"] == name.replace("-", "_")
 
 
 def test_output_stride_8_and_geometry_checks() -> None:

@@ -44,9 +44,9 @@ def model_task(name: str) -> str:
     return _TASKS[_key(name)]
 
 
-def list_models() -> list[str]:
-    """Registered model names, spelled with '-' as users type them."""
-    return sorted(k.replace("_", "-") for k in _MODELS)
+def list_models(task: str | None = None) -> list[str]:
+    """Registered model names, spelled with '-' as users type them; only ``task``'s if given."""
+    return sorted(k.replace("_", "-") for k in _MODELS if task is None or _TASKS[k] == task)
 
 
 def get_builder(name: str) -> Callable[..., nn.Module]:

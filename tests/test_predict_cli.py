@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from fcnkit.cli import main
-from fcnkit.cli.predict import safe_name
+from fcnkit.inference.outputs import safe_name
 from fcnkit.inference import Predictor
 from fcnkit.models.saved import save_model
 from predict_fixtures import PALETTE, colour_fcn, scene
@@ -165,3 +165,26 @@ def test_names_that_sanitise_alike_do_not_overwrite_each_other(model_file, tmp_p
     assert main(["predict", str(model_file), str(tmp_path / "in"), "--out", str(out), "--workers", "0"]) == 1
     assert "already used by" in capsys.readouterr().err
     assert Image.open(out / "a_b.png.mask.png").size == (24, 20)  # the first one ("a b.png"), kept
+
+
+def test_one_library_call_writes_what_the_cli_writes(model_file, tmp_path, capsys) -> None:
+    """``predict_to_folder`` is ``fcnkit predict`` for Python users: the same files, byte for byte."""
+    from fcnkit.inference.outputs import predict_to_folder
+
+    folder = _folder(tmp_path)
+    assert main(["predict", str(model_file), str(folder), "--out", str(tmp_path / "cli"), "--probs",
+                 "--workers", "0"]) == 1
+    result = predict_to_folder(Predictor(model_file), [folder], tmp_path / "lib", probs=True, workers=0)
+    assert (result.done, result.total) == (2, 4)
+    assert sorted(str(f.path.name) for f in result.failures) == ["broken.png", "notes.txt"]
+    cli = sorted(p.relative_to(tmp_path / "cli") for p in (tmp_path / "cli").rglob("*") if p.is_file())
+    lib = sorted(p.relative_to(tmp_path / "lib") for p in (tmp_path / "lib").rglob("*") if p.is_file())
+    assert cli == lib and len(cli) == 6  # mask, overlay, probs for a.png and sub/b.jpg
+    for rel in cli:
+        assert (tmp_path / "cli" / rel).read_bytes() == (tmp_path / "lib" / rel).read_bytes(), rel
+
+
+def test_no_output_folder_when_no_input_exists(model_file, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    assert main(["predict", str(model_file), str(tmp_path / "missing.png"), "--out", str(out)]) == 1
+    assert not out.exists()

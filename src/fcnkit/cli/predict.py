@@ -11,18 +11,11 @@ Exit status: 0 all done, 1 some inputs skipped (listed), 2 unusable model or opt
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from ..inference.images import InputFile, collect_inputs
-from ..inference.postprocess import save_image, save_mask
-from ..inference.predictor import Failure, Prediction, Predictor
-from ..io import atomic_write, temp_beside
+from ..inference.outputs import predict_to_folder
+from ..inference.predictor import Predictor
 from .models import parse_size
 
 
@@ -86,159 +79,16 @@ def _parse_scales(text: str) -> tuple[float, ...]:
     return scales
 
 
-def safe_name(relative: Path) -> Path:
-    """A relative output path that stays inside ``--out``: each part keeps letters, digits
-    and ``._-+`` (anything else -> ``_``), loses leading dots (no ``..``, no hidden
-    files); absolute anchors are dropped."""
-    parts = []
-    for part in Path(relative).parts:
-        if part in ("/", "\\") or Path(part).anchor:
-            continue
-        clean = "".join(c if c.isalnum() or c in "._-+" else "_" for c in part).lstrip(".")
-        parts.append(clean or "_")
-    return Path(*parts) if parts else Path("_")
-
-
-@dataclass
-class Job:
-    """One input and the output stem it writes to (``out / stem`` + suffixes)."""
-
-    input: InputFile
-    stem: Path
-
-
-def _plan_jobs(inputs: list[InputFile], out: Path) -> tuple[list[Job], list[Failure]]:
-    """Output stems: the relative path without its suffix, or with it where two inputs
-    would otherwise share a stem (``a.png`` and ``a.jpg``); refuse any path outside ``out``."""
-    stems = [safe_name(f.relative.with_suffix("")) for f in inputs]
-    taken: dict[Path, int] = {}
-    for s in stems:
-        taken[s] = taken.get(s, 0) + 1
-    jobs, failures = [], []
-    root = out.resolve()
-    used: dict[Path, Path] = {}
-    for f, stem in zip(inputs, stems):
-        if taken[stem] > 1:
-            stem = safe_name(f.relative)
-        target = (out / stem).resolve()
-        if not target.is_relative_to(root):  # e.g. a symlinked sub-folder of --out
-            failures.append(Failure(f.path, f"output {out / stem} would be outside {out}"))
-        elif target in used:  # e.g. 'a b.png' and 'a_b.png' sanitise alike
-            failures.append(Failure(f.path, f"output name {stem} is already used by {used[target]}"))
-        else:
-            used[target] = f.path
-            jobs.append(Job(f, stem))
-    return jobs, failures
-
-
-def _outputs(job: Job, out: Path, predictor: Predictor, probs: bool) -> dict[str, Path]:
-    base = out / job.stem
-    with_suffix = lambda s: base.parent / (base.name + s)  # noqa: E731  (stems may contain dots)
-    if job.input.is_video:
-        return {"video": with_suffix(".overlay.mp4")}
-    paths = {"overlay": with_suffix(".overlay.jpg")}
-    if predictor.num_classes:
-        paths["mask"] = with_suffix(".mask.png")
-        if probs:
-            paths["probs"] = with_suffix(".probs.npy")
-    if predictor.detection:
-        paths["detections"] = with_suffix(".detections.json")
-    return paths
-
-
-class ProbabilityFiles:
-    """Probability maps written straight to disk: each image's (C, H, W) float16 buffer is
-    a ``.npy`` memory map in a temp file next to its output, renamed into place once
-    complete -- a 20000^2 image with 21 classes never needs its 16.8 GB in RAM."""
-
-    def __init__(self, targets: dict[Path, Path]) -> None:
-        self.targets = targets  # input path -> final .probs.npy
-        self.temps: dict[Path, Path] = {}
-
-    def __call__(self, path: Path | None, shape: tuple[int, int, int]) -> np.ndarray:
-        tmp = self.temps[path] = temp_beside(self.targets[path])
-        return np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
-
-    def commit(self, path: Path, array: np.ndarray) -> None:
-        array.flush()
-        with open(self.temps[path], "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(self.temps.pop(path), self.targets[path])
-
-    def discard(self, path: Path) -> None:
-        tmp = self.temps.pop(path, None)
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-
-
-def _write(result: Prediction, paths: dict[str, Path], alpha: float, probs: ProbabilityFiles) -> None:
-    if result.mask is not None:
-        save_mask(result.mask, result.palette, paths["mask"])
-    if result.probabilities is not None:
-        probs.commit(result.path, result.probabilities)
-    if "detections" in paths:
-        text = json.dumps({"image": str(result.path), "size": list(result.image.shape[:2]),
-                           "classes": result.classes, "detections": result.detections or []}, indent=1)
-        atomic_write(paths["detections"], lambda f: f.write(text.encode()))
-    save_image(result.overlay(alpha), paths["overlay"])
-
-
 def _predict(args: argparse.Namespace) -> int:
-    scales = args.scales or (1.0,)
     predictor = Predictor(args.model, device=args.device, tile=args.tile, overlap=args.overlap,
-                          max_memory=args.max_memory, tta=args.tta, scales=scales, flip=args.flip, bf16=args.bf16)
-    inputs, missing = collect_inputs(args.inputs)
-    failures = [Failure(Path(spec), reason) for spec, reason in missing]
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    jobs, refused = _plan_jobs(inputs, out)
-    failures += refused
-    todo: list[tuple[Job, dict[str, Path]]] = []
-    for job in jobs:
-        paths = _outputs(job, out, predictor, args.probs)
-        existing = [p for p in paths.values() if p.exists()]
-        if existing and not args.overwrite:
-            failures.append(Failure(job.input.path, f"output exists: {existing[0]} (use --overwrite)"))
-        else:
-            todo.append((job, paths))
-
-    images = [(j, p) for j, p in todo if not j.input.is_video]
-    videos = [(j, p) for j, p in todo if j.input.is_video]
-    done = 0
-    probs = ProbabilityFiles({j.input.path: p["probs"] for j, p in images if "probs" in p})
-    results = predictor.predict_many([j.input.path for j, _ in images], batch_size=args.batch_size,
-                                     num_workers=args.workers, probabilities=probs if args.probs else False)
-    try:
-        for (job, paths), result in zip(images, results):
-            if isinstance(result, Failure):
-                failures.append(result)
-                continue
-            try:
-                _write(result, paths, args.alpha, probs)
-            except (OSError, ValueError) as e:  # e.g. disk full, or too large for JPEG: report, go on
-                failures.append(Failure(job.input.path, f"cannot write outputs ({type(e).__name__}: {e})"))
-                continue
-            done += 1
-    finally:
-        for path in list(probs.temps):  # interrupted or failed: no half-written .npy left behind
-            probs.discard(path)
-    if videos:
-        from ..inference.video import predict_video
-
-        for job, paths in videos:
-            try:
-                info = predict_video(predictor, job.input.path, paths["video"], batch_size=max(1, args.batch_size),
-                                     alpha=args.alpha)
-            except (ValueError, OSError) as e:
-                failures.append(Failure(job.input.path, str(e).removeprefix(f"{job.input.path}: ")))
-                continue
-            print(f"{job.input.path}: {info.frames} frames at {float(info.rate):.3g} fps -> {info.path}")
-            done += 1
-
-    print(f"predicted {done} of {done + len(failures)} inputs -> {out}")
-    if failures:
-        print(f"{len(failures)} input(s) skipped:", file=sys.stderr)
-        for f in failures:
+                          max_memory=args.max_memory, tta=args.tta, scales=args.scales or (1.0,), flip=args.flip,
+                          bf16=args.bf16)
+    result = predict_to_folder(predictor, args.inputs, args.out, probs=args.probs, overwrite=args.overwrite,
+                               batch_size=args.batch_size, workers=args.workers, alpha=args.alpha)
+    print(f"predicted {result.done} of {result.total} inputs -> {result.out}")
+    if result.failures:
+        print(f"{len(result.failures)} input(s) skipped:", file=sys.stderr)
+        for f in result.failures:
             print(f"  {f.path}: {f.reason}", file=sys.stderr)
         return 1
     return 0

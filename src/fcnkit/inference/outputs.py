@@ -1,0 +1,193 @@
+"""From predictions to files: output names, collisions, probability files and writers.
+
+``predict_to_folder`` is what ``fcnkit predict`` does, as one call: per image
+``<name>`` under ``out`` (folder inputs keep their sub-folders) ``<name>.mask.png``
+(class indices with the palette), ``<name>.overlay.jpg``, ``<name>.probs.npy``
+(float16 (C, H, W), with ``probs=True``) and ``<name>.detections.json`` for detection
+models; per video ``<name>.overlay.mp4``. Existing outputs are skipped unless
+``overwrite``; unreadable inputs are reported, never fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..io import atomic_write, fsync_dir, temp_beside
+from .images import InputFile, collect_inputs
+from .postprocess import save_image, save_mask
+from .predictor import Failure, Prediction, Predictor
+from .video import predict_video
+
+
+def safe_name(relative: Path) -> Path:
+    """A relative output path that stays inside ``--out``: each part keeps letters, digits
+    and ``._-+`` (anything else -> ``_``), loses leading dots (no ``..``, no hidden
+    files); absolute anchors are dropped."""
+    parts = []
+    for part in Path(relative).parts:
+        if part in ("/", "\\") or Path(part).anchor:
+            continue
+        clean = "".join(c if c.isalnum() or c in "._-+" else "_" for c in part).lstrip(".")
+        parts.append(clean or "_")
+    return Path(*parts) if parts else Path("_")
+
+
+@dataclass
+class Job:
+    """One input and the output stem it writes to (``out / stem`` + suffixes)."""
+
+    input: InputFile
+    stem: Path
+
+
+def plan_jobs(inputs: list[InputFile], out: Path) -> tuple[list[Job], list[Failure]]:
+    """Output stems: the relative path without its suffix, or with it where two inputs
+    would otherwise share a stem (``a.png`` and ``a.jpg``); refuse any path outside ``out``."""
+    stems = [safe_name(f.relative.with_suffix("")) for f in inputs]
+    taken: dict[Path, int] = {}
+    for s in stems:
+        taken[s] = taken.get(s, 0) + 1
+    jobs, failures = [], []
+    root = out.resolve()
+    used: dict[Path, Path] = {}
+    for f, stem in zip(inputs, stems):
+        if taken[stem] > 1:
+            stem = safe_name(f.relative)
+        target = (out / stem).resolve()
+        if not target.is_relative_to(root):  # e.g. a symlinked sub-folder of --out
+            failures.append(Failure(f.path, f"output {out / stem} would be outside {out}"))
+        elif target in used:  # e.g. 'a b.png' and 'a_b.png' sanitise alike
+            failures.append(Failure(f.path, f"output name {stem} is already used by {used[target]}"))
+        else:
+            used[target] = f.path
+            jobs.append(Job(f, stem))
+    return jobs, failures
+
+
+def output_paths(job: Job, out: Path, predictor: Predictor, probs: bool) -> dict[str, Path]:
+    """What ``job`` writes: ``overlay`` (and ``mask``, ``probs``, ``detections``) or ``video``."""
+    base = out / job.stem
+    with_suffix = lambda s: base.parent / (base.name + s)  # noqa: E731  (stems may contain dots)
+    if job.input.is_video:
+        return {"video": with_suffix(".overlay.mp4")}
+    paths = {"overlay": with_suffix(".overlay.jpg")}
+    if predictor.num_classes:
+        paths["mask"] = with_suffix(".mask.png")
+        if probs:
+            paths["probs"] = with_suffix(".probs.npy")
+    if predictor.detection:
+        paths["detections"] = with_suffix(".detections.json")
+    return paths
+
+
+class ProbabilityFiles:
+    """Probability maps written straight to disk: each image's (C, H, W) float16 buffer is
+    a ``.npy`` memory map in a temp file next to its output, renamed into place once
+    complete -- a 20000^2 image with 21 classes never needs its 16.8 GB in RAM."""
+
+    def __init__(self, targets: dict[Path, Path]) -> None:
+        self.targets = targets  # input path -> final .probs.npy
+        self.temps: dict[Path, Path] = {}
+
+    def __call__(self, path: Path | None, shape: tuple[int, int, int]) -> np.ndarray:
+        tmp = self.temps[path] = temp_beside(self.targets[path])
+        return np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
+
+    def commit(self, path: Path, array: np.ndarray) -> None:
+        array.flush()
+        with open(self.temps[path], "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(self.temps.pop(path), self.targets[path])
+        fsync_dir(self.targets[path].parent)
+
+    def discard(self, path: Path) -> None:
+        tmp = self.temps.pop(path, None)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def write_outputs(result: Prediction, paths: dict[str, Path], alpha: float, probs: ProbabilityFiles) -> None:
+    """Every file of one prediction, each atomically."""
+    if result.mask is not None:
+        save_mask(result.mask, result.palette, paths["mask"])
+    if result.probabilities is not None:
+        probs.commit(result.path, result.probabilities)
+    if "detections" in paths:
+        text = json.dumps({"image": str(result.path), "size": list(result.image.shape[:2]),
+                           "classes": result.classes, "detections": result.detections or []}, indent=1)
+        atomic_write(paths["detections"], lambda f: f.write(text.encode()))
+    save_image(result.overlay(alpha), paths["overlay"])
+
+
+@dataclass
+class FolderResult:
+    """What ``predict_to_folder`` did: inputs written, and those skipped with the reason."""
+
+    out: Path
+    done: int = 0
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.done + len(self.failures)
+
+
+def predict_to_folder(predictor: Predictor, inputs: Sequence[str | Path], out: str | Path, *, probs: bool = False,
+                      overwrite: bool = False, batch_size: int = 1, workers: int = 2, alpha: float = 0.5,
+                      say: Callable[[str], None] = print) -> FolderResult:
+    """Predict every image and video that ``inputs`` (files, folders, globs) name and write
+    their outputs under ``out``; ``say`` reports each finished video."""
+    files, missing = collect_inputs([str(i) for i in inputs])
+    out = Path(out)
+    result = FolderResult(out, failures=[Failure(Path(spec), reason) for spec, reason in missing])
+    jobs, refused = plan_jobs(files, out)
+    result.failures += refused
+    if jobs:  # nothing to read: no empty output folder either
+        out.mkdir(parents=True, exist_ok=True)
+    todo: list[tuple[Job, dict[str, Path]]] = []
+    for job in jobs:
+        paths = output_paths(job, out, predictor, probs)
+        existing = [p for p in paths.values() if p.exists()]
+        if existing and not overwrite:
+            result.failures.append(Failure(job.input.path, f"output exists: {existing[0]} (use --overwrite)"))
+        else:
+            todo.append((job, paths))
+
+    images = [(j, p) for j, p in todo if not j.input.is_video]
+    videos = [(j, p) for j, p in todo if j.input.is_video]
+    prob_files = ProbabilityFiles({j.input.path: p["probs"] for j, p in images if "probs" in p})
+    predictions = predictor.predict_many([j.input.path for j, _ in images], batch_size=batch_size,
+                                         num_workers=workers, probabilities=prob_files if probs else False)
+    try:
+        for (job, paths), prediction in zip(images, predictions):
+            if isinstance(prediction, Failure):
+                result.failures.append(prediction)
+                continue
+            try:
+                write_outputs(prediction, paths, alpha, prob_files)
+            except (OSError, ValueError) as e:  # e.g. disk full, or too large for JPEG: report, go on
+                result.failures.append(Failure(job.input.path, f"cannot write outputs ({type(e).__name__}: {e})"))
+                continue
+            result.done += 1
+    finally:
+        for path in list(prob_files.temps):  # interrupted or failed: no half-written .npy left behind
+            prob_files.discard(path)
+    for job, paths in videos:
+        try:
+            info = predict_video(predictor, job.input.path, paths["video"], batch_size=max(1, batch_size), alpha=alpha)
+        except (ValueError, OSError) as e:
+            result.failures.append(Failure(job.input.path, str(e).removeprefix(f"{job.input.path}: ")))
+            continue
+        say(f"{job.input.path}: {info.frames} frames at {float(info.rate):.3g} fps -> {info.path}")
+        result.done += 1
+    return result
+
+
+__all__ = ["FolderResult", "Job", "ProbabilityFiles", "output_paths", "plan_jobs", "predict_to_folder", "safe_name",
+           "write_outputs"]

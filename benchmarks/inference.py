@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from fcnkit.engine.evaluate import agreement, load_samples, mean_iu, predict_all
 from fcnkit.cli.models import parse_size
 from fcnkit.export import optimize as opt
 from fcnkit.export.bench import BenchRow, format_table, machine_peaks, peak_for, plot_rows, time_callable
@@ -96,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"matmul peak, {args.threads} threads: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GFLOP/s",
           flush=True)
     try:
-        samples = opt.load_samples(args.data, "val", model.preprocessing, limit=args.val_limit)
-        calib = [s.image for s in opt.load_samples(args.data, "train", model.preprocessing, limit=args.calib_limit)]
+        samples = load_samples(args.data, "val", model.preprocessing, limit=args.val_limit)
+        calib = [s.image for s in load_samples(args.data, "train", model.preprocessing, limit=args.calib_limit)]
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"cannot load {args.data}: {e}")
     reference = opt.Reference.of(model, samples)
@@ -164,14 +165,14 @@ def main(argv: list[str] | None = None) -> int:
                     precision = "int8+bf16"
                 if recipe.get("compile"):
                     backend += "+compile"
-            preds = opt.predict_all(runtime, samples)
-            miu = opt.mean_iu(preds, samples, reference.num_classes)
+            preds = predict_all(runtime, samples)
+            miu = mean_iu(preds, samples, reference.num_classes)
             timing = time_callable(runtime, x, warmup=args.warmup, repeats=args.repeats)
             flops, _ = count_flops(twin.float(), x)
             rows.append(BenchRow(name, backend, precision, timing.median_ms, timing.p90_ms, timing.images_per_s,
                                  gflop=flops / 1e9, peak_gflops=peak_for(peaks, precision.split("+")[-1]),
                                  size_mb=size / 2**20, mean_iu=miu, mean_iu_change=miu - reference.mean_iu,
-                                 agreement=opt.agreement(preds, reference.preds)))
+                                 agreement=agreement(preds, reference.preds)))
             rows[-1].speedup = rows[0].median_ms / timing.median_ms
             print(f"{name}: {timing.median_ms:.1f} ms, mIU {miu:.2f} ({miu - reference.mean_iu:+.2f}) "
                   f"[{time.perf_counter() - t0:.0f} s]", flush=True)

@@ -26,6 +26,7 @@ import torchvision
 from torch import nn
 
 import fcnkit
+from fcnkit.engine.evaluate import agreement, load_samples, mean_iu, predict_all
 from fcnkit.cli.models import parse_size
 from fcnkit.export import optimize as opt
 from fcnkit.export.bench import BenchRow, format_table, time_callable
@@ -73,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, BenchRow]] = []
     with tempfile.TemporaryDirectory(prefix="fcnkit-speed.") as work:
         for label, net in nets:
-            samples = opt.load_samples(args.data, "val", net.preprocessing, limit=args.val_limit)
-            calib = [s.image for s in opt.load_samples(args.data, "train", net.preprocessing,
+            samples = load_samples(args.data, "val", net.preprocessing, limit=args.val_limit)
+            calib = [s.image for s in load_samples(args.data, "train", net.preprocessing,
                                                        limit=args.calib_limit)]
             reference = opt.Reference.of(net, samples)
             x = net.preprocessing(torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)))
@@ -82,13 +83,13 @@ def main(argv: list[str] | None = None) -> int:
             for name, recipe in RUNGS:
                 variant = opt.build_variant(net, workdir=Path(work) / f"{len(rows)}-{name}", calibration=calib,
                                             threads=args.threads, onnx_cache=onnx_cache, **recipe)
-                preds = opt.predict_all(variant.runtime, samples)
-                miu = opt.mean_iu(preds, samples, reference.num_classes)
+                preds = predict_all(variant.runtime, samples)
+                miu = mean_iu(preds, samples, reference.num_classes)
                 t = time_callable(variant.runtime, x, warmup=args.warmup, repeats=args.repeats)
                 row = BenchRow(name, variant.backend, variant.precision, t.median_ms, t.p90_ms, t.images_per_s,
                                size_mb=variant.size_bytes / 2**20, mean_iu=miu,
                                mean_iu_change=miu - reference.mean_iu,
-                               agreement=opt.agreement(preds, reference.preds))
+                               agreement=agreement(preds, reference.preds))
                 rows.append((label, row))
                 print(f"{label:<38} {name:<11} {t.median_ms:8.1f} ms  mIU {miu:6.2f} ({miu - reference.mean_iu:+.2f})"
                       f"  {variant.size_bytes / 2**20:6.1f} MB", flush=True)

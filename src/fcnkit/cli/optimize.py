@@ -52,60 +52,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _optimize(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..export import optimize as opt
     from ..export.bench import format_table
-    from ..models.saved import load_model
-    from ..profile import count_flops
+    from ..export.optimize import BudgetExceeded, optimize
 
     if args.precision == "int8" and not args.calib:
         raise ValueError("--precision int8 needs --calib DATA (real images to calibrate activation ranges)")
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be >= 1, not {args.limit}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model = load_model(args.checkpoint)
-    print(f"loading {args.val} ({args.val_split}) ...", flush=True)
-    samples = opt.load_samples(args.val, args.val_split, model.preprocessing, limit=args.limit)
-    calib = None
-    if args.precision == "int8":
-        calib = [s.image for s in opt.load_samples(args.calib, args.calib_split, model.preprocessing,
-                                                   limit=args.calib_limit)]
-    reference = opt.Reference.of(model, samples)
-    print(f"fp32 model: mean IU {reference.mean_iu:.2f} on {len(samples)} {args.val_split} images", flush=True)
-
-    svd = spectra = None
-    # with two lossy steps, the SVD rank search and NNCF's accuracy control each get half the budget
-    budget = args.max_drop / 2 if (args.svd_rank or args.svd_energy) and args.precision != "fp32" else args.max_drop
-    if args.svd_rank or args.svd_energy:
-        spectra = opt.svd_spectra(model)
-        if args.svd_energy:
-            svd = opt.ranks_for_energy(spectra, args.svd_energy)
-        elif args.svd_rank == "auto":
-            svd = opt.choose_svd_rank(model, samples, reference, budget, spectra=spectra)
-        else:
-            ranks = [int(r) for r in args.svd_rank.split(",")]
-            svd = dict(zip(spectra, ranks * 2 if len(ranks) == 1 else ranks))
-        print(f"svd ranks {svd}", flush=True)
-
-    out_dir = (args.out or args.checkpoint).resolve().parent
-    with opt.staging_dir(out_dir) as work:
-        variant = opt.build_variant(model, backend=args.backend, precision=args.precision, workdir=work,
-                                    calibration=calib, svd=svd, spectra=spectra, fold_bn=not args.no_fold_bn,
-                                    compile=args.compile, threads=args.threads,
-                                    accuracy_control=(samples, budget) if args.accuracy_control else None)
-        flops, _ = count_flops(variant.torch_model, samples[0].image)
-        row = opt.measure(variant, samples, reference, warmup=args.warmup, repeats=args.repeats, flops=flops)
-        print(format_table([row]))
-        try:
-            opt.check_budget(row, args.max_drop)
-        except opt.BudgetExceeded as e:
-            print(f"fcnkit optimize: {e}", file=sys.stderr)
-            return 3
-        out = args.out or opt.default_output(args.checkpoint, variant)
-        results = {k: v for k, v in row.to_dict().items() if k not in ("name", "backend", "precision")}
-        results.update(val=f"{args.val} ({args.val_split}, {len(samples)} images)", fp32_mean_iu=reference.mean_iu)
-        opt.write_variant(variant, out, results)
-    print(f"wrote {out}")
+    try:
+        result = optimize(args.checkpoint, val=args.val, val_split=args.val_split, backend=args.backend,
+                          precision=args.precision, calib=args.calib, calib_split=args.calib_split,
+                          calib_limit=args.calib_limit, limit=args.limit, svd_rank=args.svd_rank,
+                          svd_energy=args.svd_energy, max_drop=args.max_drop, accuracy_control=args.accuracy_control,
+                          fold_bn=not args.no_fold_bn, compile=args.compile, threads=args.threads,
+                          warmup=args.warmup, repeats=args.repeats, out=args.out,
+                          say=lambda m: print(m, flush=True))
+    except BudgetExceeded as e:
+        if e.row is not None:
+            print(format_table([e.row]))
+        print(f"fcnkit optimize: {e}", file=sys.stderr)
+        return 3
+    print(format_table([result.row]))
+    print(f"wrote {result.path}")
     return 0

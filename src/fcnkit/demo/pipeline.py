@@ -33,7 +33,7 @@ from ..data.synthetic import SyntheticStreets
 from ..draw import draw_boxes
 from ..engine import train
 from ..export.bench import time_callable
-from ..export.optimize import Sample, agreement, mean_iu, predict_all
+from ..engine.evaluate import Sample, agreement, mean_iu, predict_all
 from ..inference.postprocess import color_mask
 from ..models import create_model
 from .blocks import demo_1x1, demo_transpose

@@ -11,13 +11,14 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..data import build_dataset, eval_transforms
 from ..detection.decode import DEFAULT_NMS_IOU, decode
 from ..io import atomic_write_text
 from ..metrics import ConfusionMatrix, RoadMaxF
@@ -133,6 +134,47 @@ def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int | None = 
     return ev
 
 
+# --- the same scores on a list of in-memory samples (optimisation budgets, the demo) ---------
+
+@dataclass
+class Sample:
+    image: Tensor  # (1, 3, H, W) normalised
+    mask: Tensor  # (1, H, W) int64, ignore index where unlabelled
+
+
+def load_samples(spec: str, split: str, preprocessing, *, limit: int | None = None) -> list[Sample]:
+    """The first ``limit`` images of a dataset spec (``camvid:/path``), preprocessed for the model."""
+    ds = build_dataset(spec, split, eval_transforms(preprocessing))
+    n = len(ds) if limit is None else min(limit, len(ds))
+    if n == 0:
+        raise ValueError(f"{spec}: the {split} split has no images")
+    out = []
+    for i in range(n):
+        image, target = ds[i]
+        out.append(Sample(image.as_subclass(Tensor).unsqueeze(0), target["mask"].as_subclass(Tensor).unsqueeze(0)))
+    return out
+
+
+def predict_all(run: Callable[[Tensor], Tensor], samples: list[Sample]) -> list[Tensor]:
+    """Each sample's (1, H, W) argmax classes under ``run`` (a model or any runner)."""
+    with torch.inference_mode():
+        return [run(s.image).argmax(1).cpu() for s in samples]  # each (1, H, W)
+
+
+def mean_iu(preds: list[Tensor], samples: list[Sample], num_classes: int) -> float:
+    """Mean IU in percent, from one confusion matrix over all images."""
+    cm = ConfusionMatrix(num_classes)
+    for p, s in zip(preds, samples):
+        cm.update(s.mask, p)
+    return 100.0 * cm.compute()["mean_iu"]
+
+
+def agreement(preds: list[Tensor], reference: list[Tensor]) -> float:
+    """The fraction of pixels whose class equals the reference's (e.g. int8 vs fp32)."""
+    same = sum(int((p == r).sum()) for p, r in zip(preds, reference))
+    return same / sum(r.numel() for r in reference)
+
+
 def write_report(ev: Evaluation, classes: list[str], out_dir: str | Path, **info) -> dict:
     """``metrics.json`` (atomic) and, for masks, ``confusion.png`` and ``class_iou.png``."""
     out = Path(out_dir)
@@ -160,4 +202,5 @@ def _nan_to_none(x):
     return x
 
 
-__all__ = ["Evaluation", "evaluate", "joint_score", "write_report"]
+__all__ = ["Evaluation", "Sample", "agreement", "evaluate", "joint_score", "load_samples", "mean_iu", "predict_all",
+           "write_report"]

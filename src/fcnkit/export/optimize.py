@@ -22,7 +22,9 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from ..metrics import ConfusionMatrix
+from ..engine.evaluate import Sample, agreement, load_samples, mean_iu, predict_all
+from ..models.saved import load_model
+from ..profile import count_flops
 from .bench import BenchRow, time_callable
 from ..models.fold import count_batchnorms, fold_batchnorm
 from .onnx_export import export_onnx, save_proto, set_metadata
@@ -39,46 +41,9 @@ SUFFIX = {"torch": ".pt", "onnxruntime": ".onnx", "openvino": ".xml"}
 
 
 class BudgetExceeded(RuntimeError):
-    """The variant loses more mean IU than allowed; nothing was written."""
+    """The variant loses more mean IU than allowed; nothing was written (``row``: its measurements)."""
 
-
-@dataclass
-class Sample:
-    image: Tensor  # (1, 3, H, W) normalised
-    mask: Tensor  # (1, H, W) int64, ignore index where unlabelled
-
-
-def load_samples(spec: str, split: str, preprocessing, *, limit: int | None = None) -> list[Sample]:
-    """The first ``limit`` images of a dataset spec (``camvid:/path``), preprocessed for the model."""
-    from ..data import build_dataset, eval_transforms
-
-    ds = build_dataset(spec, split, eval_transforms(preprocessing))
-    n = len(ds) if limit is None else min(limit, len(ds))
-    if n == 0:
-        raise ValueError(f"{spec}: the {split} split has no images")
-    out = []
-    for i in range(n):
-        image, target = ds[i]
-        out.append(Sample(image.as_subclass(Tensor).unsqueeze(0), target["mask"].as_subclass(Tensor).unsqueeze(0)))
-    return out
-
-
-def predict_all(run: Callable[[Tensor], Tensor], samples: list[Sample]) -> list[Tensor]:
-    with torch.inference_mode():
-        return [run(s.image).argmax(1).cpu() for s in samples]  # each (1, H, W)
-
-
-def mean_iu(preds: list[Tensor], samples: list[Sample], num_classes: int) -> float:
-    """Mean IU in percent, from one confusion matrix over all images."""
-    cm = ConfusionMatrix(num_classes)
-    for p, s in zip(preds, samples):
-        cm.update(s.mask, p)
-    return 100.0 * cm.compute()["mean_iu"]
-
-
-def agreement(preds: list[Tensor], reference: list[Tensor]) -> float:
-    same = sum(int((p == r).sum()) for p, r in zip(preds, reference))
-    return same / sum(r.numel() for r in reference)
+    row: BenchRow | None = None
 
 
 @dataclass
@@ -292,6 +257,74 @@ def staging_dir(out_dir: str | Path) -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(dir=out_dir, prefix=".fcnkit-optimize.")
 
 
-__all__ = ["BudgetExceeded", "Sample", "Reference", "Variant", "load_samples", "build_variant", "measure",
+@dataclass
+class Optimized:
+    """What ``optimize`` kept: the file, its measured row and the fp32 yardstick."""
+
+    path: Path
+    row: BenchRow
+    reference_mean_iu: float
+    svd: dict[str, int] | None
+
+
+def optimize(checkpoint: str | Path, *, val: str, val_split: str = "val", backend: str = "openvino",
+             precision: str = "fp32", calib: str | None = None, calib_split: str = "train", calib_limit: int = 32,
+             limit: int | None = None, svd_rank: str | None = None, svd_energy: float | None = None,
+             max_drop: float = 1.0, accuracy_control: bool = False, fold_bn: bool = True, compile: bool = False,
+             threads: int | None = None, warmup: int = 2, repeats: int = 10, out: str | Path | None = None,
+             say: Callable[[str], None] = print) -> Optimized:
+    """``fcnkit optimize`` as one call: build the variant (fold BN, SVD of fc6/fc7 at
+    ``svd_rank`` -- ranks "r" / "r6,r7" / "auto" -- or ``svd_energy``, then the backend at
+    ``precision``, int8 calibrated on ``calib``), measure it against the fp32 model on
+    ``val``, and write it (default name next to the checkpoint) only if it loses at most
+    ``max_drop`` mean IU points. Raises ``BudgetExceeded`` (nothing written) otherwise."""
+    if precision == "int8" and not calib:
+        raise ValueError("int8 needs calibration data (calib: real images to calibrate activation ranges)")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1, not {limit}")
+    if threads:
+        torch.set_num_threads(threads)
+    model = load_model(checkpoint)
+    say(f"loading {val} ({val_split}) ...")
+    samples = load_samples(val, val_split, model.preprocessing, limit=limit)
+    calibration = None
+    if precision == "int8":
+        calibration = [s.image for s in load_samples(calib, calib_split, model.preprocessing, limit=calib_limit)]
+    reference = Reference.of(model, samples)
+    say(f"fp32 model: mean IU {reference.mean_iu:.2f} on {len(samples)} {val_split} images")
+    svd = spectra = None
+    # with two lossy steps, the SVD rank search and NNCF's accuracy control each get half the budget
+    budget = max_drop / 2 if (svd_rank or svd_energy) and precision != "fp32" else max_drop
+    if svd_rank or svd_energy:
+        spectra = svd_spectra(model)
+        if svd_energy:
+            svd = ranks_for_energy(spectra, svd_energy)
+        elif svd_rank == "auto":
+            svd = choose_svd_rank(model, samples, reference, budget, spectra=spectra)
+        else:
+            ranks = [int(r) for r in str(svd_rank).split(",")]
+            svd = dict(zip(spectra, ranks * 2 if len(ranks) == 1 else ranks))
+        say(f"svd ranks {svd}")
+    out_dir = Path(out or checkpoint).resolve().parent
+    with staging_dir(out_dir) as work:
+        variant = build_variant(model, backend=backend, precision=precision, workdir=work, calibration=calibration,
+                                svd=svd, spectra=spectra, fold_bn=fold_bn, compile=compile, threads=threads,
+                                accuracy_control=(samples, budget) if accuracy_control else None)
+        flops, _ = count_flops(variant.torch_model, samples[0].image)
+        row = measure(variant, samples, reference, warmup=warmup, repeats=repeats, flops=flops)
+        try:
+            check_budget(row, max_drop)
+        except BudgetExceeded as e:
+            e.row = row  # what was measured, for the report
+            raise
+        path = Path(out) if out else default_output(checkpoint, variant)
+        results = {k: v for k, v in row.to_dict().items() if k not in ("name", "backend", "precision")}
+        results.update(val=f"{val} ({val_split}, {len(samples)} images)", fp32_mean_iu=reference.mean_iu)
+        write_variant(variant, path, results)
+    return Optimized(path, row, reference.mean_iu, svd)
+
+
+__all__ = ["BudgetExceeded", "Optimized", "Sample", "Reference", "Variant", "load_samples", "optimize",
+           "build_variant", "measure",
            "check_budget", "write_variant", "default_output", "choose_svd_rank", "ranks_for_energy",
            "svd_spectra", "transform", "mean_iu", "agreement", "staging_dir", "BACKENDS", "PRECISIONS"]

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from .mixed import MixedDataset
+
 
 @dataclass(frozen=True)
 class Format:
@@ -132,8 +134,6 @@ def build_dataset(spec: str | Path | Sequence[str | Path], split: str = "train",
     """A dataset from ``FORMAT:PATH`` or ``PATH`` (format auto-detected); a list of specs
     gives one ``MixedDataset`` over all of them (e.g. masks from one, boxes from another)."""
     if isinstance(spec, (list, tuple)):
-        from .mixed import MixedDataset
-
         if not spec:
             raise ValueError("data: an empty list of dataset specs")
         return MixedDataset([build_dataset(s, split, transforms) for s in spec], names=[str(s) for s in spec])

@@ -30,9 +30,13 @@ from torch.utils.data import Dataset, Subset
 from ..config import TrainConfig
 from ..data import build_dataset, eval_transforms, train_transforms
 from ..data.synthetic import SyntheticStreets
+from ..detection.decode import decode
 from ..draw import draw_boxes
 from ..engine import train
 from ..export.bench import time_callable
+from ..export.onnx_export import export_onnx
+from ..export.quantize import quantize_onnx
+from ..inference.runtime import OnnxRuntimeModel
 from ..engine.evaluate import Sample, agreement, mean_iu, predict_all
 from ..inference.postprocess import color_mask
 from ..models import create_model
@@ -180,8 +184,6 @@ def _train_detector(plan: DemoPlan, out: Path, say) -> tuple[nn.Module, dict]:
 def _grid(models: dict[str, nn.Module], detector: nn.Module | None, raw: Dataset, palette, path: Path,
           n: int = 4) -> None:
     """Rows of input | ground truth | FCN-32s | FCN-8s | detections (green truth, red found)."""
-    from ..detection.decode import decode
-
     rows = []
     for i in range(min(n, len(raw))):
         image, target = raw[i]
@@ -203,9 +205,6 @@ def _grid(models: dict[str, nn.Module], detector: nn.Module | None, raw: Dataset
 
 def _ladder(model: nn.Module, val_set: Dataset, plan: DemoPlan, out: Path, say) -> list[dict]:
     """fp32 eager (the yardstick), bf16 autocast, ONNX Runtime fp32 and int8: ms and mean IU."""
-    from ..export.onnx_export import export_onnx
-    from ..export.quantize import quantize_onnx
-    from ..inference.runtime import OnnxRuntimeModel
 
     samples = [Sample(img.as_subclass(Tensor).unsqueeze(0), tgt["mask"].as_subclass(Tensor).unsqueeze(0))
                for img, tgt in (val_set[i] for i in range(len(val_set)))]

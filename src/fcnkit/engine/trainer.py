@@ -30,9 +30,12 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision.transforms import v2
 from tqdm import tqdm
 
 from ..config import TrainConfig, from_dict
+from ..data import build_dataset, eval_transforms, train_transforms
+from ..data.mixed import box_classes_of
 from ..losses import SegmentationLoss, load_class_weights
 from ..models import create_model
 from ..models.registry import model_task
@@ -93,8 +96,6 @@ class StopSignal:
 
 
 def _dataset_info(ds: Dataset) -> dict[str, Any]:
-    from ..data.mixed import box_classes_of
-
     base = ds.dataset if isinstance(ds, Subset) else ds
     try:
         classes = list(base.classes)
@@ -113,10 +114,6 @@ def _subset(ds: Dataset, n: int | None) -> Dataset:
 
 
 def _build_datasets(cfg: TrainConfig, preprocessing, ignore_index: int) -> tuple[Dataset, Dataset]:
-    from ..data import build_dataset, eval_transforms, train_transforms
-
-    from torchvision.transforms import v2
-
     cj = cfg.color_jitter
     fit = [v2.Resize(size=None, max_size=cfg.max_size)] if cfg.max_size else []  # longer side; boxes follow
     train_tf = v2.Compose([*fit, train_transforms(preprocessing, crop_size=cfg.crop_size, scale_range=cfg.scale_range,
@@ -176,8 +173,6 @@ class _Trainer:
 
         # data first (the model's size comes from the classes), transforms from the model
         if train_set is None:
-            from ..data import build_dataset
-
             info = _dataset_info(build_dataset(cfg.data, cfg.train_split))
         else:
             info = _dataset_info(train_set)

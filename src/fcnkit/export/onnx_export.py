@@ -8,6 +8,8 @@ the example size -- the legacy TorchScript tracer gets this wrong silently.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import tempfile
@@ -71,9 +73,6 @@ def to_onnx_proto(model: nn.Module, *, opset: int = DEFAULT_OPSET, meta: dict | 
 @contextmanager
 def _quiet() -> Iterator[None]:
     """Silence the exporter's progress prints on stdout (we print our own report)."""
-    import contextlib
-    import io
-
     with contextlib.redirect_stdout(io.StringIO()):
         yield
 

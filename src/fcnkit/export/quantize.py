@@ -8,13 +8,16 @@ int8 weights, uint8 activations, MinMax ranges) reads them through a
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from ..inference.runtime import INPUT_NAME
+from ..metrics import ConfusionMatrix
 
 
 def _arrays(images: Sequence[Tensor]) -> list[np.ndarray]:
@@ -35,7 +38,6 @@ def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calibration: Sequ
     carry no learnt weights, and quantising the final 8x/32x upsampling only adds
     blockiness at class boundaries.
     """
-    import tempfile
 
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
@@ -82,9 +84,6 @@ def quantize_openvino_accuracy_control(ov_model, calibration: Sequence[Tensor],
     layers that cost most mean IU to float until the drop on ``validation`` ((image, mask)
     pairs) is within ``max_drop`` points."""
     import nncf
-    import torch
-
-    from ..metrics import ConfusionMatrix
 
     def validate(compiled, items) -> tuple[float, list[float]]:
         total, per_image = ConfusionMatrix(num_classes), []

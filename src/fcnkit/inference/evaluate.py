@@ -16,8 +16,10 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision.transforms import v2
 
 from ..data import build_dataset, eval_transforms
+from ..data.mixed import box_classes_of
 from ..detection.decode import DEFAULT_NMS_IOU, decode
 from ..draw import draw_boxes
 from ..engine import distributed as D
@@ -70,8 +72,6 @@ def draw_detection_examples(model: nn.Module | Callable, dataset: Dataset, path:
 
 
 def _resize(max_size: int | None):
-    from torchvision.transforms import v2
-
     return [v2.Resize(size=None, max_size=int(max_size))] if max_size else []
 
 
@@ -87,8 +87,6 @@ def _check_classes(checkpoint, data, split, model: nn.Module, task: Task, datase
             warnings.warn(f"{checkpoint}: class names differ from the dataset's ({meta_classes} vs {classes}); "
                           f"scoring by index", stacklevel=3)
     if task.detects and kind in ("detection", "joint"):
-        from ..data.mixed import box_classes_of
-
         boxes = box_classes_of(dataset) if kind == "detection" else list(dataset.box_classes)
         if len(boxes) != model.det_classes:
             raise ValueError(f"{checkpoint}: the model detects {model.det_classes} classes but {data} ({split}) "
@@ -120,8 +118,6 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | list[str], *, split:
         model = open_model(checkpoint, device=dev, channels_last=channels_last)
         task = TASKS[model.task]
         max_size = max_size or model.meta.get("max_size")
-        from torchvision.transforms import v2
-
         dataset = build_dataset(data, split, v2.Compose([*_resize(max_size), eval_transforms(model.preprocessing)]))
         if len(dataset) == 0:
             raise ValueError(f"{data}: split {split!r} has no images")

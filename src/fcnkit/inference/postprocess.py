@@ -10,14 +10,13 @@ from PIL import Image
 
 from ..draw import draw_boxes
 from ..io import atomic_write
+from ..data.base import default_palette
 
 Palette = Sequence[Sequence[int]]
 
 
 def palette_for(meta: dict, num_classes: int) -> list[tuple[int, int, int]]:
     """The model's saved palette, extended with the VOC colour map for any missing classes."""
-    from ..data.base import default_palette
-
     saved = [tuple(int(v) for v in c) for c in (meta.get("palette") or [])]
     return saved + default_palette(num_classes)[len(saved):]
 

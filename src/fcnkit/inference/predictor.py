@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..detection.decode import decode
 from .runtime import Runtime, open_model
 from .context import GlobalPoolContext
 from .images import ImageReadError, read_image, to_rgb_array
@@ -362,8 +363,6 @@ def decode_detections(maps: dict[str, Tensor], size: tuple[int, int], stride: in
     ``{"box": [x0, y0, x1, y1], "label": int, "score": float}``, by the detection
     module's decoder (peaks, top-k, threshold, class-wise NMS at ``DEFAULT_NMS_IOU``;
     boxes clipped to the image)."""
-    from ..detection.decode import decode
-
     n = maps["heatmap"].shape[0]
     results = decode({k: maps[k] for k in ("heatmap", "size", "offset")}, stride=stride, image_sizes=[size] * n)
     return [[{"box": [round(float(v), 2) for v in box], "label": int(label), "score": round(float(score), 4)}

@@ -11,6 +11,7 @@ road pixels and one for non-road pixels, accumulated over the dataset.
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 NUM_THRESHOLDS = 256
@@ -40,7 +41,6 @@ class RoadMaxF:
         self.neg_hist += torch.bincount(k[gt == 0], minlength=NUM_THRESHOLDS + 1)
 
     def all_reduce(self) -> None:
-        import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             dist.all_reduce(self.pos_hist)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 
@@ -84,8 +85,6 @@ class ConfusionMatrix:
 
     def all_reduce(self) -> None:
         """Sum the matrices of all processes in the default group (DDP validation)."""
-        import torch.distributed as dist
-
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             dist.all_reduce(self.hist, op=dist.ReduceOp.SUM)
 

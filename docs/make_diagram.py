@@ -12,12 +12,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyBboxPatch  # noqa: E402
 
 STAGES = [
-    ("data/", "CamVid, VOC, Cityscapes,\nKITTI, folder, VOC-XML, COCO,\nsynthetic streets\ntransforms.v2, pad_collate"),
-    ("models/", "encoders (VGG-16 fc6/fc7 as convs,\nResNet, MobileNetV3) -> taps\nFCNDecoder 32s/16s/8s\ndetection head, joint model"),
-    ("losses / engine/", "CE (+weights), focal;\ntrain loop, bf16, DDP,\natomic resumable checkpoints"),
-    ("metrics/", "one confusion matrix:\npixel acc, mean acc,\nmean IU, fw IU; MaxF; mAP"),
-    ("inference/", "Predictor: whole or tiled,\nTTA, video, overlays"),
-    ("export/", "ONNX, OpenVINO, int8 PTQ,\nbf16, SVD fc6/fc7, compile,\nbench"),
+    ("data/", "CamVid, VOC, Cityscapes,\nKITTI, folder, VOC-XML, COCO\nlists of specs (mixed)\nboxes from instance masks"),
+    ("models/", "encoders -> taps\nFCN-32s/16s/8s, detector,\njoint model; registry\nwith each model's task"),
+    ("losses/ metrics/", "CE, focal, Lovász;\nheatmap focal + L1;\nconfusion matrix, MaxF,\nCOCO mAP"),
+    ("engine/", "tasks: collate, loss,\nbest metric; ONE loop\n(DDP, exact resume),\none scorer"),
+    ("inference/", "open_model: .pt .safetensors\n.onnx .xml -> one runner\nPredictor, tiling, video,\noutputs, eval reports"),
+    ("export/", "ONNX, OpenVINO (parity\non every output), int8,\nbf16, SVD, fold, optimize,\nbench: writes files"),
 ]
 
 
@@ -33,7 +33,8 @@ def main() -> None:
         ax.text(x + 1.1, 1.45, body, ha="center", va="center", fontsize=7.6)
         if i < len(STAGES) - 1:
             ax.annotate("", xy=(x + 2.45, 1.6), xytext=(x + 2.27, 1.6), arrowprops=dict(arrowstyle="->", lw=1.8))
-    ax.text(len(STAGES) * 1.25, 0.05, "cli/: fcnkit train | eval | predict | export | optimize | bench | data | demo",
+    ax.text(len(STAGES) * 1.25, 0.05, "cli/ (thin): fcnkit train | eval | predict | export | optimize | bench | data | "
+            "weights | demo      base: io, draw, nn, preprocessing, config",
             ha="center", fontsize=10, family="monospace")
     out = Path(__file__).with_name("architecture.png")
     fig.savefig(out, dpi=110, bbox_inches="tight")

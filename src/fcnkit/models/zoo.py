@@ -146,10 +146,10 @@ register_weights(WeightsEntry(
     preprocessing=TF_INCEPTION, metrics={"map": 35.9, "ap50": 89.4, "ap75": 4.4}, licence=RACCOON_LICENCE,
     sha256="f1947cb93534d967c753b7a76839d86ce2cf1400a898e0bf962c01eaed7ce9b1", size_bytes=7882826,
     file="raccoon_fcn8s_det_lite0.safetensors",
-    recipe="python -m fcnkit.detection.train --data voc_xml:../shared/data/raccoon --encoder efficientnet_lite0 "
-           "--encoder-weights imagenet --no-amp --output-stride 4 --size 320 --epochs 60 --budget-min 14 "
-           "--batch-size 16 --lr 1e-3",
-    notes="ImageNet-pretrained EfficientNet-Lite0 encoder; 14 min on 2 CPU cores (22 epochs), best val mAP epoch"))
+    recipe="configs/raccoon_det_lite0.yaml",
+    notes="ImageNet-pretrained EfficientNet-Lite0 encoder; 14 min on 2 CPU cores (22 epochs), best val mAP epoch; "
+          "trained by the detection loop that preceded the one trainer, with the recipe's settings and a "
+          "14-minute budget"))
 register_weights(WeightsEntry(
     name="camvid-fcn8s-resnet18", model="fcn8s", encoder="resnet18", preprocessing=IMAGENET,
     metrics={"mean_iu": 63.82, "pixel_acc": 90.28, "mean_acc": 81.90, "fw_iu": 84.20},

@@ -230,3 +230,9 @@ def test_optimize_openvino_int8_with_accuracy_control(tmp_path, capsys):
     side = json.loads(out.with_suffix(".json").read_text())
     assert side["precision"] == "int8" and side["optimization"]["accuracy_control"] == 0.5
     assert side["optimization"]["results"]["mean_iu_change"] >= -0.5
+
+
+def test_optimize_refuses_detection_models_with_a_reason(tmp_path, capsys):
+    save_model(create_model("fcn8s_det", det_classes=1, encoder="mobilenet_v3_large", width=0.25), tmp_path / "d.pt")
+    assert main(["optimize", str(tmp_path / "d.pt"), "--val", str(tmp_path)]) == 2
+    assert "a detection model; optimize judges variants by mean IU" in capsys.readouterr().err

@@ -285,6 +285,10 @@ def optimize(checkpoint: str | Path, *, val: str, val_split: str = "val", backen
     if threads:
         torch.set_num_threads(threads)
     model = load_model(checkpoint)
+    if model.task != "segmentation":
+        raise ValueError(f"{checkpoint}: a {model.task} model; optimize judges variants by mean IU, which only "
+                         f"segmentation models have. Export it with fcnkit export (ONNX / OpenVINO, parity "
+                         f"checked on every output)")
     say(f"loading {val} ({val_split}) ...")
     samples = load_samples(val, val_split, model.preprocessing, limit=limit)
     calibration = None

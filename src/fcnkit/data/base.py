@@ -61,30 +61,22 @@ def boxes_from_instances(instances: np.ndarray, labels_of: dict[int, int]) -> tu
     return (torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), torch.tensor(labels, dtype=torch.int64))
 
 
-class SegmentationDataset(Dataset):
-    """Image + label-map pairs. Subclasses fill ``files``/``classes``/``palette`` and
-    implement ``load_mask`` (path -> int64 (H, W) with ignore = 255, validated).
-
-    A dataset with instance masks also sets ``box_classes`` and implements
-    ``load_boxes``; its samples then carry ``boxes``/``labels`` as well, so one
-    dataset feeds both heads of a joint model.
-    """
+class ImageDataset(Dataset):
+    """What segmentation and detection datasets share: (image, annotation) file pairs,
+    transforms applied to ``load_raw``'s sample, problems found while listing (those
+    samples are left out, and ``fcnkit data check`` reports them), the class count."""
 
     classes: list[str]
-    palette: list[tuple[int, int, int]]
     ignore_index: int = IGNORE_INDEX
-    task = "segmentation"
-    box_classes: list[str] = []
+    unit = "samples"  # what __repr__ counts
 
     def __init__(self, files: list[tuple[Path, Path]], transforms: Callable | None = None,
                  problems: list[str] | None = None) -> None:
         self.files = files
         self.transforms = transforms
-        # problems found while listing (missing pairs); those samples are left out,
-        # and `fcnkit data check` reports them
         self.problems = list(problems or [])
         if self.problems:
-            warnings.warn(f"{type(self).__name__}: skipped {len(self.problems)} unpaired file(s), e.g. "
+            warnings.warn(f"{type(self).__name__}: skipped {len(self.problems)} unpaired or unusable file(s), e.g. "
                           f"{self.problems[0]}", stacklevel=3)
 
     def __len__(self) -> int:
@@ -93,6 +85,30 @@ class SegmentationDataset(Dataset):
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def load_raw(self, index: int) -> Sample:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> Sample:
+        sample = self.load_raw(index)
+        return self.transforms(*sample) if self.transforms is not None else sample
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} {self.unit}, {self.num_classes} classes)"
+
+
+class SegmentationDataset(ImageDataset):
+    """Image + label-map pairs. Subclasses fill ``files``/``classes``/``palette`` and
+    implement ``load_mask`` (path -> int64 (H, W) with ignore = 255, validated).
+
+    A dataset with instance masks also sets ``box_classes`` and implements
+    ``load_boxes``; its samples then carry ``boxes``/``labels`` as well, so one
+    dataset feeds both heads of a joint model.
+    """
+
+    palette: list[tuple[int, int, int]]
+    task = "segmentation"
+    box_classes: list[str] = []
 
     def load_mask(self, path: Path) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -125,13 +141,6 @@ class SegmentationDataset(Dataset):
             target["boxes"] = tv_tensors.BoundingBoxes(found[0], format="XYXY", canvas_size=(h, w))
             target["labels"] = found[1]
         return image, target
-
-    def __getitem__(self, index: int) -> Sample:
-        sample = self.load_raw(index)
-        return self.transforms(*sample) if self.transforms is not None else sample
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({len(self)} samples, {self.num_classes} classes)"
 
 
 def pair_by_stem(image_dir: Path, annot_dir: Path, *, image_exts: tuple[str, ...] = (".png", ".jpg", ".jpeg"),

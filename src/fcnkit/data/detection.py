@@ -7,43 +7,29 @@ Same contract as segmentation (``fcnkit.data.base``), with a target of
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from .base import IGNORE_INDEX, Sample, default_palette
+from .base import ImageDataset, Sample, default_palette
 from .image_io import DataError, read_image
 
 
-class DetectionDataset(Dataset):
+class DetectionDataset(ImageDataset):
     """Subclasses fill ``files`` / ``classes`` and implement ``load_target(index)`` ->
     ``(boxes float (K, 4) XYXY, labels int64 (K,), declared (H, W) or None)``."""
 
     task = "detection"
-    ignore_index = IGNORE_INDEX
+    unit = "images"
 
     def __init__(self, files: list[tuple[Path, Path]], classes: list[str], transforms: Callable | None = None,
                  problems: list[str] | None = None) -> None:
-        self.files = files
         self.classes = list(classes)
         self.palette = default_palette(len(self.classes) + 1)[1:]  # VOC colours without black
-        self.transforms = transforms
-        self.problems = list(problems or [])
-        if self.problems:
-            warnings.warn(f"{type(self).__name__}: skipped {len(self.problems)} file(s), e.g. {self.problems[0]}",
-                          stacklevel=3)
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
+        super().__init__(files, transforms, problems)
 
     def load_target(self, index: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int] | None]:
         raise NotImplementedError  # pragma: no cover - abstract
@@ -67,13 +53,6 @@ class DetectionDataset(Dataset):
             "labels": labels,
         }
         return image, target
-
-    def __getitem__(self, index: int) -> Sample:
-        sample = self.load_raw(index)
-        return self.transforms(*sample) if self.transforms is not None else sample
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({len(self)} images, {self.num_classes} classes)"
 
 
 def check_boxes(boxes: torch.Tensor, path: Path) -> torch.Tensor:

@@ -16,12 +16,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data.image_io import DataError
+
 MAX_PIXELS = 1_000_000_000  # refuse more than 10^9 pixels (a 31623^2 image) unless asked
 IMAGE_SUFFIXES = frozenset(".png .jpg .jpeg .bmp .tif .tiff .webp .ppm .pgm .gif".split())
 VIDEO_SUFFIXES = frozenset(".mp4 .avi .mov .mkv .webm .m4v .mpg .mpeg".split())
 
 
-class ImageReadError(ValueError):
+class ImageReadError(DataError):
     """An input could not be read as an image; the message names the file and why."""
 
 

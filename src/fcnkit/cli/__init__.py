@@ -10,7 +10,7 @@ import importlib
 import sys
 
 # command modules under fcnkit.cli, in the order `fcnkit --help` lists them
-COMMANDS = ["models", "weights", "demo", "export", "train", "eval", "predict", "data", "optimize", "bench"]
+COMMANDS = ["models", "weights", "demo", "export", "train", "eval", "predict", "serve", "data", "optimize", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,8 @@ tensor: at 8000^2 a float copy is 768 MB, the uint8 image 192 MB.
 from __future__ import annotations
 
 import glob
+import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,37 @@ VIDEO_SUFFIXES = frozenset(".mp4 .avi .mov .mkv .webm .m4v .mpg .mpeg".split())
 
 class ImageReadError(DataError):
     """An input could not be read as an image; the message names the file and why."""
+
+
+class NotAnImage(ImageReadError):
+    """The bytes are no image format PIL knows (as opposed to a broken or oversized image)."""
+
+
+def decode_image_bytes(data: bytes, *, max_pixels: int = MAX_PIXELS, source: str = "upload") -> np.ndarray:
+    """Decode an uploaded image to RGB (H, W, 3) uint8, by the same rules as ``read_image``.
+
+    The pixel count is checked from the header before decoding, so a decompression bomb
+    (a tiny file that inflates to gigapixels) is refused without allocating it.
+    """
+    try:
+        with warnings.catch_warnings():  # PIL warns above 89 Mpixel; max_pixels decides here
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))  # PIL's own guard refuses > 2 x 89 Mpixel here
+        with img:
+            w, h = img.size
+            if w * h > max_pixels:
+                raise ImageReadError(f"{source}: {w}x{h} image has more than {max_pixels} pixels "
+                                     f"(decompression bomb guard)")
+            img.load()
+            return to_rgb_array(img, source=source)
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(f"{source}: refused as a decompression bomb ({e})") from None
+    except Image.UnidentifiedImageError:
+        raise NotAnImage(f"{source}: not an image file (PIL cannot identify it)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageReadError(f"{source}: corrupt or truncated image ({e})") from None
 
 
 def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -59,6 +59,7 @@ class Prediction:
     detections: list[dict] | None = None
     path: Path | None = None
     plan: TilePlan | None = None
+    box_classes: list[str] | None = None  # names of detection labels (a joint model's differ from ``classes``)
 
     def colorized(self) -> Image.Image:
         """The mask as a palette ("P") image: saved as PNG it is the label map and a picture."""
@@ -70,7 +71,7 @@ class Prediction:
         """Class colours blended over the input, detection boxes drawn on top."""
         img = overlay(self.image, self.mask, self.palette, alpha=alpha)
         if self.detections:
-            draw_detections(img, self.detections, self.palette, self.classes)
+            draw_detections(img, self.detections, self.palette, self.box_classes or self.classes)
         return img
 
 
@@ -148,6 +149,8 @@ class Predictor:
             raise ValueError("detection models run on whole images without TTA: drop tile/tta")
         meta = self.backend.meta
         self.classes: list[str] | None = list(meta["classes"]) if meta.get("classes") else None
+        self.box_classes: list[str] | None = list(meta.get("box_classes") or []) or (
+            self.classes if self.detection else None)
         self.palette = palette_for(meta, max(self.num_classes, len(self.classes or []), 1))
         self.mask_dtype = np.uint8 if self.num_classes <= 256 else np.int64
 
@@ -276,7 +279,8 @@ class Predictor:
         return results
 
     def _result(self, array, mask, probs, detections, path, plan) -> Prediction:
-        return Prediction(image=array, mask=mask, palette=self.palette, classes=self.classes, probabilities=probs,
+        return Prediction(image=array, mask=mask, palette=self.palette, classes=self.classes,
+                          box_classes=self.box_classes, probabilities=probs,
                           detections=detections, path=path, plan=plan)
 
     def predict_batch(self, images: Sequence[np.ndarray | Image.Image | Tensor], *,

@@ -1,0 +1,59 @@
+"""``fcnkit serve MODEL``: an HTTP service and a web page for a model, on uvicorn.
+
+Endpoints: ``GET /`` (the page), ``GET /healthz`` (200 once the model is loaded, 503
+before), ``GET /metrics`` (Prometheus text), ``POST /v1/predict`` (multipart field
+``image`` or the raw image with an ``image/*`` content type; ``?format=png`` for the
+palette mask, ``?format=overlay`` for a JPEG overlay). SIGTERM/SIGINT stop accepting,
+finish what is queued and exit 0. To scale out, run one process per core group or
+machine (each with its own model) behind any load balancer: the service keeps no state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve a model over HTTP, with a web page (needs fcnkit[serve])",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="weights name, .pt / .safetensors, .onnx or OpenVINO .xml (as fcnkit predict)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--max-batch", type=int, default=4, help="images per forward pass at most (default 4)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0,
+                   help="how long a request waits for others of its size to fill a batch (default 5 ms)")
+    p.add_argument("--max-queue", type=int, default=64,
+                   help="requests waiting at most; more get 503 with Retry-After (default 64)")
+    p.add_argument("--max-body", default="20M", help="largest request body (default 20M); larger get 413")
+    p.add_argument("--max-memory", default=None, help="tiling budget for large images (default 2G)")
+    p.add_argument("--backend", default=None, metavar="DEVICE",
+                   help="torch device for .pt / .safetensors models (default: cuda if available, else cpu); "
+                        ".onnx and .xml files run on ONNX Runtime / OpenVINO")
+    p.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ..extras import require
+
+    require("serve", "uvicorn", "fastapi", "multipart", "prometheus_client")
+    import uvicorn
+
+    from ..inference.tiling import parse_memory
+    from ..serve.app import ServeSettings, create_app
+
+    for name in ("max_batch", "max_queue", "port"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, not {getattr(args, name)}")
+    settings = ServeSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+                             max_body=parse_memory(args.max_body), max_memory=args.max_memory, device=args.backend)
+    print(f"fcnkit serve {args.model} on http://{args.host}:{args.port}/ (max batch {args.max_batch}, "
+          f"wait {args.max_wait_ms:g} ms, queue {args.max_queue}, body {args.max_body})", flush=True)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler it found:
+    # make that a no-op, so a finished graceful shutdown exits 0 (not -15 / KeyboardInterrupt)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    uvicorn.run(create_app(args.model, settings), host=args.host, port=args.port, log_level="warning",
+                timeout_graceful_shutdown=30)
+    print("fcnkit serve: stopped", flush=True)
+    return 0

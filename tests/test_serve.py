@@ -1,0 +1,339 @@
+"""fcnkit serve: the API, bad input, micro-batching, back-pressure, shutdown, the page."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from fcnkit.inference import Predictor  # noqa: E402
+from fcnkit.models.saved import save_model  # noqa: E402
+from fcnkit.serve.app import ServeSettings, create_app  # noqa: E402
+from fcnkit.serve.batching import MicroBatcher, QueueFull  # noqa: E402
+from predict_fixtures import PALETTE, colour_fcn, scene  # noqa: E402
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("serve") / "colour.pt"
+    save_model(colour_fcn(), path, classes=["red", "green", "blue"], palette=PALETTE)
+    return path
+
+
+def _png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _ready(client: TestClient, timeout: float = 60) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        r = client.get("/healthz")
+        if r.status_code == 200:
+            return r.json()
+        time.sleep(0.05)
+    raise AssertionError(f"not ready: {r.status_code} {r.text}")
+
+
+@pytest.fixture(scope="module")
+def client(model_file):
+    with TestClient(create_app(model_file, ServeSettings(max_batch=4, max_wait_ms=20, max_body=2**20))) as c:
+        _ready(c)
+        yield c
+
+
+def test_predict_json_png_and_overlay_match_the_predictor(client, model_file) -> None:
+    image = scene(45, 61, seed=3)
+    expected = Predictor(model_file).predict(image).mask
+    r = client.post("/v1/predict", files={"image": ("x.png", _png(image), "image/png")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["width"], body["height"], body["classes"]) == (61, 45, ["red", "green", "blue"])
+    mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["mask_png"]))))
+    assert np.array_equal(mask, expected)
+    assert body["fractions"] == [round(float((expected == k).mean()), 6) for k in range(3)]
+    assert body["timings_ms"]["batch_size"] >= 1 and body["timings_ms"]["total"] > 0
+    raw = client.post("/v1/predict?format=png", content=_png(image), headers={"content-type": "image/png"})
+    assert raw.headers["content-type"] == "image/png"
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(raw.content))), expected)
+    over = client.post("/v1/predict?format=overlay", content=_png(image), headers={"content-type": "image/png"})
+    assert over.headers["content-type"] == "image/jpeg" and Image.open(io.BytesIO(over.content)).size == (61, 45)
+
+
+def test_bad_input_gets_json_errors_and_the_server_stays_healthy(client) -> None:
+    good = _png(scene(32, 40))
+    cases = {
+        "not an image": (b"hello, not an image", "image/png", 415, "not an image file"),
+        "truncated": (good[: len(good) // 2], "image/png", 400, "corrupt or truncated"),
+        "wrong type": (b"{}", "application/json", 415, "unsupported content type"),
+        "empty": (b"", "image/png", 400, "empty upload"),
+    }
+    for name, (data, ctype, status, text) in cases.items():
+        r = client.post("/v1/predict", content=data, headers={"content-type": ctype})
+        assert r.status_code == status and text in r.json()["error"], (name, r.status_code, r.text)
+    r = client.post("/v1/predict", files={"other": ("x.png", good, "image/png")})
+    assert r.status_code == 400 and "field named 'image'" in r.json()["error"]
+    big = client.post("/v1/predict", content=good + bytes(2**20), headers={"content-type": "image/png"})
+    assert big.status_code == 413 and "max-body" in big.json()["error"]  # over this app's 1 MiB, unread
+    for _ in range(20):  # a row of corrupt uploads
+        assert client.post("/v1/predict", content=good[:100], headers={"content-type": "image/png"}).status_code == 400
+    assert client.get("/healthz").json()["status"] == "ok"
+    assert client.post("/v1/predict", content=good, headers={"content-type": "image/png"}).status_code == 200
+
+
+def test_decompression_bomb_under_the_body_limit_is_refused_by_its_header(model_file) -> None:
+    bomb = io.BytesIO()
+    Image.new("L", (12000, 12000)).save(bomb, format="PNG")  # 144 Mpixel in ~140 KB
+    with TestClient(create_app(model_file, ServeSettings(max_pixels=10_000_000))) as c:
+        _ready(c)
+        r = c.post("/v1/predict", content=bomb.getvalue(), headers={"content-type": "image/png"})
+        assert r.status_code == 400 and "decompression bomb" in r.json()["error"]
+
+
+def test_metrics_are_prometheus_text(client) -> None:
+    client.post("/v1/predict", content=_png(scene(32, 32)), headers={"content-type": "image/png"})
+    text = client.get("/metrics").text
+    for series in ("fcnkit_requests_total{", "fcnkit_errors_total{", "fcnkit_queue_depth ",
+                   "fcnkit_batch_size_bucket{", "fcnkit_request_seconds_bucket{"):
+        assert series in text, series
+    ok = [line for line in text.splitlines() if line.startswith('fcnkit_requests_total{path="/v1/predict",status="200"}')]
+    assert ok and float(ok[0].split()[-1]) >= 1
+
+
+def test_healthz_is_503_until_the_model_is_loaded(tmp_path) -> None:
+    release = threading.Event()
+
+    class Slow:  # a model whose first forward pass (the predictor's probe) waits for the test
+        preprocessing = None
+        meta = {"classes": ["a", "b"]}
+
+        def __call__(self, x):
+            release.wait(30)
+            import torch
+            return torch.zeros(x.shape[0], 2, *x.shape[-2:])
+
+    with TestClient(create_app(Slow())) as c:
+        assert c.get("/healthz").status_code == 503 and c.get("/healthz").json()["status"] == "loading"
+        r = c.post("/v1/predict", content=_png(scene(8, 8)), headers={"content-type": "image/png"})
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        release.set()
+        assert _ready(c)["classes"] == ["a", "b"]
+    with TestClient(create_app(tmp_path / "missing.pt")) as c:
+        time.sleep(0.5)
+        r = c.get("/healthz")
+        assert r.status_code == 503 and "missing.pt" in r.json()["error"]
+
+
+def test_micro_batching_groups_same_size_requests_and_keeps_their_order() -> None:
+    seen: list[list[tuple[int, int]]] = []
+
+    def run(images):
+        seen.append([im.shape[:2] for im in images])
+        return [int(im[0, 0, 0]) for im in images]
+
+    batcher = MicroBatcher(run, max_batch=4, max_wait_ms=200, max_queue=16)
+
+    async def main():
+        images = [np.full((8, 8, 3), k, np.uint8) for k in range(8)] + [np.full((4, 6, 3), 9, np.uint8)]
+        return await asyncio.gather(*(batcher.submit(im) for im in images))
+
+    results = asyncio.run(main())
+    batcher.close()
+    assert [r for r, _ in results] == [0, 1, 2, 3, 4, 5, 6, 7, 9]  # each request gets its own answer
+    assert sorted(len(b) for b in seen) == [1, 4, 4] and [(4, 6)] in seen  # sizes never mix
+    assert {t.batch_size for _, t in results[:8]} == {4}
+
+
+def test_a_full_queue_refuses_at_once_and_close_finishes_what_is_queued() -> None:
+    gate = threading.Event()
+    batcher = MicroBatcher(lambda ims: (gate.wait(10), [1] * len(ims))[1], max_batch=1, max_wait_ms=0, max_queue=2)
+
+    async def main():
+        first = asyncio.ensure_future(batcher.submit(np.zeros((2, 2, 3), np.uint8)))
+        await asyncio.sleep(0.1)  # the worker holds the first request
+        queued = [asyncio.ensure_future(batcher.submit(np.zeros((2, 2, 3), np.uint8))) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        with pytest.raises(QueueFull):
+            await batcher.submit(np.zeros((2, 2, 3), np.uint8))
+        gate.set()
+        return await asyncio.gather(first, *queued)
+
+    results = asyncio.run(main())
+    batcher.close()
+    assert [r for r, _ in results] == [1, 1, 1]
+
+
+# --- a real server on loopback ---------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(model_file):
+    """``fcnkit serve`` in its own process: (base URL, Popen)."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "fcnkit", "serve", str(model_file), "--port", str(port),
+                             "--max-queue", "4", "--max-batch", "2", "--max-wait-ms", "2", "--max-body", "1M"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.2)
+    yield base, proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def test_burst_beyond_the_queue_gets_503s_and_no_crash(server) -> None:
+    base, proc = server
+    body = _png(scene(360, 480, seed=1))
+
+    async def burst():
+        async with httpx.AsyncClient(timeout=120) as c:
+            return await asyncio.gather(*(c.post(f"{base}/v1/predict", content=body,
+                                                 headers={"content-type": "image/png"}) for _ in range(40)))
+
+    codes = [r.status_code for r in asyncio.run(burst())]
+    assert set(codes) <= {200, 503} and codes.count(200) >= 4 and codes.count(503) >= 1, codes
+    busy = next(r for r in asyncio.run(burst()) if r.status_code == 503)
+    assert busy.headers["retry-after"] == "1" and "server busy" in busy.json()["error"]
+    assert httpx.get(f"{base}/healthz").status_code == 200 and proc.poll() is None
+
+
+def test_slow_and_dropped_clients_do_not_block_others(server) -> None:
+    base, proc = server
+    port = int(base.rsplit(":", 1)[1])
+    body = _png(scene(64, 64))
+    slow = socket.create_connection(("127.0.0.1", port))  # declares a body, then sends it byte by byte
+    slow.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                 + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:10])
+    dropped = socket.create_connection(("127.0.0.1", port))  # goes away mid-upload
+    dropped.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 5000\r\n\r\n"
+                    + body[:100])
+    dropped.close()
+    t = time.perf_counter()
+    for _ in range(3):
+        r = httpx.post(f"{base}/v1/predict", content=body, headers={"content-type": "image/png"}, timeout=30)
+        assert r.status_code == 200
+    assert time.perf_counter() - t < 20
+    slow.sendall(body[10:])  # the slow client finishes and is answered too
+    answer = slow.recv(65536).decode(errors="replace")
+    slow.close()
+    assert answer.startswith("HTTP/1.1 200")
+    assert proc.poll() is None
+
+
+def test_sigterm_finishes_queued_requests_and_exits_0(server) -> None:
+    base, proc = server
+    body = _png(scene(360, 480, seed=2))
+    results: list[int] = []
+
+    def post():
+        try:
+            results.append(httpx.post(f"{base}/v1/predict", content=body, headers={"content-type": "image/png"},
+                                      timeout=60).status_code)
+        except httpx.TransportError as e:
+            results.append(type(e).__name__)
+
+    threads = [threading.Thread(target=post) for _ in range(3)]
+    for th in threads:
+        th.start()
+    time.sleep(0.3)  # the requests are in flight
+    proc.send_signal(signal.SIGTERM)
+    for th in threads:
+        th.join(60)
+    assert proc.wait(60) == 0
+    assert results == [200, 200, 200], results
+
+
+# --- the page in a real browser ----------------------------------------------------------
+
+def _chromium() -> tuple[str, str] | None:
+    for browser in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
+        if os.path.exists(browser) and os.path.exists("/usr/bin/chromedriver"):
+            return browser, "/usr/bin/chromedriver"
+    return None
+
+
+def test_the_page_in_headless_chromium(tmp_path) -> None:
+    """Upload a CamVid frame through the file input; the overlay, legend and timing appear."""
+    from conftest import data_dir
+
+    found = _chromium()
+    if found is None:
+        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    frame = data_dir("camvid") / "val" / "0016E5_07959.png"
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "fcnkit", "serve", "camvid-fcn8s-lite0", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}/"
+    options = webdriver.ChromeOptions()
+    options.binary_location = found[0]
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1100"):
+        options.add_argument(arg)
+    driver = None
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(base + "healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.3)
+        driver = webdriver.Chrome(service=Service(found[1]), options=options)
+        driver.get(base)
+        WebDriverWait(driver, 30).until(lambda d: "camvid-fcn8s-lite0" in d.find_element(By.ID, "model").text)
+        driver.find_element(By.ID, "file").send_keys(str(frame))
+        WebDriverWait(driver, 120).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-done") == "1")
+        canvas = driver.find_element(By.ID, "overlay")
+        assert (int(canvas.get_attribute("width")), int(canvas.get_attribute("height"))) == (480, 360)
+        names = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#classes .name")]
+        assert names[:3] == ["Sky", "Building", "Pole"] and len(names) == 11
+        shares = [float(e.text.rstrip("%")) for e in driver.find_elements(By.CSS_SELECTOR, "#classes .share")]
+        assert abs(sum(shares) - 100) < 0.5 and max(shares) > 10  # a real segmentation, not one class
+        assert "server" in driver.find_element(By.ID, "status").text
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "serve_page.png"))
+        assert (ARTIFACTS / "serve_page.png").stat().st_size > 10_000
+    finally:
+        if driver is not None:
+            driver.quit()
+        proc.terminate()
+        proc.wait(30)

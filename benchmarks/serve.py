@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import io
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,15 +31,10 @@ import numpy as np
 from PIL import Image
 
 from fcnkit.inference import Predictor
+from fcnkit.serve.process import spawn_server
 
 ROOT = Path(__file__).resolve().parents[1]
 CAMVID = ROOT.parent / "shared" / "data" / "camvid"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rss_mb(pid: int) -> float:
@@ -125,22 +119,9 @@ async def soak(base: str, bodies: list[bytes], pid: int, seconds: float) -> dict
 
 
 def serve_and_measure(model: str, bodies: list[bytes], args) -> dict:
-    port = _port()
-    proc = subprocess.Popen([sys.executable, "-m", "fcnkit", "serve", model, "--port", str(port), "--max-batch",
-                             str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), "--max-queue", "256"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
+    base, proc = spawn_server(model, "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms),
+                              "--max-queue", "256", timeout=300)
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None:
-                raise SystemExit(proc.stdout.read())
-            time.sleep(0.5)
         asyncio.run(load(base, bodies, 2, 8))  # warm-up
         levels = [asyncio.run(load(base, bodies, c, args.requests)) for c in (1, 4, 16)]
         soaked = asyncio.run(soak(base, bodies, proc.pid, args.soak))

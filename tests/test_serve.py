@@ -9,8 +9,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -27,6 +25,7 @@ from fcnkit.inference import Predictor  # noqa: E402
 from fcnkit.models.saved import save_model  # noqa: E402
 from fcnkit.serve.app import ServeSettings, create_app  # noqa: E402
 from fcnkit.serve.batching import MicroBatcher, QueueFull  # noqa: E402
+from fcnkit.serve.process import spawn_server  # noqa: E402
 from predict_fixtures import PALETTE, colour_fcn, scene  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -185,29 +184,11 @@ def test_a_full_queue_refuses_at_once_and_close_finishes_what_is_queued() -> Non
 
 # --- a real server on loopback ---------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(model_file):
     """``fcnkit serve`` in its own process: (base URL, Popen)."""
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "fcnkit", "serve", str(model_file), "--port", str(port),
-                             "--max-queue", "4", "--max-batch", "2", "--max-wait-ms", "2", "--max-body", "1M"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None, proc.stdout.read()
-        time.sleep(0.2)
+    base, proc = spawn_server(model_file, "--max-queue", "4", "--max-batch", "2", "--max-wait-ms", "2",
+                              "--max-body", "1M")
     yield base, proc
     if proc.poll() is None:
         proc.kill()
@@ -298,25 +279,14 @@ def test_the_page_in_headless_chromium(tmp_path) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     frame = data_dir("camvid") / "val" / "0016E5_07959.png"
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "fcnkit", "serve", "camvid-fcn8s-lite0", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}/"
     options = webdriver.ChromeOptions()
     options.binary_location = found[0]
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1100"):
         options.add_argument(arg)
+    base, proc = spawn_server("camvid-fcn8s-lite0")
+    base += "/"
     driver = None
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(base + "healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read()
-            time.sleep(0.3)
         driver = webdriver.Chrome(service=Service(found[1]), options=options)
         driver.get(base)
         WebDriverWait(driver, 30).until(lambda d: "camvid-fcn8s-lite0" in d.find_element(By.ID, "model").text)
@@ -337,3 +307,28 @@ def test_the_page_in_headless_chromium(tmp_path) -> None:
             driver.quit()
         proc.terminate()
         proc.wait(30)
+
+
+def test_a_detector_answers_boxes_with_names() -> None:
+    from conftest import data_dir
+
+    import torch
+    from torchvision.ops import box_iou
+
+    from fcnkit.data.voc_xml import VOCDetection
+
+    val = VOCDetection(data_dir("raccoon"), "val")
+    photo = val.files[0][0].read_bytes()
+    truth = val[0][1]["boxes"].as_subclass(torch.Tensor)  # in the photo's own pixels
+    with TestClient(create_app("raccoon-fcn8s-det-lite0")) as c:
+        assert _ready(c)["task"] == "detection"
+        body = c.post("/v1/predict", files={"image": ("r.jpg", photo, "image/jpeg")}).json()
+        assert "mask_png" not in body and body["box_classes"] == ["raccoon"]
+        best = body["detections"][0]  # run at the trained scale (longer side 320), boxes mapped back
+        assert best["name"] == "raccoon"
+        iou = box_iou(torch.tensor([best["box"]]), truth).max().item()
+        assert iou > 0.5, (best, truth.tolist())
+        r = c.post("/v1/predict?format=png", content=photo, headers={"content-type": "image/jpeg"})
+        assert r.status_code == 400 and "no segmentation output" in r.json()["error"]
+        over = c.post("/v1/predict?format=overlay", content=photo, headers={"content-type": "image/jpeg"})
+        assert over.status_code == 200 and over.headers["content-type"] == "image/jpeg"

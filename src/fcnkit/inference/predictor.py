@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
@@ -149,6 +150,7 @@ class Predictor:
             raise ValueError("detection models run on whole images without TTA: drop tile/tta")
         meta = self.backend.meta
         self.classes: list[str] | None = list(meta["classes"]) if meta.get("classes") else None
+        self.max_size = int(meta["max_size"]) if meta.get("max_size") else None  # detectors: the trained scale
         self.box_classes: list[str] | None = list(meta.get("box_classes") or []) or (
             self.classes if self.detection else None)
         self.palette = palette_for(meta, max(self.num_classes, len(self.classes or []), 1))
@@ -262,11 +264,27 @@ class Predictor:
         """Same-size images in one forward pass."""
         h, w = arrays[0].shape[:2]
         x = torch.from_numpy(np.stack(arrays)).to(self.device).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
+        fit = self.detection and self.max_size and max(h, w) > self.max_size
+        if fit:  # boxes were learnt at this scale: run there, map the results back to the image
+            scale = self.max_size / max(h, w)
+            small = (max(1, round(h * scale)), max(1, round(w * scale)))
+            x = F.interpolate(x.float(), size=small, mode="bilinear", antialias=True,
+                              align_corners=False).round().clamp(0, 255).to(torch.uint8)  # (N, 3, h', w')
         out = self._logits(x)
         detections: list[list[dict] | None] = [None] * len(arrays)
         if self.detection:
-            detections = decode_detections(out, (h, w), self.detection_stride)
+            found_at = x.shape[-2:]
+            detections = decode_detections(out, tuple(found_at), self.detection_stride)
+            if fit:
+                sy, sx = h / found_at[0], w / found_at[1]
+                for dets in detections:
+                    for d in dets:
+                        x0, y0, x1, y1 = d["box"]
+                        d["box"] = [round(min(w, x0 * sx), 2), round(min(h, y0 * sy), 2), round(min(w, x1 * sx), 2),
+                                    round(min(h, y1 * sy), 2)]
             out = out.get("seg")
+            if fit and out is not None:
+                out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)  # (N, C, H, W)
         results = []
         for i, array in enumerate(arrays):
             mask = probs = None

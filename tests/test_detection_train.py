@@ -216,6 +216,10 @@ def test_joint_model_on_a_list_of_datasets_and_its_eval_on_each(tmp_path: Path, 
     assert reports["both"]["mean_iu"] == pytest.approx(reports["seg"]["mean_iu"])
     assert reports["both"]["map"] == pytest.approx(reports["det"]["map"])
     assert (tmp_path / "seg" / "confusion.png").is_file() and (tmp_path / "det" / "detections.png").is_file()
+    assert (tmp_path / "both" / "detections.png").is_file() and not (tmp_path / "seg" / "detections.png").exists()
+    from fcnkit.inference.evaluate import _boxed_indices  # the picture skips the mask-only part of a mixture
+
+    assert _boxed_indices(build_dataset([camvid, voc], "val")) == [2]  # 2 CamVid frames, then the VOC image
     assert not (tmp_path / "det" / "confusion.png").exists()
     capsys.readouterr()
     assert main(["train", "--set", "model=fcn8s-joint", "--set", f"data={voc}", "--set", "workers=0",

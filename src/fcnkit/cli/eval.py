@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 from ..detection.decode import DEFAULT_NMS_IOU
 
@@ -74,7 +75,7 @@ def _eval(args: argparse.Namespace) -> int:
     if "map" in report:
         print(f"  detection: mAP@[.5:.95] {_fmt(report['map'])}   AP50 {_fmt(report['map_50'])}   "
               f"AP75 {_fmt(report['map_75'])}   AR@100 {_fmt(report['mar_100'])}")
-        if report["map"] is not None:
+        if (Path(report["report_dir"]) / "detections.png").is_file():
             wrote.append("detections.png")
     print(f"wrote {report['report_dir']}/{', '.join(wrote)}")
     return 0

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.transforms import v2
 
 from ..data import build_dataset, eval_transforms
-from ..data.mixed import box_classes_of
+from ..data.mixed import MixedDataset, box_classes_of, has_boxes
 from ..detection.decode import DEFAULT_NMS_IOU, decode
 from ..draw import draw_boxes
 from ..engine import distributed as D
@@ -43,7 +43,7 @@ def draw_detection_examples(model: nn.Module | Callable, dataset: Dataset, path:
     uint8 images; ``transform`` (e.g. a resize) is applied before the model sees them."""
     model.eval()
     side, tiles = 256, []
-    for i in range(min(len(dataset), n * 4)):  # some samples may have no boxes
+    for i in _boxed_indices(dataset)[: n * 4]:  # some samples may still have no boxes
         image, target = dataset[i]
         if "boxes" not in target:
             continue
@@ -69,6 +69,14 @@ def draw_detection_examples(model: nn.Module | Callable, dataset: Dataset, path:
             for r in range(0, len(tiles), cols)]
     grid = Image.fromarray(np.concatenate(rows, 0))
     atomic_write(path, lambda f: grid.save(f, format="PNG"))
+
+
+def _boxed_indices(dataset: Dataset) -> list[int]:
+    """Indices worth drawing: in a mixture, only those of the datasets that have boxes."""
+    if isinstance(dataset, MixedDataset):
+        starts = [0, *dataset.cumulative_sizes[:-1]]
+        return [start + i for start, d in zip(starts, dataset.datasets) if has_boxes(d) for i in range(len(d))]
+    return list(range(len(dataset)))
 
 
 def _resize(max_size: int | None):

@@ -103,7 +103,7 @@ def test_failed_parity_writes_nothing(tmp_path, monkeypatch):
     path = tmp_path / "broken.onnx"
     real_run = OnnxRuntimeModel._run
     # a runtime that is off by a shuffle of the classes, as a wrong export would be
-    monkeypatch.setattr(OnnxRuntimeModel, "_run", lambda self, x: real_run(self, x)[:, ::-1].copy())
+    monkeypatch.setattr(OnnxRuntimeModel, "_run", lambda self, x: [a[:, ::-1].copy() for a in real_run(self, x)])
     with pytest.raises(RuntimeError, match="does not match eager PyTorch"):
         export_onnx(model, path, sizes=SIZES)
     assert list(tmp_path.iterdir()) == []
@@ -173,7 +173,9 @@ def test_joint_model_exports_every_output_and_runs_predict_and_eval_from_the_fil
     torch.manual_seed(0)
     model = create_model("fcn8s_joint", num_classes=11, det_classes=2, encoder="mobilenet_v3_large",
                          width=0.25).eval()
-    model.meta = {"classes": [f"c{i}" for i in range(11)], "box_classes": ["cat", "dog"]}
+    from fcnkit.data.camvid import CamVid
+
+    model.meta = {"classes": list(CamVid.classes), "box_classes": ["cat", "dog"]}
     onnx_path, xml = tmp_path / "joint.onnx", tmp_path / "joint.xml"
     report = export_onnx(model, onnx_path, sizes=SIZES)
     assert [p.output for p in report.parity] == ["heatmap", "size", "offset", "seg"] * 2

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,3 +24,14 @@ def data_dir(name: str) -> Path:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+def torchrun_two_cpu_ranks(script_text: str, tmp_path: Path) -> Path:
+    """Run ``script_text`` as 2 gloo ranks under torchrun with its output folder as argv[1];
+    returns that folder (the test fails with the ranks' stderr if they do)."""
+    script, out = tmp_path / "ddp_script.py", tmp_path / "run"
+    script.write_text(script_text)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script), str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out

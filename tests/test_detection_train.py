@@ -5,15 +5,12 @@ raccoon / CamVid data through the chain."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import data_dir
+from conftest import data_dir, torchrun_two_cpu_ranks
 from test_data_fixtures import write_camvid, write_voc_xml
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
@@ -299,12 +296,7 @@ DDP_SCRIPT = textwrap.dedent('''
 
 
 def test_two_cpu_processes_train_a_detector_in_lockstep(tmp_path: Path) -> None:
-    script = tmp_path / "ddp_det.py"
-    script.write_text(DDP_SCRIPT)
-    out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script), str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = torchrun_two_cpu_ranks(DDP_SCRIPT, tmp_path)
     w0, w1 = torch.load(out / "rank0.pt"), torch.load(out / "rank1.pt")
     assert all(torch.equal(w0[k], w1[k]) for k in w0)  # one model, not two copies trained side by side
     last = read_record(out / "last.pt")

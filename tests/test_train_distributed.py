@@ -2,12 +2,10 @@
 agree, only rank 0 writes, and the all-reduced validation equals single-process scoring."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import torch
+from conftest import torchrun_two_cpu_ranks
 
 from fcnkit.models.saved import read_record
 
@@ -45,12 +43,7 @@ SCRIPT = textwrap.dedent('''
 
 
 def test_two_cpu_processes_train_in_lockstep(tmp_path):
-    script = tmp_path / "ddp_train.py"
-    script.write_text(SCRIPT)
-    out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script), str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = torchrun_two_cpu_ranks(SCRIPT, tmp_path)
     w0, w1 = torch.load(out / "rank0.pt"), torch.load(out / "rank1.pt")
     assert all(torch.equal(w0[k], w1[k]) for k in w0)
     last = read_record(out / "last.pt")

@@ -40,6 +40,7 @@ from ..inference.runtime import OnnxRuntimeModel
 from ..engine.evaluate import Sample, agreement, mean_iu, predict_all
 from ..inference.postprocess import color_mask
 from ..models import create_model
+from ..models.encoders import encoder_preprocessing
 from .blocks import demo_1x1, demo_transpose
 
 
@@ -85,8 +86,7 @@ def run_demo(out_dir: str | Path, *, data: str | None = None, plan: DemoPlan = D
         results["blocks"] = {"max_abs_diff_1x1": demo_1x1(say), "transpose_formula_ok": demo_transpose(say)}
 
     say("\n== 2. skip connections: FCN-32s vs FCN-8s (same encoder, same budget) ==")
-    probe = create_model("fcn8s", num_classes=1, encoder=plan.encoder, width=plan.width)
-    train_set, val_set, raw_val, classes, palette = _datasets(data, plan, probe.preprocessing)
+    train_set, val_set, raw_val, classes, palette = _datasets(data, plan, encoder_preprocessing(plan.encoder))
     models, seg = {}, {}
     for name in ("fcn32s", "fcn8s"):
         t = time.perf_counter()
@@ -163,10 +163,10 @@ def _seg_table(seg: dict) -> str:
 
 def _train_detector(plan: DemoPlan, out: Path, say) -> tuple[nn.Module, dict]:
     """The same trainer as the FCNs: the model's task (detection) brings its targets and loss."""
-    probe = create_model("fcn8s_det", encoder=plan.encoder, width=plan.width)
-    aug = train_transforms(probe.preprocessing, scale_range=(0.75, 1.25), crop_size=plan.size, color_jitter=None)
+    pre = encoder_preprocessing(plan.encoder)
+    aug = train_transforms(pre, scale_range=(0.75, 1.25), crop_size=plan.size, color_jitter=None)
     train_set = SyntheticStreets(plan.n_train, size=plan.size, seed=0, transforms=aug)
-    val_set = SyntheticStreets(plan.n_val, size=plan.size, seed=100_000, transforms=eval_transforms(probe.preprocessing))
+    val_set = SyntheticStreets(plan.n_val, size=plan.size, seed=100_000, transforms=eval_transforms(pre))
     cfg = replace(_train_config("fcn8s_det", plan, out), out_dir=str(out / "runs" / "detector"), lr=1e-3,
                   schedule="cosine", warmup_iters=min(50, plan.det_iters // 4), max_iters=plan.det_iters,
                   grad_clip=10.0)

@@ -103,10 +103,8 @@ def _dataset_info(ds: Dataset) -> dict[str, Any]:
         raise ValueError(f"{type(base).__name__} has no 'classes'; fcnkit datasets expose classes, palette "
                          f"and ignore_index") from None
     palette = [list(map(int, c)) for c in getattr(base, "palette", [])] or None
-    task = getattr(base, "task", "segmentation")
-    box = list(base.box_classes) if task == "joint" else box_classes_of(base)
     return {"classes": classes, "palette": palette, "ignore_index": int(getattr(base, "ignore_index", 255)),
-            "task": task, "box_classes": box}
+            "task": getattr(base, "task", "segmentation"), "box_classes": box_classes_of(base)}
 
 
 def _subset(ds: Dataset, n: int | None) -> Dataset:

@@ -328,7 +328,7 @@ def optimize(checkpoint: str | Path, *, val: str, val_split: str = "val", backen
     return Optimized(path, row, reference.mean_iu, svd)
 
 
-__all__ = ["BudgetExceeded", "Optimized", "Sample", "Reference", "Variant", "load_samples", "optimize",
+__all__ = ["BudgetExceeded", "Optimized", "Reference", "Variant", "optimize",
            "build_variant", "measure",
            "check_budget", "write_variant", "default_output", "choose_svd_rank", "ranks_for_energy",
-           "svd_spectra", "transform", "mean_iu", "agreement", "staging_dir", "BACKENDS", "PRECISIONS"]
+           "svd_spectra", "transform", "staging_dir", "BACKENDS", "PRECISIONS"]

@@ -95,7 +95,7 @@ def _check_classes(checkpoint, data, split, model: nn.Module, task: Task, datase
             warnings.warn(f"{checkpoint}: class names differ from the dataset's ({meta_classes} vs {classes}); "
                           f"scoring by index", stacklevel=3)
     if task.detects and kind in ("detection", "joint"):
-        boxes = box_classes_of(dataset) if kind == "detection" else list(dataset.box_classes)
+        boxes = box_classes_of(dataset)
         if len(boxes) != model.det_classes:
             raise ValueError(f"{checkpoint}: the model detects {model.det_classes} classes but {data} ({split}) "
                              f"has {len(boxes)} box classes")

@@ -52,7 +52,7 @@ def test_folder_with_corrupt_file(model_file, tmp_path, capsys) -> None:
     assert Image.open(out / "sub" / "b.overlay.jpg").size == (50, 40)
     probs = np.load(out / "sub" / "b.probs.npy")
     assert probs.dtype == np.float16 and probs.shape == (3, 40, 50)
-    assert not (out / "broken.mask.png").exists() and not list(out.rglob("*.tmp"))
+    assert not (out / "broken.mask.png").exists() and not list(out.rglob("*fcnkit-tmp*"))
 
 
 def test_existing_outputs_are_not_overwritten_without_the_flag(model_file, tmp_path, capsys) -> None:

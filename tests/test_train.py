@@ -134,6 +134,40 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert all(torch.isfinite(v.float()).all() for v in _weights(tmp_path / "last.pt").values())
 
 
+def test_non_finite_weights_are_never_saved_or_called_good(tmp_path):
+    tr, va = _sets(n_train=2)
+    cfg = _cfg(tmp_path / "b")
+    train(cfg, train_set=tr, val_set=va)
+    good = (tmp_path / "b" / "last.pt").read_bytes(), (tmp_path / "b" / "best.pt").read_bytes()
+    # weights gone non-finite while the loss stays finite: a bias of -inf before a ReLU gives zeros
+    # downstream and a zero gradient (what an overflowing update leaves behind, made deterministic)
+    record = read_record(tmp_path / "b" / "last.pt")
+    bias = next(k for k in record["model"] if k.endswith(".bias"))
+    record["model"][bias][0] = -float("inf")
+    torch.save(record, tmp_path / "b" / "broken.pt")
+    with pytest.raises(TrainingDiverged, match=r"not finite after iteration 4 .*last good checkpoint .*last.pt is kept"):
+        train(dataclasses.replace(cfg, epochs=2), train_set=tr, val_set=va, resume=tmp_path / "b" / "broken.pt")
+    assert ((tmp_path / "b" / "last.pt").read_bytes(), (tmp_path / "b" / "best.pt").read_bytes()) == good
+    # the same weights as a starting point: nothing is written at all
+    with pytest.raises(TrainingDiverged, match=r"not finite after iteration 2 .*no checkpoint had been written yet"):
+        train(_cfg(tmp_path / "a", init_from=str(tmp_path / "b" / "broken.pt")), train_set=tr, val_set=va)
+    assert not (tmp_path / "a" / "last.pt").exists() and not (tmp_path / "a" / "best.pt").exists()
+
+
+def test_a_run_folder_without_last_pt_is_not_silently_reused(tmp_path):
+    tr, va = _sets(n_train=2)
+    cfg = _cfg(tmp_path)
+    train(cfg, train_set=tr, val_set=va)
+    (tmp_path / "last.pt").unlink()  # e.g. deleted to save space, or lost
+    best, metrics = (tmp_path / "best.pt").read_bytes(), (tmp_path / "metrics.jsonl").read_bytes()
+    with pytest.raises(ValueError, match=r"already holds a training run \(best.pt, metrics.jsonl\) but no last.pt"):
+        train(cfg, train_set=tr, val_set=va)
+    assert (tmp_path / "best.pt").read_bytes() == best and (tmp_path / "metrics.jsonl").read_bytes() == metrics
+    (tmp_path / "best.pt").unlink()
+    with pytest.raises(ValueError, match=r"already holds a training run \(metrics.jsonl\)"):
+        train(cfg, train_set=tr, val_set=va)
+
+
 def test_run_directory_and_checkpoint_contents(tmp_path, capsys):
     tr, va = _sets(n_train=2)
     cfg = _cfg(tmp_path, epochs=2, loss="focal", amp="off", channels_last=False, log_every=3)
@@ -238,29 +272,40 @@ def test_cli_train_resume_and_eval_reproduces_validation(tmp_path, capsys):
     assert "epochs must be int" in capsys.readouterr().err
 
 
-def test_sigterm_to_the_cli_finishes_the_step_saves_and_exits_130(tmp_path):
+def test_sigterm_to_the_process_group_finishes_the_step_saves_exits_130_and_resumes_exactly(tmp_path):
+    """systemd, Slurm's scancel and ``kill -- -PGID`` signal the loader workers too: they
+    must not die under the trainer, which finishes the step, saves and exits 130."""
     import subprocess
     import sys
 
     data = _camvid_folder(tmp_path / "camvid")
     recipe = tmp_path / "long.yaml"
-    recipe.write_text(yaml.safe_dump({"data": f"camvid:{data}", "width": 0.0625, "epochs": 10000, "workers": 1,
+    recipe.write_text(yaml.safe_dump({"data": f"camvid:{data}", "width": 0.0625, "epochs": 10000, "workers": 2,
                                       "progress": False, "log_every": 1, "out_dir": str(tmp_path / "run")}))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "fcnkit", "train", "--config", str(recipe)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    cmd = [sys.executable, "-m", "fcnkit", "train", "--config", str(recipe)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)  # its own process group, as under systemd or Slurm
     seen = []
     for line in proc.stdout:
         seen.append(line)
-        if line.startswith("  it "):  # training is under way
-            proc.send_signal(signal.SIGTERM)
+        if line.startswith("  it "):  # training is under way, the workers are up
+            os.killpg(proc.pid, signal.SIGTERM)
             break
     rest, _ = proc.communicate(timeout=120)
     out = "".join(seen) + rest
     assert proc.returncode == 130, out
-    assert "SIGTERM received" in out and "interrupted at iteration" in out
-    progress = read_record(tmp_path / "run" / "last.pt")["progress"]
-    assert progress["iteration"] >= 1 and f"interrupted at iteration {progress['iteration']}" in out
+    assert "SIGTERM received" in out and "interrupted at iteration" in out and "Traceback" not in out
+    k = read_record(tmp_path / "run" / "last.pt")["progress"]["iteration"]
+    assert k >= 1 and f"interrupted at iteration {k}" in out
+    # resume one more step; an uninterrupted run paused at the same iteration has the same weights
+    run = lambda *a: subprocess.run([*cmd, *a], capture_output=True, text=True, env=env, timeout=120)
+    resumed = run("--resume", "--stop-after", "1")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    straight = run("--set", f"out_dir={tmp_path / 'straight'}", "--stop-after", str(k + 1))
+    assert straight.returncode == 0, straight.stdout + straight.stderr
+    assert read_record(tmp_path / "straight" / "last.pt")["progress"]["iteration"] == k + 1
+    assert _same(_weights(tmp_path / "run" / "last.pt"), _weights(tmp_path / "straight" / "last.pt"))
 
 
 def test_bn_momentum_override_for_training_from_scratch(tmp_path):

@@ -1,11 +1,13 @@
 """Config (recipes, --set typing, errors), optimiser groups and lr schedules, recipes in configs/."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 import torch
 
-from fcnkit.config import TrainConfig, from_dict, load_config, load_recipe, save_config
+from fcnkit.config import TrainConfig, from_dict, list_recipes, load_config, load_recipe, recipes_dir, save_config
 from fcnkit.engine.optim import build_optimizer, build_scheduler, lr_factor, param_groups
 from fcnkit.models import create_model
 
@@ -54,11 +56,84 @@ def test_bad_config_errors_name_the_source_and_key(tmp_path):
         load_recipe(tmp_path / "nope.yaml")
 
 
+@pytest.mark.parametrize("override, message", [
+    ("lr=.inf", "lr must be a finite number, not inf"), ("lr=.nan", "lr must be a finite number, not nan"),
+    ("momentum=.inf", "momentum must be a finite number"), ("betas=[0.9, .nan]", "betas must be a finite number"),
+    ("lr=0", "lr must be > 0, not 0.0"), ("weight_decay=-1e-4", "weight_decay must be >= 0, not -0.0001"),
+    ("momentum=1.5", "momentum must be >= 0 and <= 1, not 1.5"), ("grad_clip=0", "grad_clip must be > 0 or null"),
+    ("betas=[0.9, 1.0]", r"betas must be in \[0, 1\)"), ("width=0", "width must be > 0"),
+    ("warmup_factor=2", "warmup_factor must be > 0 and <= 1"),
+])
+def test_numbers_are_validated_non_finite_included(tmp_path, override, message):
+    with pytest.raises(ValueError, match=f"--set: {message}"):
+        load_config(None, [override])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(override.replace("=", ": ", 1) + "\n")
+    with pytest.raises(ValueError, match=f"r.yaml: {message}"):
+        load_recipe(recipe)
+
+
 def test_saved_config_round_trips(tmp_path):
     cfg = load_config(None, ["crop_size=[8, 16]", "scale_range=[0.5, 2]", "lr=0.5"])
     save_config(cfg, tmp_path / "config.yaml")
-    assert load_recipe(tmp_path / "config.yaml") == cfg
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["data"] == f"camvid:{Path.cwd().parent}/shared/data/camvid"
+    assert load_recipe(tmp_path / "config.yaml") == dataclasses.replace(cfg, data=f"camvid:{Path.cwd().parent}/shared/data/camvid")
     assert from_dict(cfg.to_dict()) == cfg
+
+
+def test_recipe_paths_are_relative_to_the_recipe_from_any_working_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "project" / "recipes"
+    folder.mkdir(parents=True)
+    (folder / "w.json").write_text("{}")
+    (folder / "r.yaml").write_text("data: [camvid:../data/camvid, ../data/raccoon, /abs/voc]\nclass_weights: w.json\n"
+                                   "encoder_weights: imagenet\ninit_from: runs/a/best.pt\nout_dir: runs/b\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_recipe("project/recipes/r.yaml")
+    data = tmp_path / "project" / "data"
+    assert cfg.data == (f"camvid:{data}/camvid", f"{data}/raccoon", "/abs/voc")
+    assert cfg.class_weights == str(folder / "w.json") and cfg.encoder_weights == "imagenet"
+    assert (cfg.init_from, cfg.out_dir) == ("runs/a/best.pt", "runs/b")  # runs live in the working folder
+    monkeypatch.chdir(folder)
+    assert load_recipe("r.yaml") == cfg
+    # --set and --data are typed in the working folder: taken as they are
+    assert load_config("r.yaml", ["data=camvid:x"]).data == "camvid:x"
+
+
+def test_shipped_recipes_by_name_from_anywhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_recipe("camvid_best")
+    assert cfg == load_recipe(CONFIGS / "camvid_best.yaml") == load_recipe("camvid_best.yaml")
+    assert Path(cfg.class_weights).is_file() and Path(cfg.class_weights).parent == recipes_dir()
+    assert cfg.data == f"camvid:{CONFIGS.parents[1] / 'shared/data/camvid'}"  # the repo's sibling data
+    assert "camvid_best" in list_recipes() and len(list_recipes()) == len(list(CONFIGS.glob("*.yaml")))
+    with pytest.raises(FileNotFoundError, match=r"camvid_bset: no such recipe file or shipped recipe; did you mean "
+                                                r"camvid_best"):
+        load_recipe("camvid_bset")
+
+
+def test_cli_train_takes_a_recipe_by_name_and_data_from_the_command_line(tmp_path, monkeypatch, capsys):
+    from fcnkit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--config", "raccoon_det_lite0", "--data", "voc_xml:mine", "--set", "epochs=1",
+                 "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert (printed["data"], printed["epochs"], printed["model"]) == ("voc_xml:mine", 1, "fcn8s-det")
+    assert main(["train", "--list-recipes"]) == 0
+    assert capsys.readouterr().out.split() == list_recipes()
+
+
+def test_the_wheel_ships_the_recipes(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(root)], check=True, capture_output=True)
+    names = zipfile.ZipFile(next(tmp_path.glob("fcnkit-*.whl"))).namelist()
+    shipped = {n.removeprefix("fcnkit/recipes/") for n in names if n.startswith("fcnkit/recipes/")}
+    assert shipped == {p.name for p in CONFIGS.iterdir()} and "camvid_median_freq.json" in shipped
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import os
+import re
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -100,10 +103,24 @@ class TrainConfig:
         for name in ("workers", "warmup_iters", "checkpoint_every", "log_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, not {self.lr}")
-        if self.encoder_lr_mult < 0:
-            raise ValueError(f"encoder_lr_mult must be >= 0, not {self.encoder_lr_mult}")
+        for f in fields(self):  # inf and NaN pass every comparison below the wrong way
+            values = getattr(self, f.name)
+            for v in values if isinstance(values, tuple) else (values,):
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise ValueError(f"{f.name} must be a finite number, not {values!r}")
+        ranges = {"lr": (0, None, False), "encoder_lr_mult": (0, None, True), "bias_lr_mult": (0, None, True),
+                  "weight_decay": (0, None, True), "momentum": (0, 1, True), "poly_power": (0, None, False),
+                  "warmup_factor": (0, 1, False), "focal_gamma": (0, None, True), "color_jitter": (0, None, True),
+                  "width": (0, None, False)}
+        for name, (low, high, closed) in ranges.items():
+            v = getattr(self, name)
+            if (v < low if closed else v <= low) or (high is not None and v > high):
+                bounds = f"{'>=' if closed else '>'} {low}" + (f" and <= {high}" if high is not None else "")
+                raise ValueError(f"{name} must be {bounds}, not {v}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be > 0 or null, not {self.grad_clip}")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be in [0, 1), not {self.betas}")
         if self.output_stride not in (None, 4, 8):
             raise ValueError(f"output_stride must be 4, 8 or null, not {self.output_stride}")
         if self.max_size is not None and self.max_size < 1:
@@ -194,11 +211,70 @@ def from_dict(values: dict[str, Any], *, base: TrainConfig | None = None, source
         raise ValueError(f"{source}: {e}") from None
 
 
+RECIPE_RELATIVE = ("data", "class_weights", "encoder_weights")  # inputs that travel with a recipe
+_SPEC_FORMAT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]+):(.*)$")  # 'camvid:PATH' (not 'C:\\...')
+
+
+def recipes_dir() -> Path:
+    """The shipped recipes (package data; the repo's ``configs/`` links here)."""
+    return Path(__file__).parent / "recipes"
+
+
+def list_recipes() -> list[str]:
+    folder = recipes_dir()
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def find_recipe(name_or_path: str | Path) -> Path:
+    """A recipe file: a path, or the name of a shipped recipe (``camvid_best``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    text = str(name_or_path)
+    if "/" not in text and "\\" not in text:
+        shipped = recipes_dir() / (text if text.endswith((".yaml", ".yml")) else f"{text}.yaml")
+        if shipped.is_file():
+            return shipped
+    names = list_recipes()
+    close = difflib.get_close_matches(path.stem, names, n=3)
+    hint = (f"; did you mean {', '.join(close)}?" if close
+            else f"; shipped recipes: {', '.join(names)}" if names else "")
+    raise FileNotFoundError(f"{path}: no such recipe file or shipped recipe{hint}")
+
+
+def _beside(folder: Path, path: str) -> str:
+    """``path`` as written in a recipe in ``folder``, made relative to the working folder."""
+    if not path or Path(path).expanduser().is_absolute() or str(folder) in ("", "."):
+        return str(Path(path).expanduser()) if path.startswith("~") else path
+    return os.path.normpath(os.path.join(folder, path))
+
+
+def _rebase_spec(folder: Path, spec: str) -> str:
+    m = _SPEC_FORMAT.match(spec)
+    return f"{m.group(1)}:{_beside(folder, m.group(2))}" if m else _beside(folder, spec)
+
+
+def rebase_recipe_paths(values: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Relative input paths of a recipe (``RECIPE_RELATIVE``) resolve against the recipe's
+    folder, so a recipe works from any working folder; ``out_dir`` and ``init_from``
+    (which name runs) stay relative to the working folder."""
+    values = dict(values)
+    data = values.get("data")
+    if isinstance(data, str):
+        values["data"] = _rebase_spec(folder, data)
+    elif isinstance(data, list) and all(isinstance(d, str) for d in data):
+        values["data"] = [_rebase_spec(folder, d) for d in data]
+    for key in ("class_weights", "encoder_weights"):
+        v = values.get(key)
+        if isinstance(v, str) and not (key == "encoder_weights" and v == "imagenet"):
+            values[key] = _beside(folder, v)
+    return values
+
+
 def load_recipe(path: str | Path, *, base: TrainConfig | None = None) -> TrainConfig:
-    """Read a flat YAML recipe; errors name the file and the offending key."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such recipe file")
+    """Read a flat YAML recipe (a file, or a shipped recipe's name); errors name the file
+    and the offending key."""
+    path = find_recipe(path)
     try:
         values = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
@@ -207,7 +283,8 @@ def load_recipe(path: str | Path, *, base: TrainConfig | None = None) -> TrainCo
         values = {}
     if not isinstance(values, dict):
         raise ValueError(f"{path}: a recipe must be a mapping of config keys to values")
-    return from_dict(values, base=base, source=str(path))
+    # the recipe's real folder: configs/ is a link to the shipped recipes
+    return from_dict(rebase_recipe_paths(values, path.resolve().parent), base=base, source=str(path))
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -236,7 +313,11 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | tuple[s
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    """Write ``cfg`` as a recipe; its input paths become absolute, so the file says exactly
+    which data was used and loads the same from any folder."""
+    here = Path.cwd()
+    atomic_write_text(path, yaml.safe_dump(rebase_recipe_paths(cfg.to_dict(), here), sort_keys=False))
 
 
-__all__ = ["TrainConfig", "from_dict", "load_config", "load_recipe", "parse_overrides", "save_config"]
+__all__ = ["TrainConfig", "find_recipe", "from_dict", "list_recipes", "load_config", "load_recipe", "parse_overrides",
+           "rebase_recipe_paths", "recipes_dir", "save_config"]

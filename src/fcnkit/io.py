@@ -7,6 +7,8 @@ interrupted run never leaves a half-written file under the final name.
 from __future__ import annotations
 
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,13 +22,54 @@ def publish_mode(fd: int) -> None:
     os.fchmod(fd, 0o666 & ~umask)
 
 
-def temp_beside(path: str | Path, suffix: str = ".tmp") -> Path:
+TEMP_TAG = ".fcnkit-tmp"  # our temp files: .NAME.RANDOM.PID@HOST.fcnkit-tmp[SUFFIX]
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)@(.+)" + re.escape(TEMP_TAG) + r"(\.\w+)?$")
+_swept: set[Path] = set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists, it is someone else's
+        return True
+    return True
+
+
+def sweep_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete temp files of ours that a killed process (``kill -9``, power cut) left in
+    ``folder``: those written on this host by a process that no longer exists. Files of
+    live processes, of other hosts (shared file systems) and of other tools are kept."""
+    host, gone = socket.gethostname(), []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return gone
+    for entry in entries:
+        m = _TEMP_NAME.match(entry.name)
+        if m and m.group(2) == host and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+            try:
+                os.unlink(entry.path)
+                gone.append(Path(entry.path))
+            except OSError:
+                pass
+    return gone
+
+
+def temp_beside(path: str | Path, suffix: str = "") -> Path:
     """A new, empty, normally permissioned file in ``path``'s folder (so renaming it onto
     ``path`` is atomic), for writers that need a path rather than a file object: video
-    encoders, memory-mapped arrays. The caller renames it into place or deletes it."""
+    encoders, memory-mapped arrays. The caller renames it into place or deletes it.
+    The first write into a folder (per process) also sweeps stale temps out of it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    folder = path.parent.resolve()
+    if folder not in _swept:
+        _swept.add(folder)
+        sweep_stale_temps(folder)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                               suffix=f".{os.getpid()}@{socket.gethostname()}{TEMP_TAG}{suffix}")
     publish_mode(fd)
     os.close(fd)
     return Path(tmp)
@@ -63,3 +106,68 @@ def fsync_dir(folder: str | Path) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def printable(name: str | bytes | os.PathLike) -> str:
+    """``name`` (a path, text or bytes) as text that any UTF-8 stream can print: bytes
+    that are not UTF-8 (kept by Python as lone surrogates, e.g. a file named b'\\xff.png')
+    become ``\\xff`` escapes instead of making ``print`` raise."""
+    text = os.fsdecode(name) if isinstance(name, (bytes, os.PathLike)) else str(name)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # surrogates that are not escaped bytes
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _writable_folder(folder: Path, target: Path) -> None:
+    """ValueError naming ``target`` unless ``folder`` is, or can be created as, a folder we
+    may write in: its nearest existing ancestor must be a folder where a temp file can be
+    made (a real probe, so read-only mounts and permissions are seen as they are)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{printable(target)}: cannot be written, {printable(existing)} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        if existing != folder:
+            where = f"cannot create {printable(folder)} in {printable(existing)}"
+        else:
+            where = "cannot write in this folder" if folder == target else f"cannot write in {printable(folder)}"
+        raise ValueError(f"{printable(target)}: {where} ({e.strerror or e})") from None
+
+
+def check_output_file(path: str | Path, *, suffixes: tuple[str, ...] = (), what: str = "output") -> Path:
+    """Refuse, before any work is spent on it, an output file that cannot be written:
+    ``path`` is an existing folder, lacks one of ``suffixes`` (lower-case, with the dot),
+    or its folder cannot be created or written in. ValueError naming the path (the CLI
+    prints it and exits 2); returns ``Path(path)``. Nothing is created."""
+    path = Path(path)
+    ending = " or ".join(suffixes)
+    if path.is_dir():
+        raise ValueError(f"{printable(path)}: is a folder; the {what} must be a file name"
+                         + (f" ending in {ending}" if suffixes else ""))
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise ValueError(f"{printable(path)}: the {what} must end in {ending}")
+    _writable_folder(path.parent, path)
+    return path
+
+
+def check_output_dir(path: str | Path, *, what: str = "output folder") -> Path:
+    """As ``check_output_file`` for an output folder: not an existing file, and creatable
+    and writable. Returns ``Path(path)``; nothing is created."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{printable(path)}: the {what} is an existing file, not a folder")
+    _writable_folder(path, path)
+    return path
+
+
+def brief(error: BaseException, limit: int = 160) -> str:
+    """``"Type: first line of the message"``, at most ``limit`` characters: the reason to
+    print after a file name, without a library's multi-paragraph advice."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    return printable(text if len(text) <= limit else text[: limit - 3].rstrip() + "...")

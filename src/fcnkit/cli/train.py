@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..config import TrainConfig, from_dict, load_config
+from ..config import TrainConfig, from_dict, list_recipes, load_config, load_recipe
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +18,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Train an FCN. Fields of the recipe (a flat YAML file, see configs/) can be "
                                    "overridden with --set key=value; the resolved config, package versions and git "
                                    "revision are saved in the run directory (out_dir).")
-    p.add_argument("--config", "-c", metavar="RECIPE", help="recipe YAML file (configs/*.yaml)")
+    p.add_argument("--config", "-c", metavar="RECIPE",
+                   help="recipe: a YAML file, or the name of a shipped recipe (e.g. camvid_best; list: fcnkit "
+                        "train --list-recipes); its relative data paths are relative to the recipe file")
+    p.add_argument("--list-recipes", action="store_true", help="list the shipped recipes and exit")
+    p.add_argument("--data", nargs="+", metavar="SPEC", default=None,
+                   help="train on this data instead of the recipe's (FORMAT:PATH or PATH; several: trained "
+                        "together), relative to the working folder")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config field (repeatable), e.g. --set epochs=2 --set lr=1e-3")
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CKPT",
@@ -44,11 +50,17 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
             raise FileNotFoundError(f"{path}: no checkpoint to resume from (give --resume CKPT, or --config / "
                                     f"--set out_dir=DIR of the run)")
         base = from_dict(load_checkpoint(path)["train_config"], source=f"{path}: train_config")
-        return load_config(None, args.overrides, base=base)
-    return load_config(args.config, args.overrides)
+    else:
+        base = load_recipe(args.config) if args.config is not None else None
+    if getattr(args, "data", None):
+        base = from_dict({"data": args.data}, base=base, source="--data")
+    return load_config(None, args.overrides, base=base)
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.list_recipes:
+        print("\n".join(list_recipes()))
+        return 0
     cfg = resolve_config(args)
     if args.print_config:
         import yaml

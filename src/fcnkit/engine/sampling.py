@@ -86,10 +86,13 @@ class SeededSamples(Dataset):
             random.setstate(py)
 
 
-def ignore_sigint_in_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: Ctrl-C reaches the whole process group; only the
-    trainer should react (finish the step and save), so workers ignore it."""
+def ignore_stop_signals_in_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: Ctrl-C, systemd, Slurm's scancel and ``kill -- -PGID``
+    signal the whole process group; only the trainer should react (finish the step and
+    save), so workers ignore SIGINT and SIGTERM. They still exit with their parent:
+    PyTorch's worker loop watches it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-__all__ = ["EpochSampler", "SeededSamples", "ShardSampler", "ignore_sigint_in_worker", "sample_seed"]
+__all__ = ["EpochSampler", "SeededSamples", "ShardSampler", "ignore_stop_signals_in_worker", "sample_seed"]

@@ -46,7 +46,7 @@ from .tasks import TASKS, Task, to_device
 from .optim import build_optimizer, build_scheduler
 from .runlog import RunLog, write_run_info
 from .runtime import autocast, cpu_bf16_pays, memory_format, resolve_amp, resolve_device
-from .sampling import EpochSampler, SeededSamples, ShardSampler, ignore_sigint_in_worker
+from .sampling import EpochSampler, SeededSamples, ShardSampler, ignore_stop_signals_in_worker
 
 
 class TrainingDiverged(RuntimeError):
@@ -121,12 +121,19 @@ def _build_datasets(cfg: TrainConfig, preprocessing, ignore_index: int) -> tuple
             build_dataset(cfg.data, cfg.val_split, v2.Compose([*fit, eval_transforms(preprocessing)])))
 
 
+RUN_FILES = ("best.pt", "metrics.jsonl")  # what a run folder holds besides last.pt
+
+
 def _resume_path(cfg: TrainConfig, resume: str | Path | bool | None) -> Path | None:
     out = Path(cfg.out_dir)
     if resume is None or resume is False:
         if (out / "last.pt").exists():
             raise ValueError(f"{out} already holds a training run (last.pt); resume it with --resume or choose "
                              f"another out_dir (--set out_dir=...)")
+        held = [name for name in RUN_FILES if (out / name).exists()]
+        if held:  # a run whose last.pt is gone: a fresh start would overwrite best.pt and truncate its metrics
+            raise ValueError(f"{out} already holds a training run ({', '.join(held)}) but no last.pt to resume "
+                             f"from; choose another out_dir (--set out_dir=...) or move those files away")
         return None
     path = out / "last.pt" if resume is True else Path(resume)
     if not path.is_file():
@@ -216,7 +223,7 @@ class _Trainer:
         self.sampler = EpochSampler(self.train_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
                                     seed=cfg.seed)
         loader_kw = dict(num_workers=cfg.workers, collate_fn=collate, pin_memory=device.type == "cuda",
-                         worker_init_fn=ignore_sigint_in_worker, persistent_workers=cfg.workers > 0,
+                         worker_init_fn=ignore_stop_signals_in_worker, persistent_workers=cfg.workers > 0,
                          generator=torch.Generator())  # own generator: loaders never draw from torch's RNG
         self.loader = DataLoader(SeededSamples(self.train_set, cfg.seed), batch_size=cfg.batch_size,
                                  sampler=self.sampler, drop_last=drop_last, **loader_kw)
@@ -282,7 +289,20 @@ class _Trainer:
         self.say(f"resumed at epoch {self.progress.epoch + 1}, iteration {self.progress.iteration} "
                  f"(best val {self.task.best_key} so far {max(self.progress.best_metric, 0):.4f})")
 
+    def check_finite_weights(self) -> None:
+        """Refuse to save non-finite weights: a checkpoint is only ever a good one (a huge lr
+        can make the weights inf while that step's loss was still finite)."""
+        bad = torch.stack([(~torch.isfinite(t)).any() for t in self.model.state_dict().values()
+                           if t.is_floating_point()]).any().float().reshape(1)
+        D.all_reduce_sum(bad)
+        if bad.item() > 0:
+            kept = (f"the last good checkpoint {self.out / 'last.pt'} is kept" if (self.out / "last.pt").exists()
+                    else "no checkpoint had been written yet")
+            raise TrainingDiverged(f"the weights are not finite after iteration {self.progress.iteration} "
+                                   f"(lr {self._lr():.3g}); nothing saved, {kept}. Lower lr or set grad_clip.")
+
     def save_last(self) -> None:
+        self.check_finite_weights()
         D.sync_buffers(self.model)  # collectives: every rank gets here
         rngs = D.gather_objects(rng_state())
         if self.dist.is_main:
@@ -400,6 +420,7 @@ class _Trainer:
         metrics = None
         final = p.iteration >= self.total_iters
         t_val = time.perf_counter()
+        self.check_finite_weights()  # never validate, or keep as best.pt, inf/NaN weights
         D.sync_buffers(self.model)  # every rank validates (and best.pt keeps) rank 0's model
         if self.val_loader is not None and (epoch % cfg.val_every == 0 or final):
             ev = evaluate(self.model, self.val_loader, num_classes=len(self.info["classes"]), device=self.device,

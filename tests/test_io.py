@@ -1,0 +1,81 @@
+"""fcnkit.io: atomic writes leave nothing half-written, and what a killed writer left is swept."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from fcnkit.io import TEMP_TAG, atomic_write, atomic_write_text, sweep_stale_temps
+
+WRITER = textwrap.dedent("""
+    import sys, time
+    from fcnkit.io import atomic_write
+
+    def write(f):
+        f.write(b"x" * 1000)
+        f.flush()
+        print("writing", flush=True)
+        time.sleep(60)
+
+    atomic_write(sys.argv[1], write)
+""")
+
+
+def _start_writer(target: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    return proc
+
+
+def _temps(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if TEMP_TAG in p.name)
+
+
+def test_kill_9_during_a_write_leaves_a_temp_that_the_next_write_sweeps(tmp_path):
+    live = _start_writer(tmp_path / "other.pt")  # still writing: its temp must survive
+    killed = _start_writer(tmp_path / "last.pt")
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    try:
+        left = _temps(tmp_path)
+        assert len(left) == 2 and not (tmp_path / "last.pt").exists()
+        foreign = [tmp_path / ".notes.txt.abc.tmp",  # someone else's naming
+                   tmp_path / f".last.pt.abc.{killed.pid}@not-{socket.gethostname()}{TEMP_TAG}"]  # another host
+        for f in foreign:
+            f.write_bytes(b"keep")
+        # a new process's first write into the folder sweeps the dead writer's temp only
+        sweep = "import sys; from fcnkit.io import atomic_write_text; atomic_write_text(sys.argv[1], 'ok')"
+        subprocess.run([sys.executable, "-c", sweep, str(tmp_path / "last.pt")], check=True)
+        assert (tmp_path / "last.pt").read_text() == "ok"
+        after = _temps(tmp_path)
+        assert after == sorted([next(n for n in left if f".{live.pid}@" in n), foreign[1].name])
+        assert all(f.read_bytes() == b"keep" for f in foreign)
+    finally:
+        live.kill()
+        live.wait()
+    assert sweep_stale_temps(tmp_path) == [tmp_path / next(n for n in left if f".{live.pid}@" in n)]
+
+
+def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
+    target = tmp_path / "metrics.json"
+    atomic_write_text(target, "old")
+
+    def broken(f):
+        f.write(b"half")
+        raise OSError("disk full")
+
+    try:
+        atomic_write(target, broken)
+    except OSError:
+        pass
+    assert target.read_text() == "old" and _temps(tmp_path) == []
+    assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,7 +1,8 @@
-"""``fcnkit predict MODEL INPUT... --out DIR``: masks, overlays (and probabilities) for
+"""``fcnkit predict MODEL INPUT... [--out DIR]``: masks, overlays (and probabilities) for
 images of any size and overlay videos, skipping and reporting what cannot be read.
 
-Per image ``<name>`` under ``--out`` (folder inputs keep their sub-folders):
+Per image ``<name>`` under ``--out`` (default ``runs/predict/N``, the first free N;
+folder inputs keep their sub-folders):
 ``<name>.mask.png`` class indices with the palette, ``<name>.overlay.jpg``,
 ``<name>.probs.npy`` (float16 (C, H, W), with ``--probs``) and
 ``<name>.detections.json`` for detection models; per video ``<name>.overlay.mp4``.
@@ -14,17 +15,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..inference.outputs import predict_to_folder
-from ..inference.predictor import Predictor
+from .common import add_quiet, examples
 from .models import parse_size
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="segment images (any size) and videos", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=examples("fcnkit predict camvid-fcn8s-lite0 street.png",
+                                       "fcnkit predict model.onnx photos/ --out masks --max-memory 512M",
+                                       "fcnkit predict runs/camvid_lite0/best.pt clip.mp4 --quiet"))
     p.add_argument("model", help="saved model / training checkpoint, or exported .onnx / OpenVINO .xml")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders, or globs")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: runs/predict/N, the first free N counting from 1)")
     p.add_argument("--tile", type=_parse_tile, default=None,
                    help="force tiles of N or HxW pixels ('0': whole image; default: chosen from --max-memory)")
     p.add_argument("--overlap", type=_parse_overlap, default=None,
@@ -42,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (torch models)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay colour opacity")
+    add_quiet(p)
     p.set_defaults(func=_predict)
 
 
@@ -80,15 +84,24 @@ def _parse_scales(text: str) -> tuple[float, ...]:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    predictor = Predictor(args.model, device=args.device, tile=args.tile, overlap=args.overlap,
-                          max_memory=args.max_memory, tta=args.tta, scales=args.scales or (1.0,), flip=args.flip,
-                          bf16=args.bf16)
-    result = predict_to_folder(predictor, args.inputs, args.out, probs=args.probs, overwrite=args.overwrite,
-                               batch_size=args.batch_size, workers=args.workers, alpha=args.alpha)
-    print(f"predicted {result.done} of {result.total} inputs -> {result.out}")
+    from ..engine.distributed import joined
+    from ..inference.outputs import predict_to_folder
+    from ..inference.predictor import Predictor
+
+    with joined(args.device or "auto") as (dist, device):  # under torchrun: one rank per device, inputs shared
+        predictor = Predictor(args.model, device=device, tile=args.tile, overlap=args.overlap,
+                              max_memory=args.max_memory, tta=args.tta, scales=args.scales or (1.0,), flip=args.flip,
+                              bf16=args.bf16, progress=args.progress and dist.is_main)
+        result = predict_to_folder(predictor, args.inputs, args.out, probs=args.probs, overwrite=args.overwrite,
+                                   batch_size=args.batch_size, workers=args.workers, alpha=args.alpha)
+    code = 1 if result.failures else 0  # the same on every rank: the result is merged
+    if not dist.is_main:
+        return code
+    ranks = f" by {result.processes} processes" if result.processes > 1 else ""
+    existing = f", {result.existing} already done (kept; --overwrite redoes them)" if result.existing else ""
+    print(f"predicted {result.done} of {result.total} inputs{ranks}{existing} -> {result.out}")
     if result.failures:
         print(f"{len(result.failures)} input(s) skipped:", file=sys.stderr)
         for f in result.failures:
             print(f"  {f.path}: {f.reason}", file=sys.stderr)
-        return 1
-    return 0
+    return code

@@ -9,11 +9,15 @@ runs single-process.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from .runtime import resolve_device
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,44 @@ def init_distributed(device_type: str = "cpu") -> DistInfo:
             torch.cuda.set_device(info.local_rank)
         dist.init_process_group(backend=backend)
     return info
+
+
+def current() -> DistInfo:
+    """This process's place in the joined group (single-process when none is joined)."""
+    if not active():
+        return DistInfo()
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def split_cpu_threads() -> int:
+    """Give each of this machine's ranks an equal share of its cores for intra-op threads
+    (torchrun's default OMP_NUM_THREADS=1 idles all but one core per rank when there are
+    fewer ranks than cores); returns the thread count set (unchanged when single-process)."""
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if local_world <= 1:
+        return torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cores // local_world)
+    torch.set_num_threads(threads)
+    return threads
+
+
+@contextmanager
+def joined(device: str = "auto") -> Iterator[tuple[DistInfo, torch.device]]:
+    """Join torchrun's group when its environment says so (else a no-op), for one job:
+    yields this rank's place and device (``cuda:LOCAL_RANK`` under ``auto`` where CUDA
+    exists, else CPU with the cores split between the machine's ranks); leaves the group
+    afterwards unless it had been joined before (e.g. by the trainer)."""
+    owns = not active()
+    info = init_distributed(resolve_device(device).type)
+    try:
+        dev = resolve_device(device, local_rank=info.local_rank)
+        if info.enabled and dev.type == "cpu":
+            split_cpu_threads()
+        yield info, dev
+    finally:
+        if owns:
+            cleanup()
 
 
 def cleanup() -> None:
@@ -86,5 +128,5 @@ def gather_objects(obj: Any) -> list[Any]:
     return out
 
 
-__all__ = ["DistInfo", "all_reduce_sum", "barrier", "cleanup", "gather_objects", "sync_buffers",
-           "init_distributed", "active"]
+__all__ = ["DistInfo", "active", "all_reduce_sum", "barrier", "cleanup", "current", "gather_objects",
+           "init_distributed", "joined", "split_cpu_threads", "sync_buffers"]

@@ -16,19 +16,20 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from ..data import build_dataset, eval_transforms
 from ..detection.decode import DEFAULT_NMS_IOU, decode
 from ..io import atomic_write_text
 from ..metrics import ConfusionMatrix, RoadMaxF
 from ..metrics.detection import DetectionMAP
+from ..progress import progress_bar
 from . import distributed as D
 from .plots import plot_class_iou, plot_confusion
 from .runtime import autocast, memory_format
 from .tasks import task_of, to_device
 
 DET_KEYS = ("heatmap", "size", "offset")
+METRIC_UNITS = "fractions in [0, 1]; fcnkit eval prints them as percent"  # metrics.json's "units"
 
 
 @dataclass
@@ -88,11 +89,15 @@ def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int | None = 
     stride = getattr(model, "output_stride", 1)
     preds: list[dict[str, Tensor]] = []
     truths: list[dict[str, Tensor]] = []
+    # dataset index of each scored image: gathered detections are put back in dataset order,
+    # since COCOeval breaks score ties by image order (else 2 ranks score unlike 1 process)
+    order = list(getattr(loader.sampler, "indices", None) or range(len(loader.dataset)))
+    seen, where = 0, []
     seg_images = torch.zeros(1, device=device)
     was_training = model.training
     model.eval()
     try:
-        for images, targets in tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
+        for images, targets in progress_bar(loader, desc=desc, unit="batch", enabled=progress, leave=False):
             images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format(channels_last))
             targets = to_device(targets, device)
             with autocast(device, amp_dtype):
@@ -115,6 +120,8 @@ def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int | None = 
                     if keep:
                         preds.append({k: v.cpu() for k, v in found[i].items()})
                         truths.append({"boxes": targets["boxes"][i].cpu(), "labels": targets["labels"][i].cpu()})
+                        where.append(order[seen + i] if seen + i < len(order) else seen + i)
+            seen += len(images)
     finally:
         model.train(was_training)
     ev = Evaluation()
@@ -128,8 +135,9 @@ def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int | None = 
                 ev.road = road
     if task.detects:
         metric = DetectionMAP()
-        for rank_preds, rank_truths in D.gather_objects((preds, truths)):
-            metric.update(rank_preds, rank_truths)
+        scored = sorted((item for part in D.gather_objects(list(zip(where, preds, truths))) for item in part),
+                        key=lambda item: item[0])
+        metric.update([p for _, p, _ in scored], [t for _, _, t in scored])
         ev.detection = metric.compute()
     return ev
 
@@ -176,11 +184,12 @@ def agreement(preds: list[Tensor], reference: list[Tensor]) -> float:
 
 
 def write_report(ev: Evaluation, classes: list[str], out_dir: str | Path, **info) -> dict:
-    """``metrics.json`` (atomic) and, for masks, ``confusion.png`` and ``class_iou.png``."""
+    """``metrics.json`` (atomic) and, for masks, ``confusion.png`` and ``class_iou.png``.
+    Scores are fractions in [0, 1] (``fcnkit eval`` prints them as percent)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics = ev.metrics
-    report = {**info, "classes": classes, **metrics}
+    report = {**info, "units": METRIC_UNITS, "classes": classes, **metrics}
     if ev.confusion is not None:
         report["class_iu_by_name"] = dict(zip(classes, metrics["class_iu"]))
         report["confusion_matrix"] = ev.confusion.hist.cpu().tolist()

@@ -24,11 +24,10 @@ from ..detection.decode import DEFAULT_NMS_IOU, decode
 from ..draw import draw_boxes
 from ..engine import distributed as D
 from ..engine.evaluate import DET_KEYS, evaluate, write_report
-from ..engine.runtime import cpu_bf16_pays, resolve_amp, resolve_device
+from ..engine.runtime import cpu_bf16_pays, resolve_amp
 from ..engine.sampling import ShardSampler
 from ..engine.tasks import TASKS, Task
-from ..io import atomic_write
-from ..models.zoo import report_dir
+from ..io import atomic_write, check_output_dir, next_run_dir
 from .runtime import open_model
 
 GT_COLOUR, PRED_COLOUR = (0, 255, 0), (255, 0, 0)
@@ -118,11 +117,12 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | list[str], *, split:
     two-class datasets). Boxes give COCO mAP and ``detections.png``. A joint model
     reports both, each on the data that has its labels. Images are resized so the longer
     side is ``max_size`` (default: the size a detector was trained at, from its metadata).
+    The report goes to ``out_dir`` (default ``runs/eval/N`` under the working directory,
+    the first free N; never the model's folder); its scores are fractions in [0, 1].
     """
-    owns_group = not D.active()
-    dist = D.init_distributed(resolve_device(device).type)
-    try:
-        dev = resolve_device(device, local_rank=dist.local_rank)
+    out = check_output_dir(Path(out_dir) if out_dir is not None else next_run_dir("eval"),
+                           what="report folder")  # before the evaluation, not after it
+    with D.joined(device) as (dist, dev):
         model = open_model(checkpoint, device=dev, channels_last=channels_last)
         task = TASKS[model.task]
         max_size = max_size or model.meta.get("max_size")
@@ -146,7 +146,6 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | list[str], *, split:
                       progress=progress and dist.is_main)
         if not dist.is_main:
             return ev.metrics
-        out = Path(out_dir) if out_dir is not None else report_dir(checkpoint, f"eval-{split}")
         info = {"checkpoint": str(checkpoint), "backend": model.backend, "data": data if isinstance(data, str) else list(data),
                 "split": split, "task": task.name, "images": len(dataset),
                 "amp": str(None if task.detects else amp_dtype), "report_dir": str(out)}
@@ -158,9 +157,6 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | list[str], *, split:
             images_only = build_dataset(data, split, v2.Compose(_resize(max_size)) if max_size else None)
             draw_detection_examples(model, images_only, out / "detections.png", nms_iou=nms_iou)
         return report
-    finally:
-        if owns_group:
-            D.cleanup()
 
 
 __all__ = ["draw_detection_examples", "evaluate_checkpoint"]

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_write, fsync_dir, temp_beside
+from ..engine import distributed as D
+from ..extras import require
+from ..io import atomic_write, check_output_dir, fsync_dir, next_run_dir, temp_beside
 from .images import InputFile, collect_inputs
 from .postprocess import save_image, save_mask
 from .predictor import Failure, Prediction, Predictor
@@ -132,33 +134,76 @@ class FolderResult:
     out: Path
     done: int = 0
     failures: list[Failure] = field(default_factory=list)
+    existing: int = 0  # inputs whose outputs were all there already (a rerun skips them)
+    processes: int = 1  # ranks that shared the work (torchrun)
 
     @property
     def total(self) -> int:
-        return self.done + len(self.failures)
+        return self.done + self.existing + len(self.failures)
 
 
-def predict_to_folder(predictor: Predictor, inputs: Sequence[str | Path], out: str | Path, *, probs: bool = False,
+def predict_to_folder(predictor: Predictor, inputs: Sequence[str | Path], out: str | Path | None = None, *,
+                      probs: bool = False,
                       overwrite: bool = False, batch_size: int = 1, workers: int = 2, alpha: float = 0.5,
                       say: Callable[[str], None] = print) -> FolderResult:
     """Predict every image and video that ``inputs`` (files, folders, globs) name and write
-    their outputs under ``out``; ``say`` reports each finished video."""
+    their outputs under ``out`` (default ``runs/predict/N`` under the working directory, the
+    first free N counting from 1; created only once there is an input to predict), and
+    report each finished video to ``say``. An ``out`` that cannot
+    be a folder we write in, or videos without the ``video`` extra, are refused (ValueError /
+    RuntimeError) before anything is predicted.
+
+    Inputs whose outputs all exist are skipped (``existing``) unless ``overwrite``, so a
+    killed run, started again, finishes only the rest; a partial set is someone else's file
+    in the way and is reported. Under ``torchrun`` (a joined process group) the ranks share
+    the inputs deterministically (images and videos each dealt round-robin in sorted
+    order), each output is written by one rank, and every rank returns the same merged
+    result."""
+    if out is None:  # every rank writes into rank 0's choice
+        out = D.gather_objects(next_run_dir("predict"))[0]
+    out = check_output_dir(out)
     files, missing = collect_inputs([str(i) for i in inputs])
-    out = Path(out)
-    result = FolderResult(out, failures=[Failure(Path(spec), reason) for spec, reason in missing])
+    if any(f.is_video for f in files):
+        require("video", "av")
+    dist = D.current()
+    result = FolderResult(out, processes=dist.world_size)
+    if dist.is_main:  # the same on every rank: reported once
+        result.failures = [Failure(Path(spec), reason) for spec, reason in missing]
     jobs, refused = plan_jobs(files, out)
-    result.failures += refused
+    if dist.is_main:
+        result.failures += refused
     if jobs:  # nothing to read: no empty output folder either
         out.mkdir(parents=True, exist_ok=True)
+    shard = lambda js: js[dist.rank::dist.world_size]  # noqa: E731
+    jobs = shard([j for j in jobs if not j.input.is_video]) + shard([j for j in jobs if j.input.is_video])
     todo: list[tuple[Job, dict[str, Path]]] = []
     for job in jobs:
         paths = output_paths(job, out, predictor, probs)
         existing = [p for p in paths.values() if p.exists()]
         if existing and not overwrite:
-            result.failures.append(Failure(job.input.path, f"output exists: {existing[0]} (use --overwrite)"))
+            if len(existing) == len(paths):
+                result.existing += 1
+            else:
+                result.failures.append(Failure(job.input.path, f"output exists: {existing[0]} (use --overwrite)"))
         else:
             todo.append((job, paths))
+    try:
+        _predict_jobs(predictor, todo, result, probs=probs, batch_size=batch_size, workers=workers, alpha=alpha,
+                      say=say)
+    finally:
+        if dist.enabled:  # every rank reaches this, also after a failure of its own (then it re-raises)
+            _merge(result, D.gather_objects((result.done, result.existing, result.failures)))
+    return result
 
+
+def _merge(result: FolderResult, parts: list[tuple[int, int, list[Failure]]]) -> None:
+    result.done = sum(p[0] for p in parts)
+    result.existing = sum(p[1] for p in parts)
+    result.failures = sorted((f for p in parts for f in p[2]), key=lambda f: str(f.path))
+
+
+def _predict_jobs(predictor: Predictor, todo: list[tuple[Job, dict[str, Path]]], result: FolderResult, *,
+                  probs: bool, batch_size: int, workers: int, alpha: float, say: Callable[[str], None]) -> None:
     images = [(j, p) for j, p in todo if not j.input.is_video]
     videos = [(j, p) for j, p in todo if j.input.is_video]
     prob_files = ProbabilityFiles({j.input.path: p["probs"] for j, p in images if "probs" in p})
@@ -186,7 +231,6 @@ def predict_to_folder(predictor: Predictor, inputs: Sequence[str | Path], out: s
             continue
         say(f"{job.input.path}: {info.frames} frames at {float(info.rate):.3g} fps -> {info.path}")
         result.done += 1
-    return result
 
 
 __all__ = ["FolderResult", "Job", "ProbabilityFiles", "output_paths", "plan_jobs", "predict_to_folder", "safe_name",

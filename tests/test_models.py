@@ -249,5 +249,5 @@ def test_foreign_safetensors_is_refused(tmp_path):
     from fcnkit.models.saved import load_model
 
     save_file({"w": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
-    with pytest.raises(ValueError, match="plain.safetensors: safetensors file without fcnkit metadata"):
+    with pytest.raises(ValueError, match="plain.safetensors: not a fcnkit model .*: safetensors without fcnkit metadata"):
         load_model(tmp_path / "plain.safetensors")

@@ -87,8 +87,8 @@ class TrainConfig:
     out_dir: str = "runs/train"
     val_every: int = 1  # validate every N epochs (and after the last)
     checkpoint_every: int = 0  # also save last.pt every N iterations; 0 = once per epoch
-    progress: bool = True  # tqdm bar (rank 0)
-    log_every: int = 50  # without the bar, print a progress line every N iterations (0 = never)
+    progress: bool = True  # a progress bar on a terminal (rank 0); fcnkit train --quiet: False
+    log_every: int = 50  # without the bar (not a terminal), a progress line every N iterations (0 = never)
 
     def __post_init__(self) -> None:
         choices = {"loss": ("ce", "focal", "lovasz", "ce+lovasz"), "loss_reduction": ("mean", "sum"),
@@ -141,8 +141,16 @@ _HINTS = typing.get_type_hints(TrainConfig)
 FIELDS = {f.name: f for f in fields(TrainConfig)}
 
 
+# YAML 1.1 (PyYAML) reads an unquoted off/no/false as False (and on/yes/true as True): the
+# documented word that a text field's unquoted spelling became
+YAML_WORDS = {"amp": {False: "off"}}
+NULL_WORDS = ("none", "null")  # "None" is text to YAML, but means null in an optional text field
+
+
 def _coerce(name: str, value: Any, source: str) -> Any:
     """Check ``value`` against field ``name``'s type; convert ints to floats, lists to tuples."""
+    if isinstance(value, bool) and value in YAML_WORDS.get(name, {}):  # `amp: off`, unquoted
+        return YAML_WORDS[name][value]
     if name == "data":  # one spec or a list of specs
         if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
             return value[0] if len(value) == 1 else tuple(value)
@@ -153,6 +161,8 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     args = typing.get_args(hint)
     optional = isinstance(hint, types.UnionType) and type(None) in args
     base = next((a for a in args if a is not type(None)), hint) if optional else hint
+    if optional and base is str and isinstance(value, str) and value.strip().lower() in NULL_WORDS:
+        value = None
     if value is None:
         if optional:
             return None
@@ -188,6 +198,10 @@ def _scalar(name: str, value: Any, kind: type, source: str) -> Any:
     elif kind is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
+        if isinstance(value, bool):
+            words = "on/yes/true" if value else "off/no/false"
+            raise ValueError(f"{source}: {name} must be text, not {value!r} (YAML reads an unquoted {words} as "
+                             f"{str(value).lower()}); quote the value")
     raise ValueError(f"{source}: {name} must be {kind.__name__}, not {value!r}")
 
 

@@ -9,11 +9,24 @@ from __future__ import annotations
 import importlib.util
 
 
+def installed(module: str) -> bool:
+    """Whether ``module`` (dotted names too) can be imported, without importing it (for a
+    dotted name its parent package is imported, as ``importlib.util.find_spec`` does)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a missing parent package; a module set to None
+        return False
+
+
 def require(extra: str, *modules: str) -> None:
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    """Raise a one-line RuntimeError naming ``pip install 'fcnkit[extra]'`` unless every
+    one of ``modules`` is installed. Call it before an optional import, and before the
+    work that needs it, so nothing is spent on a run that cannot finish."""
+    missing = [m for m in modules if not installed(m)]
     if missing:
-        raise RuntimeError(f"this needs {', '.join(missing)}, which is not installed: "
+        names = ", ".join(missing)
+        raise RuntimeError(f"this needs {names}, which {'is' if len(missing) == 1 else 'are'} not installed: "
                            f"pip install 'fcnkit[{extra}]'")
 
 
-__all__ = ["require"]
+__all__ = ["installed", "require"]

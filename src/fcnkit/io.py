@@ -165,6 +165,27 @@ def check_output_dir(path: str | Path, *, what: str = "output folder") -> Path:
     return path
 
 
+RUNS = Path("runs")  # default outputs go under the working directory's runs/, never beside a model
+
+
+def next_run_dir(kind: str, root: str | Path = RUNS) -> Path:
+    """``runs/<kind>/N`` for the first N counting from 1 that does not exist yet
+    (``runs/predict/1``, then ``runs/predict/2``, ... as YOLO numbers its runs): where a
+    command writes when it is given no output path. Nothing is created."""
+    parent = Path(root) / kind
+    n = 1
+    while (parent / str(n)).exists():
+        n += 1
+    return parent / str(n)
+
+
+def plural(n: int, noun: str, plural_form: str | None = None) -> str:
+    """``"1 class"``, ``"2 classes"``, ``"0 images"``: a count with its noun agreeing."""
+    if n == 1:
+        return f"{n} {noun}"
+    return f"{n:,} {plural_form or (noun + 'es' if noun.endswith(('s', 'x', 'ch', 'sh')) else noun + 's')}"
+
+
 def brief(error: BaseException, limit: int = 160) -> str:
     """``"Type: first line of the message"``, at most ``limit`` characters: the reason to
     print after a file name, without a library's multi-paragraph advice."""

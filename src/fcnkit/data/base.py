@@ -26,7 +26,8 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from .image_io import DataError, read_image
+from ..io import plural
+from .image_io import DataError, read_image, unreadable_reason
 
 IGNORE_INDEX = 255
 
@@ -94,7 +95,8 @@ class ImageDataset(Dataset):
         return self.transforms(*sample) if self.transforms is not None else sample
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({len(self)} {self.unit}, {self.num_classes} classes)"
+        count = plural(len(self), self.unit.removesuffix("s"))  # "1 image", "367 images"
+        return f"{type(self).__name__}({count}, {plural(self.num_classes, 'class')})"
 
 
 class SegmentationDataset(ImageDataset):
@@ -148,15 +150,25 @@ def pair_by_stem(image_dir: Path, annot_dir: Path, *, image_exts: tuple[str, ...
     """Pair images with annotations by file stem (annotation stem = image stem + suffix).
 
     Returns (pairs sorted by image name, problems) where problems name every image
-    without an annotation and every annotation without an image.
+    without an annotation, every annotation without an image, and every file that cannot
+    be opened (a symbolic link loop, a broken link, a folder named like an image).
     """
+    problems: list[str] = []
+
+    def readable(p: Path) -> bool:
+        reason = unreadable_reason(p)
+        if reason is not None:
+            problems.append(f"{p}: {reason}")
+        return reason is None
+
     images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in image_exts) if image_dir.is_dir() else []
+    images = [p for p in images if readable(p)]
     annots = {}
     if annot_dir.is_dir():
-        for p in annot_dir.iterdir():
-            if p.suffix.lower() in annot_exts:
+        for p in sorted(annot_dir.iterdir()):
+            if p.suffix.lower() in annot_exts and readable(p):
                 annots[p.stem] = p
-    pairs, problems, used = [], [], set()
+    pairs, used = [], set()
     for img in images:
         key = img.stem + annot_suffix
         if key in annots:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torchvision import tv_tensors
 
+from ..extras import require
 from .base import IGNORE_INDEX, Sample
 from .detection import DetectionDataset, check_boxes
 from .image_io import DataError
@@ -65,6 +66,8 @@ class COCODetection(DetectionDataset):
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise DataError(f"{json_path}: not a COCO annotation file ({type(e).__name__}: {e})") from None
         self.masks = masks
+        if masks:
+            require("detection", "pycocotools")  # the polygons and RLEs are rasterised with it
         offset = 1 if masks else 0
         self._label_of = {c["id"]: i + offset for i, c in enumerate(categories)}
         per_image: dict[int, list[dict]] = {i: [] for i in images}
@@ -113,6 +116,7 @@ class COCODetection(DetectionDataset):
     def _rasterise(self, index: int, h: int, w: int) -> np.ndarray:
         """Semantic mask int64 (H, W): 0 background, category label, crowd = ignore.
         Larger instances are painted first so small ones stay visible where they overlap."""
+        require("detection", "pycocotools")
         from pycocotools import mask as mask_utils
 
         im, anns = self._records[index]

@@ -46,6 +46,11 @@ def read_class_file(path: Path) -> tuple[list[str], list[tuple[int, int, int]] |
     classes, palette = data["classes"], data.get("palette")
     if isinstance(classes, dict):
         classes, palette = list(classes), list(classes.values())
+    words = [c for c in classes if isinstance(c, bool) or c is None] if isinstance(classes, list) else []
+    if words:  # YAML 1.1 reads an unquoted yes/no/on/off/true/false/null as a boolean or null
+        spelled = {True: "yes/on/true", False: "no/off/false", None: "null/~"}[words[0]]
+        raise DataError(f"{path}: class name {words[0]!r} is not text (YAML reads an unquoted {spelled} so); "
+                        f"quote the name")
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes) or not classes:
         raise DataError(f"{path}: 'classes' must be a non-empty list of names")
 
@@ -101,11 +106,14 @@ class FolderSegmentation(SegmentationDataset):
     def _largest_label(files: list[tuple[Path, Path]]) -> int:
         largest = 0
         for _, mask in files:
-            with Image.open(mask) as img:
-                if img.mode in ("L", "P", "I;16", "I"):
-                    values = np.unique(np.asarray(img))
-                    values = values[values != IGNORE_INDEX]
-                    largest = max(largest, int(values.max()) if values.size else 0)
+            try:
+                with Image.open(mask) as img:
+                    if img.mode in ("L", "P", "I;16", "I"):
+                        values = np.unique(np.asarray(img))
+                        values = values[values != IGNORE_INDEX]
+                        largest = max(largest, int(values.max()) if values.size else 0)
+            except (OSError, ValueError, SyntaxError):  # unreadable: its sample's load reports it
+                continue
         return largest
 
     def load_mask(self, path: Path) -> np.ndarray:

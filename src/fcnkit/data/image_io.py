@@ -7,6 +7,9 @@ produce the same clear error naming the file, wherever they are met.
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -20,11 +23,39 @@ class DataError(ValueError):
     """A problem with one file of a dataset; the message starts with the file's path."""
 
 
+def unreadable_reason(path: str | Path) -> str | None:
+    """Why ``path`` cannot be opened as a file -- ``"symbolic link loop"``, ``"broken symbolic
+    link (to x.png)"``, ``"a folder, not a file"``, ``"Permission denied"`` -- or None if it
+    can be. Scanners call it on every listed file so that one such file is reported as a
+    problem of that file instead of stopping the scan."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if os.path.islink(path):
+            try:
+                return f"broken symbolic link (to {os.readlink(path)})"
+            except OSError:
+                return "broken symbolic link"
+        return "no such file" if e.errno == errno.ENOENT else (e.strerror or str(e))
+    if stat.S_ISDIR(st.st_mode):
+        return "a folder, not a file"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if not os.access(path, os.R_OK):
+        return "Permission denied"
+    return None
+
+
 def _open(path: Path) -> Image.Image:
     """Open and fully decode ``path``; truncated files and decompression bombs raise DataError."""
     path = Path(path)
-    if not path.is_file():
+    reason = unreadable_reason(path)
+    if reason == "no such file":
         raise FileNotFoundError(f"{path}: no such file")
+    if reason is not None:
+        raise DataError(f"{path}: {reason}")
     try:
         with warnings.catch_warnings():
             # PIL only warns between MAX_IMAGE_PIXELS and twice that; refuse those too

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..extras import require
 from .base import IGNORE_INDEX, SegmentationDataset, boxes_from_instances, default_palette
 from .image_io import DataError, read_label_map
 
@@ -108,15 +109,14 @@ class SBDSegmentation(SegmentationDataset):
         list_file = root / f"{split}.txt"
         if not list_file.is_file():
             raise FileNotFoundError(f"{list_file}: no such SBD split list")
+        require("sbd", "scipy")  # its .mat label files: say so before training starts, not at the first sample
         files, problems = _pairs(_ids(list_file), root / "img", ".jpg", root / "cls", ".mat", list_file)
         self.root, self.split = root, split
         super().__init__(files, transforms, problems)
 
     def load_mask(self, path: Path) -> np.ndarray:
-        try:
-            from scipy.io import loadmat
-        except ImportError:
-            raise RuntimeError("reading SBD .mat files needs scipy: pip install 'fcnkit[sbd]'") from None
+        require("sbd", "scipy")
+        from scipy.io import loadmat
         from scipy.io.matlab import MatReadError
 
         try:

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .detection import DetectionDataset, check_boxes
-from .image_io import DataError
+from .image_io import DataError, unreadable_reason
 from .splits import split_items
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
@@ -29,10 +29,15 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 
 def parse_voc_xml(path: Path) -> tuple[str | None, tuple[int, int] | None, list[tuple[str, list[float], bool]]]:
     """(filename, declared (H, W) or None, [(class name, [x1, y1, x2, y2], difficult), ...])."""
+    reason = unreadable_reason(path)
+    if reason is not None:
+        raise DataError(f"{path}: {reason}")
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as e:
         raise DataError(f"{path}: malformed XML ({e})") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read it ({e.strerror or e})") from None
     size = root.find("size")
     declared = None
     if size is not None and size.findtext("width") and size.findtext("height"):
@@ -83,8 +88,10 @@ class VOCDetection(DetectionDataset):
             xmls = split_items(sorted(annot_dir.glob("*.xml")), split, val_fraction=val_fraction, seed=seed)
         files, problems, self._objects = [], [], []
         for xml in xmls:
-            if not xml.is_file():
-                problems.append(f"{xml}: listed in {list_file.name} but missing")
+            reason = unreadable_reason(xml)
+            if reason is not None:  # e.g. missing, or a symbolic link loop
+                problems.append(f"{xml}: listed in {list_file.name} but missing" if reason == "no such file"
+                                else f"{xml}: {reason}")
                 continue
             try:
                 filename, declared, objects = parse_voc_xml(xml)

@@ -22,11 +22,13 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from ..io import atomic_write
+from ..extras import require
+from ..io import atomic_write, check_output_file
 from ..inference.runtime import INPUT_NAME, META_KEY, TASK_OUTPUTS, OnnxRuntimeModel, export_meta
 from .verify import DEFAULT_SIZES, Parity, check_parity
 
 DEFAULT_OPSET = 18
+ONNX_MODULES = ("onnx", "onnxscript")  # torch.onnx.export(dynamo=True) builds the graph with onnxscript
 EXAMPLE_SHAPE = (2, 3, 100, 140)  # batch 2: torch.export specialises a dimension whose example is 1;
 # H, W not multiples of 32 so the traced branch is the one that pads (by amounts computed from the size)
 
@@ -46,6 +48,7 @@ class ExportReport:
 
 def to_onnx_proto(model: nn.Module, *, opset: int = DEFAULT_OPSET, meta: dict | None = None):
     """The ``onnx.ModelProto`` of ``model`` with dynamic (batch, height, width) and metadata."""
+    require("export", *ONNX_MODULES)
     from torch.export import Dim
 
     model = model.eval()
@@ -79,6 +82,7 @@ def _quiet() -> Iterator[None]:
 
 def set_metadata(proto, meta: dict) -> None:
     """Replace the ``fcnkit`` metadata entry of an ONNX model (e.g. after quantisation)."""
+    require("export", "onnx")
     import onnx
 
     keep = [p for p in proto.metadata_props if p.key != META_KEY]
@@ -94,6 +98,7 @@ def save_proto(proto, path: str | Path) -> None:
 
 def check_onnx(path: str | Path) -> None:
     """``onnx.checker`` (full check, with shape inference); ValueError naming the file."""
+    require("export", "onnx")
     import onnx
 
     try:
@@ -107,9 +112,12 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = DEFAULT_OPSE
                 verify: bool = True) -> ExportReport:
     """Export, run the checker, check parity with eager PyTorch at ``sizes``, then move into place.
 
-    Nothing appears at ``path`` unless every check passed.
+    Nothing appears at ``path`` unless every check passed. A path that cannot be written
+    (a folder, no ``.onnx`` suffix, a read-only folder) or a missing ``export`` extra is
+    refused before the export starts.
     """
-    path = Path(path)
+    path = check_output_file(path, suffixes=(".onnx",), what="ONNX export")
+    require("export", *ONNX_MODULES, *(("onnxruntime",) if verify else ()))
     proto = to_onnx_proto(model, opset=opset, meta=meta)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".check.onnx")
@@ -128,4 +136,4 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = DEFAULT_OPSE
 
 
 __all__ = ["ExportReport", "export_onnx", "to_onnx_proto", "save_proto", "set_metadata", "check_onnx",
-           "DEFAULT_OPSET"]
+           "DEFAULT_OPSET", "ONNX_MODULES"]

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from torch import nn
 
-from .onnx_export import DEFAULT_OPSET, ExportReport, check_onnx, save_proto, to_onnx_proto
+from ..extras import require
+from ..io import check_output_file
+from .onnx_export import DEFAULT_OPSET, ONNX_MODULES, ExportReport, check_onnx, save_proto, to_onnx_proto
 from ..inference.runtime import OpenVINOModel, export_meta, sidecar_path
 from .verify import DEFAULT_SIZES, check_parity
 
@@ -28,6 +30,7 @@ def ir_files(xml_path: str | Path) -> list[Path]:
 
 def save_ir(ov_model, xml_path: str | Path, meta: dict) -> None:
     """Write an OpenVINO model and its sidecar through a temp folder, then rename each file."""
+    require("export", "openvino")
     import openvino as ov
 
     xml_path = Path(xml_path)
@@ -44,6 +47,7 @@ def save_ir(ov_model, xml_path: str | Path, meta: dict) -> None:
 
 
 def onnx_to_openvino(onnx_path: str | Path):
+    require("export", "openvino")
     import openvino as ov
 
     try:
@@ -59,9 +63,10 @@ def export_openvino(model: nn.Module, xml_path: str | Path, *, opset: int = DEFA
 
     ``onnx_path`` converts an ONNX export of ``model`` made earlier instead of exporting again.
     """
-    xml_path = Path(xml_path)
-    if xml_path.suffix.lower() != ".xml":
-        raise ValueError(f"{xml_path}: an OpenVINO IR path must end in .xml")
+    xml_path = check_output_file(xml_path, suffixes=(".xml",), what="OpenVINO IR")
+    for other in ir_files(xml_path)[:-1]:  # the .bin and .json written beside it
+        check_output_file(other, what="OpenVINO IR's companion file")
+    require("export", "openvino", "onnx", *(() if onnx_path is not None else ONNX_MODULES))
     meta = dict(meta if meta is not None else export_meta(model))
     meta.setdefault("precision", "fp32")
     meta.setdefault("inference_precision", "fp32")

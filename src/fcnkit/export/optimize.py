@@ -27,10 +27,11 @@ from ..models.saved import load_model
 from ..profile import count_flops
 from .bench import BenchRow, time_callable
 from ..models.fold import count_batchnorms, fold_batchnorm
-from .onnx_export import export_onnx, save_proto, set_metadata
+from .onnx_export import ONNX_MODULES, export_onnx, save_proto, set_metadata
 from .openvino_export import ir_files, onnx_to_openvino, save_ir
 from .quantize import quantize_onnx, quantize_openvino, quantize_openvino_accuracy_control
-from ..io import atomic_write_text
+from ..extras import require
+from ..io import atomic_write_text, check_output_dir, check_output_file
 from ..inference.runtime import META_KEY, OnnxRuntimeModel, OpenVINOModel, TorchRuntime, export_meta
 from ..models.svd import Spectrum, apply_svd, fc_convs, spectrum
 from .torch_opt import save_optimized
@@ -38,6 +39,26 @@ from .torch_opt import save_optimized
 BACKENDS = ("torch", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "bf16", "int8")
 SUFFIX = {"torch": ".pt", "onnxruntime": ".onnx", "openvino": ".xml"}
+
+
+def backend_modules(backend: str, precision: str) -> tuple[str, ...]:
+    """The optional modules (all in the ``export`` extra) a variant on ``backend`` needs."""
+    if backend == "torch":
+        return ()
+    mods = (*ONNX_MODULES, "onnxruntime")  # every exported variant is the verified ONNX export first
+    if backend == "openvino":
+        mods += ("openvino", "nncf") if precision == "int8" else ("openvino",)
+    return mods
+
+
+def check_out(out: str | Path, backend: str) -> Path:
+    """``out`` for a ``backend`` variant (``.pt`` / ``.onnx`` / ``.xml`` and an IR's ``.bin`` and
+    ``.json``) can be written: ValueError naming it otherwise, before any work."""
+    out = check_output_file(out, suffixes=(SUFFIX[backend],), what=f"{backend} variant")
+    if backend == "openvino":
+        for other in ir_files(out)[:-1]:
+            check_output_file(other, what="OpenVINO IR's companion file")
+    return out
 
 
 class BudgetExceeded(RuntimeError):
@@ -122,6 +143,7 @@ def build_variant(model: nn.Module, *, backend: str, precision: str, workdir: st
         raise ValueError("accuracy-controlled quantisation is NNCF's: use --backend openvino --precision int8")
     if precision == "int8" and not calibration:
         raise ValueError("int8 needs calibration images (--calib DATA)")
+    require("export", *backend_modules(backend, precision))
     m, recipe = transform(model, fold_bn=fold_bn, svd=svd, spectra=spectra)
     recipe.update(backend=backend, precision=precision)
     name = _variant_name(backend, precision, recipe)
@@ -174,6 +196,7 @@ def _variant_name(backend: str, precision: str, recipe: dict) -> str:
 
 
 def _rewrite_onnx_meta(path: Path, meta: dict, *, out: Path | None = None) -> None:
+    require("export", "onnx")
     import onnx
 
     proto = onnx.load(str(path))
@@ -209,6 +232,7 @@ def write_variant(variant: Variant, out: str | Path, results: dict) -> Path:
         save_optimized(variant.torch_model, out, recipe)
         return out
     if variant.backend == "onnxruntime":
+        require("export", "onnx")
         import onnx
 
         proto = onnx.load(str(variant.staged[-1]))
@@ -282,6 +306,13 @@ def optimize(checkpoint: str | Path, *, val: str, val_split: str = "val", backen
         raise ValueError("int8 needs calibration data (calib: real images to calibrate activation ranges)")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, not {limit}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    # before minutes of work: the extras the backend needs, and a place the result can go
+    require("export", *backend_modules(backend, precision))
+    if out is not None:
+        check_out(out, backend)
+    out_dir = check_output_dir(Path(out or checkpoint).resolve().parent)
     if threads:
         torch.set_num_threads(threads)
     model = load_model(checkpoint)
@@ -295,7 +326,7 @@ def optimize(checkpoint: str | Path, *, val: str, val_split: str = "val", backen
     if precision == "int8":
         calibration = [s.image for s in load_samples(calib, calib_split, model.preprocessing, limit=calib_limit)]
     reference = Reference.of(model, samples)
-    say(f"fp32 model: mean IU {reference.mean_iu:.2f} on {len(samples)} {val_split} images")
+    say(f"fp32 model: mean IU {reference.mean_iu:.1f} on {len(samples)} {val_split} images")
     svd = spectra = None
     # with two lossy steps, the SVD rank search and NNCF's accuracy control each get half the budget
     budget = max_drop / 2 if (svd_rank or svd_energy) and precision != "fp32" else max_drop
@@ -309,7 +340,6 @@ def optimize(checkpoint: str | Path, *, val: str, val_split: str = "val", backen
             ranks = [int(r) for r in str(svd_rank).split(",")]
             svd = dict(zip(spectra, ranks * 2 if len(ranks) == 1 else ranks))
         say(f"svd ranks {svd}")
-    out_dir = Path(out or checkpoint).resolve().parent
     with staging_dir(out_dir) as work:
         variant = build_variant(model, backend=backend, precision=precision, workdir=work, calibration=calibration,
                                 svd=svd, spectra=spectra, fold_bn=fold_bn, compile=compile, threads=threads,
@@ -331,4 +361,4 @@ def optimize(checkpoint: str | Path, *, val: str, val_split: str = "val", backen
 __all__ = ["BudgetExceeded", "Optimized", "Reference", "Variant", "optimize",
            "build_variant", "measure",
            "check_budget", "write_variant", "default_output", "choose_svd_rank", "ranks_for_energy",
-           "svd_spectra", "transform", "staging_dir", "BACKENDS", "PRECISIONS"]
+           "svd_spectra", "transform", "staging_dir", "backend_modules", "check_out", "BACKENDS", "PRECISIONS"]

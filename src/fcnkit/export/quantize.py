@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..extras import require
 from ..inference.runtime import INPUT_NAME
 from ..metrics import ConfusionMatrix
 
@@ -38,7 +39,7 @@ def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calibration: Sequ
     carry no learnt weights, and quantising the final 8x/32x upsampling only adds
     blockiness at class boundaries.
     """
-
+    require("export", "onnx", "onnxruntime")
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
@@ -69,6 +70,7 @@ def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calibration: Sequ
 def quantize_openvino(ov_model, calibration: Sequence[Tensor], *, fast_bias_correction: bool = True):
     """An int8 copy of an OpenVINO model via ``nncf.quantize``: the performance preset (symmetric
     int8, what the CPU plugin runs fastest; activations after ReLU become unsigned), CPU target."""
+    require("export", "nncf")
     import nncf
 
     arrays = _arrays(calibration)
@@ -83,6 +85,7 @@ def quantize_openvino_accuracy_control(ov_model, calibration: Sequence[Tensor],
     """int8 via ``nncf.quantize_with_accuracy_control``: quantise everything, then return the
     layers that cost most mean IU to float until the drop on ``validation`` ((image, mask)
     pairs) is within ``max_drop`` points."""
+    require("export", "nncf")
     import nncf
 
     def validate(compiled, items) -> tuple[float, list[float]]:

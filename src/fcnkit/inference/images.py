@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.image_io import DataError
+from ..data.image_io import DataError, unreadable_reason
 
 MAX_PIXELS = 1_000_000_000  # refuse more than 10^9 pixels (a 31623^2 image) unless asked
 IMAGE_SUFFIXES = frozenset(".png .jpg .jpeg .bmp .tif .tiff .webp .ppm .pgm .gif".split())
@@ -68,8 +68,9 @@ def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     the user's choice.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(f"{path}: no such file")
+    reason = unreadable_reason(path)
+    if reason is not None:  # e.g. no such file, a symbolic link loop
+        raise ImageReadError(f"{path}: {reason}")
     pil_limit = Image.MAX_IMAGE_PIXELS
     try:
         # PIL's own guard (89 Mpixel) is replaced by ``max_pixels``, checked from the header
@@ -139,32 +140,42 @@ def collect_inputs(specs: list[str]) -> tuple[list[InputFile], list[tuple[str, s
     """Expand files, folders (recursively, hidden files skipped) and globs.
 
     Returns the files in a stable order, and ``(spec, reason)`` for specs that
-    matched nothing. Folder contents keep their relative paths so that
-    ``a/x.png`` and ``b/x.png`` do not collide; files and globs use their name.
+    matched nothing and for entries that cannot be read as files (a symbolic link loop,
+    a broken link): those are skipped, the rest go on. Folder contents keep their
+    relative paths so that ``a/x.png`` and ``b/x.png`` do not collide; files and globs
+    use their name.
     """
     found: list[InputFile] = []
     missing: list[tuple[str, str]] = []
     seen: set[Path] = set()
 
     def add(path: Path, relative: Path) -> None:
-        key = path.resolve()
-        if key not in seen:
-            seen.add(key)
+        reason = unreadable_reason(path)
+        key = path.resolve() if reason is None else path.absolute()  # no resolving a symbolic link loop
+        if key in seen:
+            return
+        seen.add(key)
+        if reason is None:
             found.append(InputFile(path, relative))
+        else:
+            missing.append((str(path), reason))
+
+    def listed(p: Path) -> bool:  # files, and links that should be files but are broken
+        return p.is_file() or (p.is_symlink() and not p.is_dir())
 
     for spec in specs:
         path = Path(spec)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file()
+            files = sorted(p for p in path.rglob("*") if listed(p)
                            and not any(part.startswith(".") for part in p.relative_to(path).parts))
             if not files:
                 missing.append((spec, "folder contains no files"))
             for p in files:
                 add(p, p.relative_to(path))
-        elif path.is_file():
+        elif listed(path):
             add(path, Path(path.name))
         elif glob.has_magic(spec):
-            matches = sorted(Path(m) for m in glob.glob(spec, recursive=True) if Path(m).is_file())
+            matches = sorted(Path(m) for m in glob.glob(spec, recursive=True) if listed(Path(m)))
             if not matches:
                 missing.append((spec, "pattern matched no files"))
             for p in matches:

@@ -13,6 +13,7 @@ from ..io import atomic_write
 from ..data.base import default_palette
 
 Palette = Sequence[Sequence[int]]
+JPEG_MAX_SIDE = 65500  # libjpeg refuses an image wider or taller than this
 
 
 def palette_for(meta: dict, num_classes: int) -> list[tuple[int, int, int]]:
@@ -76,6 +77,23 @@ def save_mask(mask: np.ndarray, palette: Palette, path: str | Path) -> None:
     atomic_write(path, lambda f: img.save(f, format="PNG"))
 
 
+def fit_jpeg(img: Image.Image) -> Image.Image:
+    """``img``, or for a side beyond JPEG's ``JPEG_MAX_SIDE`` pixels (a 70000x2 strip) a copy
+    scaled down to fit, aspect ratio kept and at least one pixel a side: an overlay is for
+    looking at; the mask keeps every pixel."""
+    w, h = img.size
+    if max(w, h) <= JPEG_MAX_SIDE:
+        return img
+    scale = JPEG_MAX_SIDE / max(w, h)
+    return img.resize((max(1, min(JPEG_MAX_SIDE, round(w * scale))), max(1, min(JPEG_MAX_SIDE, round(h * scale)))),
+                      Image.Resampling.BILINEAR)
+
+
 def save_image(img: Image.Image, path: str | Path) -> None:
-    fmt = "JPEG" if Path(path).suffix.lower() in (".jpg", ".jpeg") else "PNG"
-    atomic_write(path, lambda f: img.save(f, format=fmt, **({"quality": 90} if fmt == "JPEG" else {})))
+    """PNG, or JPEG (quality 90) for a ``.jpg``/``.jpeg`` path, atomically; an image too large
+    for JPEG is scaled to fit (``fit_jpeg``)."""
+    if Path(path).suffix.lower() in (".jpg", ".jpeg"):
+        img = fit_jpeg(img)
+        atomic_write(path, lambda f: img.save(f, format="JPEG", quality=90))
+    else:
+        atomic_write(path, lambda f: img.save(f, format="PNG"))

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..extras import require
+from ..io import brief, printable
 from ..models.registry import model_task
 from ..models.saved import load_model
 from ..preprocessing import IMAGENET, Preprocessing
@@ -136,11 +138,12 @@ class OnnxRuntimeModel(Runtime):
 
     def __init__(self, path: str | Path, *, threads: int | None = None,
                  providers: list[str] | None = None) -> None:
-        import onnxruntime as ort
-
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such ONNX file")
+        require("export", "onnxruntime")
+        import onnxruntime as ort
+
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
@@ -152,7 +155,7 @@ class OnnxRuntimeModel(Runtime):
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=providers)
         except Exception as e:  # noqa: BLE001 - name the file
-            raise ValueError(f"{path}: ONNX Runtime cannot load it ({type(e).__name__}: {e})") from e
+            raise ValueError(f"{path}: not an ONNX model ONNX Runtime can load: {_ort_reason(e)}") from None
         raw = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
         super().__init__(json.loads(raw) if raw else {}, str(path))
         self.precision = self.meta.get("precision", "fp32")
@@ -174,11 +177,13 @@ class OpenVINOModel(Runtime):
 
     def __init__(self, xml_path: str | Path, *, threads: int | None = None, precision: str | None = None,
                  device: str = "CPU", static: bool = False) -> None:
-        import openvino as ov
-
         xml_path = Path(xml_path)
         if not xml_path.is_file():
             raise FileNotFoundError(f"{xml_path}: no such OpenVINO IR file")
+        check_ir(xml_path)
+        require("export", "openvino")
+        import openvino as ov
+
         side = sidecar_path(xml_path)
         if not side.is_file():
             raise FileNotFoundError(f"{side}: missing metadata sidecar of {xml_path.name} "
@@ -199,7 +204,7 @@ class OpenVINOModel(Runtime):
         try:
             self.model = self.core.read_model(str(xml_path))
         except Exception as e:  # noqa: BLE001
-            raise ValueError(f"{xml_path}: OpenVINO cannot read it ({type(e).__name__}: {e})") from e
+            raise ValueError(f"{xml_path}: not an OpenVINO IR OpenVINO can read: {brief(e)}") from None
         self.ov_device = device  # OpenVINO's device name; inputs and outputs stay on the CPU
         self.config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "bf16" if compute == "bf16" else "f32",
                                        "PERFORMANCE_HINT": "LATENCY"}
@@ -224,6 +229,32 @@ class OpenVINOModel(Runtime):
         compiled = self._compiled_for(tuple(x.shape))
         result = compiled(x)
         return [result[port] for port in compiled.outputs]
+
+
+def _ort_reason(e: Exception) -> str:
+    """ONNX Runtime's load error, short: ``[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model
+    from x.onnx failed:Protobuf parsing failed.`` -> ``INVALID_PROTOBUF: Protobuf parsing failed.``"""
+    parts = str(e).split(" : ", 3)
+    if len(parts) == 4 and parts[0].strip() == "[ONNXRuntimeError]":
+        detail = parts[3].rpartition("failed:")[2].strip() or parts[3].strip()
+        return printable(f"{parts[2].strip()}: {detail.splitlines()[0] if detail else ''}")[:160]
+    return brief(e)
+
+
+def check_ir(xml_path: Path) -> None:
+    """ValueError unless ``xml_path`` looks like an OpenVINO IR (an XML ``<net>`` with its ``.bin``),
+    so a stray ``.xml`` gets one line instead of every OpenVINO frontend's attempt at it."""
+    try:
+        with open(xml_path, "rb") as f:
+            head = f.read(4096)
+    except OSError as e:
+        raise ValueError(f"{xml_path}: cannot read it ({e.strerror or e})") from None
+    if b"<net " not in head and b"<net>" not in head:
+        start = head.lstrip()[:20]
+        raise ValueError(f"{xml_path}: not an OpenVINO IR (no <net> element; it starts with {start!r})")
+    weights = xml_path.with_suffix(".bin")
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: missing weights of the OpenVINO IR {xml_path.name}")
 
 
 class TorchRuntime(Runtime):
@@ -360,4 +391,5 @@ def open_model(model: nn.Module | str | Path | Callable, *, device: str | torch.
 
 
 __all__ = ["CallableRuntime", "EXPORTED_SUFFIXES", "INPUT_NAME", "META_KEY", "OUTPUT_NAME", "OnnxRuntimeModel",
-           "OpenVINOModel", "Runtime", "TASK_OUTPUTS", "TorchRuntime", "export_meta", "open_model", "sidecar_path"]
+           "OpenVINOModel", "Runtime", "TASK_OUTPUTS", "TorchRuntime", "check_ir", "export_meta", "open_model",
+           "sidecar_path"]

@@ -15,6 +15,8 @@ import math
 import torch
 from torch import Tensor
 
+from ..extras import require
+
 # COCOeval.stats order for iouType="bbox"
 STAT_NAMES = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large",
               "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large")
@@ -35,6 +37,7 @@ class DetectionMAP:
     """
 
     def __init__(self) -> None:
+        require("detection", "pycocotools")  # now, not after an evaluation's worth of images
         self.reset()
 
     def reset(self) -> None:
@@ -59,6 +62,7 @@ class DetectionMAP:
                 self._classes.add(int(label))
 
     def compute(self) -> dict[str, float]:
+        require("detection", "pycocotools")
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
 

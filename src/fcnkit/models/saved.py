@@ -23,14 +23,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..io import atomic_write
+from ..io import atomic_write, brief, check_output_file
 from .fold import fold_batchnorm
 from .registry import create_model
 from .svd import apply_svd
-from .weights import Preprocessing
+from .weights import Preprocessing, torch_load
 from .zoo import list_weights, resolve
 
 FORMAT = "fcnkit-model/1"
+WHAT = "a fcnkit model (.pt checkpoint or .safetensors)"  # what an unreadable file is said not to be
 
 
 def model_record(model: nn.Module, **meta) -> dict:
@@ -53,10 +54,10 @@ def save_model(model: nn.Module, path: str | Path, *, dtype: torch.dtype | None 
     ``dtype`` (e.g. ``torch.float16``) converts floating-point tensors on the way out;
     ``load_model`` brings them back to the model's own dtype.
     """
+    path = check_output_file(path, what="model file")
     record = model_record(model, **meta)
     if dtype is not None:
         record["model"] = {k: v.to(dtype) if v.is_floating_point() else v for k, v in record["model"].items()}
-    path = Path(path)
     if path.suffix != ".safetensors":
         atomic_save(record, path)
         return
@@ -70,6 +71,7 @@ def save_model(model: nn.Module, path: str | Path, *, dtype: torch.dtype | None 
 def save_release(checkpoint: str | Path, out: str | Path) -> Path:
     """An fp16 safetensors copy of a saved model or training checkpoint (or weights name), with
     everything ``model.meta`` holds (classes, palette, val metrics): how shipped weights are made."""
+    check_output_file(out, what="release file")
     model = load_model(checkpoint)
     meta = {k: v for k, v in model.meta.items() if k != "preprocessing"}  # save_model writes the model's own
     save_model(model, out, dtype=torch.float16, **meta)
@@ -84,12 +86,10 @@ def read_record(path: str | Path) -> dict:
         raise FileNotFoundError(f"{path}: no such model file (nor a weights name: {', '.join(list_weights())})")
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
-    try:
-        rec = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise ValueError(f"{path}: cannot read model ({type(e).__name__}: {e})") from e
+    rec = torch_load(path, what=WHAT)
     if not isinstance(rec, dict) or rec.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an fcnkit model file (expected format {FORMAT!r})")
+        raise ValueError(f"{path}: not {WHAT}: a torch file without fcnkit's {FORMAT!r} record (a plain state "
+                         f"dict loads with create_model(..., weights=PATH))")
     return rec
 
 
@@ -110,7 +110,7 @@ def read_config(path: str | Path) -> dict | None:
         if path.suffix == ".safetensors":
             header = _safetensors_header(path)
             return upgrade_config(json.loads(header["config"])) if header.get("format") == FORMAT else None
-        rec = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        rec = torch_load(path, what=WHAT, mmap=True)
     except Exception:  # noqa: BLE001 - "not a model file" is the answer; loaders report the details
         return None
     ok = isinstance(rec, dict) and rec.get("format") == FORMAT and isinstance(rec.get("config"), dict)
@@ -132,9 +132,9 @@ def _read_safetensors(path: Path) -> dict:
         header = _safetensors_header(path)
         state = load_file(str(path))
     except Exception as e:  # noqa: BLE001
-        raise ValueError(f"{path}: cannot read safetensors ({type(e).__name__}: {e})") from e
+        raise ValueError(f"{path}: not {WHAT}: unreadable safetensors ({brief(e)})") from None
     if header.get("format") != FORMAT:
-        raise ValueError(f"{path}: safetensors file without fcnkit metadata (format {FORMAT!r}); "
+        raise ValueError(f"{path}: not {WHAT}: safetensors without fcnkit metadata (format {FORMAT!r}); "
                          f"plain state dicts load with create_model(..., weights=PATH)")
     return {"format": FORMAT, "config": json.loads(header["config"]), "meta": json.loads(header["meta"]),
             "model": state}

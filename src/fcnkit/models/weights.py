@@ -6,12 +6,53 @@ re-exported here, next to the weights that need it).
 
 from __future__ import annotations
 
+import pickle
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..io import brief
 from ..preprocessing import CAFFE_VGG, IMAGENET, TF_INCEPTION, Preprocessing
+
+
+def torch_load(path: str | Path, *, what: str, mmap: bool = False) -> Any:
+    """``torch.load(weights_only=True)`` (tensors and plain data only: nothing in the file can
+    run code) whose error says, in one line, what ``path`` is not and why: e.g.
+    ``"README.md: not a fcnkit model (...): not a torch.save file (it starts with b'# fc')"``.
+    It never suggests ``weights_only=False``."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as e:  # noqa: BLE001 - torch's message advises unsafe loading: replaced, not chained
+        error = e
+    raise ValueError(f"{path}: not {what}: {why_unreadable(path, error)}")  # outside the except: no __context__
+
+
+def why_unreadable(path: str | Path, error: BaseException) -> str:
+    """A short reason why ``torch.load`` failed on ``path`` (``error``), from the file itself."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        return f"cannot read it ({e.strerror or e})"
+    if head.startswith(b"PK"):  # a zip archive: torch.save's format since torch 1.6
+        try:
+            with zipfile.ZipFile(path) as z:
+                names, damaged = z.namelist(), z.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError):  # e.g. cut short: the zip directory is at the end
+            return "truncated or damaged torch.save archive"
+        if damaged is not None:
+            return f"damaged torch.save archive ({damaged} fails its checksum)"
+        if not any(n.endswith("data.pkl") for n in names):
+            return "a zip archive, but not one written by torch.save"
+    elif not head.startswith(b"\x80"):  # neither a zip nor a (legacy torch.save) pickle
+        return f"not a torch.save file (it starts with {head!r})"
+    if isinstance(error, pickle.UnpicklingError):
+        return ("it is damaged, or holds Python objects besides tensors and plain data, which fcnkit "
+                "does not load (loading them can run code)")
+    return brief(error)
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
@@ -23,15 +64,16 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such weights file")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    what = "a weights file (a state dict in .pt/.pth, or .safetensors)"
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
 
+        try:
             sd = load_file(str(path))
-        else:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - re-raised with the file named
-        raise ValueError(f"{path}: cannot read weights ({type(e).__name__}: {e})") from e
+        except Exception as e:  # noqa: BLE001 - re-raised with the file named
+            raise ValueError(f"{path}: not {what}: unreadable safetensors ({brief(e)})") from None
+    else:
+        sd = torch_load(path, what=what)
     if isinstance(sd, dict):
         for key in ("model", "state_dict"):
             if key in sd and isinstance(sd[key], dict):

@@ -25,12 +25,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from starlette.concurrency import run_in_threadpool
+
+from ..extras import require
+
+# the serve extra, checked before its imports: one line naming it instead of an ImportError
+require("serve", "fastapi", "multipart", "prometheus_client")
+
+from fastapi import FastAPI, Request  # noqa: E402
+from fastapi.responses import HTMLResponse, JSONResponse, Response  # noqa: E402
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,  # noqa: E402
+                               generate_latest)
+from starlette.concurrency import run_in_threadpool  # noqa: E402
 
 from ..inference.images import ImageReadError, NotAnImage, decode_image_bytes
+from ..inference.postprocess import fit_jpeg
 from ..inference.predictor import Prediction, Predictor
 from .batching import Closed, MicroBatcher, QueueFull, Timing
 
@@ -131,7 +139,7 @@ def _png(image) -> bytes:
 
 def _jpeg(image) -> bytes:
     buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=90)
+    fit_jpeg(image).save(buf, format="JPEG", quality=90)
     return buf.getvalue()
 
 

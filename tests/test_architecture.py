@@ -9,7 +9,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "fcnkit"
 # bottom to top; a module may import only its own layer or those before it
 LAYERS = [
-    {"io", "draw", "nn", "preprocessing", "config", "profile", "extras"},
+    {"io", "draw", "nn", "preprocessing", "config", "profile", "extras", "progress"},
     {"data"},
     {"models"},
     {"losses", "detection"},

@@ -34,7 +34,7 @@ def test_row_derived_columns_and_table():
     header, _, line = table.splitlines()
     assert header.split() == ["model", "backend", "prec", "ms", "med", "ms", "p90", "img/s", "GFLOP/s", "%", "peak",
                               "mIU", "dmIU"]
-    assert line.split() == ["m", "torch", "fp32", "200.0", "250.0", "5.00", "50", "50", "50.00", "-0.25"]
+    assert line.split() == ["m", "torch", "fp32", "200.0", "250.0", "5.00", "50", "50", "50.0", "-0.25"]  # mIU: percent, one decimal
 
 
 def test_parse_model_arg():

@@ -100,7 +100,7 @@ def test_check_real_raccoon(capsys: pytest.CaptureFixture) -> None:
     root = data_dir("raccoon")
     assert main(["data", "check", str(root), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "format voc_xml, detection, 1 classes" in out and "split all    160 samples, 160 read cleanly" in out
+    assert "format voc_xml, detection, 1 class)" in out and "split all    160 samples, 160 read cleanly" in out
     assert re.search(r"^\s+0 raccoon\s+173\s", out, re.M)
 
 

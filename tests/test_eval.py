@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,45 @@ def test_eval_cli_on_kitti_road_reports_maxf(tmp_path, capsys):
     assert "KITTI road: MaxF" in capsys.readouterr().out
 
 
+def test_eval_cli_prints_percent_and_writes_under_runs_not_beside_the_model(tmp_path, capsys, monkeypatch):
+    """Printed scores are percent with one decimal (as the README and the demo print them);
+    metrics.json keeps fractions and says so; the default report folder is ./runs/eval/N."""
+    from fcnkit.cli import main
+
+    _kitti_folder(tmp_path / "kitti", n=2)
+    model_dir = tmp_path / "weights"
+    model_dir.mkdir()
+    save_model(create_model("fcn8s", num_classes=2, width=1 / 16), model_dir / "m.pt",
+               classes=["not road", "road"], ignore_index=255)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    monkeypatch.setenv("FCNKIT_PROGRESS_INTERVAL", "0")  # a progress line per batch, if any are shown
+    for n in (1, 2):
+        assert main(["eval", str(model_dir / "m.pt"), "--data", f"kitti_road:{tmp_path / 'kitti'}", "--split",
+                     "all", "--workers", "0", "--quiet"]) == 0
+        captured = capsys.readouterr()
+        assert f"wrote runs/eval/{n}/metrics.json" in captured.out
+        assert captured.err == ""  # --quiet: no progress lines
+    assert sorted(p.name for p in model_dir.iterdir()) == ["m.pt"]  # nothing written beside the model
+    report = json.loads((tmp_path / "work" / "runs" / "eval" / "1" / "metrics.json").read_text())
+    assert report["units"].startswith("fractions in [0, 1]") and 0 < report["mean_iu"] < 1
+    out = captured.out
+    assert "scores in %" in out
+    for label, key in [("pixel acc", "pixel_acc"), ("mean acc", "mean_acc"), ("mean IU", "mean_iu"),
+                       ("fw IU", "fw_iu")]:
+        assert re.search(rf"{label}\s+(\d+\.\d)\b", out).group(1) == f"{100 * report[key]:.1f}", label
+    road = re.search(r"^\s+road\s+(\S+)\s+(\S+)$", out, re.M)
+    assert road.groups() == (f"{100 * report['class_iu'][1]:.1f}", f"{100 * report['class_acc'][1]:.1f}")
+    maxf = re.search(r"MaxF\s+(\S+)\s+AP\s+(\S+)", out)
+    assert maxf.groups() == (f"{100 * report['kitti']['max_f']:.1f}", f"{100 * report['kitti']['ap']:.1f}")
+    assert not re.search(r"\b0\.\d{4}\b", out.replace("threshold 0.", ""))  # no fractions printed
+
+    assert main(["eval", str(model_dir / "m.pt"), "--data", f"kitti_road:{tmp_path / 'kitti'}", "--split",
+                 "all", "--workers", "0", "--out", "rep"]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and re.search(r"^eval: 1/2 batch \(50%\), [\d.,]+ batch/s", err, re.M), err
+
+
 def test_eval_cli_rejects_a_model_with_the_wrong_number_of_classes(tmp_path, capsys):
     from fcnkit.cli import main
 
@@ -119,8 +159,10 @@ def test_eval_cli_rejects_a_model_with_the_wrong_number_of_classes(tmp_path, cap
 
 
 @pytest.mark.skipif(not (DATA / "camvid").is_dir(), reason=f"real CamVid not found at {DATA / 'camvid'}")
-def test_evaluate_checkpoint_on_real_camvid_val(tmp_path):
+def test_evaluate_checkpoint_on_real_camvid_val(tmp_path, monkeypatch):
     save_model(create_model("fcn8s", num_classes=11, width=1 / 16), tmp_path / "m.pt")
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
     report = evaluate_checkpoint(tmp_path / "m.pt", f"camvid:{DATA / 'camvid'}", max_samples=2, workers=0,
                                  progress=False)
     assert report["images"] == 2 and len(report["class_iu"]) == 11
@@ -128,4 +170,6 @@ def test_evaluate_checkpoint_on_real_camvid_val(tmp_path):
     # zero logits: argmax is class 0 (Sky) everywhere, so pixel acc = Sky's share of labelled pixels
     assert report["pixel_acc"] == pytest.approx(report["confusion_matrix"][0][0] / report["pixels"])
     assert sum(sum(r[1:]) for r in report["confusion_matrix"]) == 0
-    assert (tmp_path / "eval-val" / "metrics.json").is_file()
+    assert report["report_dir"] == str(Path("runs") / "eval" / "1")  # under the working directory
+    assert (tmp_path / "work" / "runs" / "eval" / "1" / "metrics.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "work"]  # nothing beside the model

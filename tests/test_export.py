@@ -109,30 +109,36 @@ def test_failed_parity_writes_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_export_onnx_and_openvino(tmp_path, capsys):
+def test_cli_export_onnx_and_openvino(tmp_path, capsys, monkeypatch):
     model = tiny_model(**FAMILIES["vgg16-fast"])
-    ckpt = tmp_path / "tiny.pt"
+    ckpt = tmp_path / "weights" / "tiny.pt"
+    ckpt.parent.mkdir()
     save_model(model, ckpt, **META)
+    monkeypatch.chdir(tmp_path)
     assert main(["export", str(ckpt), "--format", "openvino", "--check-sizes", "64x64", "35x50"]) == 0
     out = capsys.readouterr().out
     assert "argmax agreement 100.000%" in out and "35x50" in out
-    side = json.loads(sidecar_path(tmp_path / "tiny.xml").read_text())
+    xml = tmp_path / "runs" / "export" / "1" / "tiny.xml"  # by default under ./runs, never beside the model
+    assert f"wrote {xml.relative_to(tmp_path)}" in out and sorted(ckpt.parent.iterdir()) == [ckpt]
+    side = json.loads(sidecar_path(xml).read_text())
     assert side["classes"] == META["classes"] and side["precision"] == "fp32"
-    runtime = open_model(tmp_path / "tiny.xml")
+    runtime = open_model(xml)
     x = torch.randn(1, 3, 48, 52)
     with torch.no_grad():
         assert np.array_equal(runtime(x).argmax(1).numpy(), model(x).argmax(1).numpy())
 
 
-def test_cli_export_safetensors_release(tmp_path, capsys):
+def test_cli_export_safetensors_release(tmp_path, capsys, monkeypatch):
     model = tiny_model(**FAMILIES["resnet18"])
     ckpt = tmp_path / "tiny.pt"
     save_model(model, ckpt, val_metrics={"mean_iu": 0.5}, **META)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "export" / "1").mkdir(parents=True)  # taken: the next export goes to 2
     assert main(["export", str(ckpt), "--format", "safetensors"]) == 0
     from fcnkit.models.saved import load_model
     from fcnkit.models.zoo import sha256_of
 
-    out = tmp_path / "tiny.safetensors"
+    out = tmp_path / "runs" / "export" / "2" / "tiny.safetensors"
     assert sha256_of(out) in capsys.readouterr().out
     loaded = load_model(out)
     assert loaded.meta["classes"] == META["classes"] and loaded.meta["val_metrics"] == {"mean_iu": 0.5}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -124,12 +125,19 @@ def test_optimize_checks_out_before_loading_anything(model_file, tmp_path, monke
         opt.optimize(model_file, val="x", backend="openvino", out=tmp_path / "w.xml")
 
 
-def test_optimize_default_output_next_to_a_read_only_checkpoint(tmp_path, unwritable, monkeypatch) -> None:
+def test_optimize_default_output_is_under_runs_never_beside_the_checkpoint(tmp_path, unwritable, monkeypatch) -> None:
     from fcnkit.export import optimize as opt
 
     monkeypatch.setattr(opt, "load_model", _never)
-    with pytest.raises(ValueError, match=rf"{unwritable}: cannot write in this folder"):
+    monkeypatch.chdir(tmp_path)  # a read-only model folder is no obstacle: the default is ./runs/optimize/N
+    with pytest.raises(AssertionError, match="the work started"):
         opt.optimize(unwritable / "m.pt", val="x", backend="torch")
+    assert not list(unwritable.glob("m.*"))
+    variant = SimpleNamespace(name="int8", backend="openvino")
+    assert opt.default_output("weights/m.pt", variant, "runs/optimize/2") == Path("runs/optimize/2/m.int8.xml")
+    monkeypatch.chdir(unwritable)  # nowhere to put runs/: refused before any work
+    with pytest.raises(ValueError, match=r"runs/optimize/1: cannot (create|write)"):
+        opt.optimize(tmp_path / "m.pt", val="x", backend="torch")
 
 
 def test_predict_out_being_a_file(model_file, tmp_path, capsys) -> None:

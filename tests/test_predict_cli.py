@@ -188,3 +188,18 @@ def test_no_output_folder_when_no_input_exists(model_file, tmp_path, capsys) -> 
     out = tmp_path / "out"
     assert main(["predict", str(model_file), str(tmp_path / "missing.png"), "--out", str(out)]) == 1
     assert not out.exists()
+
+
+def test_default_output_folder_is_the_next_runs_predict_n(model_file, tmp_path, capsys, monkeypatch) -> None:
+    """Without --out (as YOLO does): ./runs/predict/1, then 2, ...; printed; none made for no input."""
+    Image.fromarray(scene(20, 30)).save(tmp_path / "x.png")
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    assert main(["predict", str(model_file), str(tmp_path / "missing.png"), "--workers", "0"]) == 1
+    assert not Path("runs").exists()  # nothing to read: no output folder either
+    capsys.readouterr()
+    for n in (1, 2):
+        assert main(["predict", str(model_file), str(tmp_path / "x.png"), "--workers", "0", "--quiet"]) == 0
+        assert f"predicted 1 of 1 inputs -> {Path('runs', 'predict', str(n))}" in capsys.readouterr().out
+        assert Image.open(Path("runs", "predict", str(n), "x.mask.png")).size == (30, 20)
+    assert sorted(p.name for p in model_file.parent.iterdir()) == ["colour.pt"]

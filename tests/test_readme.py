@@ -70,3 +70,4 @@ def test_readme_commands_run(tmp_path):
                              text=True, timeout=600)
         assert run.returncode == 0, f"{command}\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}"
     assert (tmp_path / "predictions").is_dir() and (tmp_path / "camvid.onnx").is_file()
+    assert (tmp_path / "runs" / "eval" / "1" / "metrics.json").is_file()  # eval's default folder

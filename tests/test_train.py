@@ -177,7 +177,9 @@ def test_run_directory_and_checkpoint_contents(tmp_path, capsys):
     for name in ("last.pt", "best.pt", "config.yaml", "environment.json", "metrics.jsonl", "metrics.csv",
                  "curves.png"):
         assert (tmp_path / name).is_file(), name
-    assert load_recipe(tmp_path / "config.yaml") == cfg
+    # saved with absolute input paths: the file names the data exactly and loads the same anywhere
+    data = cfg.data.partition(':')[2]
+    assert load_recipe(tmp_path / "config.yaml") == dataclasses.replace(cfg, data=f"camvid:{os.path.abspath(data)}")
     env = json.loads((tmp_path / "environment.json").read_text())
     assert env["packages"]["torch"] == torch.__version__.split("+")[0] or env["packages"]["torch"] == torch.__version__
     assert "git_revision" in env and env["amp"] == "None"
@@ -243,7 +245,7 @@ def _camvid_folder(root, n_train=3, n_val=2):
     return root
 
 
-def test_cli_train_resume_and_eval_reproduces_validation(tmp_path, capsys):
+def test_cli_train_resume_and_eval_reproduces_validation(tmp_path, capsys, monkeypatch):
     from fcnkit.cli import main
 
     data = _camvid_folder(tmp_path / "camvid")
@@ -259,13 +261,14 @@ def test_cli_train_resume_and_eval_reproduces_validation(tmp_path, capsys):
     assert read_record(tmp_path / "run" / "last.pt")["progress"]["iteration"] == 6
     best = read_record(tmp_path / "run" / "best.pt")
 
+    monkeypatch.chdir(tmp_path)  # the report goes to ./runs/eval/1 by default
     assert main(["eval", str(tmp_path / "run" / "best.pt"), "--data", f"camvid:{data}", "--workers", "0"]) == 0
-    report = json.loads((tmp_path / "run" / "eval-val" / "metrics.json").read_text())
+    report = json.loads((tmp_path / "runs" / "eval" / "1" / "metrics.json").read_text())
     assert report["mean_iu"] == pytest.approx(best["meta"]["val_metrics"]["mean_iu"], abs=1e-12)
     assert report["pixels"] == 2 * 30 * 48  # void rows excluded
     assert len(report["class_iu"]) == 11
     for png in ("confusion.png", "class_iou.png"):
-        assert Image.open(tmp_path / "run" / "eval-val" / png).size[0] > 100
+        assert Image.open(tmp_path / "runs" / "eval" / "1" / png).size[0] > 100
     assert "mean IU" in capsys.readouterr().out
 
     assert main(["train", "--config", str(recipe), "--set", "epochs=zero"]) == 2

@@ -1,6 +1,8 @@
 """``fcnkit`` command line: one module per command, each with ``register(subparsers)``.
 
-A command module adds its parser and sets ``func`` (which returns an exit code).
+A command module adds its parser and sets ``func`` (which returns an exit code). Command
+modules import torch and the library only inside ``func``, so ``fcnkit --help``,
+``--version`` and ``COMMAND --help`` start in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -9,14 +11,21 @@ import argparse
 import importlib
 import sys
 
+from .. import __version__
+from .common import Parser, examples
+
 # command modules under fcnkit.cli, in the order `fcnkit --help` lists them
 COMMANDS = ["models", "weights", "demo", "export", "train", "eval", "predict", "serve", "data", "optimize", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fcnkit", description="Fully Convolutional Networks: "
-                                     "build, train, evaluate, predict, detect, optimise.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = Parser(prog="fcnkit", description="Fully Convolutional Networks: build, train, evaluate, predict, "
+                    "detect, optimise. Run 'fcnkit COMMAND --help' for a command's options and examples.",
+                    epilog=examples("fcnkit weights", "fcnkit predict camvid-fcn8s-lite0 street.png",
+                                    "fcnkit demo --quick"))
+    parser.add_argument("--version", action="version", version=f"fcnkit {__version__}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for name in COMMANDS:
         importlib.import_module(f"fcnkit.cli.{name}").register(sub)
     return parser

@@ -11,22 +11,28 @@ import argparse
 import json
 from pathlib import Path
 
+from .common import add_quiet, examples
 from .models import parse_size
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="time models (torch / ONNX Runtime / OpenVINO) side by side",
-                       description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("models", nargs="+", metavar="MODEL")
+                       description=__doc__.split("\n\n", 1)[1],
+                       epilog=examples("fcnkit bench camvid-fcn8s-lite0 camvid.onnx --size 360x480",
+                                       "fcnkit bench model.pt model.pt@bf16,compile model.xml --threads 2 "
+                                       "--json bench.json"))
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="model files or weights names, each optionally with @fp32 / @bf16 / @compile")
     p.add_argument("--size", type=parse_size, default=(360, 480), help="input HxW (default 360x480)")
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--batch", type=int, default=1, help="images per forward pass")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads for every backend (default 2)")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs per model before timing")
+    p.add_argument("--repeats", type=int, default=10, help="timed runs per model (median and p90 are reported)")
     p.add_argument("--peak-gflops", type=float, default=None,
                    help="matmul peak to quote %% of (default: measure fp32 and bf16 matmul peaks now)")
     p.add_argument("--chart", type=Path, default=Path("bench.png"), help="PNG chart path (default bench.png)")
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    add_quiet(p)
     p.set_defaults(func=_bench)
 
 
@@ -88,7 +94,8 @@ def _bench(args: argparse.Namespace) -> int:
                              gflop=flops / 1e9, peak_gflops=peak_for(peaks, runtime.precision),
                              size_mb=path.stat().st_size / 2**20 if path.suffix != ".xml"
                              else path.with_suffix(".bin").stat().st_size / 2**20))
-        print(f"{name}: {t.median_ms:.1f} ms", flush=True)
+        if args.progress:
+            print(f"{name}: {t.median_ms:.1f} ms", flush=True)
     base = rows[0].median_ms
     for r in rows:
         r.speedup = base / r.median_ms

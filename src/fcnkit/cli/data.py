@@ -7,36 +7,53 @@ import json
 import sys
 from pathlib import Path
 
+from .common import add_quiet, examples
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="check a dataset, compute class weights, download public datasets")
+    p = sub.add_parser("data", help="check a dataset, compute class weights, download public datasets",
+                       description="Check a dataset for every problem, count its classes, or download one.",
+                       epilog=examples("fcnkit data check data/camvid", "fcnkit data stats data/camvid --out w.json",
+                                       "fcnkit data fetch camvid --to data"))
     cmds = p.add_subparsers(dest="data_command", required=True, metavar="{check,stats,fetch}")
 
-    c = cmds.add_parser("check", help="report counts, sizes, class histogram and every problem (read-only)")
+    c = cmds.add_parser("check", help="report counts, sizes, class histogram and every problem (read-only)",
+                        description="Count images, sizes and class pixels (or boxes) and list every problem with "
+                                    "the file it concerns; never writes into the dataset. Exit 1 if any.",
+                        epilog=examples("fcnkit data check data/camvid",
+                                        "fcnkit data check voc_xml:data/raccoon --split val --max-errors 10"))
     c.add_argument("path", help="dataset folder, or FORMAT:PATH")
     c.add_argument("--format", dest="fmt", help="dataset format (default: recognised from the layout)")
     c.add_argument("--split", action="append", help="check only this split (repeatable; default: all present)")
     c.add_argument("--max-errors", type=int, default=50, help="problems to list (all are counted)")
-    c.add_argument("--no-progress", action="store_true")
+    add_quiet(c)
     c.set_defaults(func=_check)
 
-    s = cmds.add_parser("stats", help="class frequencies and median-frequency-balancing weights (SegNet)")
+    s = cmds.add_parser("stats", help="class frequencies and median-frequency-balancing weights (SegNet)",
+                        description="Per-class pixel frequencies of a segmentation split and median-frequency "
+                                    "weights for training's class_weights.",
+                        epilog=examples("fcnkit data stats data/camvid --out camvid_weights.json",
+                                        "fcnkit data stats cityscapes:data/cityscapes --split train --quiet"))
     s.add_argument("path", help="dataset folder, or FORMAT:PATH")
     s.add_argument("--format", dest="fmt", help="dataset format (default: recognised from the layout)")
     s.add_argument("--split", default="train", help="split to count (default: train)")
     s.add_argument("--out", type=Path, help="write the statistics as JSON here (for training's class_weights)")
-    s.add_argument("--no-progress", action="store_true")
+    add_quiet(s)
     s.set_defaults(func=_stats)
 
-    f = cmds.add_parser("fetch", help="download, verify and unpack a public dataset")
+    f = cmds.add_parser("fetch", help="download, verify and unpack a public dataset",
+                        description="Download (resuming a partial download), verify the checksum and unpack.",
+                        epilog=examples("fcnkit data fetch camvid --to data",
+                                        "fcnkit data fetch voc2012 --to data --keep-archive"))
     from ..data.fetch import SOURCES
 
-    f.add_argument("name", choices=sorted(SOURCES), help="; ".join(f"{k}: {v.note}" for k, v in SOURCES.items()))
+    f.add_argument("name", choices=sorted(SOURCES), metavar="NAME",
+                   help="one of " + "; ".join(f"{k} ({v.note})" for k, v in SOURCES.items()))
     f.add_argument("--to", type=Path, required=True, help="folder to download and unpack into")
     f.add_argument("--url", help="download from this mirror instead")
     f.add_argument("--checksum", help="expected md5:<hex> or sha256:<hex> (overrides the built-in one)")
     f.add_argument("--keep-archive", action="store_true", help="keep the archive after unpacking")
-    f.add_argument("--no-progress", action="store_true")
+    add_quiet(f)
     f.set_defaults(func=_fetch)
 
 
@@ -47,7 +64,7 @@ def _spec(args: argparse.Namespace) -> str:
 def _check(args: argparse.Namespace) -> int:
     from ..data.check import check_dataset
 
-    report = check_dataset(_spec(args), splits=args.split, progress=not args.no_progress)
+    report = check_dataset(_spec(args), splits=args.split, progress=args.progress)
     print(report.format_text(max_errors=args.max_errors))
     return 0 if report.ok else 1
 
@@ -59,7 +76,7 @@ def _stats(args: argparse.Namespace) -> int:
     ds = build_dataset(_spec(args), args.split)
     if getattr(ds, "task", "segmentation") != "segmentation":
         raise ValueError(f"{args.path}: class pixel statistics need a segmentation dataset, this is {ds.task}")
-    stats = class_statistics(ds, progress=not args.no_progress)
+    stats = class_statistics(ds, progress=args.progress)
     print(f"{len(ds)} images ({args.split}), median frequency {stats['median_frequency']:.4f}")
     print(f"  {'class':<20} {'pixels':>12} {'freq':>8} {'weight':>8}")
     for name, n, fr, w in zip(stats["classes"], stats["pixels"], stats["frequency"], stats["class_weights"]):
@@ -79,7 +96,7 @@ def _fetch(args: argparse.Namespace) -> int:
     from ..data.fetch import SOURCES, fetch
 
     unpacked, digest = fetch(args.name, args.to, url=args.url, checksum=args.checksum,
-                             progress=not args.no_progress, keep_archive=args.keep_archive)
+                             progress=args.progress, keep_archive=args.keep_archive)
     verified = args.checksum or SOURCES[args.name].checksum
     print(f"{'verified' if verified else 'no published checksum; computed'} {digest}")
     for path in unpacked:

@@ -3,8 +3,10 @@
 Segmentation (and the masks a joint model sees) gets ``metrics.json``,
 ``confusion.png`` and ``class_iou.png``; two-class road datasets also KITTI MaxF /
 AP. Detection (and the boxes a joint model sees) gets COCO mAP and
-``detections.png``. Default folder ``<checkpoint dir>/eval-<split>/``. Runs under
-``torchrun`` too (ranks shard the images, metrics equal a one-process run).
+``detections.png``. Default folder ``runs/eval/N`` under the working directory (the
+first free N). Printed scores are percent with one decimal; ``metrics.json`` keeps
+fractions in [0, 1] (its ``units`` field says so). Runs under ``torchrun`` too (ranks
+shard the images, metrics equal a one-process run).
 """
 
 from __future__ import annotations
@@ -13,35 +15,45 @@ import argparse
 import math
 from pathlib import Path
 
-from ..detection.decode import DEFAULT_NMS_IOU
+from .common import add_quiet, examples
+
+DEFAULT_NMS_IOU = 0.5  # = fcnkit.detection.decode.DEFAULT_NMS_IOU (a test checks); not imported: torch
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="score a saved model or checkpoint on a dataset split",
                        description="Pixel accuracy, mean accuracy, mean IU and frequency-weighted IU from one "
                                    "confusion matrix over the whole split (Long et al. 2015, sec. 5), per-class "
-                                   "IoU, and KITTI MaxF/AP for binary road data.")
+                                   "IoU, and KITTI MaxF/AP for binary road data; COCO mAP for detection models. "
+                                   "Scores are printed in percent; metrics.json keeps fractions in [0, 1].",
+                       epilog=examples("fcnkit eval camvid-fcn8s-lite0 --data camvid:data/camvid",
+                                       "fcnkit eval runs/camvid_lite0/best.pt --data camvid:data/camvid --split test "
+                                       "--out report",
+                                       "fcnkit eval joint.xml --data camvid:data/camvid voc_xml:data/raccoon"))
     p.add_argument("checkpoint", help="best.pt / last.pt from fcnkit train, a saved model or a weights name "
                                       "(segmentation, detection or joint: each is scored on the labels the data has)")
     p.add_argument("--data", required=True, metavar="SPEC", action="extend", nargs="+",
                    help="FORMAT:PATH or PATH, e.g. camvid:../shared/data/camvid; several specs (or --data "
                         "repeated) are scored together, e.g. a joint model on CamVid masks and raccoon boxes")
-    p.add_argument("--split", default="val")
-    p.add_argument("--out", default=None, help="report folder (default: <checkpoint dir>/eval-<split>)")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"])
+    p.add_argument("--split", default="val", help="dataset split to score")
+    p.add_argument("--out", default=None, help="report folder (default: runs/eval/N, the first free N)")
+    p.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes decoding images")
+    p.add_argument("--device", default="auto", help="torch device: auto (cuda if available, else cpu), cpu, cuda:N")
+    p.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
+                   help="mixed precision of torch models (auto: bf16 where it is faster)")
     p.add_argument("--road-class", type=int, default=None,
                    help="class index scored with KITTI MaxF/AP (default: 'road' of two-class datasets)")
     p.add_argument("--max-samples", type=int, default=None, help="score only the first N images")
     p.add_argument("--nms-iou", type=float, default=DEFAULT_NMS_IOU,
                    help="detection: class-wise NMS IoU after peak extraction (0: none, the paper's decoding)")
+    add_quiet(p)
     p.set_defaults(func=_eval)
 
 
 def _fmt(v: float | None) -> str:
-    return "   n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:6.4f}"
+    """A fraction as percent with one decimal, 5 wide: 0.6382 -> ' 63.8'."""
+    return "  n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:5.1f}"
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -55,23 +67,24 @@ def _eval(args: argparse.Namespace) -> int:
     report = evaluate_checkpoint(args.checkpoint, data, split=args.split, out_dir=args.out,
                                  batch_size=args.batch_size, workers=args.workers, device=args.device, amp=args.amp,
                                  road_class=args.road_class, max_samples=args.max_samples,
-                                 nms_iou=args.nms_iou or None)
+                                 nms_iou=args.nms_iou or None, progress=args.progress)
     if "report_dir" not in report:  # not rank 0
         return 0
     print(f"{args.checkpoint} ({report['task']}) on {' + '.join(args.data)} ({args.split}, {report['images']} images"
-          f"{', longer side ' + str(report['max_size']) + ' px' if report.get('max_size') else ''})")
+          f"{', longer side ' + str(report['max_size']) + ' px' if report.get('max_size') else ''}); scores in %")
     wrote = ["metrics.json"]
     if "mean_iu" in report:
         print(f"  segmentation, {report['pixels']:,} labelled pixels: pixel acc {_fmt(report['pixel_acc'])}   "
               f"mean acc {_fmt(report['mean_acc'])}   mean IU {_fmt(report['mean_iu'])}   fw IU {_fmt(report['fw_iu'])}")
         width = max(len(c) for c in report["classes"])
-        print(f"  {'class'.ljust(width)}     IoU    acc")
+        print(f"  {'class'.ljust(width)}  IoU %  acc %")
         for name, iu, acc in zip(report["classes"], report["class_iu"], report["class_acc"]):
-            print(f"  {name.ljust(width)}  {_fmt(iu)} {_fmt(acc)}")
+            print(f"  {name.ljust(width)}  {_fmt(iu)}  {_fmt(acc)}")
         wrote += ["confusion.png", "class_iou.png"]
     if "kitti" in report:
         k = report["kitti"]
-        print(f"  KITTI road: MaxF {_fmt(k['max_f'])}  AP {_fmt(k['ap'])}  best threshold {k['best_threshold']:.3f}")
+        print(f"  KITTI road: MaxF {_fmt(k['max_f'])}  AP {_fmt(k['ap'])}  "
+              f"(best road-probability threshold {k['best_threshold']:.3f})")
     if "map" in report:
         print(f"  detection: mAP@[.5:.95] {_fmt(report['map'])}   AP50 {_fmt(report['map_50'])}   "
               f"AP75 {_fmt(report['map_75'])}   AR@100 {_fmt(report['mar_100'])}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .common import examples
 from .models import parse_size
 
 SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "safetensors": ".safetensors"}
@@ -20,11 +21,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                                       "or to fp16 safetensors for release",
                        description="Export with dynamic batch, height and width. Before the file is written "
                        "the ONNX checker runs and the export must match eager PyTorch at two input sizes "
-                       "(max |diff| of logits, argmax agreement >= 99.9%%).")
+                       "(max |diff| of logits, argmax agreement >= 99.9%). Without --out the file goes to "
+                       "runs/export/N/ (the first free N) under the working directory, named after the model.",
+                       epilog=examples("fcnkit export camvid-fcn8s-lite0 --format onnx",
+                                       "fcnkit export runs/camvid_lite0/best.pt --format openvino --out camvid.xml",
+                                       "fcnkit export runs/camvid_lite0/best.pt --format safetensors"))
     p.add_argument("checkpoint", type=Path, help="saved model, training checkpoint (.pt) or weights name")
-    p.add_argument("--format", choices=sorted(SUFFIX), default="onnx")
+    p.add_argument("--format", choices=sorted(SUFFIX), default="onnx",
+                   help="onnx (ONNX Runtime), openvino (.xml + .bin IR) or safetensors (fp16 release file)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
-    p.add_argument("--out", type=Path, default=None, help="output path (default: next to the checkpoint)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output file (default: runs/export/N/<model name>.onnx / .xml / .safetensors)")
     p.add_argument("--check-sizes", type=parse_size, nargs=2, default=None, metavar="HxW",
                    help="the two input sizes of the parity check (default 224x288 201x263)")
     p.set_defaults(func=_export)
@@ -36,7 +43,9 @@ def _export(args: argparse.Namespace) -> int:
     from ..models.saved import load_model
     from ..export.verify import DEFAULT_SIZES
 
-    out = args.out or args.checkpoint.with_suffix(SUFFIX[args.format])
+    from ..io import next_run_dir
+
+    out = args.out or next_run_dir("export") / (args.checkpoint.stem + SUFFIX[args.format])
     if out.suffix.lower() != SUFFIX[args.format]:
         raise ValueError(f"{out}: a {args.format} export must end in {SUFFIX[args.format]}")
     if args.format == "safetensors":

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
-from ..models import create_model, list_models
-from ..models.encoders import list_encoders
-from ..profile import count_flops
+from .common import examples
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -23,25 +19,40 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list registered models and encoders")
+    p = sub.add_parser("models", help="list registered models and encoders",
+                       description="The model names create_model, fcnkit info and recipes take, and the encoders.",
+                       epilog=examples("fcnkit models"))
     p.set_defaults(func=_models)
-    p = sub.add_parser("info", help="parameters, GFLOPs and output shape of a model at a size")
-    p.add_argument("name", choices=list_models())
+    p = sub.add_parser("info", help="parameters, GFLOPs and output shape of a model at a size",
+                       description="Build a model (random weights) and count its parameters and FLOPs at one "
+                                   "input size.",
+                       epilog=examples("fcnkit info fcn8s --size 360x480 --num-classes 11",
+                                       "fcnkit info fcn32s --geometry reference --encoder vgg16"))
+    p.add_argument("name", help="a model name from fcnkit models, e.g. fcn8s")
     p.add_argument("--size", type=parse_size, default=(360, 480), help="input HxW (default 360x480)")
-    p.add_argument("--num-classes", type=int, default=21)
-    p.add_argument("--encoder", default="vgg16", help=f"one of {', '.join(list_encoders())}, or timm:NAME")
-    p.add_argument("--geometry", default="fast", choices=["fast", "reference"])
-    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--num-classes", type=int, default=21, help="classes of the score layer")
+    p.add_argument("--encoder", default="vgg16", help="an encoder from fcnkit models, or timm:NAME")
+    p.add_argument("--geometry", default="fast", choices=["fast", "reference"],
+                   help="'reference': the paper's pad-100 VGG geometry; 'fast': pad-free, 44%% fewer FLOPs")
+    p.add_argument("--width", type=float, default=1.0, help="channel multiplier of the encoder and decoder")
     p.set_defaults(func=_info)
 
 
 def _models(args: argparse.Namespace) -> int:
+    from ..models import list_models
+    from ..models.encoders import list_encoders
+
     print("models:  ", " ".join(list_models()))
     print("encoders:", " ".join(list_encoders()), "timm:NAME")
     return 0
 
 
 def _info(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..models import create_model
+    from ..profile import count_flops
+
     model = create_model(args.name, num_classes=args.num_classes, encoder=args.encoder,
                          geometry=args.geometry, width=args.width).eval()
     x = torch.zeros(1, 3, *args.size)

@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .common import add_quiet, examples
+
 
 
 def _svd_rank(text: str) -> str:
@@ -22,14 +24,20 @@ def _svd_rank(text: str) -> str:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("optimize", help="int8 / bf16 / SVD / compiled variants, kept only if mean IU holds",
-                       description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__.split("\n\n", 1)[1],
+                       epilog=examples("fcnkit optimize camvid-fcn8s-lite0 --backend openvino --precision int8 "
+                                       "--val camvid:data/camvid --calib camvid:data/camvid --out camvid-int8.xml",
+                                       "fcnkit optimize runs/camvid_lite0/best.pt --backend torch --precision bf16 "
+                                       "--val camvid:data/camvid"))
     p.add_argument("checkpoint", type=Path, help="saved model or training checkpoint")
-    p.add_argument("--backend", choices=["onnxruntime", "openvino", "torch"], default="openvino")
-    p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32")
+    p.add_argument("--backend", choices=["onnxruntime", "openvino", "torch"], default="openvino",
+                   help="runtime of the variant")
+    p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
+                   help="int8 needs --calib")
     p.add_argument("--val", required=True, help="validation data spec, e.g. camvid:/data/camvid (val split)")
     p.add_argument("--calib", default=None, help="calibration data spec for int8 (train split)")
-    p.add_argument("--val-split", default="val")
-    p.add_argument("--calib-split", default="train")
+    p.add_argument("--val-split", default="val", help="split of --val that judges the variant")
+    p.add_argument("--calib-split", default="train", help="split of --calib that calibrates int8")
     p.add_argument("--limit", type=int, default=None, help="use the first N validation images")
     p.add_argument("--calib-limit", type=int, default=32, help="calibration images (default 32)")
     p.add_argument("--max-drop", type=float, default=1.0, help="refuse if mean IU drops by more points (default 1)")
@@ -45,9 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorm layers separate")
     p.add_argument("--compile", action="store_true", help="torch backend: run through torch.compile")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--out", type=Path, default=None, help="output path (default next to the checkpoint)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed runs before timing")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs (the median is reported)")
+    p.add_argument("--out", type=Path, default=None, help="output path (default: runs/optimize/N/<model>.<variant>.<ext>, N the next free number)")
+    add_quiet(p)
     p.set_defaults(func=_optimize)
 
 
@@ -64,7 +73,7 @@ def _optimize(args: argparse.Namespace) -> int:
                           svd_energy=args.svd_energy, max_drop=args.max_drop, accuracy_control=args.accuracy_control,
                           fold_bn=not args.no_fold_bn, compile=args.compile, threads=args.threads,
                           warmup=args.warmup, repeats=args.repeats, out=args.out,
-                          say=lambda m: print(m, flush=True))
+                          say=(lambda m: print(m, flush=True)) if args.progress else (lambda m: None))
     except BudgetExceeded as e:
         if e.row is not None:
             print(format_table([e.row]))

@@ -13,10 +13,14 @@ from __future__ import annotations
 import argparse
 import signal
 
+from .common import examples
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="serve a model over HTTP, with a web page (needs fcnkit[serve])",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__,
+                       epilog=examples("fcnkit serve camvid-fcn8s-lite0",
+                                       "fcnkit serve model.onnx --host 0.0.0.0 --port 8080 --max-batch 8"))
     p.add_argument("model", help="weights name, .pt / .safetensors, .onnx or OpenVINO .xml (as fcnkit predict)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")

@@ -9,15 +9,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from ..config import TrainConfig, from_dict, list_recipes, load_config, load_recipe
+from .common import add_quiet, examples
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a segmentation, detection or joint FCN from a recipe (resumable, DDP via torchrun)",
                        description="Train an FCN. Fields of the recipe (a flat YAML file, see configs/) can be "
                                    "overridden with --set key=value; the resolved config, package versions and git "
-                                   "revision are saved in the run directory (out_dir).")
+                                   "revision are saved in the run directory (out_dir). On a terminal a progress "
+                                   "bar shows each epoch; in a log, a line every log_every iterations.",
+                       epilog=examples("fcnkit train --config configs/camvid_lite0.yaml",
+                                       "fcnkit train --config camvid_best --set epochs=2 --set lr=1e-3",
+                                       "fcnkit train --resume runs/camvid_lite0/last.pt"))
     p.add_argument("--config", "-c", metavar="RECIPE",
                    help="recipe: a YAML file, or the name of a shipped recipe (e.g. camvid_best; list: fcnkit "
                         "train --list-recipes); its relative data paths are relative to the recipe file")
@@ -33,12 +42,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stop-after", type=int, default=None, metavar="N",
                    help="run at most N iterations now, save and exit (continue later with --resume)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    add_quiet(p)
     p.set_defaults(func=_train)
 
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
     """Recipe <- --set; or, resuming without a recipe, the checkpoint's saved config <- --set
     (the checkpoint: CKPT, or last.pt in the out_dir that --set names)."""
+    from ..config import from_dict, load_config, load_recipe
+
     if args.config is None and args.resume is not None:
         from pathlib import Path
 
@@ -58,10 +70,14 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from ..config import list_recipes
+
     if args.list_recipes:
         print("\n".join(list_recipes()))
         return 0
     cfg = resolve_config(args)
+    if not args.progress:  # as --set progress=false --set log_every=0
+        cfg = replace(cfg, progress=False, log_every=0)
     if args.print_config:
         import yaml
 

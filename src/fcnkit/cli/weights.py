@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-from ..models.zoo import get_weights, list_weights
+from .common import examples
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("weights", help="list named trained weights (use a name wherever a model file goes)")
+    p = sub.add_parser("weights", help="list named trained weights (use a name wherever a model file goes)",
+                       description="The trained models that ship with fcnkit (or download once into "
+                                   "$FCNKIT_CACHE): a name works wherever a model file does.",
+                       epilog=examples("fcnkit weights", "fcnkit weights camvid-fcn8s-lite0"))
     p.add_argument("name", nargs="?", help="show one entry in full")
     p.set_defaults(func=_weights)
 
 
 def _weights(args: argparse.Namespace) -> int:
+    from ..models.zoo import get_weights, list_weights
+
     if args.name:
         e = get_weights(args.name)
         where = f"packaged ({e.file})" if e.file else e.url

@@ -8,14 +8,16 @@ opened for reading.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from ..io import plural, printable
+from ..progress import progress_bar
 from .formats import FORMATS, parse_spec
 from .image_io import DataError
 
@@ -40,9 +42,12 @@ class CheckReport:
         return not self.errors
 
     def format_text(self, max_errors: int = 50) -> str:
-        lines = [f"dataset      {self.root} (format {self.format}, {self.task}, {len(self.classes)} classes)"]
+        """The report as text any UTF-8 stream can print (file names that are not UTF-8
+        appear with ``\\xff`` escapes)."""
+        lines = [f"dataset      {self.root} (format {self.format}, {self.task}, {plural(len(self.classes), 'class')})"]
         for split in self.listed:
-            lines.append(f"split {split:<6} {self.listed[split]} samples, {self.counts.get(split, 0)} read cleanly")
+            lines.append(f"split {split:<6} {plural(self.listed[split], 'sample')}, {self.counts.get(split, 0)} read "
+                         f"cleanly")
         lines.append("image sizes  " + ", ".join(f"{w}x{h} (WxH): {n}" for (h, w), n in self.sizes.most_common(8))
                      + (f", ... {len(self.sizes) - 8} more sizes" if len(self.sizes) > 8 else ""))
         unit = "pixels" if self.task == "segmentation" else "boxes"
@@ -61,7 +66,16 @@ class CheckReport:
                 lines.append(f"  ... and {len(self.errors) - max_errors} more")
         else:
             lines.append("no problems found")
-        return "\n".join(lines)
+        return printable("\n".join(lines))
+
+
+def _identity(path: Path) -> Path:
+    """The file ``path`` names, to spot one image listed twice: its resolved path, or, for a
+    path that cannot be resolved (a symbolic link loop: its load reports it), the path itself."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: Python < 3.13 on a symlink loop
+        return Path(os.path.abspath(path))
 
 
 def check_dataset(spec: str | Path, *, fmt: str | None = None, splits: list[str] | None = None,
@@ -83,21 +97,21 @@ def check_dataset(spec: str | Path, *, fmt: str | None = None, splits: list[str]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # the problems are reported below instead
                 ds = FORMATS[name].build(root, split, None)
-        except (DataError, FileNotFoundError, ValueError) as e:
+        except (DataError, FileNotFoundError, ValueError, OSError) as e:
             report.errors.append(str(e))
             continue
         report.classes, report.ignore_index, report.task = list(ds.classes), ds.ignore_index, ds.task
         report.errors += ds.problems
         report.listed[split] = len(ds)
         for image_path, _ in ds.files:
-            key = Path(image_path).resolve()
+            key = _identity(Path(image_path))
             if key in seen and seen[key] != split:
                 report.errors.append(f"{image_path}: in both the {seen[key]} and {split} splits")
             seen.setdefault(key, split)
         if len(ds) == 0:
             report.errors.append(f"{root}: split {split!r} is empty")
         clean = 0
-        for i in tqdm(range(len(ds)), desc=f"check {split}", unit="img", disable=not progress, leave=False):
+        for i in progress_bar(range(len(ds)), desc=f"check {split}", unit="img", enabled=progress, leave=False):
             try:
                 image, target = ds.load_raw(i)
             except (DataError, FileNotFoundError, OSError) as e:

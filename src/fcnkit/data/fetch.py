@@ -16,7 +16,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
+
+from ..io import check_output_dir
+from ..progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -75,9 +77,9 @@ def download(url: str, dest: Path, *, checksum: str | None = None, progress: boo
                 have = 0  # server ignored the range: start over
             length = response.headers.get("Content-Length")
             total = have + int(length) if length is not None else None
-            with open(part, "ab" if resumed else "wb") as f, tqdm(
+            with open(part, "ab" if resumed else "wb") as f, progress_bar(
                     total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                    desc=dest.name, disable=not progress) as bar:
+                    desc=dest.name, enabled=progress) as bar:
                 while chunk := response.read(CHUNK):
                     f.write(chunk)
                     bar.update(len(chunk))
@@ -134,7 +136,7 @@ def fetch(name: str, to: str | Path, *, url: str | None = None, checksum: str | 
     if name not in SOURCES:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(SOURCES)}")
     source = SOURCES[name]
-    to = Path(to)
+    to = check_output_dir(to, what="destination folder")  # before the download, not after it
     archive = to / source.filename
     expected = checksum or source.checksum
     if archive.exists():  # a previous run finished downloading; verify it again

@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..io import atomic_write_text
+from ..progress import progress_bar
 
 
 def class_statistics(dataset, *, progress: bool = True) -> dict:
@@ -25,7 +25,7 @@ def class_statistics(dataset, *, progress: bool = True) -> dict:
     pixels = np.zeros(n, dtype=np.int64)  # pixels of class c
     image_pixels = np.zeros(n, dtype=np.int64)  # total pixels of images containing c
     ignored = 0
-    for i in tqdm(range(len(dataset)), desc="stats", unit="img", disable=not progress, leave=False):
+    for i in progress_bar(range(len(dataset)), desc="stats", unit="img", enabled=progress, leave=False):
         mask = dataset.load_raw(i)[1]["mask"].numpy()
         counts = np.bincount(mask[mask != dataset.ignore_index].ravel(), minlength=n)[:n]
         ignored += int((mask == dataset.ignore_index).sum())

@@ -2,18 +2,21 @@
 
 1. the building blocks (1x1 conv = FC layer; transposed-conv arithmetic);
 2. skip connections pay: FCN-32s and FCN-8s, same encoder and budget, mean IU of both;
-3. segmentation and detection on held-out scenes, as a PNG grid;
-4. inference optimisation: ONNX export, int8 quantisation, a speed/accuracy ladder;
-5. ``report.md`` (embedding the PNGs) and ``metrics.json``.
+3. a detection head on the same kind of encoder;
+4. segmentation and detection on held-out scenes, as a PNG grid;
+5. inference optimisation: ONNX export, int8 quantisation, a speed/accuracy ladder;
+6. ``report.md`` (embedding the PNGs) and ``metrics.json``.
 
 By default the data are generated street scenes (``fcnkit.data.synthetic``), so the
-demo needs nothing but the package; ``data="camvid:PATH"`` runs steps 2-5 on CamVid.
+demo needs nothing but the package; ``data="camvid:PATH"`` runs the segmentation steps
+on CamVid (no building blocks, no detection: the sections are numbered 1-4 then).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import shutil
 import time
@@ -28,6 +31,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 
 from ..config import TrainConfig
+from ..io import check_output_dir
 from ..data import build_dataset, eval_transforms, train_transforms
 from ..data.synthetic import SyntheticStreets
 from ..detection.decode import decode
@@ -68,9 +72,10 @@ DEMO_RUNS = ("fcn32s", "fcn8s", "detector")  # the run folders under OUT/runs th
 
 
 def run_demo(out_dir: str | Path, *, data: str | None = None, plan: DemoPlan = DemoPlan(),
-             say: Callable[[str], None] = print) -> dict:
-    """Run steps 1-5 (1 only with generated data) and return what ``metrics.json`` holds."""
-    out = Path(out_dir)
+             say: Callable[[str], None] = print, progress: bool = True) -> dict:
+    """Run the steps (building blocks and detection only with generated data) and return
+    what ``metrics.json`` holds; ``progress=False``: no training progress bars or lines."""
+    out = check_output_dir(out_dir, what="demo folder")
     out.mkdir(parents=True, exist_ok=True)
     for name in DEMO_RUNS:  # the demo replaces its own previous runs (training refuses to reuse a run folder)
         previous = out / "runs" / name
@@ -81,16 +86,17 @@ def run_demo(out_dir: str | Path, *, data: str | None = None, plan: DemoPlan = D
     results: dict = {"plan": asdict(plan), "data": data or "generated street scenes"}
     t_start = time.perf_counter()
 
+    step = itertools.count(1)  # sections are numbered as they run: --data skips two of them
     if data is None:
-        say("== 1. building blocks ==")
+        say(f"== {next(step)}. building blocks ==")
         results["blocks"] = {"max_abs_diff_1x1": demo_1x1(say), "transpose_formula_ok": demo_transpose(say)}
 
-    say("\n== 2. skip connections: FCN-32s vs FCN-8s (same encoder, same budget) ==")
+    say(f"\n== {next(step)}. skip connections: FCN-32s vs FCN-8s (same encoder, same budget) ==")
     train_set, val_set, raw_val, classes, palette = _datasets(data, plan, encoder_preprocessing(plan.encoder))
     models, seg = {}, {}
     for name in ("fcn32s", "fcn8s"):
         t = time.perf_counter()
-        summary = train(_train_config(name, plan, out), train_set=train_set, val_set=val_set)
+        summary = train(_train_config(name, plan, out, progress), train_set=train_set, val_set=val_set)
         models[name] = summary["model"].eval()
         m = summary["metrics"]
         seg[name] = {"mean_iu": 100 * m["mean_iu"], "pixel_acc": 100 * m["pixel_acc"],
@@ -102,19 +108,19 @@ def run_demo(out_dir: str | Path, *, data: str | None = None, plan: DemoPlan = D
 
     detector = None
     if data is None:
-        say("\n== 3. detection: an 'objects as points' head on the same kind of encoder ==")
-        detector, results["detection"] = _train_detector(plan, out, say)
-    say("\n== 3. segmentation" + (" and detection" if detector else "") + " on held-out images ==")
+        say(f"\n== {next(step)}. detection: an 'objects as points' head on the same kind of encoder ==")
+        detector, results["detection"] = _train_detector(plan, out, say, progress)
+    say(f"\n== {next(step)}. segmentation" + (" and detection" if detector else "") + " on held-out images ==")
     _grid(models, detector, raw_val, palette, out / "predictions.png")
     say(f"wrote {out / 'predictions.png'}")
 
-    say("\n== 4. inference optimisation: export, quantise, measure ==")
+    say(f"\n== {next(step)}. inference optimisation: export, quantise, measure ==")
     results["ladder"] = _ladder(models["fcn8s"], val_set, plan, out, say)
 
     results["seconds"] = round(time.perf_counter() - t_start, 1)
     (out / "metrics.json").write_text(json.dumps(results, indent=2, default=_json_default))
     (out / "report.md").write_text(_report(results))
-    say(f"\n== 5. done in {results['seconds']:.0f} s: report {out / 'report.md'}, metrics {out / 'metrics.json'} ==")
+    say(f"\n== {next(step)}. done in {results['seconds']:.0f} s: report {out / 'report.md'}, metrics {out / 'metrics.json'} ==")
     return results
 
 
@@ -143,12 +149,12 @@ def _datasets(data: str | None, plan: DemoPlan, preprocessing):
     return train_set, val_set, raw, list(base.classes), [tuple(c) for c in base.palette]
 
 
-def _train_config(name: str, plan: DemoPlan, out: Path) -> TrainConfig:
+def _train_config(name: str, plan: DemoPlan, out: Path, progress: bool = True) -> TrainConfig:
     return TrainConfig(model=name, encoder=plan.encoder, width=plan.width, batch_size=plan.batch_size,
                        val_batch_size=8, workers=0, optimizer="adamw", lr=plan.lr, weight_decay=1e-4,
                        schedule="poly", warmup_iters=min(20, plan.seg_iters // 4), epochs=10_000,
                        max_iters=plan.seg_iters, val_every=10_000, out_dir=str(out / "runs" / name),
-                       seed=0)
+                       seed=0, progress=progress, log_every=50 if progress else 0)
 
 
 def _seg_table(seg: dict) -> str:
@@ -161,13 +167,13 @@ def _seg_table(seg: dict) -> str:
     return "\n".join(rows)
 
 
-def _train_detector(plan: DemoPlan, out: Path, say) -> tuple[nn.Module, dict]:
+def _train_detector(plan: DemoPlan, out: Path, say, progress: bool = True) -> tuple[nn.Module, dict]:
     """The same trainer as the FCNs: the model's task (detection) brings its targets and loss."""
     pre = encoder_preprocessing(plan.encoder)
     aug = train_transforms(pre, scale_range=(0.75, 1.25), crop_size=plan.size, color_jitter=None)
     train_set = SyntheticStreets(plan.n_train, size=plan.size, seed=0, transforms=aug)
     val_set = SyntheticStreets(plan.n_val, size=plan.size, seed=100_000, transforms=eval_transforms(pre))
-    cfg = replace(_train_config("fcn8s_det", plan, out), out_dir=str(out / "runs" / "detector"), lr=1e-3,
+    cfg = replace(_train_config("fcn8s_det", plan, out, progress), out_dir=str(out / "runs" / "detector"), lr=1e-3,
                   schedule="cosine", warmup_iters=min(50, plan.det_iters // 4), max_iters=plan.det_iters,
                   grad_clip=10.0)
     t = time.perf_counter()
@@ -249,20 +255,21 @@ def _ladder_table(rows: list[dict]) -> str:
 def _report(r: dict) -> str:
     seg = r["segmentation"]
     lines = ["# fcnkit demo report", "", f"Data: {r['data']}. Total time {r['seconds']:.0f} s.", ""]
+    step = itertools.count(1)  # sections numbered as they appear (--data has no blocks, no detection)
     if "blocks" in r:
-        lines += ["## 1. Building blocks", "",
+        lines += [f"## {next(step)}. Building blocks", "",
                   f"- A fully connected head and its convolutional twin differ by at most "
                   f"{r['blocks']['max_abs_diff_1x1']:.1e}.",
                   f"- Transposed-conv output sizes match `(n-1)*stride - 2*padding + kernel`: "
                   f"{r['blocks']['transpose_formula_ok']}.", ""]
-    lines += ["## 2. Skip connections pay", "", "```", _seg_table(seg), "```", ""]
+    lines += [f"## {next(step)}. Skip connections pay", "", "```", _seg_table(seg), "```", ""]
     if "detection" in r:
         d = r["detection"]
-        lines += ["## 3. Detection", "", f"Car detection on held-out scenes: mAP@[.5:.95] {d['map']:.1f}, "
+        lines += [f"## {next(step)}. Detection", "", f"Car detection on held-out scenes: mAP@[.5:.95] {d['map']:.1f}, "
                   f"AP50 {d['map_50']:.1f}, AP75 {d['map_75']:.1f}.", ""]
-    lines += ["## 3. Predictions on held-out images", "",
+    lines += [f"## {next(step)}. Predictions on held-out images", "",
               "Columns: input, ground truth, FCN-32s, FCN-8s" + (", detections (green truth, red found)"
                                                                    if "detection" in r else "") + ".", "",
               "![predictions](predictions.png)", "",
-              "## 4. Inference optimisation", "", "```", _ladder_table(r["ladder"]), "```", ""]
+              f"## {next(step)}. Inference optimisation", "", "```", _ladder_table(r["ladder"]), "```", ""]
     return "\n".join(lines)

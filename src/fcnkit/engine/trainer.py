@@ -39,6 +39,7 @@ from ..data.mixed import box_classes_of
 from ..losses import SegmentationLoss, load_class_weights
 from ..models import create_model
 from ..models.registry import model_task
+from ..progress import progress_bar
 from . import distributed as D
 from .checkpoint import init_from, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .evaluate import evaluate
@@ -361,9 +362,10 @@ class _Trainer:
                 while p.iteration < self.total_iters:
                     self.sampler.set_epoch(p.epoch)
                     self.sampler.start = p.epoch_iteration * cfg.batch_size
-                    bar = tqdm(total=self.iters_per_epoch, initial=p.epoch_iteration, dynamic_ncols=True,
-                               desc=f"epoch {p.epoch + 1}/{self.num_epochs}", leave=False,
-                               disable=not (cfg.progress and self.dist.is_main))
+                    # a bar on a terminal; elsewhere nothing, and the log_every lines below instead
+                    bar = progress_bar(total=self.iters_per_epoch, initial=p.epoch_iteration, leave=False, lines=False,
+                                       desc=f"epoch {p.epoch + 1}/{self.num_epochs}",
+                                       enabled=cfg.progress and self.dist.is_main)
                     halt = None
                     t0 = time.perf_counter()
                     for images, targets in self.loader:

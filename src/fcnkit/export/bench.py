@@ -119,7 +119,7 @@ def format_table(rows: list[BenchRow]) -> str:
             ("img/s", lambda r: _fmt(r.images_per_s, ".2f"), ">"),
             ("speedup", lambda r: _fmt(r.speedup, ".2f") + ("x" if r.speedup else ""), ">"),
             ("GFLOP/s", lambda r: _fmt(r.gflops, ".0f"), ">"), ("% peak", lambda r: _fmt(r.pct_peak, ".0f"), ">"),
-            ("MB", lambda r: _fmt(r.size_mb, ".1f"), ">"), ("mIU", lambda r: _fmt(r.mean_iu, ".2f"), ">"),
+            ("MB", lambda r: _fmt(r.size_mb, ".1f"), ">"), ("mIU", lambda r: _fmt(r.mean_iu, ".1f"), ">"),
             ("dmIU", lambda r: _fmt(r.mean_iu_change, "+.2f"), ">"),
             ("agree%", lambda r: _fmt(None if r.agreement is None else 100 * r.agreement, ".2f"), ">")]
     cells = [[str(get(r)) for _, get, _ in cols] for r in rows]

@@ -31,7 +31,7 @@ from .onnx_export import ONNX_MODULES, export_onnx, save_proto, set_metadata
 from .openvino_export import ir_files, onnx_to_openvino, save_ir
 from .quantize import quantize_onnx, quantize_openvino, quantize_openvino_accuracy_control
 from ..extras import require
-from ..io import atomic_write_text, check_output_dir, check_output_file
+from ..io import atomic_write_text, check_output_dir, check_output_file, next_run_dir
 from ..inference.runtime import META_KEY, OnnxRuntimeModel, OpenVINOModel, TorchRuntime, export_meta
 from ..models.svd import Spectrum, apply_svd, fc_convs, spectrum
 from .torch_opt import save_optimized
@@ -248,9 +248,10 @@ def write_variant(variant: Variant, out: str | Path, results: dict) -> Path:
     return out
 
 
-def default_output(checkpoint: str | Path, variant: Variant) -> Path:
-    checkpoint = Path(checkpoint)
-    return checkpoint.with_name(f"{checkpoint.stem}.{variant.name}{SUFFIX[variant.backend]}")
+def default_output(checkpoint: str | Path, variant: Variant, folder: str | Path) -> Path:
+    """``<folder>/<model stem>.<variant><suffix>``: ``folder`` is a fresh ``runs/optimize/N``,
+    never the model's own folder (which may be read-only, or the package's weights)."""
+    return Path(folder) / f"{Path(checkpoint).stem}.{variant.name}{SUFFIX[variant.backend]}"
 
 
 def choose_svd_rank(model: nn.Module, samples: list[Sample], reference: Reference, budget: float, *,
@@ -300,7 +301,7 @@ def optimize(checkpoint: str | Path, *, val: str, val_split: str = "val", backen
     """``fcnkit optimize`` as one call: build the variant (fold BN, SVD of fc6/fc7 at
     ``svd_rank`` -- ranks "r" / "r6,r7" / "auto" -- or ``svd_energy``, then the backend at
     ``precision``, int8 calibrated on ``calib``), measure it against the fp32 model on
-    ``val``, and write it (default name next to the checkpoint) only if it loses at most
+    ``val``, and write it (default: under a new ``runs/optimize/N``) only if it loses at most
     ``max_drop`` mean IU points. Raises ``BudgetExceeded`` (nothing written) otherwise."""
     if precision == "int8" and not calib:
         raise ValueError("int8 needs calibration data (calib: real images to calibrate activation ranges)")
@@ -312,7 +313,7 @@ def optimize(checkpoint: str | Path, *, val: str, val_split: str = "val", backen
     require("export", *backend_modules(backend, precision))
     if out is not None:
         check_out(out, backend)
-    out_dir = check_output_dir(Path(out or checkpoint).resolve().parent)
+    out_dir = check_output_dir(Path(out).resolve().parent if out else next_run_dir("optimize"))
     if threads:
         torch.set_num_threads(threads)
     model = load_model(checkpoint)
@@ -351,7 +352,7 @@ def optimize(checkpoint: str | Path, *, val: str, val_split: str = "val", backen
         except BudgetExceeded as e:
             e.row = row  # what was measured, for the report
             raise
-        path = Path(out) if out else default_output(checkpoint, variant)
+        path = Path(out) if out else default_output(checkpoint, variant, out_dir)
         results = {k: v for k, v in row.to_dict().items() if k not in ("name", "backend", "precision")}
         results.update(val=f"{val} ({val_split}, {len(samples)} images)", fp32_mean_iu=reference.mean_iu)
         write_variant(variant, path, results)

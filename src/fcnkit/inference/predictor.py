@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from ..detection.decode import decode
+from ..progress import progress_bar
 from .runtime import Runtime, open_model
 from .context import GlobalPoolContext
 from .images import ImageReadError, read_image, to_rgb_array
@@ -102,7 +102,9 @@ class Predictor:
         bf16: bf16 autocast for nn.Module backends (about 2x faster on CPUs with bf16).
         channels_last: NHWC memory format for nn.Modules (default: on for CPU, where
             oneDNN convolutions prefer it; tiny test models run faster without).
-        progress: per-tile progress bars for large tiled images.
+        progress: progress of ``predict_many`` and videos, and per-tile progress of large
+            tiled images (a bar on a terminal, a plain line now and then elsewhere);
+            ``False`` shows none.
 
     An nn.Module passed in is put in eval mode on ``device`` (and channels_last) in place.
     """
@@ -246,8 +248,8 @@ class Predictor:
             replay = self.context.replaying()
         image = torch.from_numpy(array).permute(2, 0, 1)  # (3, H, W) view, no copy
         n_tiles = count_tiles(h, w, plan)
-        with replay, tqdm(total=n_tiles, unit="tile", leave=False, desc=path.name if path else "tiles",
-                          disable=not self.progress or n_tiles < TILE_PROGRESS_MIN) as bar:
+        with replay, progress_bar(total=n_tiles, unit="tile", leave=False, desc=path.name if path else "tiles",
+                                  enabled=self.progress and n_tiles >= TILE_PROGRESS_MIN) as bar:
             tiled_scores(self._logits, image, plan, emit, device=self.device, progress=bar.update)
         return self._result(array, mask, probs, None, path, plan)
 
@@ -340,17 +342,19 @@ class Predictor:
     # --- many files ----------------------------------------------------------------------
     def predict_many(self, inputs: Iterable[str | Path], *, batch_size: int = 1, num_workers: int = 0,
                      probabilities: bool | ProbsFactory = False,
-                     progress: bool = True) -> Iterator[Prediction | Failure]:
+                     progress: bool | None = None) -> Iterator[Prediction | Failure]:
         """Yield a ``Prediction`` or a ``Failure`` per input path, in order.
 
         Files are decoded by ``num_workers`` DataLoader worker processes while the model
         runs; unreadable files become ``Failure`` (file and reason) and the rest go on.
-        ``probabilities`` as for ``predict_batch``.
+        ``probabilities`` as for ``predict_batch``; ``progress`` (default: the predictor's)
+        shows a bar on a terminal, a line now and then elsewhere.
         """
         paths = [Path(p) for p in inputs]
+        progress = self.progress if progress is None else progress
         loader = DataLoader(_ImageFiles(paths), batch_size=max(1, batch_size), num_workers=num_workers,
                             collate_fn=_as_list)
-        with tqdm(total=len(paths), unit="img", disable=not progress, desc="predict") as bar:
+        with progress_bar(total=len(paths), unit="img", enabled=progress, desc="predict") as bar:
             for batch in loader:
                 good = [(Path(p), img.numpy()) for p, img, err in batch if err is None]
                 done = iter(self.predict_batch([a for _, a in good], probabilities=probabilities,

@@ -14,9 +14,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from ..io import temp_beside
+from ..extras import require
+from ..io import check_output_file, temp_beside
+from ..progress import progress_bar
 from .predictor import Predictor
 
 
@@ -31,6 +32,7 @@ class VideoResult:
 
 
 def _codec() -> str:
+    require("video", "av")
     import av
 
     return "libx264" if "libx264" in av.codecs_available else "mpeg4"
@@ -42,14 +44,14 @@ def _frames(container) -> Iterator[np.ndarray]:
 
 
 def predict_video(predictor: Predictor, src: str | Path, dst: str | Path, *, batch_size: int = 4,
-                  alpha: float = 0.5, progress: bool = True) -> VideoResult:
-    """Segment every frame of ``src`` and write the overlays to ``dst`` (MP4)."""
-    try:
-        import av
-    except ImportError:
-        raise RuntimeError("video needs PyAV: pip install 'fcnkit[video]'") from None
+                  alpha: float = 0.5, progress: bool | None = None) -> VideoResult:
+    """Segment every frame of ``src`` and write the overlays to ``dst`` (MP4); a ``dst`` that
+    cannot be written (a folder, a read-only folder) is refused before any frame is read.
+    ``progress`` (default: the predictor's): a bar on a terminal, a line now and then elsewhere."""
+    require("video", "av")
+    import av
 
-    src, dst = Path(src), Path(dst)
+    src, dst = Path(src), check_output_file(dst, what="overlay video")
     try:
         inp = av.open(str(src))
     except (av.error.FFmpegError, OSError) as e:
@@ -63,7 +65,8 @@ def predict_video(predictor: Predictor, src: str | Path, dst: str | Path, *, bat
             stream = inp.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate or Fraction(25)
             with av.open(tmp, "w", format="mp4") as out, \
-                    tqdm(total=stream.frames or None, unit="frame", disable=not progress, desc=src.name) as bar:
+                    progress_bar(total=stream.frames or None, unit="frame", desc=src.name,
+                                 enabled=predictor.progress if progress is None else progress) as bar:
                 ostream = None
                 batch: list[np.ndarray] = []
 
@@ -105,6 +108,7 @@ def predict_video(predictor: Predictor, src: str | Path, dst: str | Path, *, bat
 
 def video_info(path: str | Path) -> tuple[int, Fraction, tuple[int, int]]:
     """(decoded frame count, average rate, (H, W)) of a video, by decoding it."""
+    require("video", "av")
     import av
 
     with av.open(str(path)) as c:

@@ -124,12 +124,6 @@ def resolve(model: str | Path) -> Path:
     return _WEIGHTS[name].path() if name else Path(model)
 
 
-def report_dir(model: str | Path, name: str) -> Path:
-    """Where a report about ``model`` goes by default: beside a model file, or in the current
-    folder for registered weights (never inside the installed package)."""
-    return Path(f"{name}-{model}") if _as_name(model) else Path(model).parent / name
-
-
 _CAMVID = dict(dataset="CamVid (SegNet split, 11 classes, 480x360)", classes=tuple(CAMVID_CLASSES),
                palette=tuple(tuple(c) for c in CAMVID_PALETTE), licence=CAMVID_LICENCE, task="segmentation")
 
@@ -157,5 +151,5 @@ register_weights(WeightsEntry(
     file="camvid_fcn8s_resnet18.safetensors", recipe="configs/camvid_long.yaml",
     notes="trained from scratch (no ImageNet weights), 100 epochs, 82 min on 2 CPU cores", **_CAMVID))
 
-__all__ = ["WeightsEntry", "cache_dir", "get_weights", "list_weights", "register_weights", "report_dir", "resolve",
+__all__ = ["WeightsEntry", "cache_dir", "get_weights", "list_weights", "register_weights", "resolve",
            "sha256_of"]

@@ -146,3 +146,28 @@ def test_info_still_refuses_an_unknown_model(capsys):
 
 def test_help_percent_is_printed_once():
     assert ">= 99.9%)" in PARSERS["export"].format_help().replace("\n", " ")
+
+
+def test_ctrl_c_in_a_command_is_a_one_line_exit_130(tmp_path):
+    """A folder of images being predicted, SIGINT: no traceback, exit 130, nothing half-written."""
+    import signal
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    for i in range(40):
+        Image.fromarray(np.full((360, 480, 3), i * 5, np.uint8)).save(tmp_path / f"{i:02d}.png")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "fcnkit", "predict", "camvid-fcn8s-lite0", str(tmp_path),
+                             "--out", str(out), "--workers", "0"], stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # the plain progress line says prediction is under way
+        if "predict" in line and "/40" in line:
+            break
+    else:
+        raise AssertionError("no progress line")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "fcnkit predict: interrupted" in err and "Traceback" not in err
+    assert not [p for p in out.rglob("*") if "fcnkit-tmp" in p.name]

@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"fcnkit {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # (training saves on the first Ctrl-C itself; this is a second one, or another command)
+        print(f"\nfcnkit {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

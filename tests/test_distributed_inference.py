@@ -82,7 +82,12 @@ def test_two_ranks_evaluate_exactly_like_one_process_segmentation_and_detection(
     for name, spec, n in (("camvid-fcn8s-lite0", f"camvid:{camvid}", "6"),
                           ("raccoon-fcn8s-det-lite0", f"voc_xml:{raccoon}", "8")):
         one, two = tmp_path / f"{name}-1", tmp_path / f"{name}-2"
-        assert main(["eval", name, "--data", spec, "--max-samples", n, "--workers", "0", "--out", str(one)]) == 0
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as each rank: then float sums, and so argmax ties, fall the same way
+        try:
+            assert main(["eval", name, "--data", spec, "--max-samples", n, "--workers", "0", "--out", str(one)]) == 0
+        finally:
+            torch.set_num_threads(threads)
         capsys.readouterr()
         run = torchrun("eval", name, "--data", spec, "--max-samples", n, "--workers", "0", "--out", str(two))
         assert run.returncode == 0, run.stderr[-3000:]

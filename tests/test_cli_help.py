@@ -163,7 +163,9 @@ def test_ctrl_c_in_a_command_is_a_one_line_exit_130(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "FCNKIT_PROGRESS_INTERVAL": "0.2"}
     proc = subprocess.Popen([sys.executable, "-m", "fcnkit", "predict", "camvid-fcn8s-lite0", str(tmp_path),
-                             "--out", str(out), "--workers", "0"], stderr=subprocess.PIPE, text=True, env=env)
+                             "--out", str(out), "--workers", "0"], stderr=subprocess.PIPE, text=True, env=env,
+                            # as from a terminal: a suite run in the background (nohup, CI) ignores SIGINT
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in proc.stderr:  # a plain progress line says prediction is under way, not done
         if "predict" in line and "/40" in line and not line.split(":", 1)[-1].strip().startswith("40/40"):
             break

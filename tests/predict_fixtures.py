@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
 from fcnkit import create_model
+from fcnkit.models.saved import save_model
 
 PALETTE = [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
 
@@ -42,3 +46,11 @@ def scene(h: int, w: int, seed: int = 0) -> np.ndarray:
     low = torch.rand(1, 3, h // 16 + 1, w // 16 + 1, generator=g)
     x = F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)[0]  # (3, H, W)
     return (x.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    """``colour_fcn`` saved with its class names and palette (import this fixture to use it)."""
+    path = tmp_path_factory.mktemp("model") / "colour.pt"
+    save_model(colour_fcn(), path, classes=["red", "green", "blue"], palette=PALETTE)
+    return path

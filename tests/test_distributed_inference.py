@@ -15,21 +15,13 @@ from PIL import Image
 
 from conftest import data_dir
 from fcnkit.cli import main
-from fcnkit.models.saved import save_model
-from predict_fixtures import PALETTE, colour_fcn, scene
+from predict_fixtures import model_file, scene  # noqa: F401 (model_file: a fixture)
 
 
 def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "fcnkit", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "colour.pt"
-    save_model(colour_fcn(), path, classes=["red", "green", "blue"], palette=PALETTE)
-    return path
 
 
 def _inputs(root: Path) -> Path:

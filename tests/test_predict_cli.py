@@ -13,14 +13,7 @@ from fcnkit.cli import main
 from fcnkit.inference.outputs import safe_name
 from fcnkit.inference import Predictor
 from fcnkit.models.saved import save_model
-from predict_fixtures import PALETTE, colour_fcn, scene
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "colour.pt"
-    save_model(colour_fcn(), path, classes=["red", "green", "blue"], palette=PALETTE)
-    return path
+from predict_fixtures import PALETTE, model_file, scene  # noqa: F401 (model_file: a fixture)
 
 
 def _folder(root: Path) -> Path:

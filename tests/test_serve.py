@@ -22,20 +22,12 @@ httpx = pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from fcnkit.inference import Predictor  # noqa: E402
-from fcnkit.models.saved import save_model  # noqa: E402
 from fcnkit.serve.app import ServeSettings, create_app  # noqa: E402
 from fcnkit.serve.batching import MicroBatcher, QueueFull  # noqa: E402
 from fcnkit.serve.process import spawn_server  # noqa: E402
-from predict_fixtures import PALETTE, colour_fcn, scene  # noqa: E402
+from predict_fixtures import model_file, scene  # noqa: E402, F401 (model_file: a fixture)
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("serve") / "colour.pt"
-    save_model(colour_fcn(), path, classes=["red", "green", "blue"], palette=PALETTE)
-    return path
 
 
 def _png(array: np.ndarray) -> bytes:

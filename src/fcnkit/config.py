@@ -257,10 +257,11 @@ def find_recipe(name_or_path: str | Path) -> Path:
 
 
 def _beside(folder: Path, path: str) -> str:
-    """``path`` as written in a recipe in ``folder``, made relative to the working folder."""
-    if not path or Path(path).expanduser().is_absolute() or str(folder) in ("", "."):
-        return str(Path(path).expanduser()) if path.startswith("~") else path
-    return os.path.normpath(os.path.join(folder, path))
+    """``path`` as written in a recipe in ``folder`` (absolute), made absolute."""
+    if not path:
+        return path
+    expanded = Path(path).expanduser()
+    return str(expanded) if expanded.is_absolute() else os.path.normpath(os.path.join(folder, path))
 
 
 def _rebase_spec(folder: Path, spec: str) -> str:

@@ -120,7 +120,7 @@ def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int | None = 
                     if keep:
                         preds.append({k: v.cpu() for k, v in found[i].items()})
                         truths.append({"boxes": targets["boxes"][i].cpu(), "labels": targets["labels"][i].cpu()})
-                        where.append(order[seen + i] if seen + i < len(order) else seen + i)
+                        where.append(order[seen + i])
             seen += len(images)
     finally:
         model.train(was_training)

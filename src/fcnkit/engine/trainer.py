@@ -297,10 +297,8 @@ class _Trainer:
                            if t.is_floating_point()]).any().float().reshape(1)
         D.all_reduce_sum(bad)
         if bad.item() > 0:
-            kept = (f"the last good checkpoint {self.out / 'last.pt'} is kept" if (self.out / "last.pt").exists()
-                    else "no checkpoint had been written yet")
             raise TrainingDiverged(f"the weights are not finite after iteration {self.progress.iteration} "
-                                   f"(lr {self._lr():.3g}); nothing saved, {kept}. Lower lr or set grad_clip.")
+                                   f"(lr {self._lr():.3g}); nothing saved, {self._kept()}. Lower lr or set grad_clip.")
 
     def save_last(self) -> None:
         self.check_finite_weights()
@@ -320,6 +318,11 @@ class _Trainer:
         left = (self.total_iters - p.iteration) * p.seconds / p.loss_count
         return f"{left / 3600:.1f} h" if left >= 3600 else f"{left / 60:.0f} min"
 
+    def _kept(self) -> str:
+        """What a divergence leaves: every saved checkpoint passed check_finite_weights."""
+        last = self.out / "last.pt"
+        return f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint had been written yet"
+
     def _lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
@@ -335,10 +338,8 @@ class _Trainer:
         D.all_reduce_sum(stats)
         if stats[1] > 0:
             where = f"epoch {self.progress.epoch + 1}, iteration {self.progress.iteration + 1}"
-            kept = (f"the last good checkpoint {self.out / 'last.pt'} is kept" if (self.out / "last.pt").exists()
-                    else "no checkpoint had been written yet")
             raise TrainingDiverged(f"loss is {loss.item()} at {where} (lr {self._lr():.3g}); stopped before "
-                                   f"updating the weights, {kept}. Lower lr, set grad_clip, or check the data.")
+                                   f"updating the weights, {self._kept()}. Lower lr, set grad_clip, or check the data.")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.cfg.grad_clip:

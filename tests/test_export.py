@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -55,6 +56,9 @@ def exported(request, tmp_path_factory):
 def test_onnx_parity_two_sizes(exported):
     model, path, report = exported
     assert path.is_file() and report.size_bytes == path.stat().st_size
+    umask = os.umask(0)
+    os.umask(umask)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~umask)  # a normal file, not a temp's 0600
     assert [(p.batch, p.size) for p in report.parity] == [(1, SIZES[0]), (2, SIZES[1])]
     for p in report.parity:
         assert p.agreement >= 0.999

@@ -79,3 +79,32 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_an_interrupt_between_creating_a_temp_and_its_cleanup_leaves_nothing_at_exit(tmp_path):
+    """Ctrl-C can strike after the temp exists and before any ``try`` guards it (CI saw one
+    left behind by ``fcnkit predict``): the process's exit still removes it, and only its own."""
+    code = textwrap.dedent("""
+        import sys
+        from fcnkit.io import temp_beside
+        kept = temp_beside(sys.argv[1])           # a temp a writer made ...
+        print(kept, flush=True)
+        raise KeyboardInterrupt                    # ... and never reached its cleanup
+    """)
+    foreign = tmp_path / f".x.abc.{os.getpid()}@{socket.gethostname()}{TEMP_TAG}"  # a live process's
+    foreign.write_bytes(b"keep")
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "mask.png")], capture_output=True, text=True)
+    assert run.returncode == -signal.SIGINT and "KeyboardInterrupt" in run.stderr  # as Python dies of Ctrl-C
+    made = Path(run.stdout.strip())
+    assert made.parent == tmp_path and TEMP_TAG in made.name and not made.exists()
+    assert _temps(tmp_path) == [foreign.name]
+
+
+def test_temp_files_get_the_permissions_of_a_new_file(tmp_path):
+    from fcnkit.io import discard_temp, publish_temp, temp_beside
+
+    tmp = temp_beside(tmp_path / "model.onnx", suffix=".onnx")
+    assert tmp.name.endswith(TEMP_TAG + ".onnx") and oct(tmp.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    publish_temp(tmp, tmp_path / "model.onnx")
+    discard_temp(tmp)  # after publishing: a no-op, the published file stays
+    assert (tmp_path / "model.onnx").exists() and _temps(tmp_path) == []

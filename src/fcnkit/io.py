@@ -6,8 +6,10 @@ interrupted run never leaves a half-written file under the final name.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import secrets
 import socket
 import tempfile
 from collections.abc import Callable
@@ -15,16 +17,19 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def publish_mode(fd: int) -> None:
-    """Give a temp file (mkstemp makes it 0600) the permissions a normal new file would get."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)
-
-
 TEMP_TAG = ".fcnkit-tmp"  # our temp files: .NAME.RANDOM.PID@HOST.fcnkit-tmp[SUFFIX]
 _TEMP_NAME = re.compile(r"^\..+\.(\d+)@(.+)" + re.escape(TEMP_TAG) + r"(\.\w+)?$")
 _swept: set[Path] = set()
+_live: set[Path] = set()  # temps this process made and has neither published nor discarded
+
+
+@atexit.register
+def _remove_live_temps() -> None:
+    """An exception or Ctrl-C that struck between creating a temp and its ``try`` (or a
+    writer that never got to clean up) still leaves no temp behind once the process exits."""
+    for tmp in list(_live):
+        if f".{os.getpid()}@" in tmp.name:  # not a forked child's copy of its parent's set
+            discard_temp(tmp)
 
 
 def _alive(pid: int) -> bool:
@@ -60,7 +65,8 @@ def sweep_stale_temps(folder: str | Path) -> list[Path]:
 def temp_beside(path: str | Path, suffix: str = "") -> Path:
     """A new, empty, normally permissioned file in ``path``'s folder (so renaming it onto
     ``path`` is atomic), for writers that need a path rather than a file object: video
-    encoders, memory-mapped arrays. The caller renames it into place or deletes it.
+    encoders, memory-mapped arrays. The caller ends it with ``publish_temp`` or
+    ``discard_temp``; one it never ends is deleted when the process exits.
     The first write into a folder (per process) also sweeps stale temps out of it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,11 +74,28 @@ def temp_beside(path: str | Path, suffix: str = "") -> Path:
     if folder not in _swept:
         _swept.add(folder)
         sweep_stale_temps(folder)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                               suffix=f".{os.getpid()}@{socket.gethostname()}{TEMP_TAG}{suffix}")
-    publish_mode(fd)
-    os.close(fd)
-    return Path(tmp)
+    host = socket.gethostname()
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.{os.getpid()}@{host}{TEMP_TAG}{suffix}"
+        _live.add(tmp)  # before it exists: no moment where it exists and nobody would remove it
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # 0666 & umask, as any new file
+            return tmp
+        except FileExistsError:  # a name of ours taken already (a dead process with our pid): draw again
+            _live.discard(tmp)
+
+
+def publish_temp(tmp: str | Path, path: str | Path) -> None:
+    """Rename a finished temp from ``temp_beside`` onto ``path``, durably."""
+    os.replace(tmp, path)
+    _live.discard(Path(tmp))
+    fsync_dir(Path(path).parent)
+
+
+def discard_temp(tmp: str | Path) -> None:
+    """Delete a temp from ``temp_beside`` that will not be published (failure, interrupt)."""
+    Path(tmp).unlink(missing_ok=True)
+    _live.discard(Path(tmp))
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
@@ -83,11 +106,10 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        publish_temp(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        discard_temp(tmp)
         raise
-    fsync_dir(Path(path).parent)
 
 
 def fsync_dir(folder: str | Path) -> None:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import tempfile
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,7 +21,7 @@ import torch
 from torch import nn
 
 from ..extras import require
-from ..io import atomic_write, check_output_file
+from ..io import atomic_write, check_output_file, discard_temp, publish_temp, temp_beside
 from ..inference.runtime import INPUT_NAME, META_KEY, TASK_OUTPUTS, OnnxRuntimeModel, export_meta
 from .verify import DEFAULT_SIZES, Parity, check_parity
 
@@ -120,18 +118,16 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = DEFAULT_OPSE
     require("export", *ONNX_MODULES, *(("onnxruntime",) if verify else ()))
     proto = to_onnx_proto(model, opset=opset, meta=meta)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".check.onnx")
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = temp_beside(path, suffix=".onnx")
     try:
         save_proto(proto, tmp)
         check_onnx(tmp)
         report = ExportReport(path, "onnx", size_bytes=tmp.stat().st_size)
         if verify:
             report.parity = check_parity(model, OnnxRuntimeModel(tmp), sizes=sizes, name=f"ONNX export of {path.name}")
-        os.replace(tmp, path)
+        publish_temp(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        discard_temp(tmp)
     return report
 
 

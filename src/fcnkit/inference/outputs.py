@@ -20,7 +20,7 @@ import numpy as np
 
 from ..engine import distributed as D
 from ..extras import require
-from ..io import atomic_write, check_output_dir, fsync_dir, next_run_dir, temp_beside
+from ..io import atomic_write, check_output_dir, discard_temp, next_run_dir, publish_temp, temp_beside
 from .images import InputFile, collect_inputs
 from .postprocess import save_image, save_mask
 from .predictor import Failure, Prediction, Predictor
@@ -105,13 +105,12 @@ class ProbabilityFiles:
         array.flush()
         with open(self.temps[path], "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(self.temps.pop(path), self.targets[path])
-        fsync_dir(self.targets[path].parent)
+        publish_temp(self.temps.pop(path), self.targets[path])
 
     def discard(self, path: Path) -> None:
         tmp = self.temps.pop(path, None)
         if tmp is not None:
-            tmp.unlink(missing_ok=True)
+            discard_temp(tmp)
 
 
 def write_outputs(result: Prediction, paths: dict[str, Path], alpha: float, probs: ProbabilityFiles) -> None:

@@ -7,7 +7,6 @@ libx264), written to a temp file and renamed, so a crash leaves no half video.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..extras import require
-from ..io import check_output_file, temp_beside
+from ..io import check_output_file, discard_temp, publish_temp, temp_beside
 from ..progress import progress_bar
 from .predictor import Predictor
 
@@ -99,9 +98,9 @@ def predict_video(predictor: Predictor, src: str | Path, dst: str | Path, *, bat
                     raise ValueError(f"{src}: video has no frames")
                 for packet in ostream.encode():  # drain the encoder
                     out.mux(packet)
-        os.replace(tmp, dst)
+        publish_temp(tmp, dst)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        discard_temp(tmp)
         raise
     return VideoResult(dst, count, Fraction(rate), tuple(size))
 

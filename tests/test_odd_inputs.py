@@ -97,6 +97,7 @@ def _not_models(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         z.writestr("notes.txt", "hello")
     torch.save({"w": torch.zeros(2)}, tmp_path / "state.pt")
     (tmp_path / "r.safetensors").write_text("not safetensors")
+    (tmp_path / "bitflip.pt").write_bytes(_flip_a_weight_byte(data))
     return {
         "README": (README, "not a torch.save file (it starts with b'# fc')"),
         "truncated": (tmp_path / "truncated.pt", "truncated or damaged torch.save archive"),
@@ -104,7 +105,20 @@ def _not_models(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "zip": (tmp_path / "other.pt", "a zip archive, but not one written by torch.save"),
         "state dict": (tmp_path / "state.pt", "without fcnkit's 'fcnkit-model/1' record"),
         "safetensors": (tmp_path / "r.safetensors", "unreadable safetensors"),
+        "bitflip": (tmp_path / "bitflip.pt", "damaged torch.save archive (archive/data/"),
     }
+
+
+def _flip_a_weight_byte(data: bytes) -> bytes:
+    """``data`` (a torch.save zip) with one bit changed inside its largest tensor: the zip
+    structure is intact, so only the member's CRC-32 can tell."""
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        member = max(z.infolist(), key=lambda i: i.file_size)
+    at = member.header_offset  # local header: 30 bytes, then the name and an extra field
+    start = at + 30 + int.from_bytes(data[at + 26:at + 28], "little") + int.from_bytes(data[at + 28:at + 30], "little")
+    flipped = bytearray(data)
+    flipped[start + member.file_size // 2] ^= 0x10
+    return bytes(flipped)
 
 
 def _one_clean_line(error: BaseException) -> str:
@@ -115,7 +129,7 @@ def _one_clean_line(error: BaseException) -> str:
     return text
 
 
-@pytest.mark.parametrize("kind", ["README", "truncated", "object", "zip", "state dict", "safetensors"])
+@pytest.mark.parametrize("kind", ["README", "truncated", "object", "zip", "state dict", "safetensors", "bitflip"])
 def test_load_says_what_a_file_is_not(kind, tmp_path) -> None:
     from fcnkit.engine.checkpoint import load_checkpoint
     from fcnkit.inference.runtime import open_model

@@ -24,10 +24,28 @@ def torch_load(path: str | Path, *, what: str, mmap: bool = False) -> Any:
     ``"README.md: not a fcnkit model (...): not a torch.save file (it starts with b'# fc')"``.
     It never suggests ``weights_only=False``."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # noqa: BLE001 - torch's message advises unsafe loading: replaced, not chained
         error = e
+    else:
+        if mmap:  # a peek at the config: reading every tensor to check it would defeat the point
+            return loaded
+        damaged = damaged_member(path)
+        if damaged is None:
+            return loaded
+        error = ValueError(f"damaged torch.save archive ({damaged} fails its checksum)")
     raise ValueError(f"{path}: not {what}: {why_unreadable(path, error)}")  # outside the except: no __context__
+
+
+def damaged_member(path: str | Path) -> str | None:
+    """The first member of a torch.save zip whose CRC-32 does not match its bytes (``None``
+    if all match, or for a legacy pickle): ``torch.load`` does not check them, so a flipped
+    bit in the tensor data would otherwise load as silently wrong weights."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.testzip()
+    except zipfile.BadZipFile:
+        return None
 
 
 def why_unreadable(path: str | Path, error: BaseException) -> str:

@@ -189,3 +189,32 @@ def test_save_model_to_a_folder(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"m.pt: is a folder; the model file must be a file name"):
         save_model(tiny(), tmp_path / "m.pt")
     assert os.listdir(tmp_path / "m.pt") == []
+
+
+def test_bench_checks_its_chart_and_json_before_timing(model_file, tmp_path, monkeypatch, capsys) -> None:
+    from fcnkit.inference import runtime
+
+    monkeypatch.setattr(runtime, "open_model", _never)
+    (tmp_path / "c.png").mkdir()
+    for extra, said in [(["--chart", str(tmp_path / "c.png")], "c.png: is a folder; the chart must be a file name ending in .png or .svg or .pdf"),
+                        (["--chart", str(tmp_path / "c.txt")], "c.txt: the chart must end in .png or .svg or .pdf"),
+                        (["--json", str(tmp_path / "c.png" / "x" / "r.json")], None),
+                        (["--json", str(tmp_path / "r.csv")], "r.csv: the JSON report must end in .json")]:
+        args = ["bench", str(model_file), "--peak-gflops", "1", "--chart", str(tmp_path / "ok.png"), *extra]
+        if said is None:  # a folder it may create (inside a folder, c.png/x/): checked, so the work starts
+            with pytest.raises(AssertionError, match="the work started"):
+                main(args)
+        else:
+            assert main(args) == 2
+            assert capsys.readouterr().err.strip() == f"fcnkit bench: error: {tmp_path}/{said}"
+    assert not (tmp_path / "ok.png").exists()
+
+
+def test_data_stats_checks_out_before_reading_the_labels(tmp_path, monkeypatch, capsys) -> None:
+    from fcnkit.data import formats
+
+    monkeypatch.setattr(formats, "build_dataset", _never)
+    (tmp_path / "w.json").mkdir()
+    assert main(["data", "stats", str(tmp_path), "--out", str(tmp_path / "w.json")]) == 2
+    assert capsys.readouterr().err.strip() == (f"fcnkit data: error: {tmp_path / 'w.json'}: is a folder; the "
+                                               f"statistics file must be a file name ending in .json")

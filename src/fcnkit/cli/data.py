@@ -72,7 +72,10 @@ def _check(args: argparse.Namespace) -> int:
 def _stats(args: argparse.Namespace) -> int:
     from ..data.formats import build_dataset
     from ..data.stats import class_statistics, write_json
+    from ..io import check_output_file
 
+    if args.out:  # before reading every label
+        check_output_file(args.out, suffixes=(".json",), what="statistics file")
     ds = build_dataset(_spec(args), args.split)
     if getattr(ds, "task", "segmentation") != "segmentation":
         raise ValueError(f"{args.path}: class pixel statistics need a segmentation dataset, this is {ds.task}")

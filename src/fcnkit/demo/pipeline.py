@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 
 from ..config import TrainConfig
-from ..io import check_output_dir
+from ..io import atomic_write_text, check_output_dir
 from ..data import build_dataset, eval_transforms, train_transforms
 from ..data.synthetic import SyntheticStreets
 from ..detection.decode import decode
@@ -118,8 +118,8 @@ def run_demo(out_dir: str | Path, *, data: str | None = None, plan: DemoPlan = D
     results["ladder"] = _ladder(models["fcn8s"], val_set, plan, out, say)
 
     results["seconds"] = round(time.perf_counter() - t_start, 1)
-    (out / "metrics.json").write_text(json.dumps(results, indent=2, default=_json_default))
-    (out / "report.md").write_text(_report(results))
+    atomic_write_text(out / "metrics.json", json.dumps(results, indent=2, default=_json_default))
+    atomic_write_text(out / "report.md", _report(results))
     say(f"\n== {next(step)}. done in {results['seconds']:.0f} s: report {out / 'report.md'}, metrics {out / 'metrics.json'} ==")
     return results
 

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..io import atomic_write
+
 
 @dataclass
 class Timing:
@@ -156,9 +158,11 @@ def plot_rows(rows: list[BenchRow], path: str | Path, *, title: str = "") -> Pat
     ax.set_xlim(0, max(r.p90_ms for r in rows) * 1.7 if rows else 1)
     ax.set_title(title or "inference latency")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    path = Path(path)
+    try:  # the format from the suffix: .png, .svg or .pdf
+        atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lower()[1:] or "png", dpi=110))
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -275,6 +275,28 @@ def test_cli_train_resume_and_eval_reproduces_validation(tmp_path, capsys, monke
     assert "epochs must be int" in capsys.readouterr().err
 
 
+def test_resume_from_another_folder_finds_the_data_and_goes_on_in_the_run_folder(tmp_path, capsys, monkeypatch):
+    """Relative paths in a run's config are the working folder's at the time: the checkpoint
+    records the data absolutely and the run goes on where its checkpoint is."""
+    from fcnkit.cli import main
+
+    _camvid_folder(tmp_path / "start" / "camvid")
+    monkeypatch.chdir(tmp_path / "start")
+    assert main(["train", "--data", "camvid:camvid", "--set", "out_dir=run", "--set", "width=0.0625",
+                 "--set", "epochs=2", "--set", "workers=0", "--set", "progress=false",
+                 "--set", "crop_size=[32, 48]", "--stop-after", "2"]) == 0
+    saved = read_record(tmp_path / "start" / "run" / "last.pt")["train_config"]
+    assert saved["data"] == f"camvid:{tmp_path / 'start' / 'camvid'}" and saved["out_dir"] == "run"
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    capsys.readouterr()
+    assert main(["train", "--resume", "../start/run/last.pt"]) == 0
+    out = capsys.readouterr().out
+    assert "resumed at epoch 1, iteration 2" in out and "changed config" not in out
+    assert read_record(tmp_path / "start" / "run" / "last.pt")["progress"]["iteration"] == 6  # 3 per epoch
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
 def test_sigterm_to_the_process_group_finishes_the_step_saves_exits_130_and_resumes_exactly(tmp_path):
     """systemd, Slurm's scancel and ``kill -- -PGID`` signal the loader workers too: they
     must not die under the trainer, which finishes the step, saves and exits 130."""

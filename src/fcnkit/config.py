@@ -327,12 +327,17 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | tuple[s
     return from_dict(parse_overrides(list(overrides)), base=cfg, source="--set")
 
 
+def absolute_inputs(cfg: TrainConfig) -> dict[str, Any]:
+    """``cfg`` as a dict whose input paths (``RECIPE_RELATIVE``) are absolute against the
+    working folder: what a saved recipe or checkpoint records, so it names exactly which
+    data was used and means the same from any folder."""
+    return rebase_recipe_paths(cfg.to_dict(), Path.cwd())
+
+
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    """Write ``cfg`` as a recipe; its input paths become absolute, so the file says exactly
-    which data was used and loads the same from any folder."""
-    here = Path.cwd()
-    atomic_write_text(path, yaml.safe_dump(rebase_recipe_paths(cfg.to_dict(), here), sort_keys=False))
+    """Write ``cfg`` as a recipe, its input paths absolute (``absolute_inputs``)."""
+    atomic_write_text(path, yaml.safe_dump(absolute_inputs(cfg), sort_keys=False))
 
 
-__all__ = ["TrainConfig", "find_recipe", "from_dict", "list_recipes", "load_config", "load_recipe", "parse_overrides",
+__all__ = ["TrainConfig", "absolute_inputs", "find_recipe", "from_dict", "list_recipes", "load_config", "load_recipe", "parse_overrides",
            "rebase_recipe_paths", "recipes_dir", "save_config"]

@@ -61,7 +61,9 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no checkpoint to resume from (give --resume CKPT, or --config / "
                                     f"--set out_dir=DIR of the run)")
-        base = from_dict(load_checkpoint(path)["train_config"], source=f"{path}: train_config")
+        # the run goes on in the checkpoint's folder, whichever folder it is resumed from
+        saved = {**load_checkpoint(path)["train_config"], "out_dir": str(path.parent)}
+        base = from_dict(saved, source=f"{path}: train_config")
     else:
         base = load_recipe(args.config) if args.config is not None else None
     if getattr(args, "data", None):

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.transforms import v2
 from tqdm import tqdm
 
-from ..config import TrainConfig, from_dict
+from ..config import TrainConfig, absolute_inputs, from_dict
 from ..data import build_dataset, eval_transforms, train_transforms
 from ..data.mixed import box_classes_of
 from ..losses import SegmentationLoss, load_class_weights
@@ -263,8 +263,10 @@ class _Trainer:
             tqdm.write(msg)
 
     def _report_config_changes(self, cfg: TrainConfig) -> None:
-        old = from_dict(self.checkpoint["train_config"], source="checkpoint train_config").to_dict()
-        changed = {k: (old[k], v) for k, v in cfg.to_dict().items() if old.get(k) != v}
+        # both with absolute input paths: the same data named from another folder is no change;
+        # out_dir is where the run goes on (said in the "run dir" line), not a change of recipe
+        old = absolute_inputs(from_dict(self.checkpoint["train_config"], source="checkpoint train_config"))
+        changed = {k: (old[k], v) for k, v in absolute_inputs(cfg).items() if old.get(k) != v and k != "out_dir"}
         if changed and self.dist.is_main:
             tqdm.write("resuming with changed config: " + ", ".join(f"{k}: {a!r} -> {b!r}"
                                                                    for k, (a, b) in changed.items()))
@@ -307,7 +309,7 @@ class _Trainer:
         if self.dist.is_main:
             save_checkpoint(self.out / "last.pt", self.model, meta=self.meta, optimizer=self.optimizer,
                             scheduler=self.scheduler, scaler=self.scaler, progress=asdict(self.progress),
-                            rng=rngs, train_config=self.cfg.to_dict())
+                            rng=rngs, train_config=absolute_inputs(self.cfg))
         D.barrier()
 
     def _eta(self) -> str:
@@ -439,7 +441,7 @@ class _Trainer:
                 if self.dist.is_main:
                     save_checkpoint(self.out / "best.pt", self.model,
                                     meta={**self.meta, "epoch": epoch, "iteration": p.iteration,
-                                          "val_metrics": metrics}, train_config=cfg.to_dict())
+                                          "val_metrics": metrics}, train_config=absolute_inputs(cfg))
         row["val_seconds"] = time.perf_counter() - t_val
         p.elapsed += p.seconds + row["val_seconds"]
         row["elapsed_seconds"] = p.elapsed

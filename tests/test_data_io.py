@@ -71,10 +71,10 @@ def test_truncated_image_reported(tmp_path: Path) -> None:
 def test_decompression_bomb_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "bomb.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1500)  # 2000 px: PIL would only warn
-    with pytest.raises(DataError, match=r"bomb.png: refused, image is too large"):
+    with pytest.raises(DataError, match=r"bomb.png: refused, 50x40 image has more than 1500 pixels \(decompression bomb guard\)"):
         read_image(tmp_path / "bomb.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 900)  # > 2x the limit: PIL raises itself
-    with pytest.raises(DataError, match=r"bomb.png: refused"):
+    with pytest.raises(DataError, match=r"bomb.png: refused, 50x40 image has more than 900 pixels"):
         read_label_map(tmp_path / "bomb.png")
 
 

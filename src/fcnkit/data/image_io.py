@@ -8,8 +8,10 @@ produce the same clear error naming the file, wherever they are met.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
+import threading
 import warnings
 from pathlib import Path
 
@@ -21,6 +23,14 @@ from torchvision import tv_tensors
 
 class DataError(ValueError):
     """A problem with one file of a dataset; the message starts with the file's path."""
+
+
+class ImageReadError(DataError):
+    """An image could not be read; the message names the file (or upload) and why."""
+
+
+class NotAnImage(ImageReadError):
+    """The bytes are no image format PIL knows (as opposed to a broken or oversized image)."""
 
 
 def unreadable_reason(path: str | Path) -> str | None:
@@ -48,28 +58,51 @@ def unreadable_reason(path: str | Path) -> str | None:
     return None
 
 
-def _open(path: Path) -> Image.Image:
-    """Open and fully decode ``path``; truncated files and decompression bombs raise DataError."""
-    path = Path(path)
-    reason = unreadable_reason(path)
-    if reason == "no such file":
-        raise FileNotFoundError(f"{path}: no such file")
-    if reason is not None:
-        raise DataError(f"{path}: {reason}")
+_pil_limit = threading.Lock()  # Image.MAX_IMAGE_PIXELS is process-wide: one opener at a time changes it
+
+
+def open_image(src: str | Path | bytes, *, name: str | None = None, max_pixels: int | None = None) -> Image.Image:
+    """Open and fully decode an image file or in-memory bytes (an upload), the one way every
+    reader in fcnkit does. Errors are ``ImageReadError`` starting with ``name`` (default the
+    path): a file that cannot be opened, bytes no image format knows (``NotAnImage``), a
+    truncated or corrupt file, and more than ``max_pixels`` pixels -- checked from the header
+    before anything is decoded, so a decompression bomb never allocates. ``max_pixels``
+    None keeps PIL's limit (training data); prediction passes its own (a 10000^2 aerial
+    photo is a legitimate input there)."""
+    name = name or str(src)
+    if not isinstance(src, bytes):
+        reason = unreadable_reason(src)
+        if reason is not None:
+            raise ImageReadError(f"{name}: {reason}")
+    limit = max_pixels or Image.MAX_IMAGE_PIXELS
     try:
-        with warnings.catch_warnings():
-            # PIL only warns between MAX_IMAGE_PIXELS and twice that; refuse those too
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
-            img.load()  # decode now, so a truncated file fails here and not later
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise DataError(f"{path}: refused, image is too large (decompression bomb guard, "
-                        f"limit {Image.MAX_IMAGE_PIXELS} pixels): {e}") from None
+        with _pil_limit, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            pil_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # ours, checked below, instead
+            try:
+                img = Image.open(io.BytesIO(src) if isinstance(src, bytes) else src)
+            finally:
+                Image.MAX_IMAGE_PIXELS = pil_limit
+        w, h = img.size
+        if limit and w * h > limit:
+            img.close()
+            raise ImageReadError(f"{name}: refused, {w}x{h} image has more than {limit} pixels "
+                                 f"(decompression bomb guard)")
+        img.load()  # decode now, so a truncated file fails here and not later
+    except ImageReadError:
+        raise
     except Image.UnidentifiedImageError:
-        raise DataError(f"{path}: not an image file PIL can read") from None
+        raise NotAnImage(f"{name}: not an image file (PIL cannot identify it)") from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: corrupt or truncated image ({e})") from None
+        raise ImageReadError(f"{name}: corrupt or truncated image ({e})") from None
     return img
+
+
+def _open(path: Path) -> Image.Image:
+    """``open_image`` for dataset files, where a missing file is a FileNotFoundError."""
+    if unreadable_reason(path) == "no such file":
+        raise FileNotFoundError(f"{path}: no such file")
+    return open_image(path)
 
 
 def read_image(path: str | Path) -> tv_tensors.Image:

@@ -1,16 +1,15 @@
 """Images in for prediction: any of path / PIL / array, and file lists from folders and globs.
 
-Prediction reads differently from training data: a 10000x10000 aerial photo is a
-legitimate input here (PIL's decompression-bomb guard would refuse it), and the
-decoded image should be held once, as (H, W, 3) uint8, not copied into a float
-tensor: at 8000^2 a float copy is 768 MB, the uint8 image 192 MB.
+Files are decoded by the one ``data.image_io.open_image``, with a higher pixel limit than
+training data's: a 10000x10000 aerial photo is a legitimate input here (PIL's
+decompression-bomb guard would refuse it). The decoded image is held once, as
+(H, W, 3) uint8, not copied into a float tensor: at 8000^2 a float copy is 768 MB,
+the uint8 image 192 MB.
 """
 
 from __future__ import annotations
 
 import glob
-import io
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,46 +17,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.image_io import DataError, unreadable_reason
+from ..data.image_io import ImageReadError, NotAnImage, open_image, unreadable_reason  # noqa: F401 - errors re-exported
 
 MAX_PIXELS = 1_000_000_000  # refuse more than 10^9 pixels (a 31623^2 image) unless asked
 IMAGE_SUFFIXES = frozenset(".png .jpg .jpeg .bmp .tif .tiff .webp .ppm .pgm .gif".split())
 VIDEO_SUFFIXES = frozenset(".mp4 .avi .mov .mkv .webm .m4v .mpg .mpeg".split())
 
 
-class ImageReadError(DataError):
-    """An input could not be read as an image; the message names the file and why."""
-
-
-class NotAnImage(ImageReadError):
-    """The bytes are no image format PIL knows (as opposed to a broken or oversized image)."""
-
-
 def decode_image_bytes(data: bytes, *, max_pixels: int = MAX_PIXELS, source: str = "upload") -> np.ndarray:
-    """Decode an uploaded image to RGB (H, W, 3) uint8, by the same rules as ``read_image``.
-
-    The pixel count is checked from the header before decoding, so a decompression bomb
-    (a tiny file that inflates to gigapixels) is refused without allocating it.
-    """
-    try:
-        with warnings.catch_warnings():  # PIL warns above 89 Mpixel; max_pixels decides here
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))  # PIL's own guard refuses > 2 x 89 Mpixel here
-        with img:
-            w, h = img.size
-            if w * h > max_pixels:
-                raise ImageReadError(f"{source}: {w}x{h} image has more than {max_pixels} pixels "
-                                     f"(decompression bomb guard)")
-            img.load()
-            return to_rgb_array(img, source=source)
-    except ImageReadError:
-        raise
-    except Image.DecompressionBombError as e:
-        raise ImageReadError(f"{source}: refused as a decompression bomb ({e})") from None
-    except Image.UnidentifiedImageError:
-        raise NotAnImage(f"{source}: not an image file (PIL cannot identify it)") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageReadError(f"{source}: corrupt or truncated image ({e})") from None
+    """Decode an uploaded image to RGB (H, W, 3) uint8, by the same rules as ``read_image``."""
+    with open_image(data, name=source, max_pixels=max_pixels) as img:
+        return to_rgb_array(img, source=source)
 
 
 def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -67,28 +37,8 @@ def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     colours only); 16-bit and float images are refused since mapping them to 8 bits is
     the user's choice.
     """
-    path = Path(path)
-    reason = unreadable_reason(path)
-    if reason is not None:  # e.g. no such file, a symbolic link loop
-        raise ImageReadError(f"{path}: {reason}")
-    pil_limit = Image.MAX_IMAGE_PIXELS
-    try:
-        # PIL's own guard (89 Mpixel) is replaced by ``max_pixels``, checked from the header
-        Image.MAX_IMAGE_PIXELS = None
-        with Image.open(path) as img:
-            w, h = img.size
-            if w * h > max_pixels:
-                raise ImageReadError(f"{path}: {w}x{h} image has more than {max_pixels} pixels")
-            img.load()  # decode now: a truncated file fails here
-            return to_rgb_array(img, source=str(path))
-    except ImageReadError:
-        raise
-    except Image.UnidentifiedImageError:
-        raise ImageReadError(f"{path}: not an image file (PIL cannot identify it)") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageReadError(f"{path}: corrupt or truncated image ({e})") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = pil_limit
+    with open_image(path, max_pixels=max_pixels) as img:
+        return to_rgb_array(img, source=str(path))
 
 
 def to_rgb_array(image: Image.Image | np.ndarray | torch.Tensor, *, source: str = "image") -> np.ndarray:

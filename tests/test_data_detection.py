@@ -152,15 +152,24 @@ def test_coco_single_file_split_and_masks(tmp_path: Path) -> None:
     ds = build_dataset(f"coco:{tmp_path}", "all")
     assert len(ds) == 4
     assert len(COCODetection(tmp_path, "train")) + len(COCODetection(tmp_path, "val")) == 4
-    ds = COCODetection(tmp_path, "all", masks=True)
-    assert ds.classes == ["background", "person", "car"]
+    ds = build_dataset(f"coco_joint:{tmp_path}", "all")  # COCODetection(..., masks=True): both kinds of label
+    assert ds.task == "joint" and ds.classes == ["background", "person", "car"] and ds.box_classes == ["person", "car"]
+    assert ds.palette[0] == (0, 0, 0) and len(ds.palette) == 3
     image, t = ds[0]
     mask = t["mask"]
-    assert mask.shape == (20, 30) and t["labels"].tolist() == [2, 1]
+    assert mask.shape == (20, 30) and t["labels"].tolist() == [1, 0]  # box label k is mask class k + 1
     # the small person square is painted over the larger car rectangle
     assert (mask[0:4, 0:4] == 1).all() and (mask[4:8, 4:12] == 2).all() and (mask[9:, :] == 0).all()
     crowd = ds[1][1]["mask"]
     assert (crowd == 255).sum() == 25 and (crowd[10:15, 20:25] == 255).all()
+    from fcnkit.data.check import check_dataset
+
+    report = check_dataset(f"coco_joint:{tmp_path}", splits=["all"], progress=False)
+    assert report.task == "joint" and report.box_histogram == {0: 1, 1: 2}  # crowd is no box
+    assert report.histogram[255] == 25 and sum(report.histogram.values()) == 4 * 20 * 30
+    text = report.format_text()
+    assert "class pixels:" in text and text.split("class boxes:")[1].split("\n")[1].split() == ["0", "person", "1",
+                                                                                               "33.33%"]
 
 
 def test_coco_bad_json_named(tmp_path: Path) -> None:

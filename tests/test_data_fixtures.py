@@ -72,6 +72,30 @@ def write_voc_xml(root: Path, n: int = 5, size: tuple[int, int] = (20, 30), *, v
     return written
 
 
+def write_coco(root: Path, splits: dict[str, int] | None = None, size: tuple[int, int] = (32, 40),
+               seed: int = 0) -> None:
+    """COCO layout (annotations/instances_{split}2017.json + {split}2017/): each image one or
+    two rectangles, a "car" (id 7) and a "person" (id 3), as boxes and as polygons."""
+    import json
+
+    rng = np.random.default_rng(seed)
+    h, w = size
+    for split, n in (splits or {"train": 4, "val": 2}).items():
+        images, anns = [], []
+        for i in range(n):
+            images.append({"id": i + 1, "file_name": f"{i:04d}.png", "height": h, "width": w})
+            save_png(root / f"{split}2017" / f"{i:04d}.png", rng_image(rng, h, w))
+            for k, cat in enumerate((7, 3)[: 1 + i % 2]):
+                x, y, bw, bh = 2 + 14 * k, 3 + i % 4, 10 + 2 * k, 12 - k
+                anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": cat, "bbox": [x, y, bw, bh],
+                             "area": bw * bh, "iscrowd": 0,
+                             "segmentation": [[x, y, x + bw, y, x + bw, y + bh, x, y + bh]]})
+        path = root / "annotations" / f"instances_{split}2017.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"images": images, "annotations": anns,
+                                    "categories": [{"id": 7, "name": "car"}, {"id": 3, "name": "person"}]}))
+
+
 def write_folder(root: Path, n: int = 4, size: tuple[int, int] = (8, 10), *, colour: bool = False,
                  classes_file: str | None = "classes.yaml", seed: int = 0) -> list[np.ndarray]:
     """images/ + masks/; 3 classes; colour masks use palette [black, magenta, blue] and white = ignore."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import data_dir, torchrun_two_cpu_ranks
-from test_data_fixtures import write_camvid, write_voc_xml
+from test_data_fixtures import write_camvid, write_coco, write_voc_xml
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
@@ -223,6 +223,32 @@ def test_joint_model_on_a_list_of_datasets_and_its_eval_on_each(tmp_path: Path, 
                  "--set", f"out_dir={tmp_path / 'bad'}", "--set", "encoder=mobilenet_v3_large", "--set",
                  "width=0.25"]) == 2
     assert "needs data with masks as well as boxes" in capsys.readouterr().err
+
+
+def test_one_coco_dataset_feeds_both_heads_of_a_joint_model(tmp_path: Path) -> None:
+    """coco_joint: every sample carries its boxes and their polygons as a mask, so one
+    dataset trains the segmentation and the detection head and eval scores both."""
+    pytest.importorskip("pycocotools")
+    from fcnkit.cli import main
+
+    write_coco(tmp_path / "coco", {"train": 4, "val": 2})
+    data, out = f"coco_joint:{tmp_path / 'coco'}", tmp_path / "run"
+    sets = ["model=fcn8s-joint", "encoder=mobilenet_v3_large", "width=0.25", f"data={data}", "epochs=1",
+            "batch_size=2", "workers=0", "progress=false", "optimizer=adamw", f"out_dir={out}"]
+    assert main(["train", *[a for s in sets for a in ("--set", s)]]) == 0
+    row = json.loads((out / "metrics.jsonl").read_text())
+    assert {"val_mean_iu", "val_map", "val_score"} <= set(row)
+    model = load_model(out / "last.pt")
+    assert model.num_classes == 3 and model.det_classes == 2  # categories in id order: person (3), car (7)
+    assert model.meta["classes"] == ["background", "person", "car"] and model.meta["box_classes"] == ["person", "car"]
+    # the collated batch carries both labels for every sample: both loss terms are live
+    ds = build_dataset(data, "train", eval_transforms(model.preprocessing))
+    _, targets = DetectionCollate(num_classes=2, stride=model.output_stride)([ds[0], ds[1]])
+    assert targets["has_mask"].tolist() == [True, True] and targets["has_boxes"].tolist() == [True, True]
+    assert set(targets["mask"].unique().tolist()) == {0, 1, 2}  # image 1 has a car and a person
+    assert main(["eval", str(out / "last.pt"), "--data", data, "--out", str(tmp_path / "eval"), "--workers", "0"]) == 0
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert report["images"] == 2 and report["mean_iu"] >= 0 and report["map"] >= 0 and len(report["class_iu"]) == 3
 
 
 def test_mixed_real_data_camvid_masks_and_raccoon_boxes() -> None:

@@ -2,7 +2,7 @@
 
 Reads every sample of every split through the same code training uses (so what
 passes here loads in training), and collects counts, image sizes and a class
-histogram (pixels for masks, boxes for detection) along the way. Files are only
+histogram (pixels for masks, boxes for detection, both for joint data) along the way. Files are only
 opened for reading.
 """
 
@@ -35,6 +35,8 @@ class CheckReport:
     listed: dict[str, int] = field(default_factory=dict)  # split -> samples listed
     sizes: Counter = field(default_factory=Counter)  # (H, W) -> images
     histogram: Counter = field(default_factory=Counter)  # class index (or ignore) -> pixels / boxes
+    box_classes: list[str] = field(default_factory=list)  # joint data: the boxes' own classes
+    box_histogram: Counter = field(default_factory=Counter)  # joint data: box class index -> boxes
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -50,15 +52,11 @@ class CheckReport:
                          f"cleanly")
         lines.append("image sizes  " + ", ".join(f"{w}x{h} (WxH): {n}" for (h, w), n in self.sizes.most_common(8))
                      + (f", ... {len(self.sizes) - 8} more sizes" if len(self.sizes) > 8 else ""))
-        unit = "pixels" if self.task == "segmentation" else "boxes"
-        total = sum(self.histogram.values()) or 1
-        lines.append(f"class {unit}:")
-        for c, name in enumerate(self.classes):
-            n = self.histogram.get(c, 0)
-            lines.append(f"  {c:>3} {name:<20} {n:>12,} {100 * n / total:6.2f}%")
-        if self.task == "segmentation":
-            n = self.histogram.get(self.ignore_index, 0)
-            lines.append(f"  {self.ignore_index:>3} {'(ignore)':<20} {n:>12,} {100 * n / total:6.2f}%")
+        masks = self.task in ("segmentation", "joint")
+        lines += _histogram("pixels" if masks else "boxes", self.classes, self.histogram,
+                            self.ignore_index if masks else None)
+        if self.task == "joint":
+            lines += _histogram("boxes", self.box_classes, self.box_histogram, None)
         if self.errors:
             lines.append(f"{len(self.errors)} problem(s):")
             lines += [f"  {e}" for e in self.errors[:max_errors]]
@@ -67,6 +65,14 @@ class CheckReport:
         else:
             lines.append("no problems found")
         return printable("\n".join(lines))
+
+
+def _histogram(unit: str, classes: list[str], counts: Counter, ignore_index: int | None) -> list[str]:
+    total = sum(counts.values()) or 1
+    rows = [(c, name) for c, name in enumerate(classes)] + ([(ignore_index, "(ignore)")] if ignore_index is not None
+                                                            else [])
+    return [f"class {unit}:"] + [f"  {c:>3} {name:<20} {counts.get(c, 0):>12,} {100 * counts.get(c, 0) / total:6.2f}%"
+                                 for c, name in rows]
 
 
 def _identity(path: Path) -> Path:
@@ -101,6 +107,7 @@ def check_dataset(spec: str | Path, *, fmt: str | None = None, splits: list[str]
             report.errors.append(str(e))
             continue
         report.classes, report.ignore_index, report.task = list(ds.classes), ds.ignore_index, ds.task
+        report.box_classes = list(getattr(ds, "box_classes", None) or [])
         report.errors += ds.problems
         report.listed[split] = len(ds)
         for image_path, _ in ds.files:
@@ -122,6 +129,8 @@ def check_dataset(spec: str | Path, *, fmt: str | None = None, splits: list[str]
             if "mask" in target:
                 values, counts = np.unique(target["mask"].numpy(), return_counts=True)
                 report.histogram.update(dict(zip(values.tolist(), counts.tolist())))
+                if report.task == "joint":
+                    report.box_histogram.update(target["labels"].tolist())
             else:
                 report.histogram.update(target["labels"].tolist())
         report.counts[split] = clean

@@ -1,4 +1,5 @@
-"""COCO JSON detection (boxes; polygons/RLE rasterised into a semantic mask when asked).
+"""COCO JSON: boxes, and with ``masks`` (format ``coco_joint``) also the polygons/RLEs
+rasterised into a semantic mask, so one dataset feeds both heads of a joint model.
 
 Recognised layouts (``split`` = train/val/...)::
 
@@ -23,7 +24,7 @@ import torch
 from torchvision import tv_tensors
 
 from ..extras import require
-from .base import IGNORE_INDEX, Sample
+from .base import IGNORE_INDEX, Sample, default_palette
 from .detection import DetectionDataset, check_boxes
 from .image_io import DataError
 from .splits import split_items
@@ -52,7 +53,9 @@ def _image_dirs(root: Path, json_path: Path, split: str) -> list[Path]:
 
 class COCODetection(DetectionDataset):
     """COCO-format boxes; with ``masks=True`` also a ``"mask"`` target rasterised with
-    pycocotools (classes then start with ``"background"`` = 0 and box labels shift by 1)."""
+    pycocotools, and the dataset is ``"joint"``: ``classes`` (the mask's) are
+    ``"background"`` = 0 then the categories, ``box_classes`` the categories alone; a box
+    labelled k is category k of ``box_classes`` and its pixels are k + 1 in the mask."""
 
     def __init__(self, root: str | Path, split: str = "train", transforms: Callable | None = None, *,
                  masks: bool = False, val_fraction: float = 0.2, seed: int = 0) -> None:
@@ -68,8 +71,7 @@ class COCODetection(DetectionDataset):
         self.masks = masks
         if masks:
             require("detection", "pycocotools")  # the polygons and RLEs are rasterised with it
-        offset = 1 if masks else 0
-        self._label_of = {c["id"]: i + offset for i, c in enumerate(categories)}
+        self._label_of = {c["id"]: i for i, c in enumerate(categories)}  # box labels 0..K-1
         per_image: dict[int, list[dict]] = {i: [] for i in images}
         problems = []
         for ann in annotations:
@@ -92,8 +94,12 @@ class COCODetection(DetectionDataset):
         entries = sorted(entries) if split_only else split_items(entries, split, val_fraction=val_fraction, seed=seed)
         self._records = [(images[i], per_image[i]) for _, i in entries]
         self.root, self.split, self.json_path = root, split, json_path
-        classes = (["background"] if masks else []) + [c["name"] for c in categories]
-        super().__init__([(p, json_path) for p, _ in entries], classes, transforms, problems)
+        names = [c["name"] for c in categories]
+        super().__init__([(p, json_path) for p, _ in entries], names, transforms, problems)
+        if masks:
+            self.task, self.box_classes = "joint", names
+            self.classes = ["background", *names]
+            self.palette = default_palette(len(self.classes))  # background black, as segmentation data has
 
     def load_target(self, index: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int] | None]:
         im, anns = self._records[index]
@@ -134,5 +140,5 @@ class COCODetection(DetectionDataset):
             with warnings.catch_warnings():  # pycocotools' own numpy-2 copy= deprecation, not ours
                 warnings.simplefilter("ignore", DeprecationWarning)
                 m = mask_utils.decode(rle).astype(bool)
-            out[m] = IGNORE_INDEX if ann.get("iscrowd", 0) else self._label_of[ann["category_id"]]
+            out[m] = IGNORE_INDEX if ann.get("iscrowd", 0) else self._label_of[ann["category_id"]] + 1
         return out

@@ -25,12 +25,12 @@ class Format:
     splits: Callable[[Path], list[str]]  # the splits present at a root (what `data check` walks)
 
 
-def _builder(module: str, cls: str) -> Callable[[Path, str, Callable | None], Dataset]:
+def _builder(module: str, cls: str, **options) -> Callable[[Path, str, Callable | None], Dataset]:
     """Import the format's module only when it is used."""
     def build(root: Path, split: str, transforms: Callable | None) -> Dataset:
         import importlib
 
-        return getattr(importlib.import_module(f"fcnkit.data.{module}"), cls)(root, split, transforms)
+        return getattr(importlib.import_module(f"fcnkit.data.{module}"), cls)(root, split, transforms, **options)
     return build
 
 
@@ -101,6 +101,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
            lambda r: _existing("train", "val", marker=lambda r, s: (r / f"ImageSets/Main/{s}.txt").is_file())(r)
            or ["all"]),
     Format("coco", _is_coco, _builder("coco", "COCODetection"), _coco_splits),
+    # the same files with their instance polygons as a semantic mask: named, never detected
+    Format("coco_joint", lambda r: False, _builder("coco", "COCODetection", masks=True), _coco_splits),
     Format("kitti_object", lambda r: (r / "training" / "label_2").is_dir() or (r / "label_2").is_dir(),
            _builder("kitti_object", "KittiObjectDetection"), lambda r: ["all"]),
 ]}

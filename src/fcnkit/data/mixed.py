@@ -17,12 +17,13 @@ from .base import IGNORE_INDEX
 
 
 def has_masks(ds: Dataset) -> bool:
-    return getattr(ds, "task", None) == "segmentation"
+    """Segmentation datasets, and joint ones (masks and boxes in every sample, ``coco_joint``)."""
+    return getattr(ds, "task", None) in ("segmentation", "joint")
 
 
 def has_boxes(ds: Dataset) -> bool:
-    """Detection datasets, and segmentation datasets that also derive boxes (``box_classes``)."""
-    return getattr(ds, "task", None) == "detection" or bool(getattr(ds, "box_classes", None))
+    """Detection and joint datasets, and segmentation datasets that also derive boxes (``box_classes``)."""
+    return getattr(ds, "task", None) in ("detection", "joint") or bool(getattr(ds, "box_classes", None))
 
 
 def box_classes_of(ds: Dataset) -> list[str]:

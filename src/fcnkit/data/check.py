@@ -2,8 +2,8 @@
 
 Reads every sample of every split through the same code training uses (so what
 passes here loads in training), and collects counts, image sizes and a class
-histogram (pixels for masks, boxes for detection, both for joint data) along the way. Files are only
-opened for reading.
+histogram (pixels for masks, boxes for detection, both for joint data) along the
+way. Files are only opened for reading.
 """
 
 from __future__ import annotations
@@ -69,8 +69,7 @@ class CheckReport:
 
 def _histogram(unit: str, classes: list[str], counts: Counter, ignore_index: int | None) -> list[str]:
     total = sum(counts.values()) or 1
-    rows = [(c, name) for c, name in enumerate(classes)] + ([(ignore_index, "(ignore)")] if ignore_index is not None
-                                                            else [])
+    rows = list(enumerate(classes)) + ([(ignore_index, "(ignore)")] if ignore_index is not None else [])
     return [f"class {unit}:"] + [f"  {c:>3} {name:<20} {counts.get(c, 0):>12,} {100 * counts.get(c, 0) / total:6.2f}%"
                                  for c, name in rows]
 

@@ -61,19 +61,20 @@ def unreadable_reason(path: str | Path) -> str | None:
 _pil_limit = threading.Lock()  # Image.MAX_IMAGE_PIXELS is process-wide: one opener at a time changes it
 
 
-def open_image(src: str | Path | bytes, *, name: str | None = None, max_pixels: int | None = None) -> Image.Image:
+def open_image(src: str | Path | bytes, *, name: str | None = None, max_pixels: int | None = None,
+               missing: type[Exception] = ImageReadError) -> Image.Image:
     """Open and fully decode an image file or in-memory bytes (an upload), the one way every
     reader in fcnkit does. Errors are ``ImageReadError`` starting with ``name`` (default the
     path): a file that cannot be opened, bytes no image format knows (``NotAnImage``), a
     truncated or corrupt file, and more than ``max_pixels`` pixels -- checked from the header
     before anything is decoded, so a decompression bomb never allocates. ``max_pixels``
     None keeps PIL's limit (training data); prediction passes its own (a 10000^2 aerial
-    photo is a legitimate input there)."""
+    photo is a legitimate input there). A file that does not exist raises ``missing``."""
     name = name or str(src)
     if not isinstance(src, bytes):
         reason = unreadable_reason(src)
         if reason is not None:
-            raise ImageReadError(f"{name}: {reason}")
+            raise (missing if reason == "no such file" else ImageReadError)(f"{name}: {reason}")
     limit = max_pixels or Image.MAX_IMAGE_PIXELS
     try:
         with _pil_limit, warnings.catch_warnings():
@@ -100,9 +101,7 @@ def open_image(src: str | Path | bytes, *, name: str | None = None, max_pixels: 
 
 def _open(path: Path) -> Image.Image:
     """``open_image`` for dataset files, where a missing file is a FileNotFoundError."""
-    if unreadable_reason(path) == "no such file":
-        raise FileNotFoundError(f"{path}: no such file")
-    return open_image(path)
+    return open_image(path, missing=FileNotFoundError)
 
 
 def read_image(path: str | Path) -> tv_tensors.Image:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.image_io import ImageReadError, NotAnImage, open_image, unreadable_reason  # noqa: F401 - errors re-exported
+from ..data.image_io import ImageReadError, open_image, unreadable_reason
 
 MAX_PIXELS = 1_000_000_000  # refuse more than 10^9 pixels (a 31623^2 image) unless asked
 IMAGE_SUFFIXES = frozenset(".png .jpg .jpeg .bmp .tif .tiff .webp .ppm .pgm .gif".split())

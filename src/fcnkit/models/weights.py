@@ -28,12 +28,11 @@ def torch_load(path: str | Path, *, what: str, mmap: bool = False) -> Any:
     except Exception as e:  # noqa: BLE001 - torch's message advises unsafe loading: replaced, not chained
         error = e
     else:
-        if mmap:  # a peek at the config: reading every tensor to check it would defeat the point
-            return loaded
-        damaged = damaged_member(path)
+        # mmap is a peek at the config: reading every tensor to check it would defeat the point
+        damaged = None if mmap else damaged_member(path)
         if damaged is None:
             return loaded
-        error = ValueError(f"damaged torch.save archive ({damaged} fails its checksum)")
+        raise ValueError(f"{path}: not {what}: {_fails_checksum(damaged)}")
     raise ValueError(f"{path}: not {what}: {why_unreadable(path, error)}")  # outside the except: no __context__
 
 
@@ -46,6 +45,10 @@ def damaged_member(path: str | Path) -> str | None:
             return z.testzip()
     except zipfile.BadZipFile:
         return None
+
+
+def _fails_checksum(member: str) -> str:
+    return f"damaged torch.save archive ({member} fails its checksum)"
 
 
 def why_unreadable(path: str | Path, error: BaseException) -> str:
@@ -62,7 +65,7 @@ def why_unreadable(path: str | Path, error: BaseException) -> str:
         except (zipfile.BadZipFile, OSError, EOFError):  # e.g. cut short: the zip directory is at the end
             return "truncated or damaged torch.save archive"
         if damaged is not None:
-            return f"damaged torch.save archive ({damaged} fails its checksum)"
+            return _fails_checksum(damaged)
         if not any(n.endswith("data.pkl") for n in names):
             return "a zip archive, but not one written by torch.save"
     elif not head.startswith(b"\x80"):  # neither a zip nor a (legacy torch.save) pickle

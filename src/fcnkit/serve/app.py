@@ -37,7 +37,8 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, 
                                generate_latest)
 from starlette.concurrency import run_in_threadpool  # noqa: E402
 
-from ..inference.images import ImageReadError, NotAnImage, decode_image_bytes
+from ..data.image_io import ImageReadError, NotAnImage
+from ..inference.images import decode_image_bytes
 from ..inference.postprocess import fit_jpeg
 from ..inference.predictor import Prediction, Predictor
 from .batching import Closed, MicroBatcher, QueueFull, Timing

@@ -59,6 +59,7 @@ class TrainConfig:
     loss: str = "ce"  # ce | focal | lovasz | ce+lovasz
     loss_reduction: str = "mean"  # mean | sum (the reference recipe's unnormalised sum)
     class_weights: str | None = None  # JSON from `fcnkit data stats` (median-frequency weights)
+    class_weight_power: float = 1.0  # weights ** this: 0.5 = their square root (milder), 0 = unweighted
     focal_gamma: float = 2.0
     # --- optimiser and schedule ---------------------------------------------------
     optimizer: str = "sgd"  # sgd | adamw
@@ -110,7 +111,8 @@ class TrainConfig:
                     raise ValueError(f"{f.name} must be a finite number, not {values!r}")
         ranges = {"lr": (0, None, False), "encoder_lr_mult": (0, None, True), "bias_lr_mult": (0, None, True),
                   "weight_decay": (0, None, True), "momentum": (0, 1, True), "poly_power": (0, None, False),
-                  "warmup_factor": (0, 1, False), "focal_gamma": (0, None, True), "color_jitter": (0, None, True),
+                  "warmup_factor": (0, 1, False), "focal_gamma": (0, None, True), "class_weight_power": (0, None, True),
+                  "color_jitter": (0, None, True),
                   "width": (0, None, False)}
         for name, (low, high, closed) in ranges.items():
             v = getattr(self, name)

@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "revision are saved in the run directory (out_dir). On a terminal a progress "
                                    "bar shows each epoch; in a log, a line every log_every iterations.",
                        epilog=examples("fcnkit train --config configs/camvid_lite0.yaml",
-                                       "fcnkit train --config camvid_best --set epochs=2 --set lr=1e-3",
+                                       "fcnkit train --config camvid_best --set epochs=2 lr=1e-3",
                                        "fcnkit train --resume runs/camvid_lite0/last.pt"))
     p.add_argument("--config", "-c", metavar="RECIPE",
                    help="recipe: a YAML file, or the name of a shipped recipe (e.g. camvid_best; list: fcnkit "
@@ -34,8 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", nargs="+", metavar="SPEC", default=None,
                    help="train on this data instead of the recipe's (FORMAT:PATH or PATH; several: trained "
                         "together), relative to the working folder")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config field (repeatable), e.g. --set epochs=2 --set lr=1e-3")
+    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override config fields, e.g. --set epochs=2 lr=1e-3 (or --set repeated)")
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CKPT",
                    help="continue a run from CKPT (default: OUT_DIR/last.pt); without --config the "
                         "checkpoint's own config is used")

@@ -13,6 +13,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from .mixed import MixedDataset
+from .splits import select_split
 
 
 @dataclass(frozen=True)
@@ -134,10 +135,12 @@ def parse_spec(spec: str | Path) -> tuple[str, Path]:
 def build_dataset(spec: str | Path | Sequence[str | Path], split: str = "train",
                   transforms: Callable | None = None) -> Dataset:
     """A dataset from ``FORMAT:PATH`` or ``PATH`` (format auto-detected); a list of specs
-    gives one ``MixedDataset`` over all of them (e.g. masks from one, boxes from another)."""
+    gives one ``MixedDataset`` over all of them (e.g. masks from one, boxes from another).
+    ``split`` is a split name or a split expression (``"train+val"``, ``"train@!0006R0"``:
+    ``fcnkit.data.splits``)."""
     if isinstance(spec, (list, tuple)):
         if not spec:
             raise ValueError("data: an empty list of dataset specs")
         return MixedDataset([build_dataset(s, split, transforms) for s in spec], names=[str(s) for s in spec])
     name, root = parse_spec(spec)
-    return FORMATS[name].build(root, split, transforms)
+    return select_split(lambda s: FORMATS[name].build(root, s, transforms), split, source=str(spec))

@@ -22,6 +22,7 @@ from typing import Any
 from ..config import TrainConfig, save_config
 from ..io import atomic_write_text
 from .plots import plot_curves
+from .runtime import cpu_model
 
 CSV_COLUMNS = ["epoch", "iteration", "lr", "train_loss", "images_per_s", "epoch_seconds", "val_seconds",
                "elapsed_seconds", "val_pixel_acc", "val_mean_acc", "val_mean_iu", "val_fw_iu"]
@@ -47,7 +48,7 @@ def environment(**extra: Any) -> dict[str, Any]:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = None
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "packages": versions,
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpu": cpu_model(), "packages": versions,
             "git_revision": git_revision(), "argv": sys.argv, **extra}
 
 

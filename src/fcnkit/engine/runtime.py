@@ -8,6 +8,8 @@ and on CUDA bf16 needs no loss scaling. fp16 (CUDA) gets a GradScaler.
 from __future__ import annotations
 
 import contextlib
+import platform
+from pathlib import Path
 
 import torch
 
@@ -23,6 +25,17 @@ def resolve_device(name: str = "auto", *, local_rank: int = 0) -> torch.device:
         if device.index is None:
             device = torch.device(f"cuda:{local_rank}")
     return device
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``lscpu``'s "Model name"): what every timing depends on."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -72,4 +85,4 @@ def memory_format(channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
-__all__ = ["autocast", "cpu_bf16_pays", "cpu_has_fast_bf16", "memory_format", "resolve_amp", "resolve_device"]
+__all__ = ["autocast", "cpu_bf16_pays", "cpu_has_fast_bf16", "cpu_model", "memory_format", "resolve_amp", "resolve_device"]

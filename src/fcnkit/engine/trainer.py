@@ -214,6 +214,8 @@ class _Trainer:
         self.net = torch.compile(net) if cfg.compile else net
 
         weights = load_class_weights(cfg.class_weights, len(info["classes"])) if cfg.class_weights else None
+        if weights is not None:
+            weights = weights ** cfg.class_weight_power  # median-frequency weights ** 0.5: a milder balance
         self.criterion = SegmentationLoss(cfg.loss, ignore_index=info["ignore_index"], reduction=cfg.loss_reduction,
                                           class_weights=weights, focal_gamma=cfg.focal_gamma).to(device)
         self.optimizer = build_optimizer(self.model, cfg)

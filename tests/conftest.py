@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
 DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# the weights and probe caches of a test run are its own, not the user's (run_isolated.py shares one
+# folder between its per-file processes, so a precision measured once is reused)
+os.environ.setdefault("FCNKIT_CACHE", tempfile.mkdtemp(prefix="fcnkit-test-cache-"))
 
 
 def data_dir(name: str) -> Path:

@@ -11,9 +11,11 @@ failure instead of ending the whole run.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,9 +27,11 @@ def main() -> int:
     totals = {"passed": 0, "failed": 0, "skipped": 0}
     broken = []
     start = time.perf_counter()
+    cache = tempfile.TemporaryDirectory(prefix="fcnkit-test-cache-")  # weights and probe caches of this run
+    env = {**os.environ, "FCNKIT_CACHE": cache.name}
     for f in files:
         run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(f), *sys.argv[1:]],
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, env=env)
         tail = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
         found = {kind: int(n) for n, kind in COUNTS.findall(tail)}
         totals["passed"] += found.get("passed", 0)

@@ -173,3 +173,37 @@ def test_evaluate_checkpoint_on_real_camvid_val(tmp_path, monkeypatch):
     assert report["report_dir"] == str(Path("runs") / "eval" / "1")  # under the working directory
     assert (tmp_path / "work" / "runs" / "eval" / "1" / "metrics.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "work"]  # nothing beside the model
+
+
+def test_eval_tta_scores_the_predictors_tta_masks(tmp_path, capsys):
+    """--tta through the one evaluator gives the confusion matrix of Predictor(tta=True)'s masks,
+    and differs from the plain score (so the option is not ignored)."""
+    from fcnkit.cli import main
+    from fcnkit.data import build_dataset
+    from fcnkit.inference.predictor import Predictor
+
+    _kitti_folder(tmp_path / "kitti", n=3)
+    torch.manual_seed(0)
+    model = create_model("fcn8s", num_classes=2, width=1 / 16)
+    for p in model.decoder.parameters():  # score layers start at zero: give the net an opinion
+        nn.init.normal_(p, std=0.5)
+    save_model(model, tmp_path / "m.pt", classes=["not road", "road"], ignore_index=255)
+    args = ["eval", str(tmp_path / "m.pt"), "--data", f"kitti_road:{tmp_path / 'kitti'}", "--split", "all",
+            "--workers", "0", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "tta"), "--tta"]) == 0
+    assert "TTA: scales 0.75,1,1.25 + flip" in capsys.readouterr().out
+    assert main([*args, "--out", str(tmp_path / "plain")]) == 0
+    tta = json.loads((tmp_path / "tta" / "metrics.json").read_text())
+    plain = json.loads((tmp_path / "plain" / "metrics.json").read_text())
+    assert tta["tta"] == {"scales": [0.75, 1.0, 1.25], "flip": True} and "tta" not in plain
+
+    predictor = Predictor(tmp_path / "m.pt", tta=True, progress=False)
+    ds = build_dataset(f"kitti_road:{tmp_path / 'kitti'}", "all")
+    hist = torch.zeros(2, 2, dtype=torch.int64)
+    for i, (image_path, _) in enumerate(ds.files):
+        pred = torch.from_numpy(np.asarray(predictor.predict(image_path).mask)).long()
+        hist += confusion_matrix(ds[i][1]["mask"].as_subclass(torch.Tensor), pred, 2)
+    assert tta["confusion_matrix"] == hist.tolist()
+    assert tta["confusion_matrix"] != plain["confusion_matrix"]
+    with pytest.raises(SystemExit):
+        main([*args, "--scales", "0,1"])

@@ -132,3 +132,24 @@ def test_class_weights_from_fcnkit_data_stats_json(tmp_path):
     assert w.tolist() == pytest.approx(stats["class_weights"])
     assert w[9] > 1 > w[0]  # median-frequency balancing: rare up, frequent down
     assert w[5] == 0  # a class that never occurs gets no weight
+
+
+def test_ohem_keeps_only_the_hardest_pixels():
+    # 4 labelled pixels with known per-pixel losses, one ignored
+    logits = torch.zeros(1, 2, 1, 5)
+    logits[0, 0, 0] = torch.tensor([4.0, 2.0, 0.0, -2.0, 9.0])  # class 0 logit; class 1 logit is 0
+    target = torch.tensor([[[0, 0, 0, 0, 255]]])
+    per_pixel = torch.nn.functional.cross_entropy(logits, target, ignore_index=255, reduction="none")[0, 0, :4]
+    hardest_two = per_pixel.sort(descending=True).values[:2]
+    got = SegmentationLoss("ohem", ohem_fraction=0.5)(logits, target)
+    assert got.item() == pytest.approx(hardest_two.mean().item())
+    # the whole share is plain cross-entropy, weighted too
+    w = torch.tensor([2.0, 1.0])
+    target2 = torch.tensor([[[0, 1, 0, 1, 255]]])
+    full = SegmentationLoss("ohem", ohem_fraction=1.0, class_weights=w)(logits, target2)
+    ce = torch.nn.functional.cross_entropy(logits, target2, weight=w, ignore_index=255)
+    assert full.item() == pytest.approx(ce.item())
+    # a fraction of 0.25 of 4 pixels keeps exactly the single hardest
+    assert SegmentationLoss("ohem", ohem_fraction=0.25)(logits, target).item() == pytest.approx(per_pixel.max().item())
+    with pytest.raises(ValueError, match="ohem_fraction"):
+        SegmentationLoss("ohem", ohem_fraction=0.0)

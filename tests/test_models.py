@@ -24,7 +24,7 @@ def taps(model, x):
     """Encoder taps and decoder blobs of a VGG FCN, by the reference names."""
     e, d = model.encoder, model.decoder
     feats = e(x)
-    out = {"pool3": feats[0], "pool4": feats[1], "score_fr": d.score_fr(feats[2])}
+    out = {"pool2": feats[0], "pool3": feats[1], "pool4": feats[2], "score_fr": d.score_fr(feats[3])}
     h = x
     for name, layer in e._layers()[:-2]:  # up to pool5
         h = layer(h)
@@ -36,7 +36,8 @@ def taps(model, x):
 
 
 @pytest.mark.parametrize("size,expected", [
-    (500, {"pool3": 88, "pool4": 44, "pool5": 22, "score_fr": 16, "upscore2": 34, "upscore_pool4": 70}),
+    (500, {"pool2": 175, "pool3": 88, "pool4": 44, "pool5": 22, "score_fr": 16, "upscore2": 34,
+           "upscore_pool4": 70}),
     (1, {"pool5": 7, "score_fr": 1}),
 ])
 def test_reference_geometry_blob_sizes(size, expected):
@@ -201,10 +202,10 @@ def test_every_model_trains(name, kw):
 
 
 @pytest.mark.parametrize("name,kw,channels", [
-    ("vgg16", dict(width=1.0), [256, 512, 4096]),
-    ("resnet18", {}, [128, 256, 512]),
-    ("resnet50", {}, [512, 1024, 2048]),
-    ("mobilenet_v3_large", {}, [40, 112, 960]),
+    ("vgg16", dict(width=1.0), [128, 256, 512, 4096]),
+    ("resnet18", {}, [64, 128, 256, 512]),
+    ("resnet50", {}, [256, 512, 1024, 2048]),
+    ("mobilenet_v3_large", {}, [24, 40, 112, 960]),
 ])
 def test_encoder_feature_info_matches_outputs(name, kw, channels):
     enc = create_encoder(name, **kw).eval()
@@ -212,6 +213,7 @@ def test_encoder_feature_info_matches_outputs(name, kw, channels):
     size = (64, 96)
     with torch.no_grad():
         feats = enc(torch.randn(1, 3, *size))
+    assert len(feats) == len(enc.feature_info) and [t.stride for t in enc.feature_info] == [4, 8, 16, 32]
     for t, f in zip(enc.feature_info, feats):
         assert f.shape[1:] == (t.channels, size[0] // t.stride, size[1] // t.stride), t.name
 
@@ -220,7 +222,26 @@ def test_reference_geometry_only_for_vgg():
     with pytest.raises(ValueError, match="reference"):
         fcnkit.create_model("fcn8s", encoder="resnet18", geometry="reference")
     with pytest.raises(ValueError, match="unknown model"):
-        fcnkit.create_model("fcn4s")
+        fcnkit.create_model("fcn2s")
+
+
+def test_fcn4s_adds_a_pool2_skip_with_crops_derived_like_the_papers():
+    conv3, pool = ("conv", 3, 1, 1), ("conv", 2, 2, 0)
+    to_pool2 = [("conv", 3, 1, 100), conv3, pool, conv3, conv3, pool]
+    to_score_fr = to_pool2 + [conv3] * 3 + [pool] + [conv3] * 3 + [pool] + [conv3] * 3 + [pool] + [
+        ("conv", 7, 1, 0), ("conv", 1, 1, 0)]
+    up8 = to_score_fr + [("deconv", 4, 2, 0)] * 3  # upscore2, upscore_pool4, upscore_pool3: stride 4
+    (a2, b2), (_, bu) = _compose(to_pool2), _compose(up8)
+    final = -_compose(up8 + [("deconv", 8, 4, 0)])[1]
+    model = tiny("fcn4s", "reference")
+    assert model.decoder.crops == {"score_pool4": 5, "score_pool3": 9, "score_pool2": (bu - b2) / a2, "final": final}
+    for geometry in ("reference", "fast"):
+        m = tiny("fcn4s", geometry).eval()
+        with torch.no_grad():
+            for h, w in [(1, 1), (37, 53), (64, 96)]:
+                assert m(torch.randn(1, 3, h, w)).shape == (1, 5, h, w)
+    # a fresh net scores zero everywhere: the new skip starts at zero like the paper's
+    assert torch.count_nonzero(tiny("fcn4s").decoder.score_pool2.weight) == 0
 
 
 @pytest.mark.parametrize("suffix,dtype", [(".pt", None), (".safetensors", torch.float16)])

@@ -341,3 +341,26 @@ def test_bn_momentum_override_for_training_from_scratch(tmp_path):
     assert momenta == {0.1}
     fresh = create_model("fcn8s", num_classes=7, encoder="mobilenet_v3_large", width=0.25)
     assert {m.momentum for m in fresh.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {0.01}
+
+
+def test_weight_ema_is_what_is_validated_and_saved_and_resumes_exactly(tmp_path):
+    tr, va = _sets()
+    a = train(_cfg(tmp_path / "a", ema_decay=0.9, epochs=2), train_set=tr, val_set=va)
+    rec = read_record(tmp_path / "a" / "last.pt")
+    raw, avg = rec["train_model"], rec["model"]
+    assert raw.keys() == avg.keys()
+    assert any(not torch.equal(raw[k], avg[k]) for k in raw if raw[k].is_floating_point())
+    # eval and predict load "model": the averaged weights, whose validation the run reported
+    model = load_model(tmp_path / "a" / "last.pt")
+    assert _same(model.state_dict(), avg) and a["model"].state_dict().keys() == avg.keys()
+    assert _same({k: v.cpu() for k, v in a["model"].state_dict().items()}, avg)
+    # paused and resumed, the raw and the averaged weights both match the uninterrupted run
+    cfg_b = _cfg(tmp_path / "b", ema_decay=0.9, epochs=2)
+    train(cfg_b, train_set=tr, val_set=va, stop_after=3)
+    b = train(cfg_b, train_set=tr, val_set=va, resume=True)
+    rb = read_record(tmp_path / "b" / "last.pt")
+    assert _same(rb["model"], avg) and _same(rb["train_model"], raw)
+    assert a["metrics"] == b["metrics"]
+    # without EMA a checkpoint holds one set of weights
+    train(_cfg(tmp_path / "c"), train_set=tr, val_set=va)
+    assert "train_model" not in read_record(tmp_path / "c" / "last.pt")

@@ -56,11 +56,12 @@ class TrainConfig:
     bn_momentum: float | None = None  # override batch-norm momentum (torchvision's MobileNetV3 uses 0.01,
     # too slow for the running stats to follow a net trained from scratch in a few epochs)
     # --- loss ---------------------------------------------------------------------
-    loss: str = "ce"  # ce | focal | lovasz | ce+lovasz
+    loss: str = "ce"  # ce | focal | ohem | lovasz | ce+lovasz
     loss_reduction: str = "mean"  # mean | sum (the reference recipe's unnormalised sum)
     class_weights: str | None = None  # JSON from `fcnkit data stats` (median-frequency weights)
     class_weight_power: float = 1.0  # weights ** this: 0.5 = their square root (milder), 0 = unweighted
     focal_gamma: float = 2.0
+    ohem_fraction: float = 0.25  # loss "ohem": the share of labelled pixels (the hardest) that count
     # --- optimiser and schedule ---------------------------------------------------
     optimizer: str = "sgd"  # sgd | adamw
     lr: float = 0.01
@@ -71,6 +72,8 @@ class TrainConfig:
     bias_lr_mult: float = 1.0  # biases and norm parameters: lr x this (the reference used 2)
     bias_decay: bool = False  # weight decay on biases and norm parameters too
     grad_clip: float | None = None  # max global grad norm
+    ema_decay: float | None = None  # keep an exponential moving average of the weights (e.g. 0.999, warmed up
+    # as timm's ModelEmaV3 does); validation, best.pt and last.pt's model are then the averaged weights
     epochs: int = 10
     max_iters: int | None = None  # stop after this many iterations in total (overrides epochs)
     schedule: str = "poly"  # fixed | poly | cosine
@@ -79,8 +82,8 @@ class TrainConfig:
     warmup_factor: float = 0.001  # lr multiplier at iteration 0 of the linear warm-up
     # --- speed and placement ------------------------------------------------------
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "auto"  # auto (bf16 where fast: CPU with bf16 units, CUDA) | bf16 | fp16 | off
-    channels_last: bool = True
+    amp: str = "auto"  # auto (measured: bf16 where it is faster here, fcnkit.engine.probe; CUDA: bf16) | bf16 | fp16 | off
+    channels_last: bool | None = None  # None / auto: measured, as amp
     compile: bool = False  # torch.compile the model
     threads: int | None = None  # torch intra-op threads; None = torch's default
     seed: int = 0
@@ -92,7 +95,7 @@ class TrainConfig:
     log_every: int = 50  # without the bar (not a terminal), a progress line every N iterations (0 = never)
 
     def __post_init__(self) -> None:
-        choices = {"loss": ("ce", "focal", "lovasz", "ce+lovasz"), "loss_reduction": ("mean", "sum"),
+        choices = {"loss": ("ce", "focal", "ohem", "lovasz", "ce+lovasz"), "loss_reduction": ("mean", "sum"),
                    "optimizer": ("sgd", "adamw"), "schedule": ("fixed", "poly", "cosine"),
                    "amp": ("auto", "bf16", "fp16", "off"), "geometry": ("fast", "reference")}
         for name, allowed in choices.items():
@@ -112,13 +115,14 @@ class TrainConfig:
         ranges = {"lr": (0, None, False), "encoder_lr_mult": (0, None, True), "bias_lr_mult": (0, None, True),
                   "weight_decay": (0, None, True), "momentum": (0, 1, True), "poly_power": (0, None, False),
                   "warmup_factor": (0, 1, False), "focal_gamma": (0, None, True), "class_weight_power": (0, None, True),
-                  "color_jitter": (0, None, True),
-                  "width": (0, None, False)}
+                  "ohem_fraction": (0, 1, False), "color_jitter": (0, None, True), "width": (0, None, False)}
         for name, (low, high, closed) in ranges.items():
             v = getattr(self, name)
             if (v < low if closed else v <= low) or (high is not None and v > high):
                 bounds = f"{'>=' if closed else '>'} {low}" + (f" and <= {high}" if high is not None else "")
                 raise ValueError(f"{name} must be {bounds}, not {v}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in (0, 1) or null, not {self.ema_decay}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be > 0 or null, not {self.grad_clip}")
         if not all(0 <= b < 1 for b in self.betas):
@@ -146,6 +150,7 @@ FIELDS = {f.name: f for f in fields(TrainConfig)}
 # YAML 1.1 (PyYAML) reads an unquoted off/no/false as False (and on/yes/true as True): the
 # documented word that a text field's unquoted spelling became
 YAML_WORDS = {"amp": {False: "off"}}
+AUTO_WORDS = {"channels_last"}  # optional switches whose null is spelled "auto" (measured)
 NULL_WORDS = ("none", "null")  # "None" is text to YAML, but means null in an optional text field
 
 
@@ -164,6 +169,8 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     optional = isinstance(hint, types.UnionType) and type(None) in args
     base = next((a for a in args if a is not type(None)), hint) if optional else hint
     if optional and base is str and isinstance(value, str) and value.strip().lower() in NULL_WORDS:
+        value = None
+    if name in AUTO_WORDS and isinstance(value, str) and value.strip().lower() in ("auto", *NULL_WORDS):
         value = None
     if value is None:
         if optional:

@@ -5,6 +5,9 @@
   ``"mean"`` averages over labelled pixels (weighted by class weights if given).
 - ``focal``: cross-entropy scaled by ``(1 - p_t) ** gamma`` (Lin et al. 2017), which
   shifts the gradient to hard pixels -- thin, rare classes such as CamVid's poles.
+- ``ohem``: cross-entropy over only the hardest ``ohem_fraction`` of the labelled pixels
+  (online hard example mining, as BiSeNet and PSPNet train): easy road and sky pixels
+  stop dominating the mean without re-weighting whole classes.
 - ``lovasz``: the Lovász-softmax surrogate of the Jaccard loss (Berman et al. 2018),
   which optimises the IoU the benchmark reports. ``ce+lovasz`` sums the two.
 
@@ -14,20 +17,21 @@ Class weights typically come from ``fcnkit data stats`` (median-frequency balanc
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-LOSSES = ("ce", "focal", "lovasz", "ce+lovasz")
+LOSSES = ("ce", "focal", "ohem", "lovasz", "ce+lovasz")
 
 
 class SegmentationLoss(nn.Module):
     """``loss(logits (N, C, H, W), target (N, H, W) int64) -> scalar``; computed in fp32."""
 
     def __init__(self, name: str = "ce", *, ignore_index: int = 255, reduction: str = "mean",
-                 class_weights: Tensor | None = None, focal_gamma: float = 2.0) -> None:
+                 class_weights: Tensor | None = None, focal_gamma: float = 2.0, ohem_fraction: float = 0.25) -> None:
         super().__init__()
         if name not in LOSSES:
             raise ValueError(f"unknown loss {name!r}; choose from {LOSSES}")
@@ -35,7 +39,10 @@ class SegmentationLoss(nn.Module):
             raise ValueError(f"reduction must be 'mean' or 'sum', not {reduction!r}")
         if reduction == "sum" and "lovasz" in name:
             raise ValueError("the Lovász loss is a mean over classes; use reduction='mean' with it")
+        if not 0 < ohem_fraction <= 1:
+            raise ValueError(f"ohem_fraction must be in (0, 1], not {ohem_fraction}")
         self.name, self.ignore_index, self.reduction, self.focal_gamma = name, ignore_index, reduction, focal_gamma
+        self.ohem_fraction = ohem_fraction
         self.register_buffer("class_weights", None if class_weights is None else class_weights.float())
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -46,6 +53,9 @@ class SegmentationLoss(nn.Module):
         if self.name == "focal":
             return focal_loss(logits, target, gamma=self.focal_gamma, weight=self.class_weights,
                               ignore_index=self.ignore_index, reduction=self.reduction)
+        if self.name == "ohem":
+            return ohem_cross_entropy(logits, target, fraction=self.ohem_fraction, weight=self.class_weights,
+                                      ignore_index=self.ignore_index, reduction=self.reduction)
         lov = lovasz_softmax(logits.softmax(1), target, ignore_index=self.ignore_index)
         if self.name == "lovasz":
             return lov
@@ -68,6 +78,29 @@ def focal_loss(logits: Tensor, target: Tensor, *, gamma: float = 2.0, weight: Te
     if reduction == "sum":
         return loss.sum()
     return loss.sum() / w.sum().clamp_min(torch.finfo(w.dtype).tiny)
+
+
+def ohem_cross_entropy(logits: Tensor, target: Tensor, *, fraction: float = 0.25, weight: Tensor | None = None,
+                       ignore_index: int = 255, reduction: str = "mean") -> Tensor:
+    """Cross-entropy of the ``ceil(fraction * P)`` labelled pixels with the largest loss
+    (P labelled pixels in the batch); ``fraction=1`` is plain (weighted) cross-entropy.
+
+    "mean" divides by the summed class weights of the kept pixels, as ``F.cross_entropy``
+    does over all of them."""
+    per_pixel = F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index, reduction="none")
+    valid = target != ignore_index
+    losses = per_pixel[valid]  # (P,)
+    if losses.numel() == 0:
+        return logits.sum() * 0.0
+    k = max(1, math.ceil(fraction * losses.numel()))
+    kept, order = losses.topk(k, sorted=False) if k < losses.numel() else (losses, None)
+    if reduction == "sum":
+        return kept.sum()
+    if weight is None:
+        return kept.mean()
+    w = weight[target[valid]]
+    w = w if order is None else w[order]
+    return kept.sum() / w.sum().clamp_min(torch.finfo(w.dtype).tiny)
 
 
 def lovasz_softmax(probs: Tensor, target: Tensor, *, ignore_index: int = 255) -> Tensor:

@@ -68,4 +68,15 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
                         help="no progress bars or progress lines (results and errors are still printed)")
 
 
-__all__ = ["HelpFormatter", "Parser", "add_quiet", "examples", "plain"]
+def parse_scales(text: str) -> tuple[float, ...]:
+    """``--scales 0.75,1,1.25`` (test-time augmentation views)."""
+    try:
+        scales = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"scales must be numbers like 0.75,1,1.25, not {text!r}") from None
+    if not scales or any(s <= 0 for s in scales):
+        raise argparse.ArgumentTypeError(f"scales must be positive, not {text!r}")
+    return scales
+
+
+__all__ = ["HelpFormatter", "Parser", "add_quiet", "examples", "parse_scales", "plain"]

@@ -15,7 +15,7 @@ import argparse
 import math
 from pathlib import Path
 
-from .common import add_quiet, examples
+from .common import add_quiet, examples, parse_scales
 
 DEFAULT_NMS_IOU = 0.5  # = fcnkit.detection.decode.DEFAULT_NMS_IOU (a test checks); not imported: torch
 
@@ -29,13 +29,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                        epilog=examples("fcnkit eval camvid-fcn8s-lite0 --data camvid:data/camvid",
                                        "fcnkit eval runs/camvid_lite0/best.pt --data camvid:data/camvid --split test "
                                        "--out report",
-                                       "fcnkit eval joint.xml --data camvid:data/camvid voc_xml:data/raccoon"))
+                                       "fcnkit eval joint.xml --data camvid:data/camvid voc_xml:data/raccoon",
+                                       "fcnkit eval camvid-fcn8s-lite0 --data camvid:data/camvid --tta",
+                                       "fcnkit eval best.pt --data camvid:data/camvid --split train@0006R0"))
     p.add_argument("checkpoint", help="best.pt / last.pt from fcnkit train, a saved model or a weights name "
                                       "(segmentation, detection or joint: each is scored on the labels the data has)")
     p.add_argument("--data", required=True, metavar="SPEC", action="extend", nargs="+",
                    help="FORMAT:PATH or PATH, e.g. camvid:../shared/data/camvid; several specs (or --data "
                         "repeated) are scored together, e.g. a joint model on CamVid masks and raccoon boxes")
-    p.add_argument("--split", default="val", help="dataset split to score")
+    p.add_argument("--split", default="val",
+                   help="dataset split to score: a name, or an expression such as train+val or train@0006R0 "
+                        "(samples whose file name starts with 0006R0; ! drops them)")
     p.add_argument("--out", default=None, help="report folder (default: runs/eval/N, the first free N)")
     p.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes decoding images")
@@ -47,6 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-samples", type=int, default=None, help="score only the first N images")
     p.add_argument("--nms-iou", type=float, default=DEFAULT_NMS_IOU,
                    help="detection: class-wise NMS IoU after peak extraction (0: none, the paper's decoding)")
+    p.add_argument("--tta", action="store_true",
+                   help="score test-time augmentation: flip + scales 0.75,1,1.25 (as fcnkit predict --tta)")
+    p.add_argument("--scales", type=parse_scales, default=None, help="TTA scales, e.g. 0.75,1,1.25")
+    p.add_argument("--flip", action="store_true", help="TTA with horizontal flip")
     add_quiet(p)
     p.set_defaults(func=_eval)
 
@@ -54,6 +62,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _fmt(v: float | None) -> str:
     """A fraction as percent with one decimal, 5 wide: 0.6382 -> ' 63.8'."""
     return "  n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:5.1f}"
+
+
+def _views(tta: dict) -> str:
+    scales = ",".join(f"{s:g}" for s in tta["scales"])
+    return f", TTA: scales {scales}{' + flip' if tta['flip'] else ''}"
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -67,11 +80,13 @@ def _eval(args: argparse.Namespace) -> int:
     report = evaluate_checkpoint(args.checkpoint, data, split=args.split, out_dir=args.out,
                                  batch_size=args.batch_size, workers=args.workers, device=args.device, amp=args.amp,
                                  road_class=args.road_class, max_samples=args.max_samples,
-                                 nms_iou=args.nms_iou or None, progress=args.progress)
+                                 nms_iou=args.nms_iou or None, tta=args.tta, scales=args.scales, flip=args.flip,
+                                 progress=args.progress)
     if "report_dir" not in report:  # not rank 0
         return 0
     print(f"{args.checkpoint} ({report['task']}) on {' + '.join(args.data)} ({args.split}, {report['images']} images"
-          f"{', longer side ' + str(report['max_size']) + ' px' if report.get('max_size') else ''}); scores in %")
+          f"{', longer side ' + str(report['max_size']) + ' px' if report.get('max_size') else ''}"
+          f"{_views(report['tta']) if 'tta' in report else ''}); scores in %")
     wrote = ["metrics.json"]
     if "mean_iu" in report:
         print(f"  segmentation, {report['pixels']:,} labelled pixels: pixel acc {_fmt(report['pixel_acc'])}   "

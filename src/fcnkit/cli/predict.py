@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_quiet, examples
+from .common import add_quiet, examples, parse_scales
 from .models import parse_size
 
 
@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-memory", default=None,
                    help="working-memory budget beyond image and outputs, e.g. 2G (default 2G)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: flip + scales 0.75,1,1.25")
-    p.add_argument("--scales", type=_parse_scales, default=None, help="TTA scales, e.g. 0.5,1,1.5")
+    p.add_argument("--scales", type=parse_scales, default=None, help="TTA scales, e.g. 0.5,1,1.5")
     p.add_argument("--flip", action="store_true", help="TTA with horizontal flip")
     p.add_argument("--probs", action="store_true", help="also write float16 class probabilities (.npy)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
@@ -71,16 +71,6 @@ def _parse_overlap(text: str) -> float | int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"overlap must not be negative, not {text!r}")
     return value if value < 1 else int(value)
-
-
-def _parse_scales(text: str) -> tuple[float, ...]:
-    try:
-        scales = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"scales must be numbers like 0.75,1,1.25, not {text!r}") from None
-    if not scales or any(s <= 0 for s in scales):
-        raise argparse.ArgumentTypeError(f"scales must be positive, not {text!r}")
-    return scales
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -48,9 +48,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(path: str | Path, model: nn.Module, *, meta: dict[str, Any], optimizer=None, scheduler=None,
                     scaler=None, progress: dict[str, Any] | None = None, rng: list[dict] | None = None,
-                    train_config: dict[str, Any] | None = None) -> None:
-    """Write ``path`` atomically; ``optimizer`` etc. are omitted for a weights-only ``best.pt``."""
+                    train_config: dict[str, Any] | None = None, train_model: nn.Module | None = None) -> None:
+    """Write ``path`` atomically; ``optimizer`` etc. are omitted for a weights-only ``best.pt``.
+
+    ``model`` is what eval and predict use; ``train_model`` (the raw weights, when ``model``
+    is their moving average) is what a resumed run goes on training."""
     record = model_record(model, **meta)
+    if train_model is not None:
+        record["train_model"] = train_model.state_dict()
     if optimizer is not None:
         record["optimizer"] = optimizer.state_dict()
     if scheduler is not None:

@@ -1,8 +1,8 @@
 """Where and in what precision to run: device choice, autocast dtype, memory format.
 
-bf16 autocast is the default wherever it is fast: on CPUs with bf16 units
-(AVX512-BF16 / AMX) matmuls and convolutions run several times faster than fp32,
-and on CUDA bf16 needs no loss scaling. fp16 (CUDA) gets a GradScaler.
+On CUDA bf16 autocast needs no loss scaling (fp16 gets a GradScaler). On a CPU bf16 pays
+only where the CPU has bf16 units (AVX512-BF16 / AMX) *and* the model's layers have fast
+bf16 kernels there, which ``fcnkit.engine.probe`` measures rather than assumes.
 """
 
 from __future__ import annotations
@@ -48,18 +48,18 @@ def cpu_has_fast_bf16() -> bool:
     return False
 
 
-def resolve_amp(amp: str, device: torch.device, *, cpu_bf16_pays: bool = True) -> torch.dtype | None:
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``amp`` in auto|bf16|fp16|off on ``device`` (None = fp32).
 
-    ``cpu_bf16_pays=False`` (an encoder whose bf16 training is slower on CPU, e.g.
-    EfficientNet-Lite's depthwise convolutions: 8x slower, ``benchmarks/train_step.py``)
-    makes ``auto`` keep fp32 on CPU."""
+    ``auto`` on CUDA is bf16 where supported, else fp16. On a CPU whether bf16 pays depends
+    on the CPU and the model (``fcnkit.engine.probe.choose_run`` measures it); without a
+    measurement ``auto`` means fp32 there."""
     if amp == "off":
         return None
     if amp == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if device.type == "cpu" and cpu_bf16_pays and cpu_has_fast_bf16() else None
+        return None
     if amp == "bf16":
         return torch.bfloat16
     if amp == "fp16":
@@ -67,11 +67,6 @@ def resolve_amp(amp: str, device: torch.device, *, cpu_bf16_pays: bool = True) -
             raise ValueError("amp='fp16' needs CUDA; use amp='bf16' on CPU")
         return torch.float16
     raise ValueError(f"amp must be auto, bf16, fp16 or off, not {amp!r}")
-
-
-def cpu_bf16_pays(model: object) -> bool:
-    """What ``model``'s encoder measured: whether bf16 autocast is faster than fp32 on CPU."""
-    return bool(getattr(getattr(model, "encoder", None), "cpu_bf16_pays", True))
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
@@ -85,4 +80,4 @@ def memory_format(channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
-__all__ = ["autocast", "cpu_bf16_pays", "cpu_has_fast_bf16", "cpu_model", "memory_format", "resolve_amp", "resolve_device"]
+__all__ = ["autocast", "cpu_has_fast_bf16", "cpu_model", "memory_format", "resolve_amp", "resolve_device"]

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.transforms import v2
+from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
 from ..config import TrainConfig, absolute_inputs, from_dict
@@ -46,7 +47,8 @@ from .evaluate import evaluate
 from .tasks import TASKS, Task, to_device
 from .optim import build_optimizer, build_scheduler
 from .runlog import RunLog, write_run_info
-from .runtime import autocast, cpu_bf16_pays, memory_format, resolve_amp, resolve_device
+from .probe import RunChoice, choose_run
+from .runtime import autocast, memory_format, resolve_device
 from .sampling import EpochSampler, SeededSamples, ShardSampler, ignore_stop_signals_in_worker
 
 
@@ -205,19 +207,25 @@ class _Trainer:
         if len(self.train_set) == 0:
             raise ValueError(f"{cfg.data} ({cfg.train_split}): the training set is empty")
 
-        self.mf = memory_format(cfg.channels_last)
-        self.model = model.to(device, memory_format=self.mf)
-        self.amp_dtype = resolve_amp(cfg.amp, device, cpu_bf16_pays=cpu_bf16_pays(model))
+        self.model = model.to(device)
+        self.run_choice = self._choose_run(cfg, device, self.train_set)
+        self.amp_dtype, self.channels_last = self.run_choice.amp_dtype, self.run_choice.channels_last
+        self.mf = memory_format(self.channels_last)
+        self.model = self.model.to(memory_format=self.mf)
         net: nn.Module = self.model
         if dist.enabled:
             net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
         self.net = torch.compile(net) if cfg.compile else net
+        # the averaged weights are what is validated and saved as "model"; the raw ones resume training
+        self.ema = ModelEmaV3(self.model, decay=cfg.ema_decay, use_warmup=True) if cfg.ema_decay else None
+        self.kept = self.ema.module if self.ema is not None else self.model
 
         weights = load_class_weights(cfg.class_weights, len(info["classes"])) if cfg.class_weights else None
         if weights is not None:
             weights = weights ** cfg.class_weight_power  # median-frequency weights ** 0.5: a milder balance
         self.criterion = SegmentationLoss(cfg.loss, ignore_index=info["ignore_index"], reduction=cfg.loss_reduction,
-                                          class_weights=weights, focal_gamma=cfg.focal_gamma).to(device)
+                                          class_weights=weights, focal_gamma=cfg.focal_gamma,
+                                          ohem_fraction=cfg.ohem_fraction).to(device)
         self.optimizer = build_optimizer(self.model, cfg)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
 
@@ -256,10 +264,18 @@ class _Trainer:
         self.log.truncate_after(self.progress.epoch)
         if dist.is_main:
             write_run_info(self.out, cfg, device=str(device), amp=str(self.amp_dtype), world_size=dist.world_size,
+                           channels_last=self.channels_last, run_choice=self.run_choice.reason,
                            threads=torch.get_num_threads(),
                            resumed_at=self.progress.iteration if resume_path else None)
 
     # --- helpers ------------------------------------------------------------------
+    def _choose_run(self, cfg: TrainConfig, device: torch.device, train_set: Dataset) -> RunChoice:
+        """bf16 or fp32, channels_last or not: measured on this machine for this model at the
+        batch and crop it trains on (``fcnkit.engine.probe``)."""
+        size = cfg.crop_size or tuple(train_set[0][0].shape[-2:])  # uncropped: the first sample's size
+        return choose_run(self.model, device=device, shape=(cfg.batch_size, 3, *size), train=True, amp=cfg.amp,
+                          channels_last=cfg.channels_last, say=self.say)
+
     def say(self, msg: str) -> None:
         if self.dist.is_main:
             tqdm.write(msg)
@@ -274,7 +290,9 @@ class _Trainer:
                                                                    for k, (a, b) in changed.items()))
 
     def _restore(self, rec: dict) -> None:
-        self.model.load_state_dict(rec["model"])
+        self.model.load_state_dict(rec.get("train_model", rec["model"]))
+        if self.ema is not None:
+            self.ema.module.load_state_dict(rec["model"])
         self.optimizer.load_state_dict(rec["optimizer"])
         if "scheduler" in rec:
             self.scheduler.load_state_dict(rec["scheduler"])
@@ -307,11 +325,13 @@ class _Trainer:
     def save_last(self) -> None:
         self.check_finite_weights()
         D.sync_buffers(self.model)  # collectives: every rank gets here
+        D.sync_buffers(self.kept)
         rngs = D.gather_objects(rng_state())
         if self.dist.is_main:
-            save_checkpoint(self.out / "last.pt", self.model, meta=self.meta, optimizer=self.optimizer,
+            save_checkpoint(self.out / "last.pt", self.kept, meta=self.meta, optimizer=self.optimizer,
                             scheduler=self.scheduler, scaler=self.scaler, progress=asdict(self.progress),
-                            rng=rngs, train_config=absolute_inputs(self.cfg))
+                            rng=rngs, train_config=absolute_inputs(self.cfg),
+                            train_model=self.model if self.ema is not None else None)
         D.barrier()
 
     def _eta(self) -> str:
@@ -352,6 +372,8 @@ class _Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.progress.iteration + 1)
         return float(stats[0]) / self.dist.world_size
 
     # --- the loop -----------------------------------------------------------------
@@ -360,7 +382,7 @@ class _Trainer:
         self.say(f"training {cfg.model} ({cfg.encoder}, width {cfg.width}, {cfg.geometry} geometry) on "
                  f"{len(self.train_set)} images, {self.iters_per_epoch} iterations/epoch x {self.num_epochs} epochs "
                  f"= {self.total_iters} iterations; device {self.device}, amp {self.amp_dtype or 'off'}, "
-                 f"channels_last {cfg.channels_last}, {self.dist.world_size} process(es); run dir {self.out}")
+                 f"channels_last {self.channels_last}, {self.dist.world_size} process(es); run dir {self.out}")
         status, done_now, last_metrics = "finished", 0, None
         try:
             with StopSignal(self.say) as stop:
@@ -416,7 +438,7 @@ class _Trainer:
         if status != "finished":
             self.say(f"{status} at iteration {p.iteration}: saved {self.out / 'last.pt'}; continue with --resume")
         return {"status": status, "epoch": p.epoch, "iteration": p.iteration, "best_metric": p.best_metric,
-                "best_key": self.task.best_key, "best_epoch": p.best_epoch, "metrics": last_metrics, "out_dir": str(self.out), "model": self.model}
+                "best_key": self.task.best_key, "best_epoch": p.best_epoch, "metrics": last_metrics, "out_dir": str(self.out), "model": self.kept}
 
     def end_epoch(self) -> dict | None:
         cfg, p = self.cfg, self.progress
@@ -429,9 +451,10 @@ class _Trainer:
         t_val = time.perf_counter()
         self.check_finite_weights()  # never validate, or keep as best.pt, inf/NaN weights
         D.sync_buffers(self.model)  # every rank validates (and best.pt keeps) rank 0's model
+        D.sync_buffers(self.kept)
         if self.val_loader is not None and (epoch % cfg.val_every == 0 or final):
-            ev = evaluate(self.model, self.val_loader, num_classes=len(self.info["classes"]), device=self.device,
-                          amp_dtype=self.amp_dtype, channels_last=cfg.channels_last,
+            ev = evaluate(self.kept, self.val_loader, num_classes=len(self.info["classes"]), device=self.device,
+                          amp_dtype=self.amp_dtype, channels_last=self.channels_last,
                           progress=cfg.progress and self.dist.is_main, desc=f"val {epoch}")
             metrics = ev.metrics
             row.update({f"val_{k}": v for k, v in metrics.items() if isinstance(v, float)})
@@ -441,7 +464,7 @@ class _Trainer:
             if score == score and score > p.best_metric:  # NaN (nothing to score) never wins
                 p.best_metric, p.best_epoch = score, epoch
                 if self.dist.is_main:
-                    save_checkpoint(self.out / "best.pt", self.model,
+                    save_checkpoint(self.out / "best.pt", self.kept,
                                     meta={**self.meta, "epoch": epoch, "iteration": p.iteration,
                                           "val_metrics": metrics}, train_config=absolute_inputs(cfg))
         row["val_seconds"] = time.perf_counter() - t_val

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Callable
 
 import numpy as np
@@ -24,11 +25,11 @@ from ..detection.decode import DEFAULT_NMS_IOU, decode
 from ..draw import draw_boxes
 from ..engine import distributed as D
 from ..engine.evaluate import DET_KEYS, evaluate, write_report
-from ..engine.runtime import cpu_bf16_pays, resolve_amp
 from ..engine.sampling import ShardSampler
 from ..engine.tasks import TASKS, Task
 from ..io import atomic_write, check_output_dir, next_run_dir
 from .runtime import open_model
+from .tta import Augmented, tta_views
 
 GT_COLOUR, PRED_COLOUR = (0, 255, 0), (255, 0, 0)
 
@@ -106,9 +107,10 @@ def _check_classes(checkpoint, data, split, model: nn.Module, task: Task, datase
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str | list[str], *, split: str = "val",
                         out_dir: str | Path | None = None, batch_size: int = 1, workers: int = 2,
-                        device: str = "auto", amp: str = "auto", channels_last: bool = True,
+                        device: str = "auto", amp: str = "auto", channels_last: bool | None = None,
                         road_class: int | None = None, max_samples: int | None = None, max_size: int | None = None,
-                        nms_iou: float | None = DEFAULT_NMS_IOU, progress: bool = True) -> dict:
+                        nms_iou: float | None = DEFAULT_NMS_IOU, tta: bool = False,
+                        scales: Sequence[float] | None = None, flip: bool = False, progress: bool = True) -> dict:
     """``fcnkit eval`` as a function, for every task: load a saved model / checkpoint (or a
     weights name), score it on ``data``'s ``split``, write the report; returns the metrics.
 
@@ -117,6 +119,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | list[str], *, split:
     two-class datasets). Boxes give COCO mAP and ``detections.png``. A joint model
     reports both, each on the data that has its labels. Images are resized so the longer
     side is ``max_size`` (default: the size a detector was trained at, from its metadata).
+    ``tta`` / ``scales`` / ``flip`` score a segmentation model's averaged test-time
+    augmentation views (``fcnkit.inference.tta``) instead of its plain output.
     The report goes to ``out_dir`` (default ``runs/eval/N`` under the working directory,
     the first free N; never the model's folder); its scores are fractions in [0, 1].
     """
@@ -129,6 +133,13 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | list[str], *, split:
         dataset = build_dataset(data, split, v2.Compose([*_resize(max_size), eval_transforms(model.preprocessing)]))
         if len(dataset) == 0:
             raise ValueError(f"{data}: split {split!r} has no images")
+        if model.module is not None:  # torch models: precision and layout measured here (exports run as stored)
+            # detecting models run in fp32: box sizes regressed in map cells lose about a pixel in bf16
+            model.choose_run((batch_size, 3, *dataset[0][0].shape[-2:]), amp="off" if task.detects else amp,
+                             channels_last=channels_last, say=print if progress and dist.is_main else None)
+        views = tta_views(tta, scales, flip)
+        if views != ((1.0,), False):
+            model = Augmented(model, scales=views[0], flip=views[1])
         _check_classes(checkpoint, data, split, model, task, dataset)
         classes = list(getattr(dataset, "classes", []))
         if task.segments and road_class is None and len(classes) == 2 and "road" in [c.lower() for c in classes]:
@@ -139,16 +150,17 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | list[str], *, split:
         loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                             sampler=ShardSampler(len(dataset), num_replicas=dist.world_size, rank=dist.rank),
                             collate_fn=task.collate(model, ignore_index))
-        amp_dtype = (resolve_amp(amp, dev, cpu_bf16_pays=cpu_bf16_pays(model.module))
-                     if model.module is not None else None)  # exported graphs run as stored
-        ev = evaluate(model, loader, num_classes=model.num_classes, device=dev, amp_dtype=amp_dtype,
-                      channels_last=channels_last, road_class=road_class, nms_iou=nms_iou,
+        ev = evaluate(model, loader, num_classes=model.num_classes, device=dev, amp_dtype=None,
+                      channels_last=bool(getattr(model, "channels_last", False)), road_class=road_class, nms_iou=nms_iou,
                       progress=progress and dist.is_main)
         if not dist.is_main:
             return ev.metrics
         info = {"checkpoint": str(checkpoint), "backend": model.backend, "data": data if isinstance(data, str) else list(data),
                 "split": split, "task": task.name, "images": len(dataset),
-                "amp": str(None if task.detects else amp_dtype), "report_dir": str(out)}
+                "precision": model.precision, "channels_last": bool(getattr(model, "channels_last", False)),
+                "report_dir": str(out)}
+        if views != ((1.0,), False):
+            info["tta"] = {"scales": list(views[0]), "flip": views[1]}
         if task.detects:
             info.update(box_classes=model.meta.get("box_classes") or model.meta.get("classes"), nms_iou=nms_iou,
                         max_size=max_size)

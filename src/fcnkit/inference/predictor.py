@@ -37,10 +37,9 @@ from .memory import HeapGuard
 from .postprocess import colorize, draw_detections, overlay, palette_for
 from .tiling import (TilePlan, choose_plan, count_tiles, fitted_tiles, grid_align, grid_cells, make_plan,
                      parse_memory, tiled_scores)
-from .tta import augmented_logits
+from .tta import augmented_logits, tta_views
 
 DEFAULT_MAX_MEMORY = 2 * 2**30  # working-memory budget when none is given: 2 GiB
-DEFAULT_TTA_SCALES = (0.75, 1.0, 1.25)
 ProbsFactory = Callable[[Path | None, tuple[int, int, int]], np.ndarray]
 TILE_PROGRESS_MIN = 64  # show a per-tile progress bar for images with at least this many tiles
 
@@ -118,13 +117,7 @@ class Predictor:
                                            channels_last=channels_last)
         self.device = self.backend.device
         self.progress = progress
-        scales = tuple(float(s) for s in scales)
-        if tta:
-            flip = True
-            scales = DEFAULT_TTA_SCALES if scales == (1.0,) else scales
-        if not scales or any(s <= 0 for s in scales):
-            raise ValueError(f"TTA scales must be positive, got {scales}")
-        self.scales, self.flip = scales, flip
+        self.scales, self.flip = tta_views(tta, scales, flip)
         self.overlap = overlap
         self.budget = parse_memory(max_memory) if max_memory is not None else DEFAULT_MAX_MEMORY
         self.forced_plan: TilePlan | None = None

@@ -28,6 +28,7 @@ from ..models.registry import model_task
 from ..models.saved import load_model
 from ..preprocessing import IMAGENET, Preprocessing
 from ..models.zoo import resolve
+from ..engine.probe import RunChoice, choose_run
 
 META_KEY = "fcnkit"
 META_FORMAT = "fcnkit-export/1"
@@ -295,6 +296,16 @@ class TorchRuntime(Runtime):
     @property
     def bf16(self) -> bool:
         return self.precision == "bf16"
+
+    def choose_run(self, shape: tuple[int, ...], *, amp: str = "auto", channels_last: bool | None = None,
+                   say: Callable[[str], None] | None = print) -> RunChoice:
+        """Run from now on in the precision and layout a timed probe finds fastest for inputs
+        of ``shape`` on this machine (``fcnkit.engine.probe``); ``amp`` "off" keeps fp32."""
+        choice = choose_run(self.module, device=self.device, shape=shape, train=False, amp=amp,
+                            channels_last=channels_last, say=say)
+        self.precision = "bf16" if choice.amp_dtype == torch.bfloat16 else "fp32"  # (no fp16 autocast here)
+        self.channels_last = choice.channels_last
+        return choice
 
     def __call__(self, x: Tensor) -> Tensor | dict[str, Tensor]:
         x = x.to(self.device, torch.float32)

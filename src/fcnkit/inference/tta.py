@@ -8,10 +8,52 @@ be blended across tiles and soft-maxed again like plain logits (softmax of log p
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+DEFAULT_TTA_SCALES = (0.75, 1.0, 1.25)  # with flip: what --tta means, in predict and in eval
+
+
+def tta_views(tta: bool = False, scales: Sequence[float] | None = None, flip: bool = False
+              ) -> tuple[tuple[float, ...], bool]:
+    """(scales, flip) from the options a user gives: ``tta`` means flip and
+    ``DEFAULT_TTA_SCALES`` unless scales are given; no options mean one plain view."""
+    scales = tuple(float(s) for s in scales) if scales else (1.0,)
+    if tta:
+        flip = True
+        scales = DEFAULT_TTA_SCALES if scales == (1.0,) else scales
+    if not scales or any(not s > 0 for s in scales):
+        raise ValueError(f"TTA scales must be positive, got {scales}")
+    return scales, flip
+
+
+class Augmented:
+    """A segmentation runner whose every call averages the TTA views of its input
+    (``augmented_logits``): what ``fcnkit eval --tta`` scores, through the same evaluator."""
+
+    def __init__(self, runner: Any, *, scales: Sequence[float], flip: bool) -> None:
+        if getattr(runner, "task", "segmentation") != "segmentation":
+            raise ValueError(f"test-time augmentation averages class probabilities; a {runner.task} model's "
+                             f"boxes are not averaged: drop --tta/--flip/--scales")
+        self.runner, self.scales, self.flip = runner, tuple(scales), flip
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.runner, name)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return augmented_logits(self.runner, x, scales=self.scales, flip=self.flip,
+                                multiple=getattr(self.runner, "pad_multiple", 1))
+
+    def eval(self) -> "Augmented":
+        self.runner.eval()
+        return self
+
+    def train(self, mode: bool = True) -> "Augmented":
+        self.runner.train(mode)
+        return self
 
 
 def augmented_logits(run: Callable[[Tensor], Tensor], x: Tensor, *, scales: Sequence[float] = (1.0,),

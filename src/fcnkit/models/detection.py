@@ -48,8 +48,9 @@ class SkipFusionNeck(nn.Module):
         if output_stride not in (4, 8):
             raise ValueError(f"detection output_stride must be 4 or 8, not {output_stride}")
         by_stride = {t.stride: t for t in taps}
-        if sorted(by_stride) != [8, 16, 32]:
-            raise ValueError(f"encoder taps must have strides 8, 16, 32; got {sorted(by_stride)}")
+        if not {8, 16, 32} <= set(by_stride):
+            raise ValueError(f"encoder taps must include strides 8, 16, 32; got {sorted(by_stride)}")
+        self.tap_strides = [t.stride for t in taps]
         self.output_stride = output_stride
         self.lateral = nn.ModuleDict({f"s{s}": _conv_bn_relu(by_stride[s].channels, channels, 1)
                                       for s in (32, 16, 8)})
@@ -59,7 +60,7 @@ class SkipFusionNeck(nn.Module):
         self.channels = channels
 
     def forward(self, features: list[Tensor]) -> Tensor:
-        by_stride = dict(zip((8, 16, 32), features))
+        by_stride = dict(zip(self.tap_strides, features))
         x = self.lateral["s32"](by_stride[32])  # (N, ch, H/32, W/32)
         for s in (16, 8):
             x = fuse(self.up[f"s{s}"](x), self.lateral[f"s{s}"](by_stride[s]))  # (N, ch, H/s, W/s)

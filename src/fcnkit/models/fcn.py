@@ -1,8 +1,9 @@
-"""FCN-32s / 16s / 8s: an encoder, a skip decoder, and the geometry that joins them.
+"""FCN-32s / 16s / 8s (and 4s): an encoder, a skip decoder, and the geometry that joins them.
 
 The decoder is the paper's (sec. 4.2, fig. 3): 1x1 "score" convs on the stride-32,
 16 and 8 taps, 2x transposed-conv upsampling between them, crop-and-add fusion, and
-a final 32x/16x/8x upsampling back to the input.
+a final 32x/16x/8x upsampling back to the input. FCN-4s takes the paper's idea one
+step further, a skip from the stride-4 tap (pool2), for classes a few pixels wide.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ from .encoders import Encoder, FeatureInfo
 from .geometry import CoordMap, crop_offset
 from .weights import IMAGENET, Preprocessing
 
-SKIP_NAMES = {16: "score_pool4", 8: "score_pool3"}
-FINAL_UPSAMPLE_NAMES = {32: "upscore", 16: "upscore16", 8: "upscore8"}
-STEP_UPSAMPLE_NAMES = {16: "upscore2", 8: "upscore_pool4"}
+SKIP_NAMES = {16: "score_pool4", 8: "score_pool3", 4: "score_pool2"}
+FINAL_UPSAMPLE_NAMES = {32: "upscore", 16: "upscore16", 8: "upscore8", 4: "upscore4"}
+STEP_UPSAMPLE_NAMES = {16: "upscore2", 8: "upscore_pool4", 4: "upscore_pool3"}
 ATONCE_SCALES = {16: 0.01, 8: 0.0001}
 
 
 class FCNDecoder(nn.Module):
-    """Score, upsample and fuse down to ``output_stride`` (32, 16 or 8).
+    """Score, upsample and fuse down to ``output_stride`` (32, 16, 8 or 4).
 
     ``geometry="reference"`` uses the authors' unpadded transposed convs (kernel
     2f, stride f, padding 0) and crops at offsets derived from the encoder's
@@ -37,12 +38,17 @@ class FCNDecoder(nn.Module):
                  geometry: str = "fast", skip_scales: dict[int, float] | None = None,
                  learnable_upsampling: bool = False) -> None:
         super().__init__()
-        if output_stride not in (32, 16, 8):
-            raise ValueError(f"output_stride must be 32, 16 or 8, not {output_stride}")
+        if output_stride not in (32, 16, 8, 4):
+            raise ValueError(f"output_stride must be 32, 16, 8 or 4, not {output_stride}")
         self.output_stride = output_stride
         self.skip_scales = dict(skip_scales or {})
         by_stride = {t.stride: t for t in taps}
-        self.strides = [s for s in (16, 8) if s >= output_stride]  # skips used, coarse to fine
+        self.tap_strides = [t.stride for t in taps]  # what each encoder output is
+        self.strides = [s for s in (16, 8, 4) if s >= output_stride]  # skips used, coarse to fine
+        missing = [s for s in (32, *self.strides) if s not in by_stride]
+        if missing:
+            raise ValueError(f"FCN-{output_stride}s needs encoder taps at strides {missing}; the encoder has "
+                             f"{sorted(by_stride)}")
 
         def upsample(factor: int) -> Upsample:
             pad = 0 if geometry == "reference" else factor // 2
@@ -66,7 +72,7 @@ class FCNDecoder(nn.Module):
         return crops
 
     def forward(self, features: list[Tensor], size: tuple[int, int]) -> Tensor:
-        by_stride = dict(zip((8, 16, 32), features))
+        by_stride = dict(zip(self.tap_strides, features))
         score = self.score_fr(by_stride[32])  # (N, C, H/32, W/32)
         for s in self.strides:
             score = getattr(self, STEP_UPSAMPLE_NAMES[s])(score)  # 2x: (N, C, H/s, W/s)

@@ -63,6 +63,9 @@ def _builder(stride: int, name: str, skip_scales: dict[int, float] | None = None
 fcn32s = _builder(32, "fcn32s")
 fcn16s = _builder(16, "fcn16s")
 fcn8s = _builder(8, "fcn8s")
+fcn4s = _builder(4, "fcn4s")
+fcn4s.__doc__ = ("FCN-4s: FCN-8s with one more skip, from the stride-4 tap (pool2), the paper's idea one step\n"
+                 "    further for thin classes (poles, signs). Not in the paper.\n" + _doc(4))
 fcn8s_atonce = _builder(8, "fcn8s_atonce", ATONCE_SCALES)
 fcn8s_atonce.__doc__ = ("FCN-8s at-once: all skips trained jointly from VGG-16, pool4 scaled by 0.01 and\n"
                         "    pool3 by 0.0001 before scoring (the authors' fcn8s-atonce).\n" + _doc(8))

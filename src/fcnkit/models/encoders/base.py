@@ -26,10 +26,10 @@ class FeatureInfo:
 
 class Encoder(nn.Module):
     """Base class: ``forward(x)`` returns one tensor per entry of ``feature_info``,
-    ordered fine to coarse (stride 8, 16, 32)."""
+    ordered fine to coarse (stride 4, 8, 16, 32: the paper's pool2..pool5 and fc7; FCN-8s
+    uses the last three, "FCN-4s" all four)."""
 
     feature_info: list[FeatureInfo]
-    cpu_bf16_pays: bool = True  # measured per encoder; False keeps amp='auto' in fp32 on CPU
 
     def forward(self, x: Tensor) -> list[Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError

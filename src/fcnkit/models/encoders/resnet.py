@@ -1,4 +1,4 @@
-"""torchvision ResNets as FCN encoders: taps layer2 (stride 8), layer3 (16), layer4 (32).
+"""torchvision ResNets as FCN encoders: taps layer1 (stride 4), layer2 (8), layer3 (16), layer4 (32).
 
 Attribute names equal torchvision's, so its ImageNet state dict loads once ``fc.*``
 (the classifier an FCN replaces) is dropped.
@@ -21,12 +21,13 @@ class ResNetEncoder(Encoder):
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         self.feature_info = [
             FeatureInfo(name, last_norm_channels(getattr(self, name)), stride)
-            for name, stride in (("layer2", 8), ("layer3", 16), ("layer4", 32))
+            for name, stride in (("layer1", 4), ("layer2", 8), ("layer3", 16), ("layer4", 32))
         ]
 
     def forward(self, x: Tensor) -> list[Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # stride 4
-        c2 = self.layer2(self.layer1(x))  # stride 8
+        c1 = self.layer1(x)  # stride 4
+        c2 = self.layer2(c1)  # stride 8
         c3 = self.layer3(c2)  # stride 16
         c4 = self.layer4(c3)  # stride 32
-        return [c2, c3, c4]
+        return [c1, c2, c3, c4]

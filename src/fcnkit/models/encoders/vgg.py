@@ -52,10 +52,12 @@ class VGG16Encoder(Encoder):
         self.fc7 = nn.Conv2d(fc, fc, 1)
         self.drop6 = nn.Dropout2d(dropout)
         self.drop7 = nn.Dropout2d(dropout)
+        pool2_ch = max(1, round(128 * width))
         pool3_ch = max(1, round(256 * width))
         pool4_ch = max(1, round(512 * width))
         maps = self._coord_maps()
         self.feature_info = [
+            FeatureInfo("pool2", pool2_ch, 4, maps["pool2"]),
             FeatureInfo("pool3", pool3_ch, 8, maps["pool3"]),
             FeatureInfo("pool4", pool4_ch, 16, maps["pool4"]),
             FeatureInfo("fc7", fc, 32, maps["fc7"]),
@@ -85,7 +87,7 @@ class VGG16Encoder(Encoder):
             taps[f"pool{block}"] = x
         x = self.drop6(F.relu(self.fc6(x), inplace=True))
         x = self.drop7(F.relu(self.fc7(x), inplace=True))
-        return [taps["pool3"], taps["pool4"], x]
+        return [taps["pool2"], taps["pool3"], taps["pool4"], x]
 
 
 def vgg16_from_torchvision(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -1,0 +1,98 @@
+"""Precision and layout by measurement: the probe picks the fastest, leaves the model as it was,
+caches per machine and model, and never overrides an explicit setting."""
+
+import json
+
+import pytest
+import torch
+
+import fcnkit
+from fcnkit.engine import probe
+from fcnkit.engine.probe import choose_run, probe_cache_path
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FCNKIT_CACHE", str(tmp_path / "cache"))
+    return probe_cache_path()
+
+
+def tiny():
+    return fcnkit.create_model("fcn8s", num_classes=3, encoder="resnet18")
+
+
+def fake_times(times):
+    """A _time_steps that reports ``times`` (label -> seconds) and counts its calls."""
+    calls = []
+
+    def timed(model, x, candidates, *, train, repeats, device):
+        calls.append((tuple(x.shape), train))
+        return {c: times[probe.RunChoice(*c, "").label] for c in candidates}
+    return timed, calls
+
+
+def test_the_fastest_candidate_wins_and_the_reason_names_the_others(cache, monkeypatch):
+    monkeypatch.setattr(probe, "cpu_has_fast_bf16", lambda: True)
+    timed, calls = fake_times({"fp32 channels_last": 3.6, "fp32 NCHW": 6.7, "bf16 channels_last": 2.17,
+                               "bf16 NCHW": 2.19})
+    monkeypatch.setattr(probe, "_time_steps", timed)
+    said = []
+    choice = choose_run(tiny(), device=CPU, shape=(8, 3, 64, 96), train=True, say=said.append)
+    assert (choice.amp_dtype, choice.channels_last) == (torch.bfloat16, True)
+    assert calls == [((8, 3, 64, 96), True)]
+    assert said[0].startswith("precision and layout: bf16 channels_last: 2.17 s per training step vs bf16 NCHW 2.19 s")
+    assert "fp32 NCHW 6.70 s" in said[0] and "measured (" in said[0]
+    # the second time the same model and shape come from the cache, measured nothing
+    again = choose_run(tiny(), device=CPU, shape=(8, 3, 64, 96), train=True, say=said.append)
+    assert again.label == choice.label and len(calls) == 1 and "measured earlier" in said[1]
+    # another input shape, or inference instead of training, is measured anew
+    choose_run(tiny(), device=CPU, shape=(1, 3, 64, 96), train=False, say=None)
+    assert calls[-1] == ((1, 3, 64, 96), False)
+    assert len(json.loads(cache.read_text())) == 2
+
+
+def test_explicit_settings_are_never_measured_and_no_bf16_without_bf16_units(cache, monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("measured although nothing was left to choose")
+
+    monkeypatch.setattr(probe, "_time_steps", refuse)
+    c = choose_run(tiny(), device=CPU, shape=(1, 3, 32, 32), train=True, amp="bf16", channels_last=False)
+    assert (c.amp_dtype, c.channels_last, c.reason) == (torch.bfloat16, False, "as configured")
+    monkeypatch.setattr(probe, "cpu_has_fast_bf16", lambda: False)
+    c = choose_run(tiny(), device=CPU, shape=(1, 3, 32, 32), train=False, channels_last=True)
+    assert (c.amp_dtype, c.channels_last) == (None, True) and "no bf16" in c.reason
+    timed, calls = fake_times({"fp32 channels_last": 2.0, "fp32 NCHW": 1.0})
+    monkeypatch.setattr(probe, "_time_steps", timed)
+    c = choose_run(tiny(), device=CPU, shape=(1, 3, 32, 32), train=False, say=None)
+    assert (c.amp_dtype, c.channels_last) == (None, False) and len(calls) == 1
+    assert not cache.exists() or all(rec["times"][0][0] == "fp32" for rec in json.loads(cache.read_text()).values())
+
+
+def test_a_real_probe_leaves_weights_statistics_and_randomness_as_they_were(cache):
+    model = tiny().train()  # batch norm: a forward in training mode would move its running statistics
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(7)
+    expected_draw = torch.rand(3)
+    torch.manual_seed(7)
+    choice = choose_run(model, device=CPU, shape=(2, 3, 32, 32), train=True, say=None)
+    assert torch.equal(torch.rand(3), expected_draw)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None for p in model.parameters()) and model.training
+    fmt = torch.channels_last if choice.channels_last else torch.contiguous_format
+    assert model.encoder.layer1[0].conv1.weight.is_contiguous(memory_format=fmt)
+    (record,) = json.loads(cache.read_text()).values()
+    assert record["shape"] == [2, 3, 32, 32] and record["train"] is True and len(record["times"]) >= 2
+
+
+def test_a_damaged_cache_is_measured_again(cache, monkeypatch):
+    cache.parent.mkdir(parents=True)
+    cache.write_text("{not json")
+    timed, calls = fake_times({"fp32 channels_last": 1.0, "fp32 NCHW": 2.0, "bf16 channels_last": 3.0,
+                               "bf16 NCHW": 4.0})
+    monkeypatch.setattr(probe, "_time_steps", timed)
+    c = choose_run(tiny(), device=CPU, shape=(1, 3, 32, 32), train=False, say=None)
+    assert (c.amp_dtype, c.channels_last, len(calls)) == (None, True, 1)
+    assert len(json.loads(cache.read_text())) == 1

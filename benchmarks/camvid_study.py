@@ -38,6 +38,12 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "ce_lovasz": ("CE (no weights) + Lovász-softmax", ["class_weights=null", "loss=ce+lovasz"]),
     "sqrt_lovasz": ("CE (sqrt weights) + Lovász-softmax", ["class_weight_power=0.5", "loss=ce+lovasz"]),
     "ohem": ("CE over the hardest 25% of pixels, no weights", ["class_weights=null", "loss=ohem"]),
+    "fcn4s": ("FCN-4s: one more skip, from the stride-4 tap", ["model=fcn4s"]),
+    "ema": ("an EMA of the weights (decay 0.999, warmed up)", ["ema_decay=0.999"]),
+    "lite1": ("EfficientNet-Lite1 encoder", ["encoder=efficientnet_lite1"]),
+    "lite2": ("EfficientNet-Lite2 encoder", ["encoder=efficientnet_lite2"]),
+    "long": ("24 epochs instead of 12", ["epochs=24", "val_every=8"]),
+    "scale_wide": ("random scale 0.5-2.0 instead of 0.75-1.5", ["scale_range=[0.5,2.0]"]),
 }
 
 

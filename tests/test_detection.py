@@ -274,3 +274,32 @@ def test_decoding_suppresses_duplicate_peaks_by_default():
     both = decode(maps, stride=4, nms_iou=None)[0]
     assert len(one["boxes"]) == 1 and len(both["boxes"]) == 2
     torch.testing.assert_close(one["boxes"][0], torch.tensor([16.0, 16.0, 48.0, 48.0]))  # (8 +- 4) cells x 4 px
+
+
+def test_centre_box_giou_loss_is_zero_for_exact_boxes_and_rewards_overlap() -> None:
+    from fcnkit.detection.losses import centre_box_giou_loss, detection_loss
+
+    t = render_targets(torch.tensor([[8.0, 4.0, 40.0, 28.0]]), torch.tensor([0]), num_classes=1, map_size=(8, 12),
+                       stride=4)
+    size, offset, mask = t["size"][None], t["offset"][None], t["reg_mask"][None]
+    assert centre_box_giou_loss(size, offset, size, offset, mask).item() == pytest.approx(0.0, abs=1e-6)
+    # 8 x 6 cells; predicting 10% too wide AND 10% too tall is worse in IoU than only 20% too wide
+    both = size.clone()
+    both[:, :, mask[0]] += math.log(1.1)
+    wide = size.clone()
+    wide[:, 0][mask] += math.log(1.2)
+    loss_both = centre_box_giou_loss(both, offset, size, offset, mask).item()
+    loss_wide = centre_box_giou_loss(wide, offset, size, offset, mask).item()
+    assert loss_both == pytest.approx(1 - 1 / 1.21, abs=1e-5) and loss_wide == pytest.approx(1 - 1 / 1.2, abs=1e-5)
+    # a box shifted 1.5 widths away does not overlap at all: GIoU loss above 1 (the gap counts)
+    shifted = offset.clone()
+    shifted[:, 0][mask] += 12.0
+    assert centre_box_giou_loss(size, shifted, size, offset, mask).item() > 1.0
+    # it is part of the detection loss, and no centre cell means 0 (with a graph)
+    maps = {"heatmap": torch.zeros(1, 1, 8, 12, requires_grad=True), "size": size.clone().requires_grad_(),
+            "offset": shifted.requires_grad_()}
+    parts = detection_loss(maps, {**{k: v[None] for k, v in t.items()}})
+    assert parts["giou"].item() > 1.0 and parts["det"].item() == pytest.approx(
+        parts["heatmap"].item() + parts["size"].item() + parts["offset"].item() + parts["giou"].item(), rel=1e-6)
+    empty = centre_box_giou_loss(size.requires_grad_(), offset, size, offset, torch.zeros_like(mask))
+    assert empty.item() == 0.0 and empty.requires_grad

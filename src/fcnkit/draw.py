@@ -12,6 +12,11 @@ from PIL import Image, ImageDraw
 
 Color = tuple[int, int, int]
 
+# box colours by class: saturated, and none of them black, white or grey, so a box stands out on a
+# photo and on a segmentation overlay alike (the first is the web page's box colour)
+BOX_COLOURS: tuple[Color, ...] = ((255, 45, 85), (0, 200, 255), (255, 200, 0), (60, 220, 60), (200, 80, 255),
+                                  (255, 120, 0), (0, 255, 170), (255, 0, 200))
+
 
 def draw_boxes(img: Image.Image, boxes: Sequence[Sequence[float]], *, colors: Color | Sequence[Color] = (255, 0, 0),
                captions: Sequence[str] | None = None, width: int | None = None) -> Image.Image:
@@ -29,4 +34,4 @@ def draw_boxes(img: Image.Image, boxes: Sequence[Sequence[float]], *, colors: Co
     return img
 
 
-__all__ = ["draw_boxes"]
+__all__ = ["BOX_COLOURS", "draw_boxes"]

@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default=None, metavar="DEVICE",
                    help="torch device for .pt / .safetensors models (default: cuda if available, else cpu); "
                         ".onnx and .xml files run on ONNX Runtime / OpenVINO")
+    p.add_argument("--conf", type=float, default=None,
+                   help="detectors: answer boxes whose score is at least this (default: the model's recommended "
+                        "threshold, else 0.3)")
     p.set_defaults(func=_serve)
 
 
@@ -46,11 +49,14 @@ def _serve(args: argparse.Namespace) -> int:
     from ..inference.tiling import parse_memory
     from ..serve.app import ServeSettings, create_app
 
+    if args.conf is not None and not 0 <= args.conf <= 1:
+        raise ValueError(f"--conf must be a score in [0, 1], not {args.conf}")
     for name in ("max_batch", "max_queue", "port"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, not {getattr(args, name)}")
     settings = ServeSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
-                             max_body=parse_memory(args.max_body), max_memory=args.max_memory, device=args.backend)
+                             max_body=parse_memory(args.max_body), max_memory=args.max_memory, device=args.backend,
+                             conf=args.conf)
     print(f"fcnkit serve {args.model} on http://{args.host}:{args.port}/ (max batch {args.max_batch}, "
           f"wait {args.max_wait_ms:g} ms, queue {args.max_queue}, body {args.max_body})", flush=True)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler it found:

@@ -19,6 +19,8 @@ from torch import Tensor
 from torchvision.ops import batched_nms, clip_boxes_to_image
 
 DEFAULT_NMS_IOU = 0.5
+DEFAULT_CONF = 0.3  # boxes shown to people (predict, serve): centre probability at least this, unless the
+# model file recommends its own ("conf" in its metadata, measured on its val split)
 
 
 def decode(outputs: dict[str, Tensor], *, stride: int, k: int = 100, threshold: float = 0.05,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..draw import draw_boxes
+from ..draw import BOX_COLOURS, draw_boxes
 from ..io import atomic_write
 from ..data.base import default_palette
 
@@ -58,12 +58,13 @@ def overlay(image: np.ndarray, mask: np.ndarray | None, palette: Palette, *, alp
     return Image.fromarray(out)
 
 
-def draw_detections(img: Image.Image, detections: Sequence[dict], palette: Palette,
-                    names: Sequence[str] | None = None) -> Image.Image:
+def draw_detections(img: Image.Image, detections: Sequence[dict], names: Sequence[str] | None = None) -> Image.Image:
     """Draw ``{"box": [x0, y0, x1, y1], "label": int, "score": float}`` boxes onto ``img``,
-    coloured by class, captioned "name score"."""
+    coloured by class from ``BOX_COLOURS`` (not the mask palette, whose first colour may be
+    black, and whose colours a joint model's boxes would share with its mask), captioned
+    "name score"."""
     labels = [int(d["label"]) for d in detections]
-    colors = [tuple(palette[k % len(palette)]) if palette else (255, 0, 0) for k in labels]
+    colors = [BOX_COLOURS[k % len(BOX_COLOURS)] for k in labels]
     captions = [f"{names[k] if names and k < len(names) else k} {d['score']:.2f}" for k, d in zip(labels, detections)]
     return draw_boxes(img, [d["box"] for d in detections], colors=colors, captions=captions)
 

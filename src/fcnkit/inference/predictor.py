@@ -28,7 +28,7 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..detection.decode import decode
+from ..detection.decode import DEFAULT_CONF, decode
 from ..progress import progress_bar
 from .runtime import Runtime, open_model
 from .context import GlobalPoolContext
@@ -71,7 +71,7 @@ class Prediction:
         """Class colours blended over the input, detection boxes drawn on top."""
         img = overlay(self.image, self.mask, self.palette, alpha=alpha)
         if self.detections:
-            draw_detections(img, self.detections, self.palette, self.box_classes or self.classes)
+            draw_detections(img, self.detections, self.box_classes or self.classes)
         return img
 
 
@@ -112,12 +112,15 @@ class Predictor:
                  tile: int | tuple[int, int] | None = None, overlap: float | int | None = None,
                  max_memory: int | str | None = None, tta: bool = False, scales: Sequence[float] = (1.0,),
                  flip: bool = False, bf16: bool = False, channels_last: bool | None = None,
-                 progress: bool = True) -> None:
+                 conf: float | None = None, progress: bool = True) -> None:
         self.backend: Runtime = open_model(model_or_path, device=device, precision="bf16" if bf16 else None,
                                            channels_last=channels_last)
         self.device = self.backend.device
         self.progress = progress
         self.scales, self.flip = tta_views(tta, scales, flip)
+        if conf is not None and not 0 <= conf <= 1:
+            raise ValueError(f"conf must be a centre probability in [0, 1], not {conf}")
+        self.conf_given = conf
         self.overlap = overlap
         self.budget = parse_memory(max_memory) if max_memory is not None else DEFAULT_MAX_MEMORY
         self.forced_plan: TilePlan | None = None
@@ -148,6 +151,8 @@ class Predictor:
         self.max_size = int(meta["max_size"]) if meta.get("max_size") else None  # detectors: the trained scale
         self.box_classes: list[str] | None = list(meta.get("box_classes") or []) or (
             self.classes if self.detection else None)
+        # boxes kept: scores >= conf (given, else the one the model file recommends, else DEFAULT_CONF)
+        self.conf = self.conf_given if self.conf_given is not None else float(meta.get("conf", DEFAULT_CONF))
         self.palette = palette_for(meta, max(self.num_classes, len(self.classes or []), 1))
         self.mask_dtype = np.uint8 if self.num_classes <= 256 else np.int64
 
@@ -269,7 +274,7 @@ class Predictor:
         detections: list[list[dict] | None] = [None] * len(arrays)
         if self.detection:
             found_at = x.shape[-2:]
-            detections = decode_detections(out, tuple(found_at), self.detection_stride)
+            detections = decode_detections(out, tuple(found_at), self.detection_stride, conf=self.conf)
             if fit:
                 sy, sx = h / found_at[0], w / found_at[1]
                 for dets in detections:
@@ -377,13 +382,15 @@ def _as_list(batch: list) -> list:
     return batch  # images differ in size: no stacking here
 
 
-def decode_detections(maps: dict[str, Tensor], size: tuple[int, int], stride: int) -> list[list[dict]]:
+def decode_detections(maps: dict[str, Tensor], size: tuple[int, int], stride: int, *,
+                      conf: float = DEFAULT_CONF) -> list[list[dict]]:
     """Detection maps (``heatmap``, ``size``, ``offset``) -> per-image JSON-ready boxes
-    ``{"box": [x0, y0, x1, y1], "label": int, "score": float}``, by the detection
-    module's decoder (peaks, top-k, threshold, class-wise NMS at ``DEFAULT_NMS_IOU``;
-    boxes clipped to the image)."""
+    ``{"box": [x0, y0, x1, y1], "label": int, "score": float}`` scoring at least ``conf``,
+    by the detection module's decoder (peaks, top-k, threshold, class-wise NMS at
+    ``DEFAULT_NMS_IOU``; boxes clipped to the image)."""
     n = maps["heatmap"].shape[0]
-    results = decode({k: maps[k] for k in ("heatmap", "size", "offset")}, stride=stride, image_sizes=[size] * n)
+    results = decode({k: maps[k] for k in ("heatmap", "size", "offset")}, stride=stride, image_sizes=[size] * n,
+                     threshold=conf)
     return [[{"box": [round(float(v), 2) for v in box], "label": int(label), "score": round(float(score), 4)}
              for box, label, score in zip(r["boxes"].tolist(), r["labels"].tolist(), r["scores"].tolist())]
             for r in results]

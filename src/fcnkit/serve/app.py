@@ -58,6 +58,7 @@ class ServeSettings:
     max_memory: str | int | None = None  # the predictor's tiling budget for large images
     device: str | None = None
     alpha: float = 0.5
+    conf: float | None = None  # detectors: boxes scoring at least this (None: the model's recommended threshold)
 
 
 class _Metrics:
@@ -171,7 +172,8 @@ def create_app(model: Any, settings: ServeSettings = ServeSettings()) -> FastAPI
 
     def load() -> None:
         try:
-            predictor = Predictor(model, device=settings.device, max_memory=settings.max_memory, progress=False)
+            predictor = Predictor(model, device=settings.device, max_memory=settings.max_memory, conf=settings.conf,
+                                  progress=False)
             state["batcher"] = MicroBatcher(lambda images: predictor.predict_batch(images),
                                             max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
                                             max_queue=settings.max_queue, on_batch=metrics.on_batch)

@@ -40,7 +40,7 @@ def test_folder_with_corrupt_file(model_file, tmp_path, capsys) -> None:
     mask = Image.open(out / "a.mask.png")
     assert mask.mode == "P" and mask.size == (97, 33)
     assert mask.getpalette()[:9] == [v for c in PALETTE for v in c]
-    expected = Predictor(model_file, channels_last=False).predict(folder / "a.png").mask
+    expected = Predictor(model_file, channels_last=False, amp="off").predict(folder / "a.png").mask
     assert np.array_equal(np.asarray(mask), expected)
     assert Image.open(out / "sub" / "b.overlay.jpg").size == (50, 40)
     probs = np.load(out / "sub" / "b.probs.npy")
@@ -116,7 +116,7 @@ def test_probabilities_go_to_disk_and_outputs_are_world_readable(model_file, tmp
     assert code == 0
     probs = np.load(out / "big.probs.npy")
     assert probs.dtype == np.float16 and probs.shape == (3, 300, 260)
-    expected = Predictor(model_file, tile=128, channels_last=False).predict(tmp_path / "big.png", probabilities=True)
+    expected = Predictor(model_file, tile=128, channels_last=False, amp="off").predict(tmp_path / "big.png", probabilities=True)
     assert np.array_equal(probs, expected.probabilities)
     agree = probs.argmax(0) == np.asarray(Image.open(out / "big.mask.png"))
     assert agree.mean() > 0.99  # float16 probabilities can tie where float32 logits did not

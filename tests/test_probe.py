@@ -96,3 +96,26 @@ def test_a_damaged_cache_is_measured_again(cache, monkeypatch):
     c = choose_run(tiny(), device=CPU, shape=(1, 3, 32, 32), train=False, say=None)
     assert (c.amp_dtype, c.channels_last, len(calls)) == (None, True, 1)
     assert len(json.loads(cache.read_text())) == 1
+
+
+def test_the_predictor_measures_on_its_first_image_and_exported_files_run_as_stored(cache, monkeypatch, tmp_path):
+    import numpy as np
+
+    from fcnkit.inference.predictor import Predictor
+
+    monkeypatch.setattr(probe, "cpu_has_fast_bf16", lambda: True)
+    timed, calls = fake_times({"fp32 channels_last": 2.0, "fp32 NCHW": 3.0, "bf16 channels_last": 9.0,
+                               "bf16 NCHW": 1.0})
+    monkeypatch.setattr(probe, "_time_steps", timed)
+    image = np.zeros((40, 56, 3), np.uint8)
+    p = Predictor(tiny(), progress=False)
+    assert p.run_choice is None  # nothing measured before there is an input
+    p.predict(image)
+    p.predict(np.zeros((64, 64, 3), np.uint8))
+    assert calls == [((1, 3, 40, 56), False)]  # once, at the first image's size, for inference
+    assert (p.run_choice.label, p.backend.precision, p.backend.channels_last) == ("bf16 NCHW", "bf16", False)
+    fixed = Predictor(tiny(), amp="off", channels_last=True, progress=False)
+    fixed.predict(image)
+    assert fixed.run_choice.reason == "as configured" and fixed.backend.precision == "fp32" and len(calls) == 1
+    with pytest.raises(ValueError, match="amp must be"):
+        Predictor(tiny(), amp="fp8")

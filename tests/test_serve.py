@@ -312,7 +312,7 @@ def test_a_detector_answers_boxes_with_names() -> None:
     val = VOCDetection(data_dir("raccoon"), "val")
     photo = val.files[0][0].read_bytes()
     truth = val[0][1]["boxes"].as_subclass(torch.Tensor)  # in the photo's own pixels
-    with TestClient(create_app("raccoon-fcn8s-det-lite0")) as c:
+    with TestClient(create_app("raccoon-fcn8s-det-lite0", ServeSettings(conf=0.05))) as c:
         assert _ready(c)["task"] == "detection"
         body = c.post("/v1/predict", files={"image": ("r.jpg", photo, "image/jpeg")}).json()
         assert "mask_png" not in body and body["box_classes"] == ["raccoon"]

@@ -179,9 +179,9 @@ def test_pointwise_model_tiled_equals_whole() -> None:
     """A 1x1 conv has no context: blending must reproduce the whole-image probabilities."""
     conv = torch.nn.Conv2d(3, 4, 1)
     image = np.random.default_rng(0).integers(0, 256, (301, 411, 3), dtype=np.uint8)
-    whole = Predictor(conv, tile=0, channels_last=False).predict(image, probabilities=True)
+    whole = Predictor(conv, tile=0, channels_last=False, amp="off").predict(image, probabilities=True)
     for tile, overlap in [(128, 0.25), (100, 37), (64, 0.5)]:
-        tiled = Predictor(conv, tile=tile, overlap=overlap, channels_last=False).predict(image, probabilities=True)
+        tiled = Predictor(conv, tile=tile, overlap=overlap, channels_last=False, amp="off").predict(image, probabilities=True)
         assert tiled.plan is not None and whole.plan is None
         assert np.array_equal(tiled.mask, whole.mask)
         assert np.abs(tiled.probabilities.astype(np.float32) - whole.probabilities).max() < 2e-3
@@ -190,13 +190,13 @@ def test_pointwise_model_tiled_equals_whole() -> None:
 def test_tiled_agrees_with_whole_image_on_a_segmenting_fcn() -> None:
     model = colour_fcn()
     image = scene(300, 400, seed=0)
-    whole = Predictor(model, tile=0, channels_last=False).predict(image).mask
+    whole = Predictor(model, tile=0, channels_last=False, amp="off").predict(image).mask
     # the comparison means something: the whole-image mask is a segmentation, not a constant
     counts = np.bincount(whole.ravel(), minlength=3) / whole.size
     assert counts.min() > 0.1
     assert (whole == image.argmax(2)).mean() > 0.65
     for tile, overlap in [(128, 0.25), (160, 0.25), (96, 32)]:
-        tiled = Predictor(model, tile=tile, overlap=overlap, channels_last=False).predict(image)
+        tiled = Predictor(model, tile=tile, overlap=overlap, channels_last=False, amp="off").predict(image)
         assert tiled.plan is not None
         agreement = (tiled.mask == whole).mean()
         assert agreement >= 0.995, (tile, overlap, agreement)
@@ -205,8 +205,8 @@ def test_tiled_agrees_with_whole_image_on_a_segmenting_fcn() -> None:
 def test_memory_budget_switches_to_tiles_with_same_size_output() -> None:
     model = colour_fcn()
     image = scene(260, 333, seed=1)
-    roomy = Predictor(model, max_memory="1G", channels_last=False).predict(image)
-    tight_predictor = Predictor(model, max_memory="3M", channels_last=False)
+    roomy = Predictor(model, max_memory="1G", channels_last=False, amp="off").predict(image)
+    tight_predictor = Predictor(model, max_memory="3M", channels_last=False, amp="off")
     tight = tight_predictor.predict(image)
     assert roomy.plan is None
     assert tight.plan is not None and tight.plan.tile[0] < 260
@@ -221,8 +221,8 @@ def test_tiled_agrees_with_whole_on_real_camvid_images() -> None:
     if not root.is_dir():
         pytest.skip(f"real CamVid not found at {root}")
     model = colour_fcn()
-    whole_p = Predictor(model, tile=0, channels_last=False)
-    tiled_p = Predictor(model, tile=128, overlap=0.25, channels_last=False)
+    whole_p = Predictor(model, tile=0, channels_last=False, amp="off")
+    tiled_p = Predictor(model, tile=128, overlap=0.25, channels_last=False, amp="off")
     for path in sorted(root.glob("*.png"))[:3]:
         whole = whole_p.predict(path).mask
         assert whole.shape == (360, 480)
@@ -238,8 +238,8 @@ def test_tta_and_tiles_combine(tta) -> None:
     rescaled tiles share the rescaled whole image's grid: agreement stays >= 99.5%."""
     model = colour_fcn()
     image = scene(300, 360, seed=2)
-    whole = Predictor(model, tile=0, channels_last=False, **tta).predict(image, probabilities=True)
-    tiled = Predictor(model, tile=256, channels_last=False, **tta).predict(image, probabilities=True)
+    whole = Predictor(model, tile=0, channels_last=False, amp="off", **tta).predict(image, probabilities=True)
+    tiled = Predictor(model, tile=256, channels_last=False, amp="off", **tta).predict(image, probabilities=True)
     assert tiled.plan is not None and tiled.mask.shape == (300, 360)
     assert np.allclose(tiled.probabilities.astype(np.float32).sum(0), 1.0, atol=3e-3)
     assert (tiled.mask == whole.mask).mean() >= 0.995
@@ -283,8 +283,8 @@ def _two_halves(h: int = 200, w: int = 300) -> np.ndarray:
 def test_global_pools_see_the_whole_image(budget) -> None:
     model = PointwiseSE()
     image = _two_halves()
-    whole = Predictor(model, tile=0).predict(image, probabilities=True)
-    tiled_p = Predictor(model, tile=64, overlap=16, max_memory=budget)
+    whole = Predictor(model, tile=0, amp="off").predict(image, probabilities=True)
+    tiled_p = Predictor(model, tile=64, overlap=16, max_memory=budget, amp="off")
     tiled = tiled_p.predict(image, probabilities=True)
     assert tiled_p.context and tiled.plan is not None
     assert np.array_equal(tiled.mask, whole.mask)

@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes decoding images")
     p.add_argument("--device", default="auto", help="torch device: auto (cuda if available, else cpu), cpu, cuda:N")
     p.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
-                   help="mixed precision of torch models (auto: bf16 where it is faster)")
+                   help="precision of torch models (auto: fp32 or bf16, whichever is faster here, measured)")
     p.add_argument("--road-class", type=int, default=None,
                    help="class index scored with KITTI MaxF/AP (default: 'road' of two-class datasets)")
     p.add_argument("--max-samples", type=int, default=None, help="score only the first N images")

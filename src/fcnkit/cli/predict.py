@@ -43,7 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=1, help="images per forward pass (same-size images)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes decoding images")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (torch models)")
+    p.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"],
+                   help="precision of torch models: auto times fp32 and bf16 on this machine and keeps the faster")
+    p.add_argument("--bf16", action="store_true", help="shorthand for --amp bf16")
     p.add_argument("--conf", type=float, default=None,
                    help="detectors: keep boxes whose score is at least this (default: the model's recommended "
                         "threshold, else 0.3)")
@@ -84,7 +86,7 @@ def _predict(args: argparse.Namespace) -> int:
     with joined(args.device or "auto") as (dist, device):  # under torchrun: one rank per device, inputs shared
         predictor = Predictor(args.model, device=device, tile=args.tile, overlap=args.overlap,
                               max_memory=args.max_memory, tta=args.tta, scales=args.scales or (1.0,), flip=args.flip,
-                              bf16=args.bf16, conf=args.conf, progress=args.progress and dist.is_main)
+                              amp=args.amp, bf16=args.bf16, conf=args.conf, progress=args.progress and dist.is_main)
         result = predict_to_folder(predictor, args.inputs, args.out, probs=args.probs, overwrite=args.overwrite,
                                    batch_size=args.batch_size, workers=args.workers, alpha=args.alpha)
     code = 1 if result.failures else 0  # the same on every rank: the result is merged

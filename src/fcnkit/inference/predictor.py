@@ -17,6 +17,7 @@ logits, so torch models, checkpoints and exported files share all of this.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..detection.decode import DEFAULT_CONF, decode
 from ..progress import progress_bar
-from .runtime import Runtime, open_model
+from .runtime import Runtime, TorchRuntime, open_model
 from .context import GlobalPoolContext
 from .images import ImageReadError, read_image, to_rgb_array
 from .memory import HeapGuard
@@ -98,9 +99,14 @@ class Predictor:
         max_memory: working-memory budget (bytes or "2G") beyond the image and outputs.
         tta: shorthand for ``flip=True`` and scales (0.75, 1, 1.25) unless ``scales`` given.
         scales, flip: test-time augmentation views; probabilities are averaged.
-        bf16: bf16 autocast for nn.Module backends (about 2x faster on CPUs with bf16).
-        channels_last: NHWC memory format for nn.Modules (default: on for CPU, where
-            oneDNN convolutions prefer it; tiny test models run faster without).
+        amp: precision of torch models: ``"auto"`` (default) times fp32 and bf16 autocast on
+            the first image's size and keeps the faster (``fcnkit.engine.probe``; cached
+            per machine), ``"bf16"`` or ``"off"`` (fp32) fix it. Detectors stay fp32 unless
+            asked (box sizes lose about a pixel in bf16); exported files run as stored.
+        bf16: shorthand for ``amp="bf16"``.
+        channels_last: NHWC memory format for torch models (default: measured with ``amp``).
+        conf: detectors: keep boxes scoring at least this (default: the model file's
+            recommended threshold, else ``DEFAULT_CONF``).
         progress: progress of ``predict_many`` and videos, and per-tile progress of large
             tiled images (a bar on a terminal, a plain line now and then elsewhere);
             ``False`` shows none.
@@ -111,10 +117,18 @@ class Predictor:
     def __init__(self, model_or_path: nn.Module | str | Path | Callable, *, device: str | torch.device | None = None,
                  tile: int | tuple[int, int] | None = None, overlap: float | int | None = None,
                  max_memory: int | str | None = None, tta: bool = False, scales: Sequence[float] = (1.0,),
-                 flip: bool = False, bf16: bool = False, channels_last: bool | None = None,
+                 flip: bool = False, amp: str = "auto", bf16: bool = False, channels_last: bool | None = None,
                  conf: float | None = None, progress: bool = True) -> None:
-        self.backend: Runtime = open_model(model_or_path, device=device, precision="bf16" if bf16 else None,
+        amp = "bf16" if bf16 else amp
+        if amp not in ("auto", "bf16", "off"):
+            raise ValueError(f"amp must be auto, bf16 or off, not {amp!r}")
+        self.backend: Runtime = open_model(model_or_path, device=device, precision="bf16" if amp == "bf16" else None,
                                            channels_last=channels_last)
+        # torch models run in the precision and layout measured fastest on the first input (unless a
+        # `fcnkit optimize --backend torch` file fixed them); exported graphs run as stored
+        self.amp, self.channels_last_given, self.run_choice = amp, channels_last, None
+        self._choose_pending = (isinstance(self.backend, TorchRuntime)
+                                and not self.backend.meta.get("optimization"))
         self.device = self.backend.device
         self.progress = progress
         self.scales, self.flip = tta_views(tta, scales, flip)
@@ -224,12 +238,23 @@ class Predictor:
         array = read_image(path) if path is not None else to_rgb_array(image)
         return self._predict_array(array, path, probabilities or probs_out is not None, probs_out)
 
+    def _choose_run_once(self, shape: tuple[int, ...]) -> None:
+        """On the first forward pass: the precision and layout a timed probe finds fastest at
+        this input shape (before any global-pool context is recorded or replayed)."""
+        if not self._choose_pending:
+            return
+        self._choose_pending = False
+        amp = "off" if self.detection and self.amp == "auto" else self.amp
+        say = (lambda m: print(m, file=sys.stderr)) if self.progress else None
+        self.run_choice = self.backend.choose_run(shape, amp=amp, channels_last=self.channels_last_given, say=say)
+
     def _predict_array(self, array: np.ndarray, path: Path | None, probabilities: bool,
                        probs_out: np.ndarray | None = None) -> Prediction:
         h, w = array.shape[:2]
         plan = self.plan_for(h, w)
         if plan is None:
             return self._predict_whole([array], [path], probabilities, [probs_out])[0]
+        self._choose_run_once((1, 3, *fitted_tiles(h, w, plan)))
         guard = HeapGuard(self.budget // 2)  # keeps freed tiles' heap from piling up (``memory``)
         mask = np.empty((h, w), dtype=self.mask_dtype)
         probs = self._probs_buffer(h, w, probs_out) if probabilities else None
@@ -263,6 +288,7 @@ class Predictor:
                        probs_outs: list[np.ndarray | None] | None = None) -> list[Prediction]:
         """Same-size images in one forward pass."""
         h, w = arrays[0].shape[:2]
+        self._choose_run_once((len(arrays), 3, h, w))
         x = torch.from_numpy(np.stack(arrays)).to(self.device).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
         fit = self.detection and self.max_size and max(h, w) > self.max_size
         if fit:  # boxes were learnt at this scale: run there, map the results back to the image

@@ -303,3 +303,25 @@ def test_centre_box_giou_loss_is_zero_for_exact_boxes_and_rewards_overlap() -> N
         parts["heatmap"].item() + parts["size"].item() + parts["offset"].item() + parts["giou"].item(), rel=1e-6)
     empty = centre_box_giou_loss(size.requires_grad_(), offset, size, offset, torch.zeros_like(mask))
     assert empty.item() == 0.0 and empty.requires_grad
+
+
+def test_confidence_report_finds_the_threshold_that_separates_true_from_false_peaks() -> None:
+    from fcnkit.metrics.detection import confidence_report, match_scores
+
+    truth = [{"boxes": torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30]]), "labels": torch.tensor([0, 0])},
+             {"boxes": torch.tensor([[0.0, 0, 10, 10]]), "labels": torch.tensor([0])}]
+    preds = [{"boxes": torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 9], [50, 50, 60, 60], [20, 20, 30, 30]]),
+              "scores": torch.tensor([0.9, 0.8, 0.4, 0.7]), "labels": torch.tensor([0, 0, 0, 0])},
+             {"boxes": torch.tensor([[1.0, 1, 11, 11], [0, 0, 10, 10]]), "scores": torch.tensor([0.6, 0.2]),
+              "labels": torch.tensor([0, 1])}]  # the second is the right box but the wrong class
+    scores, hits, n = match_scores(preds, truth)
+    # the duplicate (0.8) finds its box taken: false; 0.4 overlaps nothing; 0.2 has the wrong class
+    assert n == 3 and dict(zip(scores.round(decimals=4).tolist(), hits.tolist())) == {0.9: True, 0.8: False, 0.4: False, 0.7: True,
+                                                                    0.6: True, 0.2: False}
+    r = confidence_report(preds, truth)
+    # sorted: .9 T, .8 F, .7 T, .6 T, .4 F, .2 F -> at 0.6: P = 3/4, R = 3/3, F1 = 6/7 (the best)
+    assert r["conf_best_f1"] == pytest.approx(0.6) and r["f1_best"] == pytest.approx(6 / 7)
+    assert (r["precision_at_conf"], r["recall_at_conf"]) == (0.75, 1.0)
+    assert r["true_score_median"] == pytest.approx(0.7) and r["false_score_max"] == pytest.approx(0.8)
+    empty = confidence_report([], [])
+    assert math.isnan(empty["conf_best_f1"])

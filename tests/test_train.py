@@ -364,3 +364,35 @@ def test_weight_ema_is_what_is_validated_and_saved_and_resumes_exactly(tmp_path)
     # without EMA a checkpoint holds one set of weights
     train(_cfg(tmp_path / "c"), train_set=tr, val_set=va)
     assert "train_model" not in read_record(tmp_path / "c" / "last.pt")
+
+
+def test_a_second_training_into_a_running_runs_folder_is_refused_naming_the_first(tmp_path):
+    """Issue 25.2: two trainings in one out_dir used to interleave metrics.jsonl and overwrite
+    each other's last.pt. The first holds the folder; the second is refused before it writes."""
+    import subprocess
+    import sys
+    import time
+
+    from fcnkit.io import FolderInUse, FolderLock
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from fcnkit.io import FolderLock; "
+                               f"FolderLock({str(out)!r}); print('locked', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        tr, va = _sets()
+        with pytest.raises(FolderInUse, match=rf"in use by PID {holder.pid} on "):
+            train(_cfg(out), train_set=tr, val_set=va)
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing of the second run was written
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    # killed (as by kill -9): the lock is free again, and a run finishes and releases it
+    assert train(_cfg(out), train_set=tr, val_set=va)["status"] == "finished"
+    FolderLock(out).release()
+    # an out_dir that is a file is refused before any work
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is an existing file"):
+        train(_cfg(tmp_path / "file"), train_set=tr, val_set=va)

@@ -187,6 +187,49 @@ def check_output_dir(path: str | Path, *, what: str = "output folder") -> Path:
     return path
 
 
+class FolderInUse(RuntimeError):
+    """Another live process holds the folder's lock."""
+
+
+class FolderLock:
+    """An exclusive lock on a folder (``.lock`` inside it, ``flock``): two trainings writing
+    one run folder would interleave their metrics and overwrite each other's checkpoints.
+
+    The operating system drops the lock when its process ends, however it ends, so a lock
+    left by a crash or ``kill -9`` is simply free again; the file names the holder's PID,
+    host and start time for the message the next process gets."""
+
+    def __init__(self, folder: str | Path, *, what: str = "folder") -> None:
+        import fcntl
+        import time
+
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = self.folder / ".lock"
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(self._fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(self._fd)
+            raise FolderInUse(f"{printable(self.folder)}: the {what} is in use by {holder}; wait for it to end or "
+                              f"choose another folder") from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"PID {os.getpid()} on {socket.gethostname()}, since "
+                            f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock; the file stays (harmless, rewritten next time)
+            self._fd = None
+
+    def __enter__(self) -> "FolderLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 RUNS = Path("runs")  # default outputs go under the working directory's runs/, never beside a model
 
 

@@ -64,6 +64,10 @@ def _fmt(v: float | None) -> str:
     return "  n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:5.1f}"
 
 
+def _num(v: float | None) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+
+
 def _views(tta: dict) -> str:
     scales = ",".join(f"{s:g}" for s in tta["scales"])
     return f", TTA: scales {scales}{' + flip' if tta['flip'] else ''}"
@@ -103,6 +107,11 @@ def _eval(args: argparse.Namespace) -> int:
     if "map" in report:
         print(f"  detection: mAP@[.5:.95] {_fmt(report['map'])}   AP50 {_fmt(report['map_50'])}   "
               f"AP75 {_fmt(report['map_75'])}   AR@100 {_fmt(report['mar_100'])}")
+        if report.get("conf_best_f1") is not None:
+            print(f"  scores: best-F1 threshold {report['conf_best_f1']:.2f} (precision "
+                  f"{_fmt(report['precision_at_conf']).strip()}, recall {_fmt(report['recall_at_conf']).strip()}); "
+                  f"true peaks median {_num(report['true_score_median'])}, false peaks p95 "
+                  f"{_num(report['false_score_p95'])}, max {_num(report['false_score_max'])}")
         if (Path(report["report_dir"]) / "detections.png").is_file():
             wrote.append("detections.png")
     print(f"wrote {report['report_dir']}/{', '.join(wrote)}")

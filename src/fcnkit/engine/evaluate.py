@@ -21,7 +21,7 @@ from ..data import build_dataset, eval_transforms
 from ..detection.decode import DEFAULT_NMS_IOU, decode
 from ..io import atomic_write_text
 from ..metrics import ConfusionMatrix, RoadMaxF
-from ..metrics.detection import DetectionMAP
+from ..metrics.detection import DetectionMAP, confidence_report
 from ..progress import progress_bar
 from . import distributed as D
 from .plots import plot_class_iou, plot_confusion
@@ -138,7 +138,7 @@ def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int | None = 
         scored = sorted((item for part in D.gather_objects(list(zip(where, preds, truths))) for item in part),
                         key=lambda item: item[0])
         metric.update([p for _, p, _ in scored], [t for _, _, t in scored])
-        ev.detection = metric.compute()
+        ev.detection = {**metric.compute(), **confidence_report([p for _, p, _ in scored], [t for _, _, t in scored])}
     return ev
 
 

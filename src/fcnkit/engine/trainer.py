@@ -35,6 +35,7 @@ from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
 from ..config import TrainConfig, absolute_inputs, from_dict
+from ..io import FolderLock, check_output_dir
 from ..data import build_dataset, eval_transforms, train_transforms
 from ..data.mixed import box_classes_of
 from ..losses import SegmentationLoss, load_class_weights
@@ -157,9 +158,14 @@ def train(cfg: TrainConfig, *, train_set: Dataset | None = None, val_set: Datase
     """
     device = resolve_device(cfg.device, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
     dist = D.init_distributed(device.type)
+    lock = None
     try:
+        if dist.is_main:  # one run per folder: a second one would interleave metrics and overwrite checkpoints
+            lock = FolderLock(check_output_dir(cfg.out_dir, what="run folder (out_dir)"), what="run folder")
         return _Trainer(cfg, device, dist, train_set, val_set, resume).run(stop_after)
     finally:
+        if lock is not None:
+            lock.release()
         D.cleanup()
 
 

@@ -83,4 +83,56 @@ class DetectionMAP:
         return {name: (math.nan if v < 0 else float(v)) for name, v in zip(STAT_NAMES, evaluator.stats)}
 
 
-__all__ = ["DetectionMAP", "STAT_NAMES"]
+def match_scores(preds: list[dict[str, Tensor]], targets: list[dict[str, Tensor]], *, iou: float = 0.5
+                 ) -> tuple[Tensor, Tensor, int]:
+    """(scores, is_true, number of ground-truth boxes): every detection's score and whether it
+    matched a ground-truth box of its class at IoU >= ``iou`` (greedily by descending score,
+    each box matched once, as COCO's matching does): the separation of true and false peaks."""
+    from torchvision.ops import box_iou
+
+    scores, hits, n_truth = [], [], 0
+    for pred, target in zip(preds, targets):
+        n_truth += len(target["labels"])
+        order = pred["scores"].argsort(descending=True)
+        used = torch.zeros(len(target["labels"]), dtype=torch.bool)
+        overlaps = box_iou(pred["boxes"].float().reshape(-1, 4), target["boxes"].float().reshape(-1, 4))  # (M, K)
+        for i in order.tolist():
+            ok = (target["labels"] == pred["labels"][i]) & ~used & (overlaps[i] >= iou)
+            j = int(torch.where(ok, overlaps[i], torch.full_like(overlaps[i], -1)).argmax()) if ok.any() else -1
+            if j >= 0:
+                used[j] = True
+            scores.append(float(pred["scores"][i]))
+            hits.append(j >= 0)
+    return torch.tensor(scores, dtype=torch.float64), torch.tensor(hits, dtype=torch.bool), n_truth
+
+
+def confidence_report(preds: list[dict[str, Tensor]], targets: list[dict[str, Tensor]], *, iou: float = 0.5
+                      ) -> dict[str, float]:
+    """The score threshold with the best F1 at IoU ``iou`` (what to show people), its
+    precision and recall, and where true and false peaks score (median true score, the
+    95th percentile and maximum of false scores)."""
+    scores, hits, n_truth = match_scores(preds, targets, iou=iou)
+    out = {"conf_best_f1": math.nan, "f1_best": math.nan, "precision_at_conf": math.nan,
+           "recall_at_conf": math.nan, "true_score_median": math.nan, "false_score_p95": math.nan,
+           "false_score_max": math.nan}
+    if len(scores) == 0 or n_truth == 0:
+        return out
+    order = scores.argsort(descending=True)
+    s, h = scores[order], hits[order].double()
+    tp, fp = h.cumsum(0), (1 - h).cumsum(0)
+    precision, recall = tp / (tp + fp), tp / n_truth
+    f1 = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
+    last = torch.ones(len(s), dtype=torch.bool)  # a threshold keeps every tie: score at the end of its run
+    last[:-1] = s[:-1] != s[1:]
+    best = int(torch.where(last, f1, torch.full_like(f1, -1)).argmax())
+    out.update(conf_best_f1=float(s[best]), f1_best=float(f1[best]), precision_at_conf=float(precision[best]),
+               recall_at_conf=float(recall[best]))
+    if hits.any():
+        out["true_score_median"] = float(scores[hits].median())
+    if (~hits).any():
+        false = scores[~hits]
+        out.update(false_score_p95=float(false.quantile(0.95)), false_score_max=float(false.max()))
+    return out
+
+
+__all__ = ["DetectionMAP", "STAT_NAMES", "confidence_report", "match_scores"]

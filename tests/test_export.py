@@ -150,6 +150,12 @@ def test_cli_export_safetensors_release(tmp_path, capsys, monkeypatch):
     x = torch.randn(1, 3, 40, 56)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), atol=2e-2, rtol=2e-2)
+    # a detector's recommended score threshold travels in the release file's metadata
+    assert "conf" not in loaded.meta
+    assert main(["export", str(ckpt), "--format", "safetensors", "--conf", "0.35", "--out", "c.safetensors"]) == 0
+    assert load_model(tmp_path / "c.safetensors").meta["conf"] == 0.35
+    assert main(["export", str(ckpt), "--format", "safetensors", "--conf", "1.5", "--out", "d.safetensors"]) == 2
+    assert "--conf must be a score in [0, 1]" in capsys.readouterr().err
 
 
 def test_cli_export_bad_file(tmp_path, capsys):

@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="output file (default: runs/export/N/<model name>.onnx / .xml / .safetensors)")
     p.add_argument("--check-sizes", type=parse_size, nargs=2, default=None, metavar="HxW",
                    help="the two input sizes of the parity check (default 224x288 201x263)")
+    p.add_argument("--conf", type=float, default=None,
+                   help="detectors: the box score threshold to recommend in the file (predict and serve use it "
+                        "unless told otherwise; e.g. eval's best-F1 threshold on val)")
     p.set_defaults(func=_export)
 
 
@@ -48,9 +51,13 @@ def _export(args: argparse.Namespace) -> int:
     out = args.out or next_run_dir("export") / (args.checkpoint.stem + SUFFIX[args.format])
     if out.suffix.lower() != SUFFIX[args.format]:
         raise ValueError(f"{out}: a {args.format} export must end in {SUFFIX[args.format]}")
+    if args.conf is not None and not 0 <= args.conf <= 1:
+        raise ValueError(f"--conf must be a score in [0, 1], not {args.conf}")
+    extra = {"conf": args.conf} if args.conf is not None else {}
     if args.format == "safetensors":
-        return _release(args.checkpoint, out)
+        return _release(args.checkpoint, out, extra)
     model = load_model(args.checkpoint)
+    model.meta.update(extra)
     fn = export_onnx if args.format == "onnx" else export_openvino
     report = fn(model, out, opset=args.opset or DEFAULT_OPSET,
                 sizes=tuple(args.check_sizes) if args.check_sizes else DEFAULT_SIZES)
@@ -59,10 +66,10 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _release(checkpoint: Path, out: Path) -> int:
+def _release(checkpoint: Path, out: Path, extra: dict) -> int:
     from ..models.saved import save_release
     from ..models.zoo import sha256_of
 
-    save_release(checkpoint, out)
+    save_release(checkpoint, out, **extra)
     print(f"wrote {out} ({out.stat().st_size:,} bytes, fp16), sha256 {sha256_of(out)}")
     return 0

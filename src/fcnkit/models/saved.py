@@ -68,12 +68,13 @@ def save_model(model: nn.Module, path: str | Path, *, dtype: torch.dtype | None 
     atomic_write(path, lambda f: f.write(data))
 
 
-def save_release(checkpoint: str | Path, out: str | Path) -> Path:
+def save_release(checkpoint: str | Path, out: str | Path, **meta_updates) -> Path:
     """An fp16 safetensors copy of a saved model or training checkpoint (or weights name), with
-    everything ``model.meta`` holds (classes, palette, val metrics): how shipped weights are made."""
+    everything ``model.meta`` holds (classes, palette, val metrics) and ``meta_updates`` (e.g.
+    a detector's recommended ``conf``): how shipped weights are made."""
     check_output_file(out, what="release file")
     model = load_model(checkpoint)
-    meta = {k: v for k, v in model.meta.items() if k != "preprocessing"}  # save_model writes the model's own
+    meta = {k: v for k, v in {**model.meta, **meta_updates}.items() if k != "preprocessing"}  # save_model adds it
     save_model(model, out, dtype=torch.float16, **meta)
     return Path(out)
 

@@ -396,3 +396,15 @@ def test_a_second_training_into_a_running_runs_folder_is_refused_naming_the_firs
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="is an existing file"):
         train(_cfg(tmp_path / "file"), train_set=tr, val_set=va)
+
+
+def test_warm_up_is_clamped_to_a_fifth_of_a_short_run_and_said(tmp_path, capsys):
+    """Issue 26.5: a recipe's 45 warm-up steps left a 4-step run at lr ~0 (it trained nothing)."""
+    from fcnkit.engine.optim import warmup_for
+
+    assert (warmup_for(45, 4), warmup_for(45, 100), warmup_for(45, 396)) == (0, 20, 45)
+    tr, va = _sets()
+    train(_cfg(tmp_path / "a", warmup_iters=45, schedule="fixed"), train_set=tr, val_set=va)
+    assert "warm-up shortened from 45 to 0 iterations" in capsys.readouterr().out
+    row = json.loads((tmp_path / "a" / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["lr"] == pytest.approx(0.05)  # the full lr, not 0.05 * (0.001 + 4/45)

@@ -61,15 +61,25 @@ def lr_factor(iteration: int, *, total: int, schedule: str, power: float = 0.9, 
     return decay
 
 
+WARMUP_SHARE = 0.2  # warm-up takes at most this share of a run
+
+
+def warmup_for(warmup_iters: int, total_iters: int) -> int:
+    """The warm-up a run of ``total_iters`` gets: a recipe's 45 warm-up steps would leave a
+    12-step run at lr ~0 (it would train nothing), so warm-up is clamped to a fifth of the run."""
+    return min(warmup_iters, int(WARMUP_SHARE * total_iters))
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_iters: int
                     ) -> torch.optim.lr_scheduler.LambdaLR:
     """A LambdaLR stepped once per iteration (its state is just ``last_epoch``)."""
+    warmup = warmup_for(cfg.warmup_iters, total_iters)
 
     def factor(it: int) -> float:
         return lr_factor(it, total=total_iters, schedule=cfg.schedule, power=cfg.poly_power,
-                         warmup_iters=cfg.warmup_iters, warmup_factor=cfg.warmup_factor)
+                         warmup_iters=warmup, warmup_factor=cfg.warmup_factor)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-__all__ = ["build_optimizer", "build_scheduler", "lr_factor", "param_groups"]
+__all__ = ["build_optimizer", "build_scheduler", "lr_factor", "param_groups", "warmup_for"]

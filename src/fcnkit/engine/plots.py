@@ -57,14 +57,14 @@ def plot_class_iou(class_iu: Sequence[float], classes: Sequence[str], path: str 
     fig, ax = plt.subplots(figsize=(7, max(2.5, 0.35 * n + 1)))
     ax.barh(range(n), vals, color="#3b7dd8")
     for i, v in enumerate(class_iu):
-        ax.text((0 if math.isnan(v) else v) + 0.01, i, "n/a" if math.isnan(v) else f"{v:.3f}", va="center",
+        ax.text((0 if math.isnan(v) else v) + 0.01, i, "n/a" if math.isnan(v) else f"{100 * v:.1f}", va="center",
                 fontsize=8)
     ax.set_yticks(range(n), classes)
     ax.invert_yaxis()
     ax.set_xlim(0, 1.1)
-    ax.set_xlabel("IoU")
+    ax.set_xlabel("IoU (bars: fraction; labels: percent)")
     mean = np.nanmean(np.array(class_iu, dtype=float)) if any(not math.isnan(v) for v in class_iu) else float("nan")
-    ax.set_title(f"{title} (mean {mean:.3f})")
+    ax.set_title(f"{title} (mean {100 * mean:.1f}%)")
     _save(fig, path)
 
 

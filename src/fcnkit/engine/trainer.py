@@ -46,10 +46,10 @@ from . import distributed as D
 from .checkpoint import init_from, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .evaluate import evaluate
 from .tasks import TASKS, Task, to_device
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, warmup_for
 from .runlog import RunLog, write_run_info
 from .probe import RunChoice, choose_run
-from .runtime import autocast, memory_format, resolve_device
+from .runtime import autocast, memory_format, resolve_amp, resolve_device
 from .sampling import EpochSampler, SeededSamples, ShardSampler, ignore_stop_signals_in_worker
 
 
@@ -214,10 +214,11 @@ class _Trainer:
             raise ValueError(f"{cfg.data} ({cfg.train_split}): the training set is empty")
 
         self.model = model.to(device)
-        self.run_choice = self._choose_run(cfg, device, self.train_set)
-        self.amp_dtype, self.channels_last = self.run_choice.amp_dtype, self.run_choice.channels_last
+        # precision and layout are measured on the first batch (``_settle_run``): its real shape
+        self.run_choice: RunChoice | None = None
+        self.amp_dtype = resolve_amp(cfg.amp, device) if device.type == "cuda" else None
+        self.channels_last = bool(cfg.channels_last)
         self.mf = memory_format(self.channels_last)
-        self.model = self.model.to(memory_format=self.mf)
         net: nn.Module = self.model
         if dist.enabled:
             net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
@@ -252,6 +253,10 @@ class _Trainer:
         self.total_iters = cfg.max_iters or cfg.epochs * self.iters_per_epoch
         self.num_epochs = math.ceil(self.total_iters / self.iters_per_epoch)
         self.scheduler = build_scheduler(self.optimizer, cfg, self.total_iters)
+        warmup = warmup_for(cfg.warmup_iters, self.total_iters)
+        if warmup < cfg.warmup_iters:
+            self.say(f"warm-up shortened from {cfg.warmup_iters} to {warmup} iterations: a run of "
+                     f"{self.total_iters} would otherwise spend most of its steps at a tiny lr")
         self.val_loader = None
         if self.val_set is not None and len(self.val_set) > 0:
             self.val_loader = DataLoader(self.val_set, batch_size=cfg.val_batch_size,
@@ -268,19 +273,25 @@ class _Trainer:
             self._restore(self.checkpoint)
         self.log = RunLog(self.out, enabled=dist.is_main)
         self.log.truncate_after(self.progress.epoch)
-        if dist.is_main:
-            write_run_info(self.out, cfg, device=str(device), amp=str(self.amp_dtype), world_size=dist.world_size,
-                           channels_last=self.channels_last, run_choice=self.run_choice.reason,
-                           threads=torch.get_num_threads(),
-                           resumed_at=self.progress.iteration if resume_path else None)
+        self.resumed_at = self.progress.iteration if resume_path else None
 
     # --- helpers ------------------------------------------------------------------
-    def _choose_run(self, cfg: TrainConfig, device: torch.device, train_set: Dataset) -> RunChoice:
-        """bf16 or fp32, channels_last or not: measured on this machine for this model at the
-        batch and crop it trains on (``fcnkit.engine.probe``)."""
-        size = cfg.crop_size or tuple(train_set[0][0].shape[-2:])  # uncropped: the first sample's size
-        return choose_run(self.model, device=device, shape=(cfg.batch_size, 3, *size), train=True, amp=cfg.amp,
-                          channels_last=cfg.channels_last, say=self.say)
+    def _settle_run(self, shape: tuple[int, ...]) -> None:
+        """bf16 or fp32, channels_last or not: measured on this machine for this model on the
+        first batch it trains on (``fcnkit.engine.probe``), then the run's record is written."""
+        cfg = self.cfg
+        self.run_choice = choose_run(self.model, device=self.device, shape=tuple(shape), train=True, amp=cfg.amp,
+                                     channels_last=cfg.channels_last, say=None)
+        self.amp_dtype, self.channels_last = self.run_choice.amp_dtype, self.run_choice.channels_last
+        self.mf = memory_format(self.channels_last)
+        self.model.to(memory_format=self.mf)
+        self.kept.to(memory_format=self.mf)  # the averaged copy, when there is one
+        self.say(f"precision and layout: {self.run_choice.label}: {self.run_choice.reason}")
+        if self.dist.is_main:
+            write_run_info(self.out, cfg, device=str(self.device), amp=str(self.amp_dtype),
+                           world_size=self.dist.world_size, channels_last=self.channels_last,
+                           run_choice=self.run_choice.reason, threads=torch.get_num_threads(),
+                           resumed_at=self.resumed_at)
 
     def say(self, msg: str) -> None:
         if self.dist.is_main:
@@ -316,7 +327,7 @@ class _Trainer:
                      f"{self.dist.world_size}: data order is restored, dropout randomness is reseeded")
             torch.manual_seed(self.cfg.seed + self.dist.rank + self.progress.iteration)
         self.say(f"resumed at epoch {self.progress.epoch + 1}, iteration {self.progress.iteration} "
-                 f"(best val {self.task.best_key} so far {max(self.progress.best_metric, 0):.4f})")
+                 f"(best val {metric_label(self.task.best_key)} so far {100 * max(self.progress.best_metric, 0):.1f})")
 
     def check_finite_weights(self) -> None:
         """Refuse to save non-finite weights: a checkpoint is only ever a good one (a huge lr
@@ -387,8 +398,8 @@ class _Trainer:
         cfg, p = self.cfg, self.progress
         self.say(f"training {cfg.model} ({cfg.encoder}, width {cfg.width}, {cfg.geometry} geometry) on "
                  f"{len(self.train_set)} images, {self.iters_per_epoch} iterations/epoch x {self.num_epochs} epochs "
-                 f"= {self.total_iters} iterations; device {self.device}, amp {self.amp_dtype or 'off'}, "
-                 f"channels_last {self.channels_last}, {self.dist.world_size} process(es); run dir {self.out}")
+                 f"= {self.total_iters} iterations; device {self.device}, {self.dist.world_size} process(es); "
+                 f"run dir {self.out}")
         status, done_now, last_metrics = "finished", 0, None
         try:
             with StopSignal(self.say) as stop:
@@ -402,6 +413,9 @@ class _Trainer:
                     halt = None
                     t0 = time.perf_counter()
                     for images, targets in self.loader:
+                        if self.run_choice is None:
+                            self._settle_run(images.shape)
+                            t0 = time.perf_counter()  # the probe is not training time
                         loss = self.step(images, targets)
                         p.iteration += 1
                         p.epoch_iteration += 1
@@ -485,16 +499,25 @@ class _Trainer:
         line = (f"epoch {epoch}/{self.num_epochs}  it {p.iteration}  loss {row['train_loss']:.4f}  "
                 f"{row['images_per_s']:.2f} img/s  {row['epoch_seconds']:.0f}s  ETA {eta}")
         if metrics is not None:
-            line += f"  | val {describe(metrics)}  (best {self.task.best_key} {p.best_metric:.4f} @ epoch {p.best_epoch})"
+            line += (f"  | val {describe(metrics)}  (best {metric_label(self.task.best_key)} "
+                     f"{100 * p.best_metric:.1f} @ epoch {p.best_epoch})")
         self.say(line)
         return metrics
 
 
+METRIC_LABELS = {"pixel_acc": "pixel acc", "mean_acc": "mean acc", "mean_iu": "mean IU", "fw_iu": "fw IU",
+                 "map": "mAP", "map_50": "AP50", "map_75": "AP75", "score": "score (mean of mean IU and mAP)"}
+
+
+def metric_label(key: str) -> str:
+    return METRIC_LABELS.get(key, key)
+
+
 def describe(metrics: dict) -> str:
-    """One line of the metrics a person reads first, for whichever the task measured."""
-    names = (("pixel_acc", "pixel acc"), ("mean_acc", "mean acc"), ("mean_iu", "mean IU"), ("fw_iu", "fw IU"),
-             ("map", "mAP"), ("map_50", "AP50"), ("map_75", "AP75"))
-    return "  ".join(f"{label} {metrics[k]:.4f}" for k, label in names if k in metrics)
+    """One line of the metrics a person reads first, for whichever the task measured, in
+    percent with one decimal as ``fcnkit eval`` prints them (metrics.jsonl keeps fractions)."""
+    keys = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu", "map", "map_50", "map_75")
+    return "  ".join(f"{METRIC_LABELS[k]} {100 * metrics[k]:.1f}" for k in keys if k in metrics)
 
 
 def _short(names: list[str], n: int = 6) -> str:

@@ -98,7 +98,8 @@ def test_decompression_bomb_under_the_body_limit_is_refused_by_its_header(model_
     with TestClient(create_app(model_file, ServeSettings(max_pixels=10_000_000))) as c:
         _ready(c)
         r = c.post("/v1/predict", content=bomb.getvalue(), headers={"content-type": "image/png"})
-        assert r.status_code == 400 and "decompression bomb" in r.json()["error"]
+        assert r.status_code == 413 and "decompression bomb" in r.json()["error"]
+        assert "--max-pixels 10000000" in r.json()["error"]
 
 
 def test_metrics_are_prometheus_text(client) -> None:
@@ -132,7 +133,10 @@ def test_healthz_is_503_until_the_model_is_loaded(tmp_path) -> None:
     with TestClient(create_app(tmp_path / "missing.pt")) as c:
         time.sleep(0.5)
         r = c.get("/healthz")
-        assert r.status_code == 503 and "missing.pt" in r.json()["error"]
+        # loading failed: said, but no server path or exception text in any answer (the log has them)
+        assert r.status_code == 503 and r.json() == {"status": "failed", "error": "the model failed to load"}
+        r = c.post("/v1/predict", content=_png(scene(8, 8)), headers={"content-type": "image/png"})
+        assert r.status_code == 503 and str(tmp_path) not in r.text and "Error" not in r.text
 
 
 def test_micro_batching_groups_same_size_requests_and_keeps_their_order() -> None:

@@ -31,6 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="requests waiting at most; more get 503 with Retry-After (default 64)")
     p.add_argument("--max-body", default="20M", help="largest request body (default 20M); larger get 413")
     p.add_argument("--max-memory", default=None, help="tiling budget for large images (default 2G)")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="largest image an upload may decode to, in pixels (default 16000000, 4000x4000); "
+                        "larger get 413 before they are decoded")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds a request may wait and compute (default 60); later it gets 504 and its work "
+                        "is dropped, as is the work of clients that hang up")
     p.add_argument("--backend", default=None, metavar="DEVICE",
                    help="torch device for .pt / .safetensors models (default: cuda if available, else cpu); "
                         ".onnx and .xml files run on ONNX Runtime / OpenVINO")
@@ -46,24 +52,30 @@ def _serve(args: argparse.Namespace) -> int:
     require("serve", "uvicorn", "fastapi", "multipart", "prometheus_client")
     import uvicorn
 
+    from ..inference.predictor import Predictor
     from ..inference.tiling import parse_memory
-    from ..serve.app import ServeSettings, create_app
+    from ..serve.app import DEFAULT_MAX_PIXELS, DEFAULT_TIMEOUT, ServeSettings, create_app
 
-    if args.conf is not None and not 0 <= args.conf <= 1:
-        raise ValueError(f"--conf must be a score in [0, 1], not {args.conf}")
-    for name in ("max_batch", "max_queue", "port"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, not {getattr(args, name)}")
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be in 0..65535 (0: any free port), not {args.port}")
+    # every option checked before anything is loaded (ServeSettings validates the limits)
     settings = ServeSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
                              max_body=parse_memory(args.max_body), max_memory=args.max_memory, device=args.backend,
-                             conf=args.conf)
+                             conf=args.conf, max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels,
+                             timeout=DEFAULT_TIMEOUT if args.timeout is None else args.timeout)
+    if args.max_memory is not None:
+        parse_memory(args.max_memory)
+    # the model loads before the server starts: one that cannot load is a one-line error and exit 2,
+    # not a server answering 503 forever
+    predictor = Predictor(args.model, device=settings.device, max_memory=settings.max_memory, conf=settings.conf,
+                          progress=False)
     print(f"fcnkit serve {args.model} on http://{args.host}:{args.port}/ (max batch {args.max_batch}, "
           f"wait {args.max_wait_ms:g} ms, queue {args.max_queue}, body {args.max_body})", flush=True)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler it found:
     # make that a no-op, so a finished graceful shutdown exits 0 (not -15 / KeyboardInterrupt)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    uvicorn.run(create_app(args.model, settings), host=args.host, port=args.port, log_level="warning",
+    uvicorn.run(create_app(predictor, settings), host=args.host, port=args.port, log_level="warning",
                 timeout_graceful_shutdown=30)
     print("fcnkit serve: stopped", flush=True)
     return 0

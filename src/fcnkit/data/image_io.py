@@ -33,6 +33,10 @@ class NotAnImage(ImageReadError):
     """The bytes are no image format PIL knows (as opposed to a broken or oversized image)."""
 
 
+class TooManyPixels(ImageReadError):
+    """The image's header declares more pixels than allowed (refused before decoding)."""
+
+
 def unreadable_reason(path: str | Path) -> str | None:
     """Why ``path`` cannot be opened as a file -- ``"symbolic link loop"``, ``"broken symbolic
     link (to x.png)"``, ``"a folder, not a file"``, ``"Permission denied"`` -- or None if it
@@ -87,8 +91,8 @@ def open_image(src: str | Path | bytes, *, name: str | None = None, max_pixels: 
         w, h = img.size
         if limit and w * h > limit:
             img.close()
-            raise ImageReadError(f"{name}: refused, {w}x{h} image has more than {limit} pixels "
-                                 f"(decompression bomb guard)")
+            raise TooManyPixels(f"{name}: refused, {w}x{h} image has more than {limit} pixels "
+                                f"(decompression bomb guard)")
         img.load()  # decode now, so a truncated file fails here and not later
     except ImageReadError:
         raise

@@ -14,9 +14,11 @@ load balancer.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -36,15 +38,20 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response  # noqa: E402
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,  # noqa: E402
                                generate_latest)
 from starlette.concurrency import run_in_threadpool  # noqa: E402
+from starlette.requests import ClientDisconnect  # noqa: E402
 
-from ..data.image_io import ImageReadError, NotAnImage
+from ..data.image_io import ImageReadError, NotAnImage, TooManyPixels
 from ..inference.images import decode_image_bytes
 from ..inference.postprocess import fit_jpeg
 from ..inference.predictor import Prediction, Predictor
 from .batching import Closed, MicroBatcher, QueueFull, Timing
 
 DEFAULT_MAX_BODY = 20 * 2**20
-DEFAULT_MAX_PIXELS = 64_000_000  # an upload may decode to at most this many pixels (8000 x 8000)
+# an upload may decode to at most this many pixels: a 16 MP photo (4000 x 4000) takes a few seconds
+# on 2 cores; a 64 MP one (a 60 KB all-zero PNG can declare it) took 81 s and 1.7 GB
+DEFAULT_MAX_PIXELS = 16_000_000
+DEFAULT_TIMEOUT = 60.0  # seconds a request may wait and compute before it is answered 504 and dropped
+DISCONNECT_POLL = 0.25  # seconds between checks whether a waiting client is still there
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -59,6 +66,20 @@ class ServeSettings:
     device: str | None = None
     alpha: float = 0.5
     conf: float | None = None  # detectors: boxes scoring at least this (None: the model's recommended threshold)
+    timeout: float = DEFAULT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        """Every limit checked when the settings are made (a NaN wait once hung every request)."""
+        for name, low in (("max_batch", 1), ("max_queue", 1), ("max_body", 1), ("max_pixels", 1)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise ValueError(f"{name.replace('_', '-')} must be a whole number >= {low}, not {v!r}")
+        for name, low, high in (("max_wait_ms", 0.0, 60_000.0), ("timeout", 0.001, 86_400.0), ("alpha", 0.0, 1.0)):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not (low <= v <= high):  # NaN fails every comparison
+                raise ValueError(f"{name.replace('_', '-')} must be a number in [{low:g}, {high:g}], not {v!r}")
+        if self.conf is not None and not 0 <= self.conf <= 1:
+            raise ValueError(f"conf must be a score in [0, 1], not {self.conf!r}")
 
 
 class _Metrics:
@@ -90,6 +111,41 @@ def _error(status: int, message: str, **headers: str) -> JSONResponse:
 
 class BodyTooLarge(Exception):
     pass
+
+
+class CountRequests:
+    """ASGI middleware: requests by path and status, errors, and /v1/predict latency.
+
+    Plain ASGI rather than ``@app.middleware("http")``: Starlette's BaseHTTPMiddleware wraps
+    exceptions raised while the body streams (an over-long chunked upload) in an
+    ExceptionGroup the 413 handler never sees, and hides client disconnects."""
+
+    PATHS = ("/", "/healthz", "/metrics", "/v1/predict")
+
+    def __init__(self, app, metrics: "_Metrics") -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), None
+
+        async def tracking_send(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        finally:
+            path = scope.get("path", "") if scope.get("path", "") in self.PATHS else "other"
+            code = str(status or 500)
+            self.metrics.requests.labels(path, code).inc()
+            if int(code) >= 400:
+                self.metrics.errors.labels(code).inc()
+            if path == "/v1/predict":
+                self.metrics.latency.observe(time.perf_counter() - start)
 
 
 class LimitBody:
@@ -165,26 +221,68 @@ def describe(pred: Prediction, timing: Timing, *, total_ms: float, decode_ms: fl
     return out
 
 
-def create_app(model: Any, settings: ServeSettings = ServeSettings()) -> FastAPI:
-    """The service for ``model`` (anything ``Predictor`` takes)."""
+async def _read_image(request: Request, settings: ServeSettings) -> tuple[np.ndarray, float] | Response:
+    """The uploaded image decoded (multipart field ``image`` or the raw body), and the decode
+    time in ms; or the error response that says what is wrong with the upload."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if ctype == "multipart/form-data":
+            try:
+                form = await request.form(max_files=1, max_fields=8)
+            except (BodyTooLarge, ClientDisconnect):
+                raise
+            except Exception as e:  # noqa: BLE001 - a malformed multipart body
+                return _error(400, f"malformed multipart body ({type(e).__name__})")
+            upload = form.get("image")
+            if upload is None or isinstance(upload, str):
+                return _error(400, "multipart upload without a file field named 'image'")
+            data, source = await upload.read(), Path(upload.filename or "upload").name
+        elif ctype.startswith("image/") or ctype == "application/octet-stream":
+            data, source = await request.body(), "body"
+        else:
+            return _error(415, f"unsupported content type {ctype or 'none'!r}: send multipart/form-data with "
+                               f"a file field 'image', or the image itself with an image/* content type")
+    except BodyTooLarge:
+        return _error(413, f"request body is larger than --max-body ({settings.max_body} bytes)", Connection="close")
+    if not data:
+        return _error(400, f"{source}: empty upload")
+    t0 = time.perf_counter()
+    try:
+        image = await run_in_threadpool(decode_image_bytes, data, max_pixels=settings.max_pixels, source=source)
+    except NotAnImage as e:
+        return _error(415, str(e))
+    except TooManyPixels as e:
+        return _error(413, f"{e}; this server takes at most --max-pixels {settings.max_pixels}")
+    except ImageReadError as e:
+        return _error(400, str(e))
+    return image, 1000 * (time.perf_counter() - t0)
+
+
+def create_app(model: Any, settings: ServeSettings = ServeSettings()) -> Any:
+    """The service for ``model``: a ready ``Predictor`` (what ``fcnkit serve`` passes, having
+    loaded it first so a bad model fails at once), or anything ``Predictor`` takes, loaded in
+    the background while ``/healthz`` answers 503."""
     state: dict[str, Any] = {"predictor": None, "batcher": None, "error": None}
     metrics = _Metrics(settings.max_batch, lambda: state["batcher"].depth if state["batcher"] else 0)
+    name = Path(str(model.backend.source if isinstance(model, Predictor) else model)).name  # never a server path
 
     def load() -> None:
         try:
-            predictor = Predictor(model, device=settings.device, max_memory=settings.max_memory, conf=settings.conf,
-                                  progress=False)
+            predictor = model if isinstance(model, Predictor) else Predictor(
+                model, device=settings.device, max_memory=settings.max_memory, conf=settings.conf, progress=False)
             state["batcher"] = MicroBatcher(lambda images: predictor.predict_batch(images),
                                             max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
                                             max_queue=settings.max_queue, on_batch=metrics.on_batch)
             state["predictor"] = predictor
-        except Exception as e:  # noqa: BLE001 - reported by /healthz and the log
-            state["error"] = f"{type(e).__name__}: {e}"
-            print(f"fcnkit serve: cannot load {model}: {state['error']}", flush=True)
+        except Exception as e:  # noqa: BLE001 - the log has it; HTTP answers say only that loading failed
+            state["error"] = "the model failed to load"
+            print(f"fcnkit serve: cannot load {model}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
 
     async def lifespan(app: FastAPI):
         loader = threading.Thread(target=load, name="fcnkit-load", daemon=True)
         loader.start()
+        if isinstance(model, Predictor):
+            loader.join()  # nothing slow to wait for
         app.state.loader = loader
         yield
         if state["batcher"] is not None:  # uvicorn has stopped accepting and finished in-flight requests
@@ -192,18 +290,6 @@ def create_app(model: Any, settings: ServeSettings = ServeSettings()) -> FastAPI
 
     app = FastAPI(title="fcnkit", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.serve = state
-
-    @app.middleware("http")
-    async def count(request: Request, call_next):
-        start = time.perf_counter()
-        response = await call_next(request)
-        path = request.url.path if request.url.path in ("/", "/healthz", "/metrics", "/v1/predict") else "other"
-        metrics.requests.labels(path, str(response.status_code)).inc()
-        if response.status_code >= 400:
-            metrics.errors.labels(str(response.status_code)).inc()
-        if path == "/v1/predict":
-            metrics.latency.observe(time.perf_counter() - start)
-        return response
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> HTMLResponse:
@@ -213,10 +299,10 @@ def create_app(model: Any, settings: ServeSettings = ServeSettings()) -> FastAPI
     async def healthz() -> JSONResponse:
         if state["predictor"] is not None:
             p = state["predictor"]
-            return JSONResponse({"status": "ok", "model": str(model), "task": p.backend.task,
+            return JSONResponse({"status": "ok", "model": name, "task": p.backend.task,
                                  "backend": p.backend.backend, "classes": p.classes, "box_classes": p.box_classes})
         if state["error"] is not None:
-            return _error(503, f"model failed to load: {state['error']}")
+            return JSONResponse({"status": "failed", "error": state["error"]}, status_code=503)
         return JSONResponse({"status": "loading"}, status_code=503)
 
     @app.get("/metrics")
@@ -228,48 +314,50 @@ def create_app(model: Any, settings: ServeSettings = ServeSettings()) -> FastAPI
         start = time.perf_counter()
         if format not in ("json", "png", "overlay"):
             return _error(400, f"format must be json, png or overlay, not {format!r}")
-        if state["batcher"] is None:
+        batcher = state["batcher"]
+        if batcher is None:
             return _error(503, "the model is still loading" if state["error"] is None else state["error"],
                           **{"Retry-After": "1"})
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        try:
-            if ctype == "multipart/form-data":
-                try:
-                    form = await request.form(max_files=1, max_fields=8)
-                except BodyTooLarge:
-                    raise
-                except Exception as e:  # noqa: BLE001 - a malformed multipart body
-                    return _error(400, f"malformed multipart body ({type(e).__name__}: {e})")
-                upload = form.get("image")
-                if upload is None or isinstance(upload, str):
-                    return _error(400, "multipart upload without a file field named 'image'")
-                data, source = await upload.read(), upload.filename or "upload"
-            elif ctype.startswith("image/") or ctype == "application/octet-stream":
-                data, source = await request.body(), "body"
-            else:
-                return _error(415, f"unsupported content type {ctype or 'none'!r}: send multipart/form-data with "
-                                   f"a file field 'image', or the image itself with an image/* content type")
-        except BodyTooLarge:
-            return _error(413, f"request body is larger than --max-body ({settings.max_body} bytes)",
-                          Connection="close")
-        if not data:
-            return _error(400, f"{source}: empty upload")
-        t0 = time.perf_counter()
-        try:
-            image = await run_in_threadpool(decode_image_bytes, data, max_pixels=settings.max_pixels, source=source)
-        except NotAnImage as e:
-            return _error(415, str(e))
-        except ImageReadError as e:
-            return _error(400, str(e))
-        decode_ms = 1000 * (time.perf_counter() - t0)
-        try:
-            pred, timing = await state["batcher"].submit(image)
+        try:  # a place in the queue first: a request beyond it never reads or decodes its upload
+            ticket = batcher.reserve()
         except QueueFull as e:
             return _error(503, f"server busy: {e}", **{"Retry-After": "1"})
         except Closed as e:
             return _error(503, str(e), **{"Retry-After": "5"})
-        except Exception as e:  # noqa: BLE001 - an inference failure answers this request only
-            return _error(500, f"inference failed ({type(e).__name__}: {e})")
+        try:
+            got = await _read_image(request, settings)
+        except ClientDisconnect:
+            ticket.release()
+            return Response(status_code=499)  # nobody to answer; one log line, no traceback
+        except BaseException:
+            ticket.release()
+            raise
+        if isinstance(got, Response):
+            ticket.release()
+            return got
+        image, decode_ms = got
+        waiting = asyncio.ensure_future(batcher.submit(image, ticket))
+        deadline = start + settings.timeout
+        while not waiting.done():
+            await asyncio.wait({waiting}, timeout=min(DISCONNECT_POLL, max(0.0, deadline - time.perf_counter())))
+            if waiting.done():
+                break
+            gone = await request.is_disconnected()
+            if gone or time.perf_counter() >= deadline:
+                waiting.cancel()  # its queued work is dropped
+                if gone:
+                    return Response(status_code=499)
+                return _error(504, f"not answered within --timeout {settings.timeout:g} s; try a smaller image "
+                                   f"or later")
+        try:
+            pred, timing = waiting.result()
+        except QueueFull as e:
+            return _error(503, f"server busy: {e}", **{"Retry-After": "1"})
+        except Closed as e:
+            return _error(503, str(e), **{"Retry-After": "5"})
+        except Exception as e:  # noqa: BLE001 - an inference failure answers this request only; the log has it
+            print(f"fcnkit serve: inference failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            return _error(500, "inference failed")
         if format == "png":
             if pred.mask is None:
                 return _error(400, "this model has no segmentation output; use format=json or overlay")
@@ -281,7 +369,7 @@ def create_app(model: Any, settings: ServeSettings = ServeSettings()) -> FastAPI
                                        decode_ms=decode_ms)
         return Response(json.dumps(body), media_type="application/json")
 
-    return LimitBody(app, settings.max_body)
+    return CountRequests(LimitBody(app, settings.max_body), metrics)
 
 
 __all__ = ["DEFAULT_MAX_BODY", "LimitBody", "ServeSettings", "create_app", "describe"]

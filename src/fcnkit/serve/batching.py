@@ -3,9 +3,12 @@
 Requests wait in one bounded queue. A single worker thread (inference runs off the
 event loop, and one model on a few cores is fastest one batch at a time) takes the
 oldest request, gathers up to ``max_batch - 1`` more of the same size that arrive
-within ``max_wait_ms``, and runs them together. A full queue is refused at once
-(the server answers 503 with Retry-After), so a burst never grows memory without
-bound. ``close()`` stops taking requests and finishes those already queued.
+within ``max_wait_ms``, and runs them together. A request first ``reserve()``s its
+place, before its upload is read and decoded, so at most ``max_queue`` uploads are in
+memory at once and a full queue is refused at once (the server answers 503 with
+Retry-After): a burst never grows memory without bound. A request whose client left
+(or whose deadline passed) is cancelled and its queued work skipped. ``close()`` stops
+taking requests and finishes those already queued.
 """
 
 from __future__ import annotations
@@ -35,10 +38,24 @@ class Job:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
     queued_at: float = field(default_factory=time.perf_counter)
+    gone: threading.Event = field(default_factory=threading.Event)  # cancelled: nobody waits for it any more
 
     @property
     def size(self) -> tuple[int, int]:
         return self.image.shape[:2]
+
+
+class Ticket:
+    """A place in the queue, held from before an upload is read until it is submitted or released."""
+
+    def __init__(self, batcher: "MicroBatcher") -> None:
+        self._batcher, self.held = batcher, True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            with self._batcher._cond:
+                self._batcher._reserved -= 1
 
 
 @dataclass(frozen=True)
@@ -62,6 +79,7 @@ class MicroBatcher:
         self.run, self.max_batch, self.max_wait = run, max_batch, max_wait_ms / 1000
         self.max_queue, self.on_batch = max_queue, on_batch
         self._jobs: deque[Job] = deque()
+        self._reserved = 0  # places promised to requests still reading or decoding their upload
         self._cond = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._work, name="fcnkit-batcher", daemon=True)
@@ -69,17 +87,37 @@ class MicroBatcher:
 
     @property
     def depth(self) -> int:
-        """Requests waiting (not yet in a running batch)."""
-        return len(self._jobs)
+        """Requests waiting (not yet in a running batch), and those admitted but still decoding."""
+        return len(self._jobs) + self._reserved
 
-    async def submit(self, image: np.ndarray) -> tuple[Any, Timing]:
+    def _admit(self) -> None:  # under self._cond
+        if self._closed:
+            raise Closed("the server is shutting down")
+        if len(self._jobs) + self._reserved >= self.max_queue:
+            raise QueueFull(f"{len(self._jobs) + self._reserved} requests are queued (--max-queue {self.max_queue})")
+
+    def reserve(self) -> Ticket:
+        """A place in the queue for a request that is about to read and decode its upload;
+        QueueFull / Closed at once when there is none."""
+        with self._cond:
+            self._admit()
+            self._reserved += 1
+        return Ticket(self)
+
+    async def submit(self, image: np.ndarray, ticket: Ticket | None = None) -> tuple[Any, Timing]:
+        """Queue ``image`` (in the place ``ticket`` reserved, if given) and wait for its result.
+        Cancelling the waiting task (the client left, a deadline passed) drops the job."""
         loop = asyncio.get_running_loop()
         job = Job(image, loop, loop.create_future())
+        job.future.add_done_callback(lambda f: job.gone.set() if f.cancelled() else None)
         with self._cond:
-            if self._closed:
-                raise Closed("the server is shutting down")
-            if len(self._jobs) >= self.max_queue:
-                raise QueueFull(f"{len(self._jobs)} requests are queued (--max-queue {self.max_queue})")
+            if ticket is not None and ticket.held:
+                ticket.held = False
+                self._reserved -= 1
+                if self._closed:
+                    raise Closed("the server is shutting down")
+            else:
+                self._admit()
             self._jobs.append(job)
             self._cond.notify()
         return await job.future
@@ -99,9 +137,13 @@ class MicroBatcher:
                     return None
                 self._cond.wait()
             first = self._jobs.popleft()
+            if first.gone.is_set():
+                return []  # its client left while it waited: no work for nobody
             batch = [first]
             deadline = first.queued_at + self.max_wait
             while len(batch) < self.max_batch:
+                for job in [j for j in self._jobs if j.gone.is_set()]:
+                    self._jobs.remove(job)
                 same = next((j for j in self._jobs if j.size == first.size), None)
                 if same is not None:
                     self._jobs.remove(same)
@@ -115,6 +157,9 @@ class MicroBatcher:
 
     def _work(self) -> None:
         while (batch := self._next_batch()) is not None:
+            batch = [j for j in batch if not j.gone.is_set()]
+            if not batch:
+                continue
             start = time.perf_counter()
             try:
                 results = self.run([j.image for j in batch])
@@ -138,4 +183,4 @@ def _settle(future: asyncio.Future, result: Any, timing: Timing, error: Exceptio
         future.set_result((result, timing))
 
 
-__all__ = ["Closed", "MicroBatcher", "QueueFull", "Timing"]
+__all__ = ["Closed", "MicroBatcher", "QueueFull", "Ticket", "Timing"]

@@ -30,6 +30,7 @@ HELD_OUT = "train@0006R0"  # the sequence-disjoint split (the recipe's val_split
 WEAK = ["Pole", "SignSymbol", "Fence", "Pedestrian", "Bicyclist"]
 BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"
 
+CE = ["class_weights=null"]
 # name -> (what it tests, --set overrides of configs/camvid_study.yaml)
 ROWS: dict[str, tuple[str, list[str]]] = {
     "base_mf": ("the shipped recipe: CE, median-frequency class weights", []),
@@ -38,13 +39,18 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "ce_lovasz": ("CE (no weights) + Lovász-softmax", ["class_weights=null", "loss=ce+lovasz"]),
     "sqrt_lovasz": ("CE (sqrt weights) + Lovász-softmax", ["class_weight_power=0.5", "loss=ce+lovasz"]),
     "ohem": ("CE over the hardest 25% of pixels, no weights", ["class_weights=null", "loss=ohem"]),
-    "fcn4s": ("FCN-4s: one more skip, from the stride-4 tap", ["model=fcn4s"]),
-    "ema": ("an EMA of the weights (decay 0.999, warmed up)", ["ema_decay=0.999"]),
-    "lite1": ("EfficientNet-Lite1 encoder", ["encoder=efficientnet_lite1"]),
-    "lite2": ("EfficientNet-Lite2 encoder", ["encoder=efficientnet_lite2"]),
-    "long": ("24 epochs instead of 12", ["epochs=24", "val_every=8"]),
-    "scale_wide": ("random scale 0.5-2.0 instead of 0.75-1.5", ["scale_range=[0.5,2.0]"]),
+    # from here on every row starts from the best loss of the rows above: CE without class weights
+    "fcn4s": ("CE; FCN-4s: one more skip, from the stride-4 tap", [*CE, "model=fcn4s"]),
+    "ema": ("CE; an EMA of the weights (decay 0.999, warmed up)", [*CE, "ema_decay=0.999"]),
+    "lite1": ("CE; EfficientNet-Lite1 encoder", [*CE, "encoder=efficientnet_lite1"]),
+    "lite2": ("CE; EfficientNet-Lite2 encoder", [*CE, "encoder=efficientnet_lite2"]),
+    "long": ("CE; 24 epochs instead of 12", [*CE, "epochs=24", "val_every=8"]),
+    "scale_wide": ("CE; random scale 0.5-2.0 instead of 0.75-1.5", [*CE, "scale_range=[0.5,2.0]"]),
+    # zoomed in: the same 360x480 crops (so the same training cost) cut from frames scaled 1-2x, and
+    # inference on frames scaled 1.5x (2.25x the pixels): thin classes (poles, signs) get more pixels
+    "zoom": ("CE; crops of frames scaled 1-2x, inference at 1.5x", [*CE, "scale_range=[1.0,2.0]"]),
 }
+EVAL_SCALES = {"zoom": (1.5,)}  # rows scored on rescaled frames (as fcnkit eval --scales 1.5)
 
 
 def run_dir(name: str, seed: int) -> Path:
@@ -70,14 +76,14 @@ def train(name: str, seed: int, data: str | None) -> Path:
     return out
 
 
-def score(out: Path, data: str, split: str) -> dict:
+def score(out: Path, data: str, split: str, scales: tuple[float, ...] | None = None) -> dict:
     from fcnkit.inference.evaluate import evaluate_checkpoint
 
     report_dir = out / f"eval_{split.replace('@', '_at_').replace('!', 'not_')}"
     if (report_dir / "metrics.json").is_file():
         return json.loads((report_dir / "metrics.json").read_text())
     return evaluate_checkpoint(out / "last.pt", data, split=split, out_dir=report_dir, batch_size=4, amp="off",
-                               progress=False)
+                               scales=scales, progress=False)
 
 
 def record(name: str, seed: int, out: Path, data: str) -> dict:
@@ -85,7 +91,8 @@ def record(name: str, seed: int, out: Path, data: str) -> dict:
 
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     env = json.loads((out / "environment.json").read_text())
-    held, val = score(out, data, HELD_OUT), score(out, data, "val")
+    scales = EVAL_SCALES.get(name)
+    held, val = score(out, data, HELD_OUT, scales), score(out, data, "val", scales)
     result = {"row": name, "seed": seed, "what": ROWS[name][0], "overrides": ROWS[name][1],
               "epochs": rows[-1]["epoch"], "train_minutes": rows[-1]["elapsed_seconds"] / 60,
               "images_per_s": sum(r["images_per_s"] for r in rows) / len(rows), "amp": env.get("amp"),

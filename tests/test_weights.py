@@ -32,7 +32,7 @@ def test_convolutionalised_vgg_equals_torchvision_classifier(tv_vgg16, tmp_path_
     # the conv trunk is torchvision's features, layer for layer
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        ours = enc(x)[1]  # pool4 (stride 16)
+        ours = enc(x)[2]  # pool4 (stride 16; taps are pool2, pool3, pool4, fc7)
         theirs = tv_vgg16.features[:24](x)
     torch.testing.assert_close(ours, theirs)
 

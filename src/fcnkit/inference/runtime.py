@@ -27,6 +27,7 @@ from ..io import brief, printable
 from ..models.registry import model_task
 from ..models.saved import load_model
 from ..preprocessing import IMAGENET, Preprocessing
+from ..models.metadata import MetadataError, check_config, check_meta
 from ..models.zoo import resolve
 from ..engine.probe import RunChoice, choose_run
 
@@ -89,7 +90,15 @@ class Runtime:
     training = False
 
     def __init__(self, meta: Mapping, source: str) -> None:
+        config = meta.get("config") if isinstance(meta, Mapping) else None
+        if config:  # exports carry the builder config; a bare callable's metadata may not
+            check_config(dict(config), source)
+        if not isinstance(meta, Mapping):
+            raise MetadataError(f"{source}: model metadata: must be a mapping, not {type(meta).__name__}")
         self.meta = dict(meta)
+        num, prep = self.meta.get("num_classes"), self.meta.get("preprocessing")
+        check_meta({**self.meta, "preprocessing": prep.to_dict()} if isinstance(prep, Preprocessing) else self.meta,
+                   source, num_classes=num if isinstance(num, int) else None)
         self.source = source
         prep = self.meta.get("preprocessing")
         self.preprocessing = prep if isinstance(prep, Preprocessing) else (
@@ -158,7 +167,11 @@ class OnnxRuntimeModel(Runtime):
         except Exception as e:  # noqa: BLE001 - name the file
             raise ValueError(f"{path}: not an ONNX model ONNX Runtime can load: {_ort_reason(e)}") from None
         raw = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
-        super().__init__(json.loads(raw) if raw else {}, str(path))
+        try:
+            meta = json.loads(raw) if raw else {}
+        except ValueError as e:
+            raise MetadataError(f"{path}: model metadata: {META_KEY} is not valid JSON ({e})") from None
+        super().__init__(meta, str(path))
         self.precision = self.meta.get("precision", "fp32")
         self.input_name = self.session.get_inputs()[0].name
 
@@ -192,8 +205,8 @@ class OpenVINOModel(Runtime):
         try:
             meta = json.loads(side.read_text())
         except ValueError as e:
-            raise ValueError(f"{side}: not valid JSON ({e})") from e
-        super().__init__(meta, str(xml_path))
+            raise MetadataError(f"{side}: model metadata: not valid JSON ({e})") from None
+        super().__init__(meta, str(side))
         self.precision = meta.get("precision", "fp32")
         compute = precision or meta.get("inference_precision", "fp32")
         if compute not in ("fp32", "bf16"):

@@ -25,6 +25,7 @@ from torch import nn
 
 from ..io import atomic_write, brief, check_output_file
 from .fold import fold_batchnorm
+from .metadata import MetadataError, check_config, check_meta
 from .registry import create_model
 from .svd import apply_svd
 from .weights import Preprocessing, torch_load
@@ -137,8 +138,15 @@ def _read_safetensors(path: Path) -> dict:
     if header.get("format") != FORMAT:
         raise ValueError(f"{path}: not {WHAT}: safetensors without fcnkit metadata (format {FORMAT!r}); "
                          f"plain state dicts load with create_model(..., weights=PATH)")
-    return {"format": FORMAT, "config": json.loads(header["config"]), "meta": json.loads(header["meta"]),
-            "model": state}
+    parsed = {}
+    for key in ("config", "meta"):
+        try:
+            parsed[key] = json.loads(header[key])
+        except KeyError:
+            raise MetadataError(f"{path}: model metadata: {key} is missing from the safetensors header") from None
+        except json.JSONDecodeError as e:
+            raise MetadataError(f"{path}: model metadata: {key} is not valid JSON ({e})") from None
+    return {"format": FORMAT, **parsed, "model": state}
 
 
 def build_structure(config: dict, recipe: dict) -> nn.Module:
@@ -164,10 +172,19 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
     ``model.meta`` carries the classes, palette and ignore index saved with it.
     """
     rec = read_record(path)
-    config = upgrade_config(rec["config"])
-    meta = dict(rec.get("meta", {}))
+    source = str(path)
+    raw = rec.get("config")
+    if not isinstance(raw, dict):
+        raise MetadataError(f"{path}: model metadata: config must be a mapping of builder arguments, not "
+                            f"{type(raw).__name__}")
+    config = check_config(upgrade_config(raw), source)
+    meta = dict(check_meta(rec.get("meta", {}), source, num_classes=config.get("num_classes"),
+                           det_classes=config.get("det_classes")))
     recipe = meta.get("optimization")
-    model = build_structure(config, recipe) if recipe else create_model(config.pop("name"), **config)
+    try:
+        model = build_structure(config, recipe) if recipe else create_model(config.pop("name"), **config)
+    except (TypeError, ValueError, KeyError) as e:
+        raise MetadataError(f"{path}: model metadata: config does not build a model ({brief(e)})") from None
     try:
         model.load_state_dict(rec["model"], strict=True)  # copies into the model's dtype (fp16 files -> fp32)
     except RuntimeError as e:

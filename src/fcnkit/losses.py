@@ -162,6 +162,9 @@ def load_class_weights(path: str | Path, num_classes: int) -> Tensor:
     w = torch.tensor(weights, dtype=torch.float32)
     if not torch.isfinite(w).all() or (w < 0).any():
         raise ValueError(f"{path}: class weights must be finite and >= 0, got {weights}")
+    if not (w > 0).any():
+        raise ValueError(f"{path}: every class weight is 0, so the loss is 0 and training would learn nothing "
+                         f"(was the data all ignore? see fcnkit data check)")
     return w
 
 

@@ -16,6 +16,7 @@ saved models can read them as data.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -143,6 +144,16 @@ class SegmentationDataset(ImageDataset):
             target["boxes"] = tv_tensors.BoundingBoxes(found[0], format="XYXY", canvas_size=(h, w))
             target["labels"] = found[1]
         return image, target
+
+
+def inside(folder: Path, name: str) -> Path | None:
+    """``folder / name`` if that stays inside ``folder``, else None: an annotation's file name
+    (VOC ``<filename>``, COCO ``file_name``) is data, and ``../../x`` or ``/etc/passwd`` must not
+    make a loader read outside the dataset."""
+    rel = Path(name)
+    if rel.is_absolute() or rel.drive or os.path.normpath(rel).split(os.sep)[0] == "..":
+        return None
+    return folder / rel
 
 
 def pair_by_stem(image_dir: Path, annot_dir: Path, *, image_exts: tuple[str, ...] = (".png", ".jpg", ".jpeg"),

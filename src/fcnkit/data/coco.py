@@ -24,7 +24,7 @@ import torch
 from torchvision import tv_tensors
 
 from ..extras import require
-from .base import IGNORE_INDEX, Sample, default_palette
+from .base import IGNORE_INDEX, Sample, default_palette, inside
 from .detection import DetectionDataset, check_boxes
 from .image_io import DataError
 from .splits import split_items
@@ -82,12 +82,16 @@ class COCODetection(DetectionDataset):
             else:
                 per_image[ann["image_id"]].append(ann)
         dirs = _image_dirs(root, json_path, split)
-        image_dir = next((d for d in dirs if d.is_dir() and any((d / im["file_name"]).is_file() for im in images.values())),
-                         dirs[0])
+        image_dir = next((d for d in dirs if d.is_dir() and any(
+            (p := inside(d, str(im.get("file_name", "")))) is not None and p.is_file() for im in images.values())),
+            dirs[0])
         entries = []
         for image_id, im in images.items():
-            path = image_dir / im["file_name"]
-            if path.is_file():
+            path = inside(image_dir, str(im.get("file_name", "")))
+            if path is None:
+                problems.append(f"{json_path}: image {image_id} file_name {im.get('file_name')!r} points outside "
+                                f"{image_dir}; refused")
+            elif path.is_file():
                 entries.append((path, image_id))
             else:
                 problems.append(f"{path}: image {image_id} of {json_path.name} is missing")

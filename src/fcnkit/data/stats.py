@@ -32,6 +32,9 @@ def class_statistics(dataset, *, progress: bool = True) -> dict:
         pixels += counts
         image_pixels[counts > 0] += mask.size
     present = image_pixels > 0
+    if not present.any():
+        raise ValueError(f"{getattr(dataset, 'root', dataset)}: no labelled pixel in {len(dataset)} images (every pixel is the ignore index "
+                         f"{dataset.ignore_index}); class weights cannot be computed, and would train nothing")
     freq = np.where(present, pixels / np.maximum(image_pixels, 1), 0.0)
     median = float(np.median(freq[present])) if present.any() else 0.0
     weights = np.where(present, median / np.where(freq > 0, freq, 1.0), 0.0)

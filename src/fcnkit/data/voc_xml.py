@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from .base import inside
 from .detection import DetectionDataset, check_boxes
 from .image_io import DataError, unreadable_reason
 from .splits import split_items
@@ -97,6 +98,9 @@ class VOCDetection(DetectionDataset):
                 filename, declared, objects = parse_voc_xml(xml)
             except DataError as e:
                 problems.append(str(e))
+                continue
+            if filename and inside(image_dir, filename) is None:
+                problems.append(f"{xml}: <filename> {filename!r} points outside {image_dir}; refused")
                 continue
             image = self._find_image(image_dir, xml.stem, filename)
             if image is None:

@@ -33,7 +33,8 @@ def class_statistics(dataset, *, progress: bool = True) -> dict:
         image_pixels[counts > 0] += mask.size
     present = image_pixels > 0
     if not present.any():
-        raise ValueError(f"{getattr(dataset, 'root', dataset)}: no labelled pixel in {len(dataset)} images (every pixel is the ignore index "
+        where = getattr(dataset, "root", dataset)
+        raise ValueError(f"{where}: no labelled pixel in {len(dataset)} images (every pixel is the ignore index "
                          f"{dataset.ignore_index}); class weights cannot be computed, and would train nothing")
     freq = np.where(present, pixels / np.maximum(image_pixels, 1), 0.0)
     median = float(np.median(freq[present])) if present.any() else 0.0

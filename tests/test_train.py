@@ -170,7 +170,8 @@ def test_a_run_folder_without_last_pt_is_not_silently_reused(tmp_path):
 
 def test_run_directory_and_checkpoint_contents(tmp_path, capsys):
     tr, va = _sets(n_train=2)
-    cfg = _cfg(tmp_path, epochs=2, loss="focal", amp="off", channels_last=False, log_every=3)
+    cfg = _cfg(tmp_path, epochs=2, loss="focal", amp="off", channels_last=False, log_every=3,
+               data="camvid:relative/camvid")  # (the sets are given; data is only recorded)
     result = train(cfg, train_set=tr, val_set=va)
     out = capsys.readouterr().out
     assert "it 3/4  epoch 2" in out and "ETA" in out and out.count("val pixel acc") == 2
@@ -430,3 +431,13 @@ def test_resuming_with_another_encoder_says_what_to_do_not_a_key_dump(tmp_path):
     message = str(e.value)
     assert "do not fit the model this config builds" in message and "init_from=" in message
     assert "Missing key(s)" not in message and len(message) < 400
+
+
+def test_no_data_or_data_not_where_the_recipe_says_tells_what_to_give(tmp_path):
+    """Issue 26.2: a shipped recipe without --data said `.../venv/lib/shared/data/camvid: CamVid folder
+    not found`; the default config named a path that exists only in a development checkout."""
+    assert TrainConfig().data is None
+    with pytest.raises(ValueError, match="no training data.*--data camvid:/path/to/CamVid"):
+        train(_cfg(tmp_path / "a"))
+    with pytest.raises(FileNotFoundError, match=r"nowhere/camvid: no such dataset .* --data camvid:PATH"):
+        train(_cfg(tmp_path / "b", data=str(f"camvid:{tmp_path / 'nowhere' / 'camvid'}")))

@@ -74,7 +74,7 @@ def test_numbers_are_validated_non_finite_included(tmp_path, override, message):
 
 
 def test_saved_config_round_trips(tmp_path):
-    cfg = load_config(None, ["crop_size=[8, 16]", "scale_range=[0.5, 2]", "lr=0.5"])
+    cfg = load_config(None, ["data=camvid:../shared/data/camvid", "crop_size=[8, 16]", "scale_range=[0.5, 2]", "lr=0.5"])
     save_config(cfg, tmp_path / "config.yaml")
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["data"] == f"camvid:{Path.cwd().parent}/shared/data/camvid"
     assert load_recipe(tmp_path / "config.yaml") == dataclasses.replace(cfg, data=f"camvid:{Path.cwd().parent}/shared/data/camvid")

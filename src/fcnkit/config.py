@@ -30,7 +30,7 @@ class TrainConfig:
     """Everything a training run depends on; saved resolved in the run directory."""
 
     # --- data ---------------------------------------------------------------------
-    data: str | tuple[str, ...] = "camvid:../shared/data/camvid"  # FORMAT:PATH or PATH, or a list of them
+    data: str | tuple[str, ...] | None = None  # FORMAT:PATH or PATH, or a list of them (None: give --data)
     # (trained together: e.g. CamVid masks + raccoon boxes for the joint model; see fcnkit.data.mixed)
     train_split: str = "train"
     val_split: str = "val"
@@ -159,6 +159,8 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     if isinstance(value, bool) and value in YAML_WORDS.get(name, {}):  # `amp: off`, unquoted
         return YAML_WORDS[name][value]
     if name == "data":  # one spec or a list of specs
+        if value is None or (isinstance(value, str) and value.strip().lower() in NULL_WORDS):
+            return None
         if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
             return value[0] if len(value) == 1 else tuple(value)
         if isinstance(value, str) and value:

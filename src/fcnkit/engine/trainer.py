@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from ..config import TrainConfig, absolute_inputs, from_dict
 from ..io import FolderLock, check_output_dir
-from ..data import build_dataset, eval_transforms, train_transforms
+from ..data import FORMATS, build_dataset, eval_transforms, train_transforms
 from ..data.mixed import box_classes_of
 from ..losses import SegmentationLoss, load_class_weights
 from ..models import create_model
@@ -109,6 +109,20 @@ def _dataset_info(ds: Dataset) -> dict[str, Any]:
     palette = [list(map(int, c)) for c in getattr(base, "palette", [])] or None
     return {"classes": classes, "palette": palette, "ignore_index": int(getattr(base, "ignore_index", 255)),
             "task": getattr(base, "task", "segmentation"), "box_classes": box_classes_of(base)}
+
+
+def _check_data(cfg: TrainConfig) -> None:
+    """Say what to do when the data is not given or not where the recipe says: shipped
+    recipes name the fcnkit repository's ../shared/data, which a pip install does not have."""
+    if cfg.data is None:
+        raise ValueError("no training data: the recipe has no data: entry and no --data was given "
+                         "(e.g. --data camvid:/path/to/CamVid, or any FORMAT:PATH of fcnkit data check)")
+    for spec in cfg.data if isinstance(cfg.data, tuple) else (cfg.data,):
+        fmt, sep, rest = str(spec).partition(":")
+        path = Path(rest if sep and fmt in FORMATS else spec)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such dataset (data: {spec}); recipes name the data where they were "
+                                    f"written: give yours with --data {fmt if sep and fmt in FORMATS else 'FORMAT'}:PATH")
 
 
 def _subset(ds: Dataset, n: int | None) -> Dataset:
@@ -187,6 +201,7 @@ class _Trainer:
 
         # data first (the model's size comes from the classes), transforms from the model
         if train_set is None:
+            _check_data(cfg)
             info = _dataset_info(build_dataset(cfg.data, cfg.train_split))
         else:
             info = _dataset_info(train_set)

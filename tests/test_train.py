@@ -441,3 +441,25 @@ def test_no_data_or_data_not_where_the_recipe_says_tells_what_to_give(tmp_path):
         train(_cfg(tmp_path / "a"))
     with pytest.raises(FileNotFoundError, match=r"nowhere/camvid: no such dataset .* --data camvid:PATH"):
         train(_cfg(tmp_path / "b", data=str(f"camvid:{tmp_path / 'nowhere' / 'camvid'}")))
+
+
+def test_class_weights_auto_are_counted_on_the_training_data_once(tmp_path, capsys, monkeypatch):
+    """Issue 26.3: a recipe's fixed 11-class weights file cannot fit a 12-class dataset; `auto` counts
+    median-frequency weights on whatever data is trained, once (cached by the file list)."""
+    from test_data_fixtures import write_camvid
+
+    from fcnkit.data import build_dataset
+    from fcnkit.data.stats import class_statistics
+
+    monkeypatch.setenv("FCNKIT_CACHE", str(tmp_path / "cache"))
+    write_camvid(tmp_path / "camvid", {"train": 3, "val": 1}, size=(32, 48))
+    spec = f"camvid:{tmp_path / 'camvid'}"
+    cfg = _cfg(tmp_path / "a", data=spec, class_weights="auto", class_weight_power=0.5, crop_size=(32, 48))
+    first = train(cfg)
+    assert "class weights: median frequency on the training data, counted over 3 images" in capsys.readouterr().out
+    expected = torch.tensor(class_statistics(build_dataset(spec, "train"), progress=False)["class_weights"]) ** 0.5
+    train(dataclasses.replace(cfg, out_dir=str(tmp_path / "b")))
+    assert "class weights: median frequency on the training data, cached" in capsys.readouterr().out
+    assert first["status"] == "finished" and expected.min() > 0
+    (cache,) = (tmp_path / "cache" / "class_weights").glob("*.json")
+    assert torch.allclose(torch.tensor(json.loads(cache.read_text())["class_weights"]) ** 0.5, expected)

@@ -58,7 +58,8 @@ class TrainConfig:
     # --- loss ---------------------------------------------------------------------
     loss: str = "ce"  # ce | focal | ohem | lovasz | ce+lovasz
     loss_reduction: str = "mean"  # mean | sum (the reference recipe's unnormalised sum)
-    class_weights: str | None = None  # JSON from `fcnkit data stats` (median-frequency weights)
+    class_weights: str | None = None  # "auto" (median-frequency weights counted on the training data at the
+    # start, cached) or a JSON file from `fcnkit data stats`; null: unweighted
     class_weight_power: float = 1.0  # weights ** this: 0.5 = their square root (milder), 0 = unweighted
     focal_gamma: float = 2.0
     ohem_fraction: float = 0.25  # loss "ohem": the share of labelled pixels (the hardest) that count
@@ -237,6 +238,7 @@ def from_dict(values: dict[str, Any], *, base: TrainConfig | None = None, source
 
 
 RECIPE_RELATIVE = ("data", "class_weights", "encoder_weights")  # inputs that travel with a recipe
+KEYWORD_VALUES = {"class_weights": ("auto",), "encoder_weights": ("imagenet",)}  # words, not relative paths
 _SPEC_FORMAT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]+):(.*)$")  # 'camvid:PATH' (not 'C:\\...')
 
 
@@ -292,7 +294,7 @@ def rebase_recipe_paths(values: dict[str, Any], folder: Path) -> dict[str, Any]:
         values["data"] = [_rebase_spec(folder, d) for d in data]
     for key in ("class_weights", "encoder_weights"):
         v = values.get(key)
-        if isinstance(v, str) and not (key == "encoder_weights" and v == "imagenet"):
+        if isinstance(v, str) and v not in KEYWORD_VALUES[key]:
             values[key] = _beside(folder, v)
     return values
 

@@ -259,6 +259,12 @@ class FolderLock:
 RUNS = Path("runs")  # default outputs go under the working directory's runs/, never beside a model
 
 
+def cache_root() -> Path:
+    """fcnkit's cache folder: ``$FCNKIT_CACHE``, else ``~/.cache/fcnkit`` (downloaded weights,
+    measured precision choices, counted class weights), each kind in a sub-folder."""
+    return Path(os.environ.get("FCNKIT_CACHE", Path.home() / ".cache" / "fcnkit"))
+
+
 def next_run_dir(kind: str, root: str | Path = RUNS) -> Path:
     """``runs/<kind>/N`` for the first N counting from 1 that does not exist yet
     (``runs/predict/1``, then ``runs/predict/2``, ... as YOLO numbers its runs): where a

@@ -158,7 +158,9 @@ def load_class_weights(path: str | Path, num_classes: int) -> Tensor:
     if not isinstance(weights, list) or not all(isinstance(w, (int, float)) for w in weights):
         raise ValueError(f"{path}: class weights must be a list of numbers")
     if len(weights) != num_classes:
-        raise ValueError(f"{path}: {len(weights)} class weights for a {num_classes}-class model")
+        raise ValueError(f"{path}: {len(weights)} class weights for a {num_classes}-class model; use class_weights: "
+                         f"auto (counted on your training data) or write a file for your data with fcnkit data "
+                         f"stats PATH --out weights.json")
     w = torch.tensor(weights, dtype=torch.float32)
     if not torch.isfinite(w).all() or (w < 0).any():
         raise ValueError(f"{path}: class weights must be finite and >= 0, got {weights}")

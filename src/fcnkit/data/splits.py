@@ -142,6 +142,11 @@ class SplitSelection(Dataset):
         p, i = self.index[k]
         return self.parts[p][i]
 
+    def load_raw(self, k: int) -> Any:
+        """The sample as stored (no transforms), as every fcnkit dataset offers it."""
+        p, i = self.index[k]
+        return self.parts[p].load_raw(i)
+
     def __repr__(self) -> str:
         return f"SplitSelection({describe_split(self.expression)}: {len(self)} samples)"
 

@@ -9,7 +9,9 @@ not a class. A class present in no image gets weight 0 and is left out of the me
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +22,18 @@ from ..progress import progress_bar
 
 def class_statistics(dataset, *, progress: bool = True) -> dict:
     """Pixel counts, frequencies and median-frequency weights of a segmentation dataset
-    (read through ``load_raw``, i.e. before any transform)."""
+    (read through ``load_raw``, i.e. before any transform, where the dataset has it; samples
+    without a mask, such as a mixture's box-only photos, are skipped)."""
     n = len(dataset.classes)
     pixels = np.zeros(n, dtype=np.int64)  # pixels of class c
     image_pixels = np.zeros(n, dtype=np.int64)  # total pixels of images containing c
     ignored = 0
+    read = getattr(dataset, "load_raw", dataset.__getitem__)
     for i in progress_bar(range(len(dataset)), desc="stats", unit="img", enabled=progress, leave=False):
-        mask = dataset.load_raw(i)[1]["mask"].numpy()
+        target = read(i)[1]
+        if "mask" not in target:
+            continue
+        mask = target["mask"].numpy()
         counts = np.bincount(mask[mask != dataset.ignore_index].ravel(), minlength=n)[:n]
         ignored += int((mask == dataset.ignore_index).sum())
         pixels += counts
@@ -49,6 +56,30 @@ def class_statistics(dataset, *, progress: bool = True) -> dict:
         "median_frequency": median,
         "class_weights": weights.tolist(),
     }
+
+
+def class_weights_of(dataset, *, cache_dir: str | Path | None = None, progress: bool = False) -> tuple[list[float], str]:
+    """Median-frequency weights of ``dataset`` (what ``class_weights: auto`` trains with) and
+    where they came from: counted now, or read from ``cache_dir`` where the same files (paths,
+    sizes, modification times) and classes were counted before."""
+    files = list(getattr(dataset, "files", []) or [])
+    key = None
+    if cache_dir is not None and files:
+        listing = [(str(p), os.stat(p).st_size, os.stat(p).st_mtime_ns) for f in files for p in f if Path(p).is_file()]
+        raw = json.dumps([list(dataset.classes), int(getattr(dataset, "ignore_index", 255)), listing])
+        key = Path(cache_dir) / f"{hashlib.sha1(raw.encode()).hexdigest()}.json"
+        try:
+            return json.loads(key.read_text())["class_weights"], f"cached ({key})"
+        except (OSError, ValueError, KeyError):
+            pass
+    stats = class_statistics(dataset, progress=progress)
+    if key is not None:
+        try:
+            key.parent.mkdir(parents=True, exist_ok=True)
+            write_json({"classes": stats["classes"], "class_weights": stats["class_weights"]}, key)
+        except OSError:
+            pass  # an unwritable cache only costs a recount next time
+    return stats["class_weights"], f"counted over {len(dataset)} images"
 
 
 def write_json(data: dict, path: str | Path) -> None:

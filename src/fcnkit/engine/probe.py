@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from ..io import atomic_write_text
+from ..io import atomic_write_text, cache_root
 from . import distributed as D
 from .runtime import autocast, cpu_has_fast_bf16, cpu_model, resolve_amp
 
@@ -47,7 +46,7 @@ class RunChoice:
 
 def probe_cache_path() -> Path:
     """Where measured choices are kept (beside the weights cache; ``FCNKIT_CACHE`` moves both)."""
-    return Path(os.environ.get("FCNKIT_CACHE", Path.home() / ".cache" / "fcnkit")) / "probe.json"
+    return cache_root() / "probe.json"
 
 
 def _model_key(model: nn.Module) -> str:

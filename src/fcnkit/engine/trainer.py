@@ -35,7 +35,8 @@ from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
 from ..config import TrainConfig, absolute_inputs, from_dict
-from ..io import FolderLock, check_output_dir
+from ..data.stats import class_weights_of
+from ..io import FolderLock, cache_root, check_output_dir
 from ..data import FORMATS, build_dataset, eval_transforms, train_transforms
 from ..data.mixed import box_classes_of
 from ..losses import SegmentationLoss, load_class_weights
@@ -200,9 +201,11 @@ class _Trainer:
         torch.manual_seed(cfg.seed + dist.rank)
 
         # data first (the model's size comes from the classes), transforms from the model
+        raw_train = None  # the training data as stored, for class_weights: auto
         if train_set is None:
             _check_data(cfg)
-            info = _dataset_info(build_dataset(cfg.data, cfg.train_split))
+            raw_train = build_dataset(cfg.data, cfg.train_split)
+            info = _dataset_info(raw_train)
         else:
             info = _dataset_info(train_set)
         self.info = info
@@ -242,9 +245,7 @@ class _Trainer:
         self.ema = ModelEmaV3(self.model, decay=cfg.ema_decay, use_warmup=True) if cfg.ema_decay else None
         self.kept = self.ema.module if self.ema is not None else self.model
 
-        weights = load_class_weights(cfg.class_weights, len(info["classes"])) if cfg.class_weights else None
-        if weights is not None:
-            weights = weights ** cfg.class_weight_power  # median-frequency weights ** 0.5: a milder balance
+        weights = self._class_weights(cfg, raw_train if raw_train is not None else self.train_set, info)
         self.criterion = SegmentationLoss(cfg.loss, ignore_index=info["ignore_index"], reduction=cfg.loss_reduction,
                                           class_weights=weights, focal_gamma=cfg.focal_gamma,
                                           ohem_fraction=cfg.ohem_fraction).to(device)
@@ -294,6 +295,20 @@ class _Trainer:
         self.resumed_at = self.progress.iteration if resume_path else None
 
     # --- helpers ------------------------------------------------------------------
+    def _class_weights(self, cfg: TrainConfig, data: Dataset, info: dict) -> torch.Tensor | None:
+        """None, a weights file's, or (``auto``) median-frequency weights counted on the training
+        data (cached per file list), each raised to ``class_weight_power``."""
+        if not cfg.class_weights:
+            return None
+        if cfg.class_weights == "auto":
+            counted, where = class_weights_of(data, cache_dir=cache_root() / "class_weights")
+            weights = torch.tensor(counted, dtype=torch.float32)
+            self.say(f"class weights: median frequency on the training data, {where}")
+        else:
+            weights = load_class_weights(cfg.class_weights, len(info["classes"]))
+        return weights ** cfg.class_weight_power  # ** 0.5: a milder balance
+
+
     def _settle_run(self, shape: tuple[int, ...]) -> None:
         """bf16 or fp32, channels_last or not: measured on this machine for this model on the
         first batch it trains on (``fcnkit.engine.probe``), then the run's record is written."""

@@ -9,7 +9,6 @@ a progress bar and checks the digest. A test checks every entry against its real
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 from ..data.camvid import CLASSES as CAMVID_CLASSES
 from ..data.camvid import PALETTE as CAMVID_PALETTE
 from ..data.fetch import file_digest
+from ..io import cache_root
 from .weights import IMAGENET, TF_INCEPTION, Preprocessing
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -71,7 +71,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("FCNKIT_CACHE", Path.home() / ".cache" / "fcnkit")) / "weights"
+    return cache_root() / "weights"
 
 
 _VERIFIED: set[Path] = set()  # cached downloads already hashed in this process (a load resolves twice)

@@ -1,7 +1,7 @@
 """fcnkit: Fully Convolutional Networks (Long, Shelhamer & Darrell 2015), made usable.
 
 ``create_model`` builds a registered net, ``load`` rebuilds a saved one (a file or a
-name from ``list_weights()``), and
+name from ``list_weights()``), ``train`` trains one from a recipe (as ``fcnkit train``), and
 ``Predictor`` segments (and detects in) images and video of any size.
 
 The names are loaded on first use (PEP 562), so ``import fcnkit`` -- and the ``fcnkit``
@@ -15,7 +15,7 @@ import importlib.util
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["create_model", "list_models", "load", "save", "Predictor", "get_weights", "list_weights",
+__all__ = ["create_model", "list_models", "load", "save", "train", "Predictor", "get_weights", "list_weights",
            "__version__"]
 
 
@@ -30,6 +30,8 @@ def __getattr__(name: str) -> Any:
         from .models.saved import load_model as value
     elif name == "save":
         from .models.saved import save_model as value
+    elif name == "train":
+        from .engine.run import train_run as value
     elif name in ("get_weights", "list_weights"):
         from .models import zoo
 

@@ -38,6 +38,7 @@ class CheckReport:
     box_classes: list[str] = field(default_factory=list)  # joint data: the boxes' own classes
     box_histogram: Counter = field(default_factory=Counter)  # joint data: box class index -> boxes
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # advice that is not a problem (e.g. unnamed classes)
 
     @property
     def ok(self) -> bool:
@@ -57,6 +58,7 @@ class CheckReport:
                             self.ignore_index if masks else None)
         if self.task == "joint":
             lines += _histogram("boxes", self.box_classes, self.box_histogram, None)
+        lines += [f"note: {n}" for n in self.notes]
         if self.errors:
             lines.append(f"{len(self.errors)} problem(s):")
             lines += [f"  {e}" for e in self.errors[:max_errors]]
@@ -107,6 +109,10 @@ def check_dataset(spec: str | Path, *, fmt: str | None = None, splits: list[str]
             continue
         report.classes, report.ignore_index, report.task = list(ds.classes), ds.ignore_index, ds.task
         report.box_classes = list(getattr(ds, "box_classes", None) or [])
+        if getattr(ds, "named", True) is False and not report.notes:
+            report.notes.append(f"the classes are numbered class0..class{len(ds.classes) - 1} from the largest label "
+                                f"found; name them, and mark labels that mean 'unlabelled' (ignore_values: "
+                                f"[11] for CamVid's void), in {root / 'classes.yaml'} (docs/data.md)")
         report.errors += ds.problems
         report.listed[split] = len(ds)
         for image_path, _ in ds.files:

@@ -12,6 +12,10 @@ file::
     classes: [background, road, car]          # or a mapping  {road: [255, 0, 255], ...}
     palette: [[0, 0, 0], [255, 0, 255], [0, 0, 255]]   # needed for colour masks
     ignore_colors: [[255, 255, 255]]          # optional: colours meaning "unlabelled"
+    ignore_values: [11]                       # optional: label values meaning "unlabelled" (CamVid's void)
+
+Without a classes file the classes are named ``class0..classN`` (N the largest label
+found): ``fcnkit data check`` says so. See docs/data.md.
 
 Without split folders, ``train``/``val`` come from the seeded ``split_items``.
 """
@@ -33,8 +37,9 @@ from .splits import split_items
 CLASS_FILES = ("classes.yaml", "classes.yml", "classes.json", "palette.yaml", "palette.yml", "palette.json")
 
 
-def read_class_file(path: Path) -> tuple[list[str], list[tuple[int, int, int]] | None, list[tuple[int, int, int]]]:
-    """(classes, palette or None, ignore colours) from a small JSON/YAML file."""
+def read_class_file(path: Path) -> tuple[list[str], list[tuple[int, int, int]] | None, list[tuple[int, int, int]],
+                                         list[int]]:
+    """(classes, palette or None, ignore colours, ignore label values) from a small JSON/YAML file."""
     try:
         data = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
     except (json.JSONDecodeError, yaml.YAMLError) as e:
@@ -69,7 +74,11 @@ def read_class_file(path: Path) -> tuple[list[str], list[tuple[int, int, int]] |
             raise DataError(f"{path}: {len(palette)} palette colours for {len(classes)} classes")
         if len(set(palette)) != len(palette):
             raise DataError(f"{path}: palette colours must be distinct")
-    return classes, palette, colours(data.get("ignore_colors", []), "ignore_colors")
+    ignore_values = data.get("ignore_values", [])
+    if not (isinstance(ignore_values, list) and all(isinstance(v, int) and not isinstance(v, bool)
+                                                     and 0 <= v < 65536 for v in ignore_values)):
+        raise DataError(f"{path}: ignore_values must be a list of label values (whole numbers 0..65535)")
+    return classes, palette, colours(data.get("ignore_colors", []), "ignore_colors"), ignore_values
 
 
 class FolderSegmentation(SegmentationDataset):
@@ -90,10 +99,13 @@ class FolderSegmentation(SegmentationDataset):
         if base == root:
             files = split_items(files, split, val_fraction=val_fraction, seed=seed)
         self.ignore_colors: list[tuple[int, int, int]] = []
+        self.ignore_values: list[int] = []
         class_file = next((root / n for n in CLASS_FILES if (root / n).is_file()), None)
+        self.class_file = class_file
         if classes is None and class_file is not None:
-            classes, file_palette, self.ignore_colors = read_class_file(class_file)
+            classes, file_palette, self.ignore_colors, self.ignore_values = read_class_file(class_file)
             palette = palette or file_palette
+        self.named = classes is not None  # else class0..classN (data check suggests a classes file)
         self._colour_palette = palette  # the palette colour masks are decoded with, if any
         if classes is None:
             classes = [f"class{i}" for i in range(self._largest_label(files) + 1)]
@@ -120,7 +132,10 @@ class FolderSegmentation(SegmentationDataset):
         with Image.open(path) as img:
             colour = img.mode in ("RGB", "RGBA")
         if not colour:
-            return self.check_labels(read_label_map(path), path)
+            labels = read_label_map(path)
+            if self.ignore_values:
+                labels[np.isin(labels, self.ignore_values)] = self.ignore_index
+            return self.check_labels(labels, path)
         if self._colour_palette is None:
             raise DataError(f"{path}: colour mask but no palette; add 'palette' to a classes.yaml in {self.root}")
         return colors_to_labels(read_color_map(path), self._colour_palette, path=path,

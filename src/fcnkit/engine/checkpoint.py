@@ -19,6 +19,7 @@ from torch import nn
 
 from ..models.saved import atomic_save, model_record, read_record
 from ..models.weights import load_state_dict_file
+from ..models.zoo import resolve
 
 
 def rng_state() -> dict[str, Any]:
@@ -87,7 +88,7 @@ def init_from(model: nn.Module, path: str | Path) -> dict[str, list[str]]:
 
     Returns ``{"loaded": [...], "skipped": [...] (in file, not used), "new": [...] (not in file)}``.
     """
-    source = load_state_dict_file(path)
+    source = load_state_dict_file(resolve(path))  # a file, or the name of shipped weights
     own = model.state_dict()
     loaded = [k for k, v in source.items() if k in own and own[k].shape == v.shape]
     if not loaded:

@@ -212,3 +212,28 @@ def test_cityscapes_instance_ids_give_boxes_of_thing_classes(tmp_path) -> None:
     _, target = ds[0]
     assert target["boxes"].tolist() == [[9, 4, 12, 8], [2, 1, 6, 4]]  # by instance id: 24003, 26000
     assert target["labels"].tolist() == [0, 2]
+
+
+def test_folder_classes_file_ignore_values_and_the_check_note_for_unnamed_classes(tmp_path):
+    """Issue 26.3: data check called classes class0..class11 and counted CamVid's void as a class,
+    and classes.yaml was described only in the source."""
+    import numpy as np
+    from PIL import Image
+
+    from fcnkit.data import build_dataset
+    from fcnkit.data.check import check_dataset
+
+    root = tmp_path / "mine"
+    for d in ("images", "masks"):
+        (root / d).mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(root / "images" / f"{i}.png")
+        Image.fromarray(np.array([[0, 1, 11] * 2] * 4, np.uint8)).save(root / "masks" / f"{i}.png")
+    report = check_dataset(f"folder:{root}", progress=False)
+    text = report.format_text()
+    assert len(report.classes) == 12 and "class0..class11" in text and "ignore_values" in text
+    (root / "classes.yaml").write_text("classes: [sky, road]\nignore_values: [11]\n")
+    ds = build_dataset(f"folder:{root}", "all")
+    assert ds.classes == ["sky", "road"] and ds[0][1]["mask"].unique().tolist() == [0, 1, 255]
+    report = check_dataset(f"folder:{root}", progress=False)
+    assert report.ok and "note:" not in report.format_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -236,3 +237,64 @@ def test_optimize_refuses_detection_models_with_a_reason(tmp_path, capsys):
     save_model(create_model("fcn8s_det", det_classes=1, encoder="mobilenet_v3_large", width=0.25), tmp_path / "d.pt")
     assert main(["optimize", str(tmp_path / "d.pt"), "--val", str(tmp_path)]) == 2
     assert "a detection model; optimize judges variants by mean IU" in capsys.readouterr().err
+
+
+# --- --backend auto --precision auto: the fastest within the bound, by measurement -----------
+
+def test_auto_picks_the_fastest_candidate_within_the_bound_by_measured_times(tmp_path, monkeypatch):
+    """Fake timings decide: the fastest candidate is dropped for its accuracy, the next fastest within
+    the bound is written, the slower ones are kept but not chosen, and the report says why."""
+    from fcnkit.export import choose
+    from fcnkit.export.bench import BenchRow
+
+    model = fc7_driven_model()
+    save_model(model, tmp_path / "m.pt", classes=[f"c{i}" for i in range(11)], ignore_index=255)
+    spec = self_labelled_camvid(tmp_path / "data", model)
+    fake = {"torch-fp32": (50.0, 0.0), "torch-bf16": (40.0, -0.1), "onnxruntime-fp32": (30.0, 0.0),
+            "onnxruntime-int8": (10.0, -3.0), "openvino-fp32": (20.0, 0.0), "openvino-bf16": (25.0, -0.2),
+            "openvino-int8": (15.0, -0.4)}
+
+    def measured(variant, samples, reference, **kw):
+        ms, change = fake[f"{variant.backend}-{variant.precision}"]
+        return BenchRow(variant.name, variant.backend, variant.precision, ms, ms * 1.1, 1000 / ms, size_mb=1.0,
+                        mean_iu=reference.mean_iu + change, mean_iu_change=change, agreement=0.99)
+
+    monkeypatch.setattr(choose, "measure", measured)
+    monkeypatch.setattr(choose, "cpu_has_fast_bf16", lambda: True)
+    result = choose.optimize_auto(tmp_path / "m.pt", val=spec, calib=spec, limit=2, max_drop=1.0,
+                                  out_dir=tmp_path / "out", say=lambda m: None)
+    status = {c.name: c.status for c in result.candidates}
+    assert result.chosen.name == "openvino-int8" and status["onnxruntime-int8"] == "dropped"
+    assert status["openvino-fp32"] == "kept" and "onnxruntime-int8 is faster but was dropped" in result.chosen.reason
+    assert result.path == tmp_path / "out" / "m.openvino-int8.xml" and open_model(result.path).precision == "int8"
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| openvino-int8 | **chosen** | 15.0 |" in report and "beyond --max-drop 1" in report
+    assert (tmp_path / "out" / "candidates.png").stat().st_size > 5000
+    data = json.loads((tmp_path / "out" / "candidates.json").read_text())
+    assert [c["status"] for c in data["candidates"]].count("chosen") == 1
+    # without calibration data the int8 candidates are skipped with the reason, and a bound nobody meets refuses
+    monkeypatch.setitem(fake, "openvino-fp32", (20.0, -5.0))
+    plan = choose.plan_candidates("auto", "auto", calib=False)
+    assert {c.name: c.reason for c in plan if c.status == "skipped"}["openvino-int8"].startswith("int8 needs")
+    with pytest.raises(choose.BudgetExceeded, match="no candidate kept"):
+        choose.optimize_auto(tmp_path / "m.pt", val=spec, limit=2, max_drop=0.01, backend="openvino",
+                             precision="fp32", out_dir=tmp_path / "out2", say=lambda m: None)
+
+
+def test_auto_on_a_tiny_model_writes_a_valid_file_and_report(tmp_path, capsys):
+    model = fc7_driven_model()
+    save_model(model, tmp_path / "m.pt", classes=[f"c{i}" for i in range(11)], ignore_index=255)
+    spec = self_labelled_camvid(tmp_path / "data", model)
+    code = main(["optimize", str(tmp_path / "m.pt"), "--backend", "auto", "--precision", "auto", "--val", spec,
+                 "--calib", spec, "--limit", "2", "--calib-limit", "2", "--repeats", "1", "--warmup", "0",
+                 "--max-drop", "100", "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    data = json.loads((tmp_path / "out" / "candidates.json").read_text())
+    chosen = next(c for c in data["candidates"] if c["status"] == "chosen")
+    measured = [c for c in data["candidates"] if "measured" in c]
+    assert len(measured) >= 3 and chosen["measured"]["median_ms"] == min(c["measured"]["median_ms"] for c in measured)
+    written = Path(data["written"])
+    assert written.parent == tmp_path / "out" and f"chose {chosen['backend']}-{chosen['precision']}" in out
+    pred = Predictor(written).predict(np.zeros((64, 96, 3), np.uint8))
+    assert pred.mask.shape == (64, 96) and (tmp_path / "out" / "report.md").is_file()

@@ -30,10 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                                        "fcnkit optimize runs/camvid_lite0/best.pt --backend torch --precision bf16 "
                                        "--val camvid:data/camvid"))
     p.add_argument("checkpoint", type=Path, help="saved model or training checkpoint")
-    p.add_argument("--backend", choices=["onnxruntime", "openvino", "torch"], default="openvino",
-                   help="runtime of the variant")
-    p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
-                   help="int8 needs --calib")
+    p.add_argument("--backend", choices=["auto", "onnxruntime", "openvino", "torch"], default="openvino",
+                   help="runtime of the variant; auto: build, score and time every backend (with --precision "
+                        "auto: every precision too) and write the fastest within --max-drop, with a report")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default="fp32",
+                   help="int8 needs --calib; auto: every precision of the backend, measured")
     p.add_argument("--val", required=True, help="validation data spec, e.g. camvid:/data/camvid (val split)")
     p.add_argument("--calib", default=None, help="calibration data spec for int8 (train split)")
     p.add_argument("--val-split", default="val", help="split of --val that judges the variant")
@@ -55,7 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs before timing")
     p.add_argument("--repeats", type=int, default=5, help="timed runs (the median is reported)")
-    p.add_argument("--out", type=Path, default=None, help="output path (default: runs/optimize/N/<model>.<variant>.<ext>, N the next free number)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output path (default: runs/optimize/N/<model>.<variant>.<ext>, N the next free number); "
+                        "with auto, the folder for the chosen file and the report")
     add_quiet(p)
     p.set_defaults(func=_optimize)
 
@@ -64,6 +67,8 @@ def _optimize(args: argparse.Namespace) -> int:
     from ..export.bench import format_table
     from ..export.optimize import BudgetExceeded, optimize
 
+    if "auto" in (args.backend, args.precision):
+        return _optimize_auto(args)
     if args.precision == "int8" and not args.calib:
         raise ValueError("--precision int8 needs --calib DATA (real images to calibrate activation ranges)")
     try:
@@ -81,4 +86,27 @@ def _optimize(args: argparse.Namespace) -> int:
         return 3
     print(format_table([result.row]))
     print(f"wrote {result.path}")
+    return 0
+
+
+def _optimize_auto(args: argparse.Namespace) -> int:
+    from ..export.choose import format_candidates, optimize_auto
+    from ..export.optimize import BudgetExceeded
+
+    if args.svd_rank or args.svd_energy or args.accuracy_control or args.compile:
+        raise ValueError("--backend/--precision auto compares the plain variants; --svd-*, --accuracy-control and "
+                         "--compile go with one named backend and precision")
+    say = (lambda m: print(m, flush=True)) if args.progress else (lambda m: None)
+    try:
+        result = optimize_auto(args.checkpoint, val=args.val, val_split=args.val_split, calib=args.calib,
+                               calib_split=args.calib_split, calib_limit=args.calib_limit, limit=args.limit,
+                               max_drop=args.max_drop, backend=args.backend, precision=args.precision,
+                               threads=args.threads, warmup=args.warmup, repeats=args.repeats, out_dir=args.out,
+                               say=say)
+    except BudgetExceeded as e:
+        print(f"fcnkit optimize: {e}", file=sys.stderr)
+        return 3
+    print(format_candidates(result.candidates))
+    print(f"chose {result.chosen.name}: {result.chosen.row.median_ms:.1f} ms per image, mean IU "
+          f"{result.chosen.row.mean_iu_change:+.2f}; wrote {result.path} and {result.report}")
     return 0

@@ -26,12 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "confusion matrix over the whole split (Long et al. 2015, sec. 5), per-class "
                                    "IoU, and KITTI MaxF/AP for binary road data; COCO mAP for detection models. "
                                    "Scores are printed in percent; metrics.json keeps fractions in [0, 1].",
-                       epilog=examples("fcnkit eval camvid-fcn8s-lite0 --data camvid:data/camvid",
-                                       "fcnkit eval runs/camvid_lite0/best.pt --data camvid:data/camvid --split test "
+                       epilog=examples("fcnkit eval camvid-fcn8s-lite0 --data camvid:data/camvid --tta",
+                                       "fcnkit eval runs/camvid/best.pt --data camvid:data/camvid --split train@0006R0 "
                                        "--out report",
-                                       "fcnkit eval joint.xml --data camvid:data/camvid voc_xml:data/raccoon",
-                                       "fcnkit eval camvid-fcn8s-lite0 --data camvid:data/camvid --tta",
-                                       "fcnkit eval best.pt --data camvid:data/camvid --split train@0006R0"))
+                                       "fcnkit eval joint.xml --data camvid:data/camvid voc_xml:data/raccoon"))
     p.add_argument("checkpoint", help="best.pt / last.pt from fcnkit train, a saved model or a weights name "
                                       "(segmentation, detection or joint: each is scored on the labels the data has)")
     p.add_argument("--data", required=True, metavar="SPEC", action="extend", nargs="+",

@@ -204,7 +204,9 @@ def test_burst_beyond_the_queue_gets_503s_and_no_crash(server) -> None:
     assert set(codes) <= {200, 503} and codes.count(200) >= 4 and codes.count(503) >= 1, codes
     busy = next(r for r in asyncio.run(burst()) if r.status_code == 503)
     assert busy.headers["retry-after"] == "1" and "server busy" in busy.json()["error"]
-    assert httpx.get(f"{base}/healthz").status_code == 200 and proc.poll() is None
+    health = httpx.get(f"{base}/healthz")
+    assert health.status_code == 200 and proc.poll() is None
+    assert health.json()["model"] == "colour.pt"  # the name given on the command line, never a server path
 
 
 def test_slow_and_dropped_clients_do_not_block_others(server) -> None:

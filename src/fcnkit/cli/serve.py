@@ -75,7 +75,7 @@ def _serve(args: argparse.Namespace) -> int:
     # make that a no-op, so a finished graceful shutdown exits 0 (not -15 / KeyboardInterrupt)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    uvicorn.run(create_app(predictor, settings), host=args.host, port=args.port, log_level="warning",
+    uvicorn.run(create_app(predictor, settings, name=args.model), host=args.host, port=args.port, log_level="warning",
                 timeout_graceful_shutdown=30)
     print("fcnkit serve: stopped", flush=True)
     return 0

@@ -238,6 +238,15 @@ class Predictor:
         array = read_image(path) if path is not None else to_rgb_array(image)
         return self._predict_array(array, path, probabilities or probs_out is not None, probs_out)
 
+    @contextlib.contextmanager
+    def _progress_as(self, progress: bool) -> Iterator[None]:
+        """The call's word on progress wins for everything it prints (tile bars, the probe's line)."""
+        kept, self.progress = self.progress, progress
+        try:
+            yield
+        finally:
+            self.progress = kept
+
     def _choose_run_once(self, shape: tuple[int, ...]) -> None:
         """On the first forward pass: the precision and layout a timed probe finds fastest at
         this input shape (before any global-pool context is recorded or replayed)."""
@@ -378,7 +387,8 @@ class Predictor:
         progress = self.progress if progress is None else progress
         loader = DataLoader(_ImageFiles(paths), batch_size=max(1, batch_size), num_workers=num_workers,
                             collate_fn=_as_list)
-        with progress_bar(total=len(paths), unit="img", enabled=progress, desc="predict") as bar:
+        with self._progress_as(progress), \
+                progress_bar(total=len(paths), unit="img", enabled=progress, desc="predict") as bar:
             for batch in loader:
                 good = [(Path(p), img.numpy()) for p, img, err in batch if err is None]
                 done = iter(self.predict_batch([a for _, a in good], probabilities=probabilities,

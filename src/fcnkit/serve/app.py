@@ -258,13 +258,15 @@ async def _read_image(request: Request, settings: ServeSettings) -> tuple[np.nda
     return image, 1000 * (time.perf_counter() - t0)
 
 
-def create_app(model: Any, settings: ServeSettings = ServeSettings()) -> Any:
+def create_app(model: Any, settings: ServeSettings = ServeSettings(), *, name: str | None = None) -> Any:
     """The service for ``model``: a ready ``Predictor`` (what ``fcnkit serve`` passes, having
     loaded it first so a bad model fails at once), or anything ``Predictor`` takes, loaded in
-    the background while ``/healthz`` answers 503."""
+    the background while ``/healthz`` answers 503. ``name`` is what the page shows (default:
+    the model file's name; ``fcnkit serve`` passes the name the user gave, e.g. a weights name)."""
     state: dict[str, Any] = {"predictor": None, "batcher": None, "error": None}
     metrics = _Metrics(settings.max_batch, lambda: state["batcher"].depth if state["batcher"] else 0)
-    name = Path(str(model.backend.source if isinstance(model, Predictor) else model)).name  # never a server path
+    source = model.backend.source if isinstance(model, Predictor) else model
+    name = Path(str(name or source)).name  # never a server path
 
     def load() -> None:
         try:

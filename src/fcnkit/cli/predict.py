@@ -5,7 +5,11 @@ Per image ``<name>`` under ``--out`` (default ``runs/predict/N``, the first free
 folder inputs keep their sub-folders):
 ``<name>.mask.png`` class indices with the palette, ``<name>.overlay.jpg``,
 ``<name>.probs.npy`` (float16 (C, H, W), with ``--probs``) and
-``<name>.detections.json`` for detection models; per video ``<name>.overlay.mp4``.
+``<name>.detections.json`` for detection models; per video ``<name>.overlay.mp4``,
+``<name>.frames/`` (per frame ``NNNNNN_TTTTTTTTms.png``: index and time; with ``--probs``
+also ``.probs.npy``) and ``<name>.frames.jsonl`` (per frame: time, class shares, share
+of pixels changed since the last frame, detections); the summary line gives the
+flicker (share of pixels changing class per frame), which ``--smooth`` reduces.
 Exit status: 0 all done, 1 some inputs skipped (listed), 2 unusable model or options.
 """
 
@@ -50,6 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="detectors: keep boxes whose score is at least this (default: the model's recommended "
                         "threshold, else 0.3)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay colour opacity")
+    p.add_argument("--smooth", type=float, default=0.0, metavar="M",
+                   help="videos: average class probabilities over frames with this weight of the past "
+                        "(0-1, e.g. 0.5; default 0: every frame on its own) to stop masks flickering")
+    p.add_argument("--gate", type=float, default=0.1,
+                   help="with --smooth: a pixel whose colour changed by more than this (0-1) since the last "
+                        "frame starts afresh (default 0.1)")
     add_quiet(p)
     p.set_defaults(func=_predict)
 
@@ -88,7 +98,8 @@ def _predict(args: argparse.Namespace) -> int:
                               max_memory=args.max_memory, tta=args.tta, scales=args.scales or (1.0,), flip=args.flip,
                               amp=args.amp, bf16=args.bf16, conf=args.conf, progress=args.progress and dist.is_main)
         result = predict_to_folder(predictor, args.inputs, args.out, probs=args.probs, overwrite=args.overwrite,
-                                   batch_size=args.batch_size, workers=args.workers, alpha=args.alpha)
+                                   batch_size=args.batch_size, workers=args.workers, alpha=args.alpha,
+                                   smooth=args.smooth, gate=args.gate)
     code = 1 if result.failures else 0  # the same on every rank: the result is merged
     if not dist.is_main:
         return code

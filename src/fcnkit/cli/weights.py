@@ -23,8 +23,9 @@ def _weights(args: argparse.Namespace) -> int:
         e = get_weights(args.name)
         where = f"packaged ({e.file})" if e.file else e.url
         for key, value in [("name", e.name), ("task", e.task), ("model", f"{e.model} on {e.encoder}"),
-                           ("dataset", e.dataset), ("classes", ", ".join(e.classes)),
-                           ("val metrics", ", ".join(f"{k} {v}" for k, v in e.metrics.items())),
+                           ("dataset", e.dataset), ("trained on", " + ".join(e.trained_on)), ("classes", ", ".join(e.classes)),
+                           ("val metrics", ", ".join(f"{k} {v}" for k, v in e.metrics.items())
+                            + (" (the train-only run of its recipe: this file saw val)" if "val" in e.trained_on else "")),
                            ("preprocessing", f"{e.preprocessing.channel_order}, mean {e.preprocessing.mean}, "
                                              f"std {e.preprocessing.std}"),
                            ("size", f"{e.size_bytes / 1e6:.1f} MB"), ("file", where), ("sha256", e.sha256),

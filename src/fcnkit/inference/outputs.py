@@ -4,7 +4,9 @@
 ``<name>`` under ``out`` (folder inputs keep their sub-folders) ``<name>.mask.png``
 (class indices with the palette), ``<name>.overlay.jpg``, ``<name>.probs.npy``
 (float16 (C, H, W), with ``probs=True``) and ``<name>.detections.json`` for detection
-models; per video ``<name>.overlay.mp4``. Existing outputs are skipped unless
+models; per video ``<name>.overlay.mp4``, ``<name>.frames/`` (a mask PNG per frame, named
+by index and time, and with ``probs`` its probabilities) and ``<name>.frames.jsonl`` (a
+line per frame: time, class shares, pixels changed, detections). Existing outputs are skipped unless
 ``overwrite``; unreadable inputs are reported, never fatal.
 """
 
@@ -24,6 +26,7 @@ from ..io import atomic_write, check_output_dir, discard_temp, next_run_dir, pub
 from .images import InputFile, collect_inputs
 from .postprocess import save_image, save_mask
 from .predictor import Failure, Prediction, Predictor
+from .temporal import TemporalFilter
 from .video import predict_video
 
 
@@ -76,8 +79,11 @@ def output_paths(job: Job, out: Path, predictor: Predictor, probs: bool) -> dict
     """What ``job`` writes: ``overlay`` (and ``mask``, ``probs``, ``detections``) or ``video``."""
     base = out / job.stem
     with_suffix = lambda s: base.parent / (base.name + s)  # noqa: E731  (stems may contain dots)
-    if job.input.is_video:
-        return {"video": with_suffix(".overlay.mp4")}
+    if job.input.is_video:  # the overlay, and per frame: mask PNGs (+ probabilities) and a JSON line
+        paths = {"video": with_suffix(".overlay.mp4"), "frames_json": with_suffix(".frames.jsonl")}
+        if predictor.num_classes:
+            paths["frames"] = with_suffix(".frames")
+        return paths
     paths = {"overlay": with_suffix(".overlay.jpg")}
     if predictor.num_classes:
         paths["mask"] = with_suffix(".mask.png")
@@ -144,11 +150,12 @@ class FolderResult:
 def predict_to_folder(predictor: Predictor, inputs: Sequence[str | Path], out: str | Path | None = None, *,
                       probs: bool = False,
                       overwrite: bool = False, batch_size: int = 1, workers: int = 2, alpha: float = 0.5,
-                      say: Callable[[str], None] = print) -> FolderResult:
+                      smooth: float = 0.0, gate: float = 0.1, say: Callable[[str], None] = print) -> FolderResult:
     """Predict every image and video that ``inputs`` (files, folders, globs) name and write
     their outputs under ``out`` (default ``runs/predict/N`` under the working directory, the
     first free N counting from 1; created only once there is an input to predict), and
-    report each finished video to ``say``. An ``out`` that cannot
+    report each finished video to ``say``. ``smooth`` > 0 filters videos' class
+    probabilities over time (``TemporalFilter(smooth, gate)``). An ``out`` that cannot
     be a folder we write in, or videos without the ``video`` extra, are refused (ValueError /
     RuntimeError) before anything is predicted.
 
@@ -161,6 +168,8 @@ def predict_to_folder(predictor: Predictor, inputs: Sequence[str | Path], out: s
     if out is None:  # every rank writes into rank 0's choice
         out = D.gather_objects(next_run_dir("predict"))[0]
     out = check_output_dir(out)
+    if smooth != 0:
+        TemporalFilter(smooth, gate)  # bad settings are refused before any work
     files, missing = collect_inputs([str(i) for i in inputs])
     if any(f.is_video for f in files):
         require("video", "av")
@@ -188,7 +197,7 @@ def predict_to_folder(predictor: Predictor, inputs: Sequence[str | Path], out: s
             todo.append((job, paths))
     try:
         _predict_jobs(predictor, todo, result, probs=probs, batch_size=batch_size, workers=workers, alpha=alpha,
-                      say=say)
+                      smooth=smooth, gate=gate, say=say)
     finally:
         if dist.enabled:  # every rank reaches this, also after a failure of its own (then it re-raises)
             _merge(result, D.gather_objects((result.done, result.existing, result.failures)))
@@ -202,7 +211,8 @@ def _merge(result: FolderResult, parts: list[tuple[int, int, list[Failure]]]) ->
 
 
 def _predict_jobs(predictor: Predictor, todo: list[tuple[Job, dict[str, Path]]], result: FolderResult, *,
-                  probs: bool, batch_size: int, workers: int, alpha: float, say: Callable[[str], None]) -> None:
+                  probs: bool, batch_size: int, workers: int, alpha: float, smooth: float, gate: float,
+                  say: Callable[[str], None]) -> None:
     images = [(j, p) for j, p in todo if not j.input.is_video]
     videos = [(j, p) for j, p in todo if j.input.is_video]
     prob_files = ProbabilityFiles({j.input.path: p["probs"] for j, p in images if "probs" in p})
@@ -224,11 +234,14 @@ def _predict_jobs(predictor: Predictor, todo: list[tuple[Job, dict[str, Path]]],
             prob_files.discard(path)
     for job, paths in videos:
         try:
-            info = predict_video(predictor, job.input.path, paths["video"], batch_size=max(1, batch_size), alpha=alpha)
+            info = predict_video(predictor, job.input.path, paths["video"], batch_size=max(1, batch_size), alpha=alpha,
+                                 frames_dir=paths.get("frames"), frames_json=paths["frames_json"], probs=probs,
+                                 smooth=TemporalFilter(smooth, gate) if smooth != 0 else None)
         except (ValueError, OSError) as e:
             result.failures.append(Failure(job.input.path, str(e).removeprefix(f"{job.input.path}: ")))
             continue
-        say(f"{job.input.path}: {info.frames} frames at {float(info.rate):.3g} fps -> {info.path}")
+        flicker = f", flicker {100 * info.flicker['flicker']:.2f}% of pixels per frame" if info.flicker and info.flicker["pairs"] else ""
+        say(f"{job.input.path}: {info.frames} frames at {float(info.rate):.3g} fps{flicker} -> {info.path}")
         result.done += 1
 
 

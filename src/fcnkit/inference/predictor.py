@@ -68,6 +68,13 @@ class Prediction:
             raise ValueError("this model has no segmentation output")
         return colorize(self.mask, self.palette)
 
+    def class_shares(self) -> list[float]:
+        """Each class's share of the image's pixels, in class order."""
+        if self.mask is None:
+            raise ValueError("this model has no segmentation output")
+        counts = np.bincount(self.mask.ravel().astype(np.int64), minlength=len(self.palette))
+        return [round(float(c) / self.mask.size, 6) for c in counts]
+
     def overlay(self, alpha: float = 0.5) -> Image.Image:
         """Class colours blended over the input, detection boxes drawn on top."""
         img = overlay(self.image, self.mask, self.palette, alpha=alpha)

@@ -37,7 +37,7 @@ class WeightsEntry:
     classes: tuple[str, ...]
     palette: tuple[tuple[int, int, int], ...]
     preprocessing: Preprocessing
-    metrics: dict[str, float]  # measured on the dataset's val split (the test split is never used)
+    metrics: dict[str, float]  # on the dataset's val split (the test split is never used): see trained_on
     licence: str
     sha256: str
     size_bytes: int
@@ -45,6 +45,9 @@ class WeightsEntry:
     url: str | None = None  # or a download location
     recipe: str = ""
     notes: str = ""
+    # the data the file saw. A release fit on train + val (the literature's protocol) quotes the
+    # val figures of the train-only run of the same recipe: its own would flatter it
+    trained_on: tuple[str, ...] = ("train",)  # splits of ``dataset``
 
     def __post_init__(self) -> None:
         if (self.file is None) == (self.url is None):

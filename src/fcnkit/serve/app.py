@@ -207,8 +207,7 @@ def describe(pred: Prediction, timing: Timing, *, total_ms: float, decode_ms: fl
     out: dict[str, Any] = {"width": w, "height": h, "classes": pred.classes,
                            "palette": [list(map(int, c)) for c in pred.palette]}
     if pred.mask is not None:
-        counts = np.bincount(pred.mask.ravel().astype(np.int64), minlength=len(pred.palette))
-        out["fractions"] = [round(float(c) / pred.mask.size, 6) for c in counts]
+        out["fractions"] = pred.class_shares()
         out["mask_png"] = base64.b64encode(_png(pred.colorized())).decode("ascii")
     if pred.detections is not None:
         names = pred.box_classes or []

@@ -207,3 +207,17 @@ def test_eval_tta_scores_the_predictors_tta_masks(tmp_path, capsys):
     assert tta["confusion_matrix"] != plain["confusion_matrix"]
     with pytest.raises(SystemExit):
         main([*args, "--scales", "0,1"])
+
+
+def test_eval_cli_flicker_reports_predicted_and_true_flicker(tmp_path, capsys):
+    from fcnkit.cli import main
+
+    _kitti_folder(tmp_path / "kitti")
+    save_model(create_model("fcn8s", num_classes=2, width=1 / 16), tmp_path / "m.pt",
+               classes=["not road", "road"], ignore_index=255)
+    assert main(["eval", str(tmp_path / "m.pt"), "--data", f"kitti_road:{tmp_path / 'kitti'}", "--split", "all",
+                 "--workers", "0", "--out", str(tmp_path / "rep"), "--flicker"]) == 0
+    report = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    # the ground truth is the same in every frame; a fresh net's all-zero scores pick class 0 everywhere
+    assert report["gt_flicker"] == 0.0 and report["flicker"] == 0.0 and report["class_flicker"][1] is None
+    assert "flicker (pixels changing class per frame): predicted 0.0, ground truth 0.0" in capsys.readouterr().out

@@ -134,3 +134,31 @@ def test_bad_smoothing_is_refused_before_any_work(tmp_path, capsys) -> None:
                  "--smooth", "1.5"])
     assert code == 2 and "momentum must be in [0, 1)" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_measures_flicker_of_predictions_and_ground_truth_in_frame_order() -> None:
+    import torch
+    from torchvision import tv_tensors
+
+    from fcnkit.data.collate import pad_collate
+    from fcnkit.engine.evaluate import evaluate
+
+    class ChannelsAsLogits(torch.nn.Module):  # predicts the largest image channel: a known model
+        def forward(self, x):
+            return x * 10.0
+
+    g = torch.Generator().manual_seed(0)
+    frames = [(tv_tensors.Image(torch.rand(3, 5, 7, generator=g)),
+               {"mask": tv_tensors.Mask(torch.randint(0, 3, (5, 7), generator=g))}) for _ in range(5)]
+    frames.append((tv_tensors.Image(torch.rand(3, 4, 4, generator=g)), {"mask": tv_tensors.Mask(torch.zeros(4, 4).long())}))
+    loader = torch.utils.data.DataLoader(frames, batch_size=1, collate_fn=pad_collate)
+    metrics = evaluate(ChannelsAsLogits(), loader, num_classes=3, flicker=True).metrics
+    pred, truth = FlickerMeter(3), FlickerMeter(3)
+    for image, target in frames[:5]:  # the last frame's new size starts a new clip: no pair
+        pred.update(image.argmax(0))
+        truth.update(target["mask"])
+    assert pred.pairs == 4 and metrics["flicker"] == pytest.approx(pred.scores()["flicker"])
+    assert metrics["gt_flicker"] == pytest.approx(truth.scores()["flicker"])
+    assert metrics["class_flicker"] == pytest.approx(pred.scores()["class_flicker"], nan_ok=True)
+    assert 0.3 < metrics["gt_flicker"] < 1  # random masks: most pixels change
+    assert "flicker" not in evaluate(ChannelsAsLogits(), loader, num_classes=3).metrics

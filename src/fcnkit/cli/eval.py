@@ -53,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="score test-time augmentation: flip + scales 0.75,1,1.25 (as fcnkit predict --tta)")
     p.add_argument("--scales", type=parse_scales, default=None, help="TTA scales, e.g. 0.75,1,1.25")
     p.add_argument("--flip", action="store_true", help="TTA with horizontal flip")
+    p.add_argument("--flicker", action="store_true",
+                   help="the split is a clip's frames in file order (CamVid val is): also report the share of "
+                        "pixels changing class from frame to frame, predicted and in the ground truth")
     add_quiet(p)
     p.set_defaults(func=_eval)
 
@@ -83,7 +86,7 @@ def _eval(args: argparse.Namespace) -> int:
                                  batch_size=args.batch_size, workers=args.workers, device=args.device, amp=args.amp,
                                  road_class=args.road_class, max_samples=args.max_samples,
                                  nms_iou=args.nms_iou or None, tta=args.tta, scales=args.scales, flip=args.flip,
-                                 progress=args.progress)
+                                 flicker=args.flicker, progress=args.progress)
     if "report_dir" not in report:  # not rank 0
         return 0
     print(f"{args.checkpoint} ({report['task']}) on {' + '.join(args.data)} ({args.split}, {report['images']} images"
@@ -98,6 +101,11 @@ def _eval(args: argparse.Namespace) -> int:
         for name, iu, acc in zip(report["classes"], report["class_iu"], report["class_acc"]):
             print(f"  {name.ljust(width)}  {_fmt(iu)}  {_fmt(acc)}")
         wrote += ["confusion.png", "class_iou.png"]
+    if "flicker" in report:
+        worst = max((f, n) for n, f in zip(report["classes"], report["class_flicker"]) if f == f)
+        print(f"  flicker (pixels changing class per frame): predicted {_fmt(report['flicker']).strip()}, "
+              f"ground truth {_fmt(report['gt_flicker']).strip()}; most unstable class {worst[1]} "
+              f"({_fmt(worst[0]).strip()} of its pixels)")
     if "kitti" in report:
         k = report["kitti"]
         print(f"  KITTI road: MaxF {_fmt(k['max_f'])}  AP {_fmt(k['ap'])}  "

@@ -22,6 +22,7 @@ from ..detection.decode import DEFAULT_NMS_IOU, decode
 from ..io import atomic_write_text
 from ..metrics import ConfusionMatrix, RoadMaxF
 from ..metrics.detection import DetectionMAP, confidence_report
+from ..metrics.temporal import FlickerMeter
 from ..progress import progress_bar
 from . import distributed as D
 from .plots import plot_class_iou, plot_confusion
@@ -40,6 +41,7 @@ class Evaluation:
     confusion: ConfusionMatrix | None = None
     road: RoadMaxF | None = None
     detection: dict[str, float] | None = None
+    flicker: tuple[FlickerMeter, FlickerMeter] | None = None  # (predictions, ground truth), frames in order
 
     @property
     def metrics(self) -> dict:
@@ -52,6 +54,10 @@ class Evaluation:
             out.update(self.detection)
         if self.confusion is not None and self.detection is not None:
             out["score"] = joint_score(out)
+        if self.flicker is not None:
+            pred, truth = (m.scores() for m in self.flicker)
+            out.update(flicker=pred["flicker"], class_flicker=pred["class_flicker"],
+                       gt_flicker=truth["flicker"], gt_class_flicker=truth["class_flicker"])
         return out
 
 
@@ -70,7 +76,7 @@ def _seg_logits(outputs: Tensor | dict[str, Tensor]) -> Tensor | None:
 def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int | None = None,
              device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None, channels_last: bool = False,
              road_class: int | None = None, nms_iou: float | None = DEFAULT_NMS_IOU, progress: bool = False,
-             desc: str = "eval") -> Evaluation:
+             desc: str = "eval", flicker: bool = False) -> Evaluation:
     """Run ``model`` over ``loader`` (batches from its task's collate) and score it.
 
     Masks: ``hist[gt, pred]`` over labelled pixels (and, with ``road_class``, KITTI road
@@ -78,7 +84,12 @@ def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int | None = 
     as COCO's top-100; class-wise NMS at ``nms_iou``) against the ground truth. Each
     only on the samples labelled for it (``has_mask`` / ``has_boxes``). Detecting
     models run in fp32: box sizes regressed in map cells lose about a pixel in bf16.
+    ``flicker``: the images are frames of a clip in loader order (one process): also the
+    share of pixels changing class between consecutive frames, of predictions and of
+    ground truth (``fcnkit.metrics.temporal``); a change of frame size starts a new clip.
     """
+    if flicker and D.current().enabled:
+        raise ValueError("flicker needs the frames in order: run it in one process (not under torchrun)")
     task = task_of(model)
     device = torch.device(device)
     if task.detects:
@@ -94,6 +105,8 @@ def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int | None = 
     order = list(getattr(loader.sampler, "indices", None) or range(len(loader.dataset)))
     seen, where = 0, []
     seg_images = torch.zeros(1, device=device)
+    meters = tuple(FlickerMeter(num_classes, resize_starts_clip=True) for _ in "pt") if flicker and task.segments \
+        else None  # (predictions, ground truth)
     was_training = model.training
     model.eval()
     try:
@@ -109,6 +122,10 @@ def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int | None = 
                     mask, logits = targets["mask"][sel], logits[sel].float()  # (n, H, W), (n, K, H, W)
                     seg_images += len(mask)
                     cm.update(mask, logits.argmax(1))
+                    if meters is not None:  # frame by frame, in order
+                        for t, p in zip(mask.cpu(), logits.argmax(1).cpu()):
+                            meters[0].update(p)
+                            meters[1].update(t)
                     if road is not None:
                         valid = (mask >= 0) & (mask < num_classes)
                         road_gt = torch.where(valid, (mask == road_class).long(), torch.full_like(mask, -1))
@@ -130,6 +147,7 @@ def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int | None = 
         if seg_images.item() > 0:
             cm.all_reduce()
             ev.confusion = cm
+            ev.flicker = meters
             if road is not None:
                 road.all_reduce()
                 ev.road = road

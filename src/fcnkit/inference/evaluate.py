@@ -110,7 +110,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | list[str], *, split:
                         device: str = "auto", amp: str = "auto", channels_last: bool | None = None,
                         road_class: int | None = None, max_samples: int | None = None, max_size: int | None = None,
                         nms_iou: float | None = DEFAULT_NMS_IOU, tta: bool = False,
-                        scales: Sequence[float] | None = None, flip: bool = False, progress: bool = True) -> dict:
+                        scales: Sequence[float] | None = None, flip: bool = False, flicker: bool = False,
+                        progress: bool = True) -> dict:
     """``fcnkit eval`` as a function, for every task: load a saved model / checkpoint (or a
     weights name), score it on ``data``'s ``split``, write the report; returns the metrics.
 
@@ -121,6 +122,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | list[str], *, split:
     side is ``max_size`` (default: the size a detector was trained at, from its metadata).
     ``tta`` / ``scales`` / ``flip`` score a segmentation model's averaged test-time
     augmentation views (``fcnkit.inference.tta``) instead of its plain output.
+    ``flicker``: the split's images are a clip's frames in file order (CamVid's val is):
+    also measure how many pixels change class from frame to frame, predicted and true.
     The report goes to ``out_dir`` (default ``runs/eval/N`` under the working directory,
     the first free N; never the model's folder); its scores are fractions in [0, 1].
     """
@@ -152,7 +155,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | list[str], *, split:
                             collate_fn=task.collate(model, ignore_index))
         ev = evaluate(model, loader, num_classes=model.num_classes, device=dev, amp_dtype=None,
                       channels_last=bool(getattr(model, "channels_last", False)), road_class=road_class, nms_iou=nms_iou,
-                      progress=progress and dist.is_main)
+                      progress=progress and dist.is_main, flicker=flicker)
         if not dist.is_main:
             return ev.metrics
         info = {"checkpoint": str(checkpoint), "backend": model.backend, "data": data if isinstance(data, str) else list(data),

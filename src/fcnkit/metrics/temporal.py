@@ -24,11 +24,12 @@ class FlickerMeter:
     """Feed masks in frame order; ``scores()`` gives overall and per-class flicker.
 
     Pixels outside ``[0, num_classes)`` in either frame (an ignore label) are left out.
-    ``reset()`` starts a new clip (the next frame is not compared with the last one).
+    ``reset()`` starts a new clip (the next frame is not compared with the last one); so
+    does a change of frame size with ``resize_starts_clip`` (else it is an error).
     """
 
-    def __init__(self, num_classes: int) -> None:
-        self.num_classes = num_classes
+    def __init__(self, num_classes: int, *, resize_starts_clip: bool = False) -> None:
+        self.num_classes, self.resize_starts_clip = num_classes, resize_starts_clip
         self.transitions = torch.zeros(num_classes, num_classes, dtype=torch.int64)
         self.pairs = 0
         self._previous: Tensor | None = None
@@ -39,7 +40,7 @@ class FlickerMeter:
     def update(self, mask: np.ndarray | Tensor) -> None:
         current = mask.long().cpu() if isinstance(mask, Tensor) else torch.from_numpy(np.array(mask, dtype=np.int64))
         previous, self._previous = self._previous, current
-        if previous is None:
+        if previous is None or (previous.shape != current.shape and self.resize_starts_clip):
             return
         if previous.shape != current.shape:
             raise ValueError(f"frame size changed from {tuple(previous.shape)} to {tuple(current.shape)} "

@@ -218,3 +218,39 @@ def test_data_stats_checks_out_before_reading_the_labels(tmp_path, monkeypatch, 
     assert main(["data", "stats", str(tmp_path), "--out", str(tmp_path / "w.json")]) == 2
     assert capsys.readouterr().err.strip() == (f"fcnkit data: error: {tmp_path / 'w.json'}: is a folder; the "
                                                f"statistics file must be a file name ending in .json")
+
+
+def test_one_overwrite_rule_for_bench_export_and_optimize(model_file, tmp_path, monkeypatch, capsys) -> None:
+    """Issue 26.7: bench replaced bench.png and export its --out silently, while predict refused."""
+    from fcnkit.inference import runtime
+
+    monkeypatch.setattr(runtime, "open_model", _never)
+    (tmp_path / "chart.png").write_bytes(b"mine")
+    (tmp_path / "m.onnx").write_bytes(b"mine")
+    (tmp_path / "ir.bin").write_bytes(b"mine")  # an OpenVINO IR's weights count too
+    (tmp_path / "auto").mkdir()
+    (tmp_path / "auto" / "report.md").write_text("mine")
+    for args, path in [(["bench", str(model_file), "--chart", str(tmp_path / "chart.png")], "chart.png"),
+                       (["export", str(model_file), "--out", str(tmp_path / "m.onnx")], "m.onnx"),
+                       (["export", str(model_file), "--format", "openvino", "--out", str(tmp_path / "ir.xml")], "ir.bin"),
+                       (["optimize", str(model_file), "--backend", "auto", "--val", "camvid:x", "--out", str(tmp_path / "auto")],
+                        "auto")]:
+        assert main(args) == 2
+        assert capsys.readouterr().err.strip().endswith(f"{tmp_path / path}: already exists; add --overwrite to replace it")
+    assert (tmp_path / "chart.png").read_bytes() == b"mine" and (tmp_path / "m.onnx").read_bytes() == b"mine"
+    with pytest.raises(AssertionError, match="the work started"):  # --overwrite lets the work start
+        main(["bench", str(model_file), "--peak-gflops", "1", "--chart", str(tmp_path / "chart.png"), "--overwrite"])
+    assert main(["export", str(model_file), "--out", str(tmp_path / "m.onnx"), "--overwrite"]) == 0
+    assert (tmp_path / "m.onnx").read_bytes()[:4] != b"mine"
+
+
+def test_bench_chart_defaults_to_a_fresh_run_folder(model_file, tmp_path, monkeypatch) -> None:
+    from fcnkit.cli.bench import _bench
+    from fcnkit.inference import runtime
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(runtime, "open_model", _never)
+    (tmp_path / "runs" / "bench" / "1").mkdir(parents=True)
+    with pytest.raises(AssertionError, match="the work started"):
+        main(["bench", str(model_file), "--peak-gflops", "1"])
+    assert not (tmp_path / "bench.png").exists()

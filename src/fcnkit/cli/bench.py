@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_quiet, examples
+from .common import add_overwrite, add_quiet, examples, refuse_existing
 from .models import parse_size
 
 CHART_SUFFIXES = (".png", ".svg", ".pdf")
@@ -32,8 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=10, help="timed runs per model (median and p90 are reported)")
     p.add_argument("--peak-gflops", type=float, default=None,
                    help="matmul peak to quote %% of (default: measure fp32 and bf16 matmul peaks now)")
-    p.add_argument("--chart", type=Path, default=Path("bench.png"), help="chart file, .png, .svg or .pdf (default bench.png)")
+    p.add_argument("--chart", type=Path, default=None,
+                   help="chart file, .png, .svg or .pdf (default: runs/bench/N/bench.png, the first free N)")
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    add_overwrite(p)
     add_quiet(p)
     p.set_defaults(func=_bench)
 
@@ -60,13 +62,15 @@ def _bench(args: argparse.Namespace) -> int:
 
     from ..export.bench import BenchRow, format_table, machine_peaks, peak_for, plot_rows, time_callable
     from ..inference.runtime import TorchRuntime, open_model
-    from ..io import atomic_write_text, check_output_file
+    from ..io import atomic_write_text, check_output_file, next_run_dir
     from ..models.saved import build_structure
     from ..profile import count_flops
 
     if args.batch < 1 or args.repeats < 1 or args.warmup < 0:
         raise ValueError("--batch and --repeats must be >= 1 and --warmup >= 0")
-    chart = check_output_file(args.chart, suffixes=CHART_SUFFIXES, what="chart")  # before minutes of timing
+    refuse_existing(args.chart, args.json, overwrite=args.overwrite)  # before minutes of timing
+    chart = check_output_file(args.chart or next_run_dir("bench") / "bench.png", suffixes=CHART_SUFFIXES,
+                              what="chart")
     if args.json:
         check_output_file(args.json, suffixes=(".json",), what="JSON report")
     torch.set_num_threads(args.threads)
@@ -109,7 +113,7 @@ def _bench(args: argparse.Namespace) -> int:
           f"{args.repeats} repeats (speedup vs the first model)")
     print(format_table(rows))
     plot_rows(rows, chart, title=f"fcnkit bench: {h}x{w}, batch {args.batch}, {args.threads} threads")
-    print(f"wrote {args.chart}")
+    print(f"wrote {chart}")
     if args.json:
         atomic_write_text(args.json, json.dumps({"size": [h, w], "batch": args.batch, "threads": args.threads,
                                                  "peaks": peaks, "rows": [r.to_dict() for r in rows]}, indent=1))

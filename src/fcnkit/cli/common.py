@@ -7,6 +7,7 @@ Command modules import only this, argparse and the standard library at module le
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import re
 import textwrap
 
@@ -66,6 +67,21 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
     """``-q`` / ``--quiet`` / ``--no-progress``: sets ``args.progress = False``."""
     parser.add_argument("-q", "--quiet", "--no-progress", dest="progress", action="store_false",
                         help="no progress bars or progress lines (results and errors are still printed)")
+
+
+def add_overwrite(parser: argparse.ArgumentParser) -> None:
+    """One rule for every command: an existing output is never replaced without ``--overwrite``."""
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse)")
+
+
+def refuse_existing(*paths: Path | None, overwrite: bool) -> None:
+    """ValueError (exit 2) naming the first of ``paths`` that exists, unless ``overwrite``: an
+    existing file, or a folder with something in it."""
+    if overwrite:
+        return
+    for path in filter(None, paths):
+        if path.is_file() or (path.is_dir() and any(path.iterdir())):
+            raise ValueError(f"{path}: already exists; add --overwrite to replace it")
 
 
 def parse_scales(text: str) -> tuple[float, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import examples
+from .common import add_overwrite, examples, refuse_existing
 from .models import parse_size
 
 SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "safetensors": ".safetensors"}
@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--conf", type=float, default=None,
                    help="detectors: the box score threshold to recommend in the file (predict and serve use it "
                         "unless told otherwise; e.g. eval's best-F1 threshold on val)")
+    add_overwrite(p)
     p.set_defaults(func=_export)
 
 
@@ -51,6 +52,7 @@ def _export(args: argparse.Namespace) -> int:
     out = args.out or next_run_dir("export") / (args.checkpoint.stem + SUFFIX[args.format])
     if out.suffix.lower() != SUFFIX[args.format]:
         raise ValueError(f"{out}: a {args.format} export must end in {SUFFIX[args.format]}")
+    refuse_existing(out, out.with_suffix(".bin") if args.format == "openvino" else None, overwrite=args.overwrite)
     if args.conf is not None and not 0 <= args.conf <= 1:
         raise ValueError(f"--conf must be a score in [0, 1], not {args.conf}")
     extra = {"conf": args.conf} if args.conf is not None else {}

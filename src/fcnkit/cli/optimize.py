@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_quiet, examples
+from .common import add_overwrite, add_quiet, examples, refuse_existing
 
 
 
@@ -59,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None,
                    help="output path (default: runs/optimize/N/<model>.<variant>.<ext>, N the next free number); "
                         "with auto, the folder for the chosen file and the report")
+    add_overwrite(p)
     add_quiet(p)
     p.set_defaults(func=_optimize)
 
@@ -67,7 +68,11 @@ def _optimize(args: argparse.Namespace) -> int:
     from ..export.bench import format_table
     from ..export.optimize import BudgetExceeded, optimize
 
-    if "auto" in (args.backend, args.precision):
+    auto = "auto" in (args.backend, args.precision)
+    if args.out is not None:  # a file, or with auto a folder (refused if it has anything in it)
+        refuse_existing(args.out, args.out.with_suffix(".bin") if args.out.suffix.lower() == ".xml" and not auto else None,
+                        overwrite=args.overwrite)
+    if auto:
         return _optimize_auto(args)
     if args.precision == "int8" and not args.calib:
         raise ValueError("--precision int8 needs --calib DATA (real images to calibrate activation ranges)")

@@ -8,7 +8,9 @@ import json
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 import torch
 from conftest import data_dir, torchrun_two_cpu_ranks
 from test_data_fixtures import write_camvid, write_coco, write_voc_xml
@@ -181,7 +183,9 @@ def test_cli_train_stop_after_resume_and_eval_on_a_detector(tmp_path: Path, caps
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert report["images"] == 1 and 0.0 <= report["map"] <= 1.0 and report["box_classes"] == ["cat", "dog"]
     assert report["task"] == "detection" and report["nms_iou"] == 0.5 and report["max_size"] == 40
-    assert (tmp_path / "eval" / "detections.png").stat().st_size > 0
+    key = np.asarray(Image.open(tmp_path / "eval" / "detections.png").convert("RGB"))[:22]  # 26.9: a key on top
+    colours = {tuple(c) for c in key.reshape(-1, 3)}
+    assert (0, 255, 0) in colours and (255, 0, 0) in colours  # which colour is the ground truth, which the model
     assert main(["eval", str(out / "best.pt"), "--data", f"voc_xml:{tmp_path / 'voc'}", "--out",
                  str(tmp_path / "eval-paper"), "--workers", "0", "--nms-iou", "0"]) == 0
     assert json.loads((tmp_path / "eval-paper" / "metrics.json").read_text())["nms_iou"] is None

@@ -77,8 +77,11 @@ def test_globs_tiles_and_name_collisions(model_file, tmp_path) -> None:
 def test_unmatched_inputs_and_bad_model(model_file, tmp_path, capsys) -> None:
     code = main(["predict", str(model_file), str(tmp_path / "none.png"), str(tmp_path / "*.nope"),
                  "--out", str(tmp_path / "out")])
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     assert code == 1 and "no such file or folder" in err and "pattern matched no files" in err
+    # 26.9: it named runs/predict/1, a folder it never made
+    assert "predicted 0 of 2 inputs (nothing written)" in captured.out and not (tmp_path / "out").exists()
     (tmp_path / "junk.pt").write_bytes(b"junk")
     assert main(["predict", str(tmp_path / "junk.pt"), str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "junk.pt" in capsys.readouterr().err

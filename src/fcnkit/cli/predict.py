@@ -105,7 +105,8 @@ def _predict(args: argparse.Namespace) -> int:
         return code
     ranks = f" by {result.processes} processes" if result.processes > 1 else ""
     existing = f", {result.existing} already done (kept; --overwrite redoes them)" if result.existing else ""
-    print(f"predicted {result.done} of {result.total} inputs{ranks}{existing} -> {result.out}")
+    where = f" -> {result.out}" if result.out.is_dir() else " (nothing written)"  # never name a folder not made
+    print(f"predicted {result.done} of {result.total} inputs{ranks}{existing}{where}")
     if result.failures:
         print(f"{len(result.failures)} input(s) skipped:", file=sys.stderr)
         for f in result.failures:

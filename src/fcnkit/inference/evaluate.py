@@ -67,8 +67,26 @@ def draw_detection_examples(model: nn.Module | Callable, dataset: Dataset, path:
     cols = min(4, len(tiles))
     rows = [np.concatenate(tiles[r:r + cols] + [np.zeros_like(tiles[0])] * (cols - len(tiles[r:r + cols])), 1)
             for r in range(0, len(tiles), cols)]
-    grid = Image.fromarray(np.concatenate(rows, 0))
+    grid = _with_key(Image.fromarray(np.concatenate(rows, 0)))
     atomic_write(path, lambda f: grid.save(f, format="PNG"))
+
+
+KEY_HEIGHT = 22
+
+
+def _with_key(grid: Image.Image) -> Image.Image:
+    """The grid under a one-line key saying which colour is which."""
+    from PIL import ImageDraw
+
+    out = Image.new("RGB", (grid.width, grid.height + KEY_HEIGHT), (255, 255, 255))
+    out.paste(grid, (0, KEY_HEIGHT))
+    draw = ImageDraw.Draw(out)
+    x = 6
+    for colour, text in ((GT_COLOUR, "ground truth"), (PRED_COLOUR, "detections (score)")):
+        draw.rectangle((x, 6, x + 10, 16), outline=colour, width=3)
+        draw.text((x + 16, 5), text, fill=(0, 0, 0))
+        x += 16 + int(draw.textlength(text)) + 18
+    return out
 
 
 def _boxed_indices(dataset: Dataset) -> list[int]:

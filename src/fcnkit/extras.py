@@ -29,4 +29,24 @@ def require(extra: str, *modules: str) -> None:
                            f"pip install 'fcnkit[{extra}]'")
 
 
-__all__ = ["installed", "require"]
+def explain(error: BaseException) -> str:
+    """The one line to print for ``error``: a library's cryptic message made plain where we
+    know its cause (a torchvision built for another torch fails on import with "operator
+    torchvision::nms does not exist"), else the message itself."""
+    text = str(error)
+    if "torchvision::" in text and "does not exist" in text:
+        from importlib.metadata import PackageNotFoundError, version
+
+        def v(name: str) -> str:
+            try:
+                return version(name)
+            except PackageNotFoundError:
+                return "(not installed)"
+
+        return (f"torch {v('torch')} and torchvision {v('torchvision')} do not match (torchvision's compiled "
+                f"operators were built for another torch: {text.strip().splitlines()[0]}); install the pair "
+                f"together, e.g. pip install --force-reinstall torch=={v('torch')} torchvision")
+    return text
+
+
+__all__ = ["explain", "installed", "require"]

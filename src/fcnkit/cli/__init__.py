@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"fcnkit {args.command}: error: {e}", file=sys.stderr)
+        from ..extras import explain
+
+        print(f"fcnkit {args.command}: error: {explain(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # (training saves on the first Ctrl-C itself; this is a second one, or another command)
         print(f"\nfcnkit {args.command}: interrupted", file=sys.stderr)

@@ -274,7 +274,10 @@ def test_the_page_in_headless_chromium(tmp_path) -> None:
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from fcnkit.data.camvid import CLASSES as CAMVID_CLASSES
+    from fcnkit.data.camvid import PALETTE as CAMVID_PALETTE
 
     frame = data_dir("camvid") / "val" / "0016E5_07959.png"
     options = webdriver.ChromeOptions()
@@ -293,18 +296,45 @@ def test_the_page_in_headless_chromium(tmp_path) -> None:
         canvas = driver.find_element(By.ID, "overlay")
         assert (int(canvas.get_attribute("width")), int(canvas.get_attribute("height"))) == (480, 360)
         names = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#classes .name")]
-        assert names[:3] == ["Sky", "Building", "Pole"] and len(names) == 11
+        assert sorted(names) == sorted(CAMVID_CLASSES)
         shares = [float(e.text.rstrip("%")) for e in driver.find_elements(By.CSS_SELECTOR, "#classes .share")]
         assert abs(sum(shares) - 100) < 0.5 and max(shares) > 10  # a real segmentation, not one class
+        assert shares == sorted(shares, reverse=True)  # the legend leads with what the picture is made of
         assert "server" in driver.find_element(By.ID, "status").text
+        assert driver.find_element(By.ID, "get-mask").get_attribute("href").startswith("data:image/png;base64,")
+        assert driver.find_element(By.ID, "get-overlay").get_attribute("href").startswith("data:image/png;base64,")
+        assert driver.find_element(By.ID, "get-json").get_attribute("href").startswith("blob:")
         ARTIFACTS.mkdir(exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "serve_page.png"))
         assert (ARTIFACTS / "serve_page.png").stat().st_size > 10_000
+        pixel = "return Array.from(document.getElementById('overlay').getContext('2d').getImageData(5, 5, 1, 1).data)"
+        blended = driver.execute_script(pixel)
+        Select(driver.find_element(By.ID, "view")).select_by_value("mask")  # mask only: a palette colour
+        masked = driver.execute_script(pixel)
+        assert masked[:3] in [list(c) for c in CAMVID_PALETTE] and masked != blended
+        driver.save_screenshot(str(ARTIFACTS / "serve_page_mask.png"))
+        junk = tmp_path / "notes.png"
+        junk.write_bytes(b"not an image at all")
+        driver.find_element(By.ID, "file").send_keys(str(junk))  # refused: the last answer must go
+        WebDriverWait(driver, 30).until(lambda d: "error 415" in d.find_element(By.ID, "status").text)
+        assert not driver.find_element(By.ID, "overlay").is_displayed()
+        assert not driver.find_element(By.ID, "legend").is_displayed()
     finally:
         if driver is not None:
             driver.quit()
         proc.terminate()
         proc.wait(30)
+
+
+def test_favicon_and_a_self_contained_api_page(tmp_path, model_file) -> None:
+    with TestClient(create_app(model_file)) as c:
+        icon = c.get("/favicon.ico")
+        assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+        assert icon.content.startswith(b"<svg")
+        docs = c.get("/docs")
+        assert docs.status_code == 200 and "POST /v1/predict" in docs.text and "openapi.json" in docs.text
+        assert "cdn" not in docs.text.lower() and "<script" not in docs.text  # nothing fetched from elsewhere
+        assert "/v1/predict" in c.get("/openapi.json").json()["paths"]
 
 
 def test_a_detector_answers_boxes_with_names() -> None:
@@ -328,5 +358,14 @@ def test_a_detector_answers_boxes_with_names() -> None:
         assert iou > 0.5, (best, truth.tolist())
         r = c.post("/v1/predict?format=png", content=photo, headers={"content-type": "image/jpeg"})
         assert r.status_code == 400 and "no segmentation output" in r.json()["error"]
+        # per request: conf=0 gives every box down to the floor (the page's slider filters them)
+        assert _ready(c)["conf"] == 0.05
+        everything = c.post("/v1/predict?conf=0", content=photo, headers={"content-type": "image/jpeg"}).json()
+        strict = c.post("/v1/predict?conf=0.9", content=photo, headers={"content-type": "image/jpeg"}).json()
+        scores = [d["score"] for d in everything["detections"]]
+        assert min(scores) >= 0.05 and [d for d in everything["detections"] if d["score"] >= 0.9] == strict["detections"]
+        for bad in ("2", "nan", "x", "0.01"):
+            r = c.post(f"/v1/predict?conf={bad}", content=photo, headers={"content-type": "image/jpeg"})
+            assert r.status_code == 400 and "conf must be a score" in r.json()["error"]
         over = c.post("/v1/predict?format=overlay", content=photo, headers={"content-type": "image/jpeg"})
         assert over.status_code == 200 and over.headers["content-type"] == "image/jpeg"

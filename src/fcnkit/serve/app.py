@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import html
 import io
 import json
+import math
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -189,6 +191,41 @@ class LimitBody:
         await response(scope, receive, send)
 
 
+CONF_FLOOR = 0.05  # the lowest box score a request can ask for (the page's threshold slider starts here)
+FAVICON = (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" '
+           b'fill="#2f6fd0"/><rect x="3" y="3" width="5" height="5" fill="#8fd14f"/><rect x="8" y="3" width="5" '
+           b'height="5" fill="#f4c542"/><rect x="3" y="8" width="10" height="5" fill="#e8eef7"/></svg>')
+
+
+def _conf_param(text: str | None) -> float | None | Response:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not CONF_FLOOR <= value <= 1 and not value == 0:
+        return _error(400, f"conf must be a score in [{CONF_FLOOR}, 1] (0: every box down to {CONF_FLOOR}), "
+                           f"not {text!r}")
+    return max(value, CONF_FLOOR)
+
+
+def api_page(schema: dict) -> str:
+    """A plain HTML list of the service's endpoints from its OpenAPI schema (``/openapi.json``)."""
+    rows = []
+    for path, ops in schema.get("paths", {}).items():
+        for method, op in ops.items():
+            params = ", ".join(p["name"] for p in op.get("parameters", []))
+            doc = html.escape(op.get("description") or op.get("summary") or "")
+            rows.append(f"<tr><td><code>{method.upper()} {html.escape(path)}</code></td>"
+                        f"<td>{html.escape(params)}</td><td>{doc}</td></tr>")
+    return ("<!doctype html><html lang=en><meta charset=utf-8><title>fcnkit API</title>"
+            "<style>body{font:15px system-ui,sans-serif;margin:24px}td{padding:4px 12px;vertical-align:top;"
+            "border-bottom:1px solid #ddd}</style><h1>fcnkit API</h1><p>The full schema: "
+            "<a href=openapi.json>/openapi.json</a> (load it into any OpenAPI viewer). The page: <a href=.>/</a>.</p>"
+            f"<table><tr><th>endpoint</th><th>query</th><th>what</th></tr>{''.join(rows)}</table></html>")
+
+
 def _png(image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
@@ -262,7 +299,7 @@ def create_app(model: Any, settings: ServeSettings = ServeSettings(), *, name: s
     loaded it first so a bad model fails at once), or anything ``Predictor`` takes, loaded in
     the background while ``/healthz`` answers 503. ``name`` is what the page shows (default:
     the model file's name; ``fcnkit serve`` passes the name the user gave, e.g. a weights name)."""
-    state: dict[str, Any] = {"predictor": None, "batcher": None, "error": None}
+    state: dict[str, Any] = {"predictor": None, "batcher": None, "error": None, "conf": None}
     metrics = _Metrics(settings.max_batch, lambda: state["batcher"].depth if state["batcher"] else 0)
     source = model.backend.source if isinstance(model, Predictor) else model
     name = Path(str(name or source)).name  # never a server path
@@ -271,6 +308,10 @@ def create_app(model: Any, settings: ServeSettings = ServeSettings(), *, name: s
         try:
             predictor = model if isinstance(model, Predictor) else Predictor(
                 model, device=settings.device, max_memory=settings.max_memory, conf=settings.conf, progress=False)
+            # boxes down to CONF_FLOOR are decoded; each request keeps those at or above its own
+            # ``conf`` (default: the server's), so the page can move its threshold without a new request
+            state["conf"] = predictor.conf
+            predictor.conf = min(predictor.conf, CONF_FLOOR)
             state["batcher"] = MicroBatcher(lambda images: predictor.predict_batch(images),
                                             max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
                                             max_queue=settings.max_queue, on_batch=metrics.on_batch)
@@ -301,20 +342,36 @@ def create_app(model: Any, settings: ServeSettings = ServeSettings(), *, name: s
         if state["predictor"] is not None:
             p = state["predictor"]
             return JSONResponse({"status": "ok", "model": name, "task": p.backend.task,
-                                 "backend": p.backend.backend, "classes": p.classes, "box_classes": p.box_classes})
+                                 "backend": p.backend.backend, "classes": p.classes, "box_classes": p.box_classes,
+                                 "conf": state["conf"] if p.detection else None})
         if state["error"] is not None:
             return JSONResponse({"status": "failed", "error": state["error"]}, status_code=503)
         return JSONResponse({"status": "loading"}, status_code=503)
+
+    @app.get("/favicon.svg")
+    @app.get("/favicon.ico")
+    async def favicon() -> Response:
+        return Response(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+
+    @app.get("/docs", response_class=HTMLResponse)
+    async def docs() -> HTMLResponse:  # the API at a glance, self-contained (Swagger UI would need a CDN)
+        return HTMLResponse(api_page(app.openapi()))
 
     @app.get("/metrics")
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/predict")
-    async def predict(request: Request, format: str = "json") -> Response:
+    async def predict(request: Request, format: str = "json", conf: str | None = None) -> Response:
+        """Segment (and detect in) one image: multipart field ``image`` or the raw image body.
+        ``format``: json (default), png (the mask) or overlay (JPEG); ``conf``: detectors keep
+        boxes scoring at least this (default: the server's threshold, see /healthz)."""
         start = time.perf_counter()
         if format not in ("json", "png", "overlay"):
             return _error(400, f"format must be json, png or overlay, not {format!r}")
+        keep_from = _conf_param(conf)
+        if isinstance(keep_from, Response):
+            return keep_from
         batcher = state["batcher"]
         if batcher is None:
             return _error(503, "the model is still loading" if state["error"] is None else state["error"],
@@ -359,6 +416,9 @@ def create_app(model: Any, settings: ServeSettings = ServeSettings(), *, name: s
         except Exception as e:  # noqa: BLE001 - an inference failure answers this request only; the log has it
             print(f"fcnkit serve: inference failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
             return _error(500, "inference failed")
+        if pred.detections is not None:
+            least = state["conf"] if keep_from is None else keep_from
+            pred = replace(pred, detections=[d for d in pred.detections if d["score"] >= least])
         if format == "png":
             if pred.mask is None:
                 return _error(400, "this model has no segmentation output; use format=json or overlay")

@@ -5,7 +5,8 @@ Per image ``<name>`` under ``--out`` (default ``runs/predict/N``, the first free
 folder inputs keep their sub-folders):
 ``<name>.mask.png`` class indices with the palette, ``<name>.overlay.jpg``,
 ``<name>.probs.npy`` (float16 (C, H, W), with ``--probs``) and
-``<name>.detections.json`` for detection models; per video ``<name>.overlay.mp4``,
+``<name>.detections.json`` for detection models (and with ``--save-txt`` ``<name>.txt``, YOLO
+format); per video ``<name>.overlay.mp4``,
 ``<name>.frames/`` (per frame ``NNNNNN_TTTTTTTTms.png``: index and time; with ``--probs``
 also ``.probs.npy``) and ``<name>.frames.jsonl`` (per frame: time, class shares, share
 of pixels changed since the last frame, detections); the summary line gives the
@@ -54,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="detectors: keep boxes whose score is at least this (default: the model's recommended "
                         "threshold, else 0.3)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay colour opacity")
+    p.add_argument("--save-txt", action="store_true",
+                   help="detectors: also write <name>.txt in YOLO format (label cx cy w h score, fractions)")
     p.add_argument("--smooth", type=float, default=0.0, metavar="M",
                    help="videos: average class probabilities over frames with this weight of the past "
                         "(0-1, e.g. 0.5; default 0: every frame on its own) to stop masks flickering")
@@ -99,7 +102,7 @@ def _predict(args: argparse.Namespace) -> int:
                               amp=args.amp, bf16=args.bf16, conf=args.conf, progress=args.progress and dist.is_main)
         result = predict_to_folder(predictor, args.inputs, args.out, probs=args.probs, overwrite=args.overwrite,
                                    batch_size=args.batch_size, workers=args.workers, alpha=args.alpha,
-                                   smooth=args.smooth, gate=args.gate)
+                                   smooth=args.smooth, gate=args.gate, save_txt=args.save_txt)
     code = 1 if result.failures else 0  # the same on every rank: the result is merged
     if not dist.is_main:
         return code

@@ -97,6 +97,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
     Format("folder", lambda r: any((b / "images").is_dir() and (b / "masks").is_dir() for b in (r, r / "train")),
            _builder("folder", "FolderSegmentation"),
            lambda r: _existing("train", "val", "test", marker=lambda r, s: (r / s / "images").is_dir())(r) or ["all"]),
+    Format("yolo", lambda r: (r / "images").is_dir() and (r / "labels").is_dir(), _builder("yolo", "YOLODetection"),
+           lambda r: _existing("train", "val", "test", marker=lambda r, s: (r / "images" / s).is_dir())(r) or ["all"]),
     Format("voc_xml", lambda r: any(next((r / d).glob("*.xml"), None) for d in _VOC_XML_DIRS if (r / d).is_dir()),
            _builder("voc_xml", "VOCDetection"),
            lambda r: _existing("train", "val", marker=lambda r, s: (r / f"ImageSets/Main/{s}.txt").is_file())(r)

@@ -26,6 +26,7 @@ from ..io import atomic_write, check_output_dir, discard_temp, next_run_dir, pub
 from .images import InputFile, collect_inputs
 from .postprocess import save_image, save_mask
 from .predictor import Failure, Prediction, Predictor
+from ..data.yolo import yolo_lines
 from .temporal import TemporalFilter
 from .video import predict_video
 
@@ -75,8 +76,8 @@ def plan_jobs(inputs: list[InputFile], out: Path) -> tuple[list[Job], list[Failu
     return jobs, failures
 
 
-def output_paths(job: Job, out: Path, predictor: Predictor, probs: bool) -> dict[str, Path]:
-    """What ``job`` writes: ``overlay`` (and ``mask``, ``probs``, ``detections``) or ``video``."""
+def output_paths(job: Job, out: Path, predictor: Predictor, probs: bool, save_txt: bool = False) -> dict[str, Path]:
+    """What ``job`` writes: ``overlay`` (and ``mask``, ``probs``, ``detections``, ``txt``) or ``video``."""
     base = out / job.stem
     with_suffix = lambda s: base.parent / (base.name + s)  # noqa: E731  (stems may contain dots)
     if job.input.is_video:  # the overlay, and per frame: mask PNGs (+ probabilities) and a JSON line
@@ -91,6 +92,8 @@ def output_paths(job: Job, out: Path, predictor: Predictor, probs: bool) -> dict
             paths["probs"] = with_suffix(".probs.npy")
     if predictor.detection:
         paths["detections"] = with_suffix(".detections.json")
+        if save_txt:  # YOLO format: label cx cy w h score, fractions of the image
+            paths["txt"] = with_suffix(".txt")
     return paths
 
 
@@ -129,6 +132,9 @@ def write_outputs(result: Prediction, paths: dict[str, Path], alpha: float, prob
         text = json.dumps({"image": str(result.path), "size": list(result.image.shape[:2]),
                            "classes": result.classes, "detections": result.detections or []}, indent=1)
         atomic_write(paths["detections"], lambda f: f.write(text.encode()))
+    if "txt" in paths:
+        lines = yolo_lines(result.detections or [], result.image.shape[:2])
+        atomic_write(paths["txt"], lambda f: f.write(lines.encode()))
     save_image(result.overlay(alpha), paths["overlay"])
 
 
@@ -150,7 +156,8 @@ class FolderResult:
 def predict_to_folder(predictor: Predictor, inputs: Sequence[str | Path], out: str | Path | None = None, *,
                       probs: bool = False,
                       overwrite: bool = False, batch_size: int = 1, workers: int = 2, alpha: float = 0.5,
-                      smooth: float = 0.0, gate: float = 0.1, say: Callable[[str], None] = print) -> FolderResult:
+                      smooth: float = 0.0, gate: float = 0.1, save_txt: bool = False,
+                      say: Callable[[str], None] = print) -> FolderResult:
     """Predict every image and video that ``inputs`` (files, folders, globs) name and write
     their outputs under ``out`` (default ``runs/predict/N`` under the working directory, the
     first free N counting from 1; created only once there is an input to predict), and
@@ -186,7 +193,7 @@ def predict_to_folder(predictor: Predictor, inputs: Sequence[str | Path], out: s
     jobs = shard([j for j in jobs if not j.input.is_video]) + shard([j for j in jobs if j.input.is_video])
     todo: list[tuple[Job, dict[str, Path]]] = []
     for job in jobs:
-        paths = output_paths(job, out, predictor, probs)
+        paths = output_paths(job, out, predictor, probs, save_txt)
         existing = [p for p in paths.values() if p.exists()]
         if existing and not overwrite:
             if len(existing) == len(paths):

@@ -30,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                        "fcnkit predict model.onnx photos/ --out masks --max-memory 512M",
                                        "fcnkit predict runs/camvid_lite0/best.pt clip.mp4 --quiet"))
     p.add_argument("model", help="saved model / training checkpoint, or exported .onnx / OpenVINO .xml")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders, or globs")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image or video files, folders, globs, or live sources: a camera (0, /dev/video0) or a "
+                        "stream URL (rtsp://, http(s)://, udp://)")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: runs/predict/N, the first free N counting from 1)")
     p.add_argument("--tile", type=_parse_tile, default=None,
@@ -55,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="detectors: keep boxes whose score is at least this (default: the model's recommended "
                         "threshold, else 0.3)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay colour opacity")
+    p.add_argument("--max-frames", type=int, default=None,
+                   help="live sources: stop after this many segmented frames")
+    p.add_argument("--duration", type=float, default=None, help="live sources: stop after this many seconds")
     p.add_argument("--save-txt", action="store_true",
                    help="detectors: also write <name>.txt in YOLO format (label cx cy w h score, fractions)")
     p.add_argument("--smooth", type=float, default=0.0, metavar="M",
@@ -96,13 +101,18 @@ def _predict(args: argparse.Namespace) -> int:
     from ..inference.outputs import predict_to_folder
     from ..inference.predictor import Predictor
 
+    if args.max_frames is not None and args.max_frames < 1:
+        raise ValueError(f"--max-frames must be >= 1, not {args.max_frames}")
+    if args.duration is not None and not args.duration > 0:  # NaN too
+        raise ValueError(f"--duration must be a positive number of seconds, not {args.duration}")
     with joined(args.device or "auto") as (dist, device):  # under torchrun: one rank per device, inputs shared
         predictor = Predictor(args.model, device=device, tile=args.tile, overlap=args.overlap,
                               max_memory=args.max_memory, tta=args.tta, scales=args.scales or (1.0,), flip=args.flip,
                               amp=args.amp, bf16=args.bf16, conf=args.conf, progress=args.progress and dist.is_main)
         result = predict_to_folder(predictor, args.inputs, args.out, probs=args.probs, overwrite=args.overwrite,
                                    batch_size=args.batch_size, workers=args.workers, alpha=args.alpha,
-                                   smooth=args.smooth, gate=args.gate, save_txt=args.save_txt)
+                                   smooth=args.smooth, gate=args.gate, save_txt=args.save_txt,
+                                   max_frames=args.max_frames, duration=args.duration)
     code = 1 if result.failures else 0  # the same on every rank: the result is merged
     if not dist.is_main:
         return code

@@ -27,6 +27,7 @@ from .images import InputFile, collect_inputs
 from .postprocess import save_image, save_mask
 from .predictor import Failure, Prediction, Predictor
 from ..data.yolo import yolo_lines
+from .stream import is_live_source, predict_stream, source_name
 from .temporal import TemporalFilter
 from .video import predict_video
 
@@ -157,11 +158,14 @@ def predict_to_folder(predictor: Predictor, inputs: Sequence[str | Path], out: s
                       probs: bool = False,
                       overwrite: bool = False, batch_size: int = 1, workers: int = 2, alpha: float = 0.5,
                       smooth: float = 0.0, gate: float = 0.1, save_txt: bool = False,
+                      max_frames: int | None = None, duration: float | None = None,
                       say: Callable[[str], None] = print) -> FolderResult:
     """Predict every image and video that ``inputs`` (files, folders, globs) name and write
     their outputs under ``out`` (default ``runs/predict/N`` under the working directory, the
     first free N counting from 1; created only once there is an input to predict), and
-    report each finished video to ``say``. ``smooth`` > 0 filters videos' class
+    report each finished video to ``say``. Live sources (a camera index or ``/dev/videoN``,
+    ``rtsp://``, ``http(s)://``, ``udp://`` ... URLs) run until ``max_frames`` / ``duration`` /
+    their end (``fcnkit.inference.stream``). ``smooth`` > 0 filters videos' class
     probabilities over time (``TemporalFilter(smooth, gate)``). An ``out`` that cannot
     be a folder we write in, or videos without the ``video`` extra, are refused (ValueError /
     RuntimeError) before anything is predicted.
@@ -177,8 +181,9 @@ def predict_to_folder(predictor: Predictor, inputs: Sequence[str | Path], out: s
     out = check_output_dir(out)
     if smooth != 0:
         TemporalFilter(smooth, gate)  # bad settings are refused before any work
-    files, missing = collect_inputs([str(i) for i in inputs])
-    if any(f.is_video for f in files):
+    live = [str(i) for i in inputs if is_live_source(str(i))]
+    files, missing = collect_inputs([str(i) for i in inputs if not is_live_source(str(i))])
+    if live or any(f.is_video for f in files):
         require("video", "av")
     dist = D.current()
     result = FolderResult(out, processes=dist.world_size)
@@ -187,7 +192,7 @@ def predict_to_folder(predictor: Predictor, inputs: Sequence[str | Path], out: s
     jobs, refused = plan_jobs(files, out)
     if dist.is_main:
         result.failures += refused
-    if jobs:  # nothing to read: no empty output folder either
+    if jobs or live:  # nothing to read: no empty output folder either
         out.mkdir(parents=True, exist_ok=True)
     shard = lambda js: js[dist.rank::dist.world_size]  # noqa: E731
     jobs = shard([j for j in jobs if not j.input.is_video]) + shard([j for j in jobs if j.input.is_video])
@@ -205,10 +210,42 @@ def predict_to_folder(predictor: Predictor, inputs: Sequence[str | Path], out: s
     try:
         _predict_jobs(predictor, todo, result, probs=probs, batch_size=batch_size, workers=workers, alpha=alpha,
                       smooth=smooth, gate=gate, say=say)
+        if dist.is_main:  # a live source is watched by one process
+            for source in live:
+                _predict_live(predictor, source, out, result, probs=probs, alpha=alpha, overwrite=overwrite,
+                              smooth=TemporalFilter(smooth, gate) if smooth != 0 else None,
+                              max_frames=max_frames, duration=duration, say=say)
     finally:
         if dist.enabled:  # every rank reaches this, also after a failure of its own (then it re-raises)
             _merge(result, D.gather_objects((result.done, result.existing, result.failures)))
     return result
+
+
+def _predict_live(predictor: Predictor, source: str, out: Path, result: FolderResult, *, probs: bool, alpha: float,
+                  overwrite: bool, smooth: TemporalFilter | None, max_frames: int | None, duration: float | None,
+                  say: Callable[[str], None]) -> None:
+    stem = source_name(source)
+    paths = {"video": out / f"{stem}.overlay.mp4", "frames_json": out / f"{stem}.frames.jsonl"}
+    if predictor.num_classes:
+        paths["frames"] = out / f"{stem}.frames"
+    taken = [p for p in paths.values() if p.exists()]
+    if taken and not overwrite:
+        result.failures.append(Failure(source, f"output exists: {taken[0]} (use --overwrite)"))
+        return
+    try:
+        run = predict_stream(predictor, source, paths["video"], frames_dir=paths.get("frames"),
+                             frames_json=paths["frames_json"], probs=probs, alpha=alpha, smooth=smooth,
+                             max_frames=max_frames, duration=duration)
+    except (ValueError, OSError) as e:
+        result.failures.append(Failure(source, str(e).removeprefix(f"{source}: ")))
+        return
+    done = run.video.frames if run.video else 0
+    say(f"{source}: {done} frames in {run.seconds:.1f} s ({run.fps:.1f} fps), {run.dropped} of {run.decoded} "
+        f"dropped to keep up; ended: {run.ended}" + (f" -> {run.video.path}" if run.video else ""))
+    if run.video is None or run.ended.startswith(("cannot decode", "stalled")):
+        result.failures.append(Failure(source, run.ended + ("" if run.video else "; nothing written")))
+    else:
+        result.done += 1
 
 
 def _merge(result: FolderResult, parts: list[tuple[int, int, list[Failure]]]) -> None:

@@ -87,7 +87,7 @@ class Prediction:
 class Failure:
     """An input that could not be predicted, and why (the CLI reports these and goes on)."""
 
-    path: Path
+    path: Path | str  # a file, or a live source's URL as given (a Path would fold its '//')
     reason: str
 
 

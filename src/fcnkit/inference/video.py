@@ -109,6 +109,94 @@ class _FrameWriter:
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
 
+class VideoSink:
+    """Where segmented frames go, one batch at a time: the temporal filter, the flicker
+    meter, each frame's mask PNG and JSON line, and the overlay video. ``rate`` fixes the
+    overlay's frame rate (a file's frames, all kept); ``None`` times each overlay frame by
+    its source timestamp (a live stream whose frames are dropped when the model is slower).
+    ``finish()`` publishes every output under its final name, ``discard()`` removes them."""
+
+    def __init__(self, predictor: Predictor, dst: Path, *, alpha: float, frames_dir: Path | None,
+                 frames_json: Path | None, probs: bool, smooth: TemporalFilter | None,
+                 rate: Fraction | None) -> None:
+        require("video", "av")
+        import av
+
+        self.predictor, self.dst, self.alpha, self.probs, self.smooth, self.rate = \
+            predictor, dst, alpha, probs, smooth, rate
+        self.want_probs = bool(predictor.num_classes) and (probs or smooth is not None)
+        self.meter = FlickerMeter(predictor.num_classes) if predictor.num_classes else None
+        if smooth is not None:
+            smooth.reset()
+        self.tmp = str(temp_beside(dst, suffix=".mp4"))
+        self.writer = _FrameWriter(frames_dir, frames_json, probs)
+        self.out = av.open(self.tmp, "w", format="mp4")
+        self.stream = None
+        self.count, self.size = 0, (0, 0)
+        self._previous: np.ndarray | None = None
+        self._last_pts = -1
+
+    def add(self, batch: list[tuple[np.ndarray, float]]) -> None:
+        """Segment ``batch`` ((H, W, 3) uint8 RGB frames with their times in seconds) and write it."""
+        import av
+
+        if not batch:
+            return
+        results = self.predictor.predict_batch([rgb for rgb, _ in batch], probabilities=self.want_probs)
+        for (frame, seconds), result in zip(batch, results):
+            if self.smooth is not None and result.probabilities is not None:
+                p = self.smooth(result.probabilities, frame)
+                result = replace(result, mask=p.argmax(0).astype(result.mask.dtype),
+                                 probabilities=p.astype(np.float16) if self.probs else None)
+            changed = None
+            if result.mask is not None:
+                self.meter.update(result.mask)
+                if self._previous is not None:
+                    changed = float((self._previous != result.mask).mean())
+                self._previous = result.mask
+            self.writer.write(self.count, seconds, result, changed)
+            rgb = np.asarray(result.overlay(self.alpha))  # (H, W, 3)
+            if self.stream is None:
+                self._open_stream(rgb.shape[:2])
+            vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            if self.rate is None:  # live: each frame shown at its source time (ms), never two at one time
+                vf.pts = self._last_pts = max(self._last_pts + 1, round(seconds * 1000))
+                vf.time_base = Fraction(1, 1000)
+            for packet in self.stream.encode(vf):
+                self.out.mux(packet)
+            self.count += 1
+            self.size = frame.shape[:2]
+
+    def _open_stream(self, size: tuple[int, int]) -> None:
+        self.stream = self.out.add_stream(_codec(), rate=self.rate or 30)
+        if self.rate is None:
+            self.stream.time_base = Fraction(1, 1000)
+            self.stream.codec_context.time_base = Fraction(1, 1000)
+        self.stream.height, self.stream.width = size
+        # 4:2:0 chroma needs even sizes; 4:4:4 keeps odd ones exact
+        self.stream.pix_fmt = "yuv420p" if size[0] % 2 == 0 and size[1] % 2 == 0 else "yuv444p"
+
+    def finish(self) -> VideoResult:
+        if self.stream is None:
+            raise ValueError("no frames")
+        for packet in self.stream.encode():  # drain the encoder
+            self.out.mux(packet)
+        self.out.close()
+        publish_temp(self.tmp, self.dst)
+        self.writer.publish()
+        return VideoResult(self.dst, self.count, Fraction(self.rate or 0), tuple(self.size),
+                           self.meter.scores() if self.meter else None, self.writer.frames_dir,
+                           self.writer.frames_json)
+
+    def discard(self) -> None:
+        try:
+            self.out.close()
+        except Exception:  # noqa: BLE001 - a half-written container; it is deleted next
+            pass
+        discard_temp(self.tmp)
+        self.writer.discard()
+
+
 def predict_video(predictor: Predictor, src: str | Path, dst: str | Path, *, batch_size: int = 4,
                   alpha: float = 0.5, progress: bool | None = None, frames_dir: str | Path | None = None,
                   frames_json: str | Path | None = None, probs: bool = False,
@@ -124,83 +212,50 @@ def predict_video(predictor: Predictor, src: str | Path, dst: str | Path, *, bat
 
     src, dst = Path(src), check_output_file(dst, what="overlay video")
     frames_json = check_output_file(frames_json, what="per-frame JSON") if frames_json is not None else None
-    frames_dir = Path(frames_dir) if frames_dir is not None else None
-    if frames_dir is not None and frames_dir.exists() and not frames_dir.is_dir():
-        raise ValueError(f"{frames_dir}: exists and is not a folder (frames folder)")
+    frames_dir = check_frames_dir(frames_dir)
     try:
         inp = av.open(str(src))
     except (av.error.FFmpegError, OSError) as e:
         raise ValueError(f"{src}: cannot open as video ({e})") from None
-    segments = bool(predictor.num_classes)
-    want_probs = segments and (probs or smooth is not None)
-    meter = FlickerMeter(predictor.num_classes) if segments else None
-    if smooth is not None:
-        smooth.reset()
-    tmp = str(temp_beside(dst, suffix=".mp4"))
-    writer = _FrameWriter(frames_dir, frames_json, probs)
-    count, size = 0, (0, 0)
+    sink = None
     try:
         with inp:
             if not inp.streams.video:
                 raise ValueError(f"{src}: no video stream")
             stream = inp.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-            with av.open(tmp, "w", format="mp4") as out, \
-                    progress_bar(total=stream.frames or None, unit="frame", desc=src.name,
-                                 enabled=predictor.progress if progress is None else progress) as bar:
-                ostream = None
+            rate = Fraction(stream.average_rate or stream.guessed_rate or 25)
+            sink = VideoSink(predictor, dst, alpha=alpha, frames_dir=frames_dir, frames_json=frames_json,
+                             probs=probs, smooth=smooth, rate=rate)
+            with progress_bar(total=stream.frames or None, unit="frame", desc=src.name,
+                              enabled=predictor.progress if progress is None else progress) as bar:
                 batch: list[tuple[np.ndarray, float]] = []
-                previous: np.ndarray | None = None
-
-                def flush() -> None:
-                    nonlocal ostream, count, previous
-                    results = predictor.predict_batch([rgb for rgb, _ in batch], probabilities=want_probs)
-                    for (frame, seconds), result in zip(batch, results):
-                        if smooth is not None and result.probabilities is not None:
-                            p = smooth(result.probabilities, frame)
-                            result = replace(result, mask=p.argmax(0).astype(result.mask.dtype),
-                                             probabilities=p.astype(np.float16) if probs else None)
-                        changed = None
-                        if result.mask is not None:
-                            meter.update(result.mask)
-                            if previous is not None:
-                                changed = float((previous != result.mask).mean())
-                            previous = result.mask
-                        writer.write(count, seconds, result, changed)
-                        rgb = np.asarray(result.overlay(alpha))  # (H, W, 3)
-                        if ostream is None:
-                            ostream = out.add_stream(_codec(), rate=rate)
-                            ostream.height, ostream.width = rgb.shape[:2]
-                            # 4:2:0 chroma needs even sizes; 4:4:4 keeps odd ones exact
-                            even = rgb.shape[0] % 2 == 0 and rgb.shape[1] % 2 == 0
-                            ostream.pix_fmt = "yuv420p" if even else "yuv444p"
-                        for packet in ostream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                            out.mux(packet)
-                        count += 1
-                        bar.update(1)
-                    batch.clear()
-
                 try:
                     for frame, seconds in _frames(inp, rate):
-                        size = frame.shape[:2]
                         batch.append((frame, seconds))
                         if len(batch) >= batch_size:
-                            flush()
-                    flush()
+                            sink.add(batch)
+                            bar.update(len(batch))
+                            batch = []
+                    sink.add(batch)
+                    bar.update(len(batch))
                 except av.error.FFmpegError as e:
-                    raise ValueError(f"{src}: cannot decode frame {count + len(batch)} ({e})") from None
-                if ostream is None:
-                    raise ValueError(f"{src}: video has no frames")
-                for packet in ostream.encode():  # drain the encoder
-                    out.mux(packet)
-        publish_temp(tmp, dst)
-        writer.publish()
+                    raise ValueError(f"{src}: cannot decode frame {sink.count + len(batch)} ({e})") from None
+            if sink.count == 0:
+                raise ValueError(f"{src}: video has no frames")
+            return sink.finish()
     except BaseException:
-        discard_temp(tmp)
-        writer.discard()
+        if sink is not None:
+            sink.discard()
         raise
-    return VideoResult(dst, count, Fraction(rate), tuple(size), meter.scores() if meter else None,
-                       frames_dir, frames_json)
+
+
+def check_frames_dir(frames_dir: str | Path | None) -> Path | None:
+    if frames_dir is None:
+        return None
+    frames_dir = Path(frames_dir)
+    if frames_dir.exists() and not frames_dir.is_dir():
+        raise ValueError(f"{frames_dir}: exists and is not a folder (frames folder)")
+    return frames_dir
 
 
 def video_info(path: str | Path) -> tuple[int, Fraction, tuple[int, int]]:

@@ -369,3 +369,52 @@ def test_a_detector_answers_boxes_with_names() -> None:
             assert r.status_code == 400 and "conf must be a score" in r.json()["error"]
         over = c.post("/v1/predict?format=overlay", content=photo, headers={"content-type": "image/jpeg"})
         assert over.status_code == 200 and over.headers["content-type"] == "image/jpeg"
+
+
+# --- WebSocket streams (issue 27.4) ---------------------------------------------------------
+
+def test_a_stream_answers_each_frame_with_its_mask(tmp_path, model_file) -> None:
+    frames = [scene(40, 56, seed=i) for i in range(3)]
+    with TestClient(create_app(model_file)) as c:
+        _ready(c)
+        direct = Predictor(model_file, progress=False)
+        with c.websocket_connect("/v1/stream") as ws:
+            for i, frame in enumerate(frames):
+                ws.send_bytes(_png(frame))
+                body = ws.receive_json()  # one at a time: nothing is dropped
+                assert body["frame"] == i and body["dropped"] == 0 and (body["width"], body["height"]) == (56, 40)
+                mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["mask_png"]))))
+                assert np.array_equal(mask, direct.predict(frame).mask)
+            ws.send_bytes(b"not an image")
+            assert "frame 3" in ws.receive_json()["error"]  # a bad frame is answered, the stream goes on
+            ws.send_bytes(_png(frames[0]))
+            assert ws.receive_json()["frame"] == 4
+
+
+def test_a_stream_keeps_the_newest_frame_when_frames_come_faster(model_file) -> None:
+    gate = threading.Event()
+    with TestClient(create_app(model_file)) as c:
+        _ready(c)
+        batcher = c.app.app.app.state.serve["batcher"]  # hold the model: frames pile up meanwhile
+        run = batcher.run
+        batcher.run = lambda images, **kw: (gate.wait(10), run(images, **kw))[1]
+        with c.websocket_connect("/v1/stream") as ws:
+            for i in range(6):
+                ws.send_bytes(_png(scene(32, 32, seed=i)))
+            time.sleep(0.5)
+            gate.set()
+            seen = [ws.receive_json() for _ in range(2)]
+        # the first frame was taken at once; of the next five only the newest was kept
+        assert [b["frame"] for b in seen] == [0, 5] and seen[1]["dropped"] == 4
+
+
+def test_stream_limits_and_options_are_checked(model_file) -> None:
+    with TestClient(create_app(model_file, ServeSettings(max_streams=1))) as c:
+        _ready(c)
+        with c.websocket_connect("/v1/stream?smooth=1.5") as ws:
+            assert "momentum must be in [0, 1)" in ws.receive_json()["error"]
+        with c.websocket_connect("/v1/stream?smooth=0.5") as first:
+            first.send_bytes(_png(scene(32, 32)))
+            assert "mask_png" in first.receive_json()  # smoothing on: still a mask per frame
+            with c.websocket_connect("/v1/stream") as second:
+                assert "server busy" in second.receive_json()["error"]

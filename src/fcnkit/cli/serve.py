@@ -43,13 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--conf", type=float, default=None,
                    help="detectors: answer boxes whose score is at least this (default: the model's recommended "
                         "threshold, else 0.3)")
+    p.add_argument("--max-streams", type=int, default=4,
+                   help="WebSocket streams (/v1/stream: the page's live mode) open at once (default 4; 0: none)")
     p.set_defaults(func=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
     from ..extras import require
 
-    require("serve", "uvicorn", "fastapi", "multipart", "prometheus_client")
+    require("serve", "uvicorn", "fastapi", "multipart", "prometheus_client", "websockets")
     import uvicorn
 
     from ..inference.predictor import Predictor
@@ -62,7 +64,8 @@ def _serve(args: argparse.Namespace) -> int:
     settings = ServeSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
                              max_body=parse_memory(args.max_body), max_memory=args.max_memory, device=args.backend,
                              conf=args.conf, max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels,
-                             timeout=DEFAULT_TIMEOUT if args.timeout is None else args.timeout)
+                             timeout=DEFAULT_TIMEOUT if args.timeout is None else args.timeout,
+                             max_streams=args.max_streams)
     if args.max_memory is not None:
         parse_memory(args.max_memory)
     # the model loads before the server starts: one that cannot load is a one-line error and exit 2,
@@ -76,6 +79,6 @@ def _serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     uvicorn.run(create_app(predictor, settings, name=args.model), host=args.host, port=args.port, log_level="warning",
-                timeout_graceful_shutdown=30)
+                timeout_graceful_shutdown=30, ws_max_size=settings.max_body)  # a stream's frame: as an upload
     print("fcnkit serve: stopped", flush=True)
     return 0

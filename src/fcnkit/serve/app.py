@@ -35,7 +35,7 @@ from ..extras import require
 # the serve extra, checked before its imports: one line naming it instead of an ImportError
 require("serve", "fastapi", "multipart", "prometheus_client")
 
-from fastapi import FastAPI, Request  # noqa: E402
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect  # noqa: E402
 from fastapi.responses import HTMLResponse, JSONResponse, Response  # noqa: E402
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,  # noqa: E402
                                generate_latest)
@@ -46,6 +46,7 @@ from ..data.image_io import ImageReadError, NotAnImage, TooManyPixels
 from ..inference.images import decode_image_bytes
 from ..inference.postprocess import fit_jpeg
 from ..inference.predictor import Prediction, Predictor
+from ..inference.temporal import TemporalFilter
 from .batching import Closed, MicroBatcher, QueueFull, Timing
 
 DEFAULT_MAX_BODY = 20 * 2**20
@@ -69,10 +70,11 @@ class ServeSettings:
     alpha: float = 0.5
     conf: float | None = None  # detectors: boxes scoring at least this (None: the model's recommended threshold)
     timeout: float = DEFAULT_TIMEOUT
+    max_streams: int = 4  # WebSocket streams (/v1/stream) open at once
 
     def __post_init__(self) -> None:
         """Every limit checked when the settings are made (a NaN wait once hung every request)."""
-        for name, low in (("max_batch", 1), ("max_queue", 1), ("max_body", 1), ("max_pixels", 1)):
+        for name, low in (("max_batch", 1), ("max_queue", 1), ("max_body", 1), ("max_pixels", 1), ("max_streams", 0)):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
                 raise ValueError(f"{name.replace('_', '-')} must be a whole number >= {low}, not {v!r}")
@@ -226,6 +228,66 @@ def api_page(schema: dict) -> str:
             f"<table><tr><th>endpoint</th><th>query</th><th>what</th></tr>{''.join(rows)}</table></html>")
 
 
+async def _serve_stream(ws: WebSocket, state: dict, settings: ServeSettings, filt: TemporalFilter | None,
+                        keep_from: float | None) -> None:
+    """One stream: a receiver keeps only the newest frame; this loop answers frames one by one."""
+    slot: dict[str, Any] = {"data": None, "index": -1, "dropped": 0, "closed": False}
+    ready = asyncio.Event()
+
+    async def receive() -> None:
+        try:
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                data = message.get("bytes")
+                if data is None:
+                    continue  # text messages carry nothing yet
+                if slot["data"] is not None:
+                    slot["dropped"] += 1  # the model was busy: the older frame is never looked at
+                slot["data"], slot["index"] = data, slot["index"] + 1
+                ready.set()
+        finally:
+            slot["closed"] = True
+            ready.set()
+
+    receiver = asyncio.ensure_future(receive())
+    batcher = state["batcher"]
+    try:
+        while True:
+            await ready.wait()
+            ready.clear()
+            data, index = slot["data"], slot["index"]
+            slot["data"] = None
+            if data is None:
+                if slot["closed"]:
+                    break
+                continue
+            start = time.perf_counter()
+            try:
+                image = await run_in_threadpool(decode_image_bytes, data, max_pixels=settings.max_pixels,
+                                                source=f"frame {index}")
+                pred, timing = await batcher.submit(image, probabilities=filt is not None)
+            except (ImageReadError, QueueFull, Closed) as e:
+                await ws.send_json({"frame": index, "error": str(e), "dropped": slot["dropped"]})
+                continue
+            decode_ms = 1000 * (time.perf_counter() - start) - timing.queue_ms - timing.inference_ms
+            if filt is not None and pred.probabilities is not None:
+                p = filt(pred.probabilities, image)
+                pred = replace(pred, mask=p.argmax(0).astype(pred.mask.dtype), probabilities=None)
+            if pred.detections is not None:
+                least = state["conf"] if keep_from is None else keep_from
+                pred = replace(pred, detections=[d for d in pred.detections if d["score"] >= least])
+            body = await run_in_threadpool(describe, pred, timing, total_ms=1000 * (time.perf_counter() - start),
+                                           decode_ms=max(0.0, decode_ms))
+            body.update(frame=index, dropped=slot["dropped"])
+            await ws.send_text(json.dumps(body))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        receiver.cancel()
+
+
 def _png(image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
@@ -312,7 +374,7 @@ def create_app(model: Any, settings: ServeSettings = ServeSettings(), *, name: s
             # ``conf`` (default: the server's), so the page can move its threshold without a new request
             state["conf"] = predictor.conf
             predictor.conf = min(predictor.conf, CONF_FLOOR)
-            state["batcher"] = MicroBatcher(lambda images: predictor.predict_batch(images),
+            state["batcher"] = MicroBatcher(lambda images, **kw: predictor.predict_batch(images, **kw),
                                             max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
                                             max_queue=settings.max_queue, on_batch=metrics.on_batch)
             state["predictor"] = predictor
@@ -356,6 +418,36 @@ def create_app(model: Any, settings: ServeSettings = ServeSettings(), *, name: s
     @app.get("/docs", response_class=HTMLResponse)
     async def docs() -> HTMLResponse:  # the API at a glance, self-contained (Swagger UI would need a CDN)
         return HTMLResponse(api_page(app.openapi()))
+
+    streams = {"open": 0}
+
+    @app.websocket("/v1/stream")
+    async def stream(ws: WebSocket, smooth: float = 0.0, gate: float = 0.1, conf: str | None = None) -> None:
+        """Frames in (one encoded image per binary message), one JSON answer per frame out;
+        the newest frame wins when frames come faster than the model (``dropped`` counts the
+        others); ``smooth``/``gate``: the temporal filter, per connection."""
+        await ws.accept()
+        problem = None
+        if state["batcher"] is None:
+            problem = "the model is still loading" if state["error"] is None else state["error"]
+        elif streams["open"] >= settings.max_streams:
+            problem = f"server busy: {streams['open']} streams are open (--max-streams {settings.max_streams})"
+        keep_from = _conf_param(conf)
+        if isinstance(keep_from, Response):
+            problem = json.loads(keep_from.body)["error"]
+        try:
+            filt = TemporalFilter(smooth, gate) if smooth else None
+        except ValueError as e:
+            problem = str(e)
+        if problem is not None:
+            await ws.send_json({"error": problem})
+            await ws.close(code=1013 if problem.startswith("server busy") else 1008)
+            return
+        streams["open"] += 1
+        try:
+            await _serve_stream(ws, state, settings, filt, keep_from)
+        finally:
+            streams["open"] -= 1
 
     @app.get("/metrics")
     async def prometheus() -> Response:

@@ -39,10 +39,12 @@ class Job:
     future: asyncio.Future
     queued_at: float = field(default_factory=time.perf_counter)
     gone: threading.Event = field(default_factory=threading.Event)  # cancelled: nobody waits for it any more
+    options: dict[str, Any] = field(default_factory=dict)  # keywords for ``run`` (e.g. probabilities=True)
 
     @property
-    def size(self) -> tuple[int, int]:
-        return self.image.shape[:2]
+    def key(self) -> tuple:
+        """Jobs share a batch only when their image size and options agree."""
+        return self.image.shape[:2], tuple(sorted(self.options.items()))
 
 
 class Ticket:
@@ -66,7 +68,8 @@ class Timing:
 
 
 class MicroBatcher:
-    """``await batcher.submit(image)`` -> ``(result, Timing)``; ``run(images)`` computes a batch.
+    """``await batcher.submit(image)`` -> ``(result, Timing)``; ``run(images, **options)``
+    computes a batch (``options``: those given to ``submit``, the same for the whole batch).
 
     ``on_batch(size, seconds)`` is called after every batch (for metrics).
     """
@@ -104,11 +107,12 @@ class MicroBatcher:
             self._reserved += 1
         return Ticket(self)
 
-    async def submit(self, image: np.ndarray, ticket: Ticket | None = None) -> tuple[Any, Timing]:
-        """Queue ``image`` (in the place ``ticket`` reserved, if given) and wait for its result.
-        Cancelling the waiting task (the client left, a deadline passed) drops the job."""
+    async def submit(self, image: np.ndarray, ticket: Ticket | None = None, **options: Any) -> tuple[Any, Timing]:
+        """Queue ``image`` (in the place ``ticket`` reserved, if given) and wait for its result;
+        ``options`` go to ``run`` as keywords. Cancelling the waiting task (the client left, a
+        deadline passed) drops the job."""
         loop = asyncio.get_running_loop()
-        job = Job(image, loop, loop.create_future())
+        job = Job(image, loop, loop.create_future(), options=options)
         job.future.add_done_callback(lambda f: job.gone.set() if f.cancelled() else None)
         with self._cond:
             if ticket is not None and ticket.held:
@@ -144,7 +148,7 @@ class MicroBatcher:
             while len(batch) < self.max_batch:
                 for job in [j for j in self._jobs if j.gone.is_set()]:
                     self._jobs.remove(job)
-                same = next((j for j in self._jobs if j.size == first.size), None)
+                same = next((j for j in self._jobs if j.key == first.key), None)
                 if same is not None:
                     self._jobs.remove(same)
                     batch.append(same)
@@ -162,7 +166,7 @@ class MicroBatcher:
                 continue
             start = time.perf_counter()
             try:
-                results = self.run([j.image for j in batch])
+                results = self.run([j.image for j in batch], **batch[0].options)
                 error = None
             except Exception as e:  # noqa: BLE001 - every waiting request gets the error, the worker goes on
                 results, error = [None] * len(batch), e

@@ -264,31 +264,80 @@ def _chromium() -> tuple[str, str] | None:
     return None
 
 
-def test_the_page_in_headless_chromium(tmp_path) -> None:
-    """Upload a CamVid frame through the file input; the overlay, legend and timing appear."""
-    from conftest import data_dir
-
+def _chrome(*extra: str):
+    """A headless Chromium WebDriver (skips without Debian's chromium and chromium-driver)."""
     found = _chromium()
     if found is None:
         pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = found[0]
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1100",
+                *extra):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(found[1]), options=options)
+
+
+def test_live_mode_streams_a_camera_in_headless_chromium(tmp_path) -> None:
+    """The page's live mode with Chromium's fake camera playing CamVid val frames (a y4m clip):
+    frames go over the WebSocket and come back as masks of the camera's size."""
+    from conftest import data_dir
+
+    av = pytest.importorskip("av")
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    clip = tmp_path / "camvid.y4m"
+    with av.open(str(clip), "w", format="yuv4mpegpipe") as c:
+        s = c.add_stream("rawvideo", rate=15)
+        s.width, s.height, s.pix_fmt = 480, 360, "yuv420p"
+        for png in sorted((data_dir("camvid") / "val").glob("*.png"))[:8]:
+            frame = av.VideoFrame.from_ndarray(np.asarray(Image.open(png).convert("RGB")), format="rgb24")
+            for packet in s.encode(frame):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    driver = _chrome("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                     f"--use-file-for-fake-video-capture={clip}")
+    base, proc = spawn_server("camvid-fcn8s-lite0")
+    try:
+        driver.get(base + "/")
+        WebDriverWait(driver, 30).until(lambda d: "camvid-fcn8s-lite0" in d.find_element(By.ID, "model").text)
+        driver.find_element(By.ID, "camera").click()
+        WebDriverWait(driver, 180).until(lambda d: int(d.find_element(By.TAG_NAME, "body").get_attribute(
+            "data-live-frames") or 0) >= 3, message=driver.find_element(By.ID, "status").text)
+        canvas = driver.find_element(By.ID, "overlay")
+        assert (int(canvas.get_attribute("width")), int(canvas.get_attribute("height"))) == (480, 360)
+        assert "frames/s" in driver.find_element(By.ID, "live-stats").text
+        shares = [float(e.text.rstrip("%")) for e in driver.find_elements(By.CSS_SELECTOR, "#classes .share")]
+        assert abs(sum(shares) - 100) < 0.5 and max(shares) > 10  # a street, segmented
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "serve_live.png"))
+        driver.find_element(By.ID, "stop").click()
+        WebDriverWait(driver, 10).until(lambda d: "stopped" in d.find_element(By.ID, "status").text)
+    finally:
+        driver.quit()
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_the_page_in_headless_chromium(tmp_path) -> None:
+    """Upload a CamVid frame through the file input; the overlay, legend and timing appear."""
+    from conftest import data_dir
 
     from fcnkit.data.camvid import CLASSES as CAMVID_CLASSES
     from fcnkit.data.camvid import PALETTE as CAMVID_PALETTE
 
     frame = data_dir("camvid") / "val" / "0016E5_07959.png"
-    options = webdriver.ChromeOptions()
-    options.binary_location = found[0]
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1100"):
-        options.add_argument(arg)
+    driver = _chrome()
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
     base, proc = spawn_server("camvid-fcn8s-lite0")
     base += "/"
-    driver = None
     try:
-        driver = webdriver.Chrome(service=Service(found[1]), options=options)
         driver.get(base)
         WebDriverWait(driver, 30).until(lambda d: "camvid-fcn8s-lite0" in d.find_element(By.ID, "model").text)
         driver.find_element(By.ID, "file").send_keys(str(frame))
@@ -302,6 +351,7 @@ def test_the_page_in_headless_chromium(tmp_path) -> None:
         assert shares == sorted(shares, reverse=True)  # the legend leads with what the picture is made of
         assert "server" in driver.find_element(By.ID, "status").text
         assert driver.find_element(By.ID, "get-mask").get_attribute("href").startswith("data:image/png;base64,")
+        driver.execute_script("document.getElementById('get-overlay').click(); document.getElementById('get-json').click()")
         assert driver.find_element(By.ID, "get-overlay").get_attribute("href").startswith("data:image/png;base64,")
         assert driver.find_element(By.ID, "get-json").get_attribute("href").startswith("blob:")
         ARTIFACTS.mkdir(exist_ok=True)
@@ -320,8 +370,7 @@ def test_the_page_in_headless_chromium(tmp_path) -> None:
         assert not driver.find_element(By.ID, "overlay").is_displayed()
         assert not driver.find_element(By.ID, "legend").is_displayed()
     finally:
-        if driver is not None:
-            driver.quit()
+        driver.quit()
         proc.terminate()
         proc.wait(30)
 

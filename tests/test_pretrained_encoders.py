@@ -112,8 +112,26 @@ def test_missing_weights_package_says_what_to_install(monkeypatch):
 
 
 def test_timm_imagenet_offline_is_a_clear_error(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(RuntimeError, match="timm could not load ImageNet weights for resnet18"):
+    import time
+
+    from fcnkit.models.encoders import timm_encoders
+
+    monkeypatch.setattr(timm_encoders, "hub_reachable", lambda timeout=3.0: False)
+    t0 = time.monotonic()  # 26.9: offline, timm's hub client retried for ~40 s before failing
+    with pytest.raises(RuntimeError, match="timm:resnet18: its ImageNet weights are downloaded from the Hugging "
+                                           "Face hub, which cannot be reached"):
+        create_encoder("timm:resnet18", weights="imagenet")
+    assert time.monotonic() - t0 < 10
+    monkeypatch.setattr(timm_encoders, "hub_reachable", lambda timeout=3.0: True)
+    timm, create = timm_encoders._timm(), timm_encoders._timm().create_model
+
+    def failing(name, pretrained=False, **kw):  # reachable, but the download fails: timm's reason, named
+        if pretrained:
+            raise OSError("403 Forbidden")
+        return create(name, pretrained=False, **kw)
+
+    monkeypatch.setattr(timm, "create_model", failing)
+    with pytest.raises(RuntimeError, match=r"timm could not load ImageNet weights for resnet18 \(OSError: 403"):
         create_encoder("timm:resnet18", weights="imagenet")
 
 

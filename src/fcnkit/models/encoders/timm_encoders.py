@@ -131,6 +131,35 @@ def lite_from_efficientnet_pytorch(state: dict[str, Tensor], own: list[str]) -> 
     return out
 
 
+HUB_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+
+
+def _hub_weights_cached(name: str) -> bool:
+    """Whether timm's weights for ``name`` are in the local Hugging Face cache already."""
+    cfg = _timm().models.get_pretrained_cfg(name)
+    hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if not hub_id:
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    return any(isinstance(try_to_load_from_cache(hub_id.split(":")[-1], f), str) for f in HUB_FILES)
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """A TCP connection to the Hugging Face hub (``HF_ENDPOINT``'s host) within ``timeout`` s."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 class TimmEncoder(Encoder):
     """Any timm model with ``features_only``: the taps at strides 4, 8, 16 and 32.
 
@@ -146,6 +175,10 @@ class TimmEncoder(Encoder):
             raise ValueError(f"timm:{name} has no feature taps at stride {missing} (it has {reductions}); "
                              "an FCN encoder gives taps at strides 4, 8, 16 and 32")
         indices = tuple(len(reductions) - 1 - reductions[::-1].index(s) for s in FCN_STRIDES)
+        if pretrained and not _hub_weights_cached(name) and not hub_reachable():  # else ~40 s of retries
+            raise RuntimeError(f"timm:{name}: its ImageNet weights are downloaded from the Hugging Face hub, "
+                               "which cannot be reached from here (offline?), and they are not in the local "
+                               "cache; pass a local state-dict file as encoder_weights, or run once online")
         try:
             self.body = timm.create_model(name, pretrained=pretrained, features_only=True, out_indices=indices)
         except Exception as e:  # noqa: BLE001 - offline is the common case here; say what happened

@@ -227,7 +227,10 @@ def test_optimize_openvino_int8_with_accuracy_control(tmp_path, capsys):
     code = main(["optimize", str(tmp_path / "m.pt"), "--backend", "openvino", "--precision", "int8",
                  "--accuracy-control", "--val", spec, "--calib", spec, "--max-drop", "0.5", "--repeats", "1",
                  "--warmup", "0", "--out", str(out)])
-    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    # 26.9: NNCF's INFO lines and progress bars are not ours to print
+    assert "Statistics collection" not in printed.out + printed.err and "INFO:nncf" not in printed.out + printed.err
     side = json.loads(out.with_suffix(".json").read_text())
     assert side["precision"] == "int8" and side["optimization"]["accuracy_control"] == 0.5
     assert side["optimization"]["results"]["mean_iu_change"] >= -0.5

@@ -8,7 +8,10 @@ int8 weights, uint8 activations, MinMax ranges) reads them through a
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Sequence
 
@@ -67,6 +70,19 @@ def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calibration: Sequ
     return Path(out_path)
 
 
+@contextlib.contextmanager
+def _quiet_nncf() -> Iterator[None]:
+    """NNCF's INFO lines and its rich progress bars kept out of our output (``fcnkit optimize``
+    prints its own progress); its warnings and errors still show."""
+    import logging
+
+    import nncf
+
+    nncf.set_log_level(logging.WARNING)
+    with contextlib.redirect_stdout(io.StringIO()):  # rich's console writes to sys.stdout as it is now
+        yield
+
+
 def quantize_openvino(ov_model, calibration: Sequence[Tensor], *, fast_bias_correction: bool = True):
     """An int8 copy of an OpenVINO model via ``nncf.quantize``: the performance preset (symmetric
     int8, what the CPU plugin runs fastest; activations after ReLU become unsigned), CPU target."""
@@ -75,8 +91,9 @@ def quantize_openvino(ov_model, calibration: Sequence[Tensor], *, fast_bias_corr
 
     arrays = _arrays(calibration)
     dataset = nncf.Dataset(arrays)
-    return nncf.quantize(ov_model, dataset, subset_size=len(arrays), preset=nncf.QuantizationPreset.PERFORMANCE,
-                         target_device=nncf.TargetDevice.CPU, fast_bias_correction=fast_bias_correction)
+    with _quiet_nncf():
+        return nncf.quantize(ov_model, dataset, subset_size=len(arrays), preset=nncf.QuantizationPreset.PERFORMANCE,
+                             target_device=nncf.TargetDevice.CPU, fast_bias_correction=fast_bias_correction)
 
 
 def quantize_openvino_accuracy_control(ov_model, calibration: Sequence[Tensor],
@@ -100,10 +117,11 @@ def quantize_openvino_accuracy_control(ov_model, calibration: Sequence[Tensor],
 
     arrays = _arrays(calibration)
     val = [(a, m.detach().cpu()) for a, (_, m) in zip(_arrays([x for x, _ in validation]), validation)]
-    return nncf.quantize_with_accuracy_control(
-        ov_model, nncf.Dataset(arrays), nncf.Dataset(val), validate, max_drop=max_drop,
-        drop_type=nncf.DropType.ABSOLUTE, preset=nncf.QuantizationPreset.PERFORMANCE,
-        target_device=nncf.TargetDevice.CPU, subset_size=len(arrays))
+    with _quiet_nncf():
+        return nncf.quantize_with_accuracy_control(
+            ov_model, nncf.Dataset(arrays), nncf.Dataset(val), validate, max_drop=max_drop,
+            drop_type=nncf.DropType.ABSOLUTE, preset=nncf.QuantizationPreset.PERFORMANCE,
+            target_device=nncf.TargetDevice.CPU, subset_size=len(arrays))
 
 
 __all__ = ["quantize_onnx", "quantize_openvino", "quantize_openvino_accuracy_control"]

@@ -162,3 +162,36 @@ def test_evaluate_measures_flicker_of_predictions_and_ground_truth_in_frame_orde
     assert metrics["class_flicker"] == pytest.approx(pred.scores()["class_flicker"], nan_ok=True)
     assert 0.3 < metrics["gt_flicker"] < 1  # random masks: most pixels change
     assert "flicker" not in evaluate(ChannelsAsLogits(), loader, num_classes=3).metrics
+
+
+def test_an_interrupted_video_resumes_where_it_stopped(tmp_path) -> None:
+    """27.1: Ctrl-C after 4 of 12 frames; the rerun computes only the 8 left and its outputs
+    equal those of an uninterrupted run."""
+    from fcnkit.inference.video import predict_video
+
+    noisy_clip(tmp_path / "clip.mkv", frames=12)
+    whole = predict_video(Predictor(colour_fcn(), progress=False), tmp_path / "clip.mkv", tmp_path / "whole.mp4",
+                          frames_dir=tmp_path / "whole", frames_json=tmp_path / "whole.jsonl", batch_size=2)
+    predictor = Predictor(colour_fcn(), progress=False)
+    run, seen = predictor.predict_batch, []
+
+    def interrupted(images, **kw):
+        if len(seen) >= 4:
+            raise KeyboardInterrupt
+        seen.extend(images)
+        return run(images, **kw)
+
+    predictor.predict_batch = interrupted
+    args = dict(frames_dir=tmp_path / "f", frames_json=tmp_path / "f.jsonl", batch_size=2)
+    with pytest.raises(KeyboardInterrupt):
+        predict_video(predictor, tmp_path / "clip.mkv", tmp_path / "o.mp4", **args)
+    assert not (tmp_path / "o.mp4").exists() and not (tmp_path / "f").exists()  # nothing under a final name
+    assert len(list((tmp_path / "f.partial").glob("*.png"))) == 4
+    seen.clear()
+    predictor.predict_batch = lambda images, **kw: (seen.extend(images), run(images, **kw))[1]
+    again = predict_video(predictor, tmp_path / "clip.mkv", tmp_path / "o.mp4", **args)
+    assert len(seen) == 8 and again.frames == 12 and not (tmp_path / "f.partial").exists()
+    for a, b in zip(sorted((tmp_path / "whole").glob("*.png")), sorted((tmp_path / "f").glob("*.png"))):
+        assert a.name == b.name and np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+    assert (tmp_path / "f.jsonl").read_text() == (tmp_path / "whole.jsonl").read_text()
+    assert again.flicker == whole.flicker and not (tmp_path / "f" / "resume.json").exists()

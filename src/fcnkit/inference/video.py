@@ -21,9 +21,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from ..extras import require
-from ..io import check_output_file, discard_temp, publish_temp, temp_beside
+from ..io import atomic_write_text, check_output_file, discard_temp, publish_temp, temp_beside
 from ..metrics.temporal import FlickerMeter
 from ..progress import progress_bar
 from .postprocess import save_mask
@@ -63,17 +64,33 @@ def frame_name(index: int, seconds: float) -> str:
     return f"{index:06d}_{max(0, round(seconds * 1000)):08d}ms"
 
 
+RESUME_FILE = "resume.json"  # in a frames folder's .partial twin: what its masks were made from
+
+
 class _FrameWriter:
     """Masks (and probabilities) into a folder, one JSON line per frame into a file; both
-    under temp names until ``publish``."""
+    under temp names until ``publish``. The masks' folder (``<frames>.partial``) outlives an
+    interrupted run: a run with the same ``origin`` (model and video) takes its masks back
+    (``saved``) instead of computing them again."""
 
-    def __init__(self, frames_dir: Path | None, frames_json: Path | None, probs: bool) -> None:
+    def __init__(self, frames_dir: Path | None, frames_json: Path | None, probs: bool, origin: dict | None) -> None:
         self.frames_dir, self.frames_json, self.probs = frames_dir, frames_json, probs
         self.tmp_dir = None
+        self.saved: dict[int, Path] = {}
         if frames_dir is not None:
             self.tmp_dir = frames_dir.with_name(frames_dir.name + ".partial")
-            shutil.rmtree(self.tmp_dir, ignore_errors=True)  # an earlier interrupted run's
-            self.tmp_dir.mkdir(parents=True)
+            marker = self.tmp_dir / RESUME_FILE
+            try:
+                same = origin is not None and json.loads(marker.read_text()) == origin
+            except (OSError, ValueError):
+                same = False
+            if same:
+                self.saved = {int(p.name[:6]): p for p in self.tmp_dir.glob("[0-9]" * 6 + "_*ms.png")}
+            else:
+                shutil.rmtree(self.tmp_dir, ignore_errors=True)  # another run's, or none
+                self.tmp_dir.mkdir(parents=True)
+                if origin is not None:
+                    atomic_write_text(marker, json.dumps(origin))
         self.tmp_json = temp_beside(frames_json, suffix=".jsonl") if frames_json is not None else None
         self._json = open(self.tmp_json, "w", encoding="utf-8") if self.tmp_json is not None else None
 
@@ -98,14 +115,16 @@ class _FrameWriter:
             self._json.close()
             publish_temp(self.tmp_json, self.frames_json)
         if self.tmp_dir is not None:
+            (self.tmp_dir / RESUME_FILE).unlink(missing_ok=True)
             shutil.rmtree(self.frames_dir, ignore_errors=True)  # the caller allowed replacing it
             self.tmp_dir.rename(self.frames_dir)
 
-    def discard(self) -> None:
+    def discard(self, *, keep_masks: bool = False) -> None:
+        """Remove the temps; ``keep_masks`` leaves the masks' folder for a later run to resume."""
         if self._json is not None:
             self._json.close()
             discard_temp(self.tmp_json)
-        if self.tmp_dir is not None:
+        if self.tmp_dir is not None and not keep_masks:
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
 
@@ -118,7 +137,7 @@ class VideoSink:
 
     def __init__(self, predictor: Predictor, dst: Path, *, alpha: float, frames_dir: Path | None,
                  frames_json: Path | None, probs: bool, smooth: TemporalFilter | None,
-                 rate: Fraction | None) -> None:
+                 rate: Fraction | None, source: str = "") -> None:
         require("video", "av")
         import av
 
@@ -129,7 +148,13 @@ class VideoSink:
         if smooth is not None:
             smooth.reset()
         self.tmp = str(temp_beside(dst, suffix=".mp4"))
-        self.writer = _FrameWriter(frames_dir, frames_json, probs)
+        origin = {"model": str(predictor.backend.source), "source": source, "smooth": repr(smooth and
+                  (smooth.momentum, smooth.gate)), "probs": probs}
+        # only a file's segmentation masks come back (a detector's boxes are not in them; a live
+        # stream never shows the same frames twice)
+        self.writer = _FrameWriter(frames_dir, frames_json, probs,
+                                   origin if source and not predictor.detection else None)
+        self.resumed = 0  # frames whose masks an interrupted run had made
         self.out = av.open(self.tmp, "w", format="mp4")
         self.stream = None
         self.count, self.size = 0, (0, 0)
@@ -142,8 +167,16 @@ class VideoSink:
 
         if not batch:
             return
-        results = self.predictor.predict_batch([rgb for rgb, _ in batch], probabilities=self.want_probs)
-        for (frame, seconds), result in zip(batch, results):
+        saved = [self.writer.saved.get(self.count + k) for k in range(len(batch))]
+        fresh = iter(self.predictor.predict_batch([rgb for (rgb, _), s in zip(batch, saved) if s is None],
+                                                  probabilities=self.want_probs))
+        for (frame, seconds), path in zip(batch, saved):
+            if path is not None:  # made by an interrupted run: read back, not computed again
+                result = self._restored(frame, path)
+                if self.smooth is not None:
+                    self.smooth.reset()  # the filter starts again after the restored frames
+            else:
+                result = next(fresh)
             if self.smooth is not None and result.probabilities is not None:
                 p = self.smooth(result.probabilities, frame)
                 result = replace(result, mask=p.argmax(0).astype(result.mask.dtype),
@@ -167,6 +200,15 @@ class VideoSink:
             self.count += 1
             self.size = frame.shape[:2]
 
+    def _restored(self, frame: np.ndarray, path: Path) -> Prediction:
+        mask = np.asarray(Image.open(path))
+        if mask.shape != frame.shape[:2]:
+            raise ValueError(f"{path}: a mask of {mask.shape[1]}x{mask.shape[0]} for a frame of "
+                             f"{frame.shape[1]}x{frame.shape[0]}; delete {path.parent} to start afresh")
+        self.resumed += 1
+        p = self.predictor
+        return Prediction(frame, mask.astype(p.mask_dtype), p.palette, p.classes, box_classes=p.box_classes)
+
     def _open_stream(self, size: tuple[int, int]) -> None:
         self.stream = self.out.add_stream(_codec(), rate=self.rate or 30)
         if self.rate is None:
@@ -188,13 +230,13 @@ class VideoSink:
                            self.meter.scores() if self.meter else None, self.writer.frames_dir,
                            self.writer.frames_json)
 
-    def discard(self) -> None:
+    def discard(self, *, keep_masks: bool = False) -> None:
         try:
             self.out.close()
         except Exception:  # noqa: BLE001 - a half-written container; it is deleted next
             pass
         discard_temp(self.tmp)
-        self.writer.discard()
+        self.writer.discard(keep_masks=keep_masks)
 
 
 def predict_video(predictor: Predictor, src: str | Path, dst: str | Path, *, batch_size: int = 4,
@@ -225,7 +267,7 @@ def predict_video(predictor: Predictor, src: str | Path, dst: str | Path, *, bat
             stream = inp.streams.video[0]
             rate = Fraction(stream.average_rate or stream.guessed_rate or 25)
             sink = VideoSink(predictor, dst, alpha=alpha, frames_dir=frames_dir, frames_json=frames_json,
-                             probs=probs, smooth=smooth, rate=rate)
+                             probs=probs, smooth=smooth, rate=rate, source=str(src.resolve()))
             with progress_bar(total=stream.frames or None, unit="frame", desc=src.name,
                               enabled=predictor.progress if progress is None else progress) as bar:
                 batch: list[tuple[np.ndarray, float]] = []
@@ -243,9 +285,9 @@ def predict_video(predictor: Predictor, src: str | Path, dst: str | Path, *, bat
             if sink.count == 0:
                 raise ValueError(f"{src}: video has no frames")
             return sink.finish()
-    except BaseException:
-        if sink is not None:
-            sink.discard()
+    except BaseException as e:
+        if sink is not None:  # interrupted (Ctrl-C, SIGTERM): the masks so far stay for a rerun to resume
+            sink.discard(keep_masks=isinstance(e, (KeyboardInterrupt, SystemExit)))
         raise
 
 

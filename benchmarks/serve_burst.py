@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import platform
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -25,26 +23,12 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from fcnkit.engine.runtime import cpu_model
+from serve import _rss_mb  # benchmarks/serve.py (this folder is on the path)
 from fcnkit.serve.process import spawn_server
 
 ROOT = Path(__file__).resolve().parents[1]
 CAMVID = ROOT.parent / "shared" / "data" / "camvid"
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def cpu_name() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")),
-                platform.processor())
 
 
 def bomb() -> bytes:
@@ -55,12 +39,12 @@ def bomb() -> bytes:
 
 def run(extra: list[str], body: bytes, frame: bytes) -> dict:
     base, proc = spawn_server("camvid-fcn8s-lite0", "--max-queue", "4", *extra)
-    peak, stop = [rss_mb(proc.pid)], threading.Event()
+    peak, stop = [_rss_mb(proc.pid)], threading.Event()
     start_rss = peak[0]
 
     def sample() -> None:
         while not stop.is_set():
-            peak.append(rss_mb(proc.pid))
+            peak.append(_rss_mb(proc.pid))
             time.sleep(0.05)
 
     threading.Thread(target=sample, daemon=True).start()
@@ -90,7 +74,7 @@ def main() -> None:
                                                                                "30"], body, frame))]
     lines = ["# Serve: a burst of decompression-heavy uploads (issue 25.1)", "",
              f"8 concurrent POSTs of a {len(body) / 1024:.0f} KB grayscale PNG that decodes to 7900x7900 "
-             f"(62 MP), `fcnkit serve camvid-fcn8s-lite0 --max-queue 4`; CPU: {cpu_name()}, 2 cores.", "",
+             f"(62 MP), `fcnkit serve camvid-fcn8s-lite0 --max-queue 4`; CPU: {cpu_model()}, 2 cores.", "",
              "| setting | answers | time to the last answer | server RSS start / peak MB | a normal frame after |",
              "|---|---|---|---|---|"]
     for name, r in rows:

@@ -16,14 +16,14 @@ import argparse
 import asyncio
 import io
 import json
-import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
 from PIL import Image
 
+from fcnkit.engine.runtime import cpu_model
+from serve import _rss_mb  # benchmarks/serve.py (this folder is on the path)
 from fcnkit.serve.process import spawn_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,26 +31,10 @@ CAMVID = ROOT.parent / "shared" / "data" / "camvid"
 OUT = ROOT / "benchmarks" / "results" / "serve_stream.md"
 
 
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def cpu_name() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")),
-                platform.processor())
-
-
 async def stream(url: str, frames: list[bytes], seconds: float, pid: int) -> dict:
     import websockets
 
-    trips, memory, errors = [], [rss_mb(pid)], 0
+    trips, memory, errors = [], [_rss_mb(pid)], 0
     async with websockets.connect(url, max_size=2 ** 24) as ws:
         await ws.send(frames[0])  # warm-up: the first answer includes the model's first-call costs
         await ws.recv()
@@ -64,7 +48,7 @@ async def stream(url: str, frames: list[bytes], seconds: float, pid: int) -> dic
             errors += "error" in body
             i += 1
             if time.perf_counter() - last_sample > 0.5:
-                memory.append(rss_mb(pid))
+                memory.append(_rss_mb(pid))
                 last_sample = time.perf_counter()
         elapsed = time.perf_counter() - start
     return {"frames": i, "fps": i / elapsed, "rtt_median_ms": 1000 * statistics.median(trips),
@@ -90,7 +74,7 @@ def main() -> None:
         proc.wait(60)
     row = (f"| `{Path(args.model).name}` | {r['seconds']:.0f} s | {r['frames']} | **{r['fps']:.1f}** | "
            f"{r['rtt_median_ms']:.0f} / {r['rtt_p95_ms']:.0f} | {r['rss_start']:.0f} / {r['rss_end']:.0f} / "
-           f"{r['rss_max']:.0f} | {r['errors']} | {cpu_name()} |")
+           f"{r['rss_max']:.0f} | {r['errors']} | {cpu_model()} |")
     if not OUT.exists():
         OUT.write_text("# Live mode: frames over /v1/stream, one in flight (`benchmarks/serve_stream.py`)\n\n"
                        "CamVid val frames as 480x360 JPEG, client and server on the same 2 cores.\n\n"

@@ -14,8 +14,6 @@ Writes benchmarks/results/video_stability.md (and prints it).
 from __future__ import annotations
 
 import argparse
-import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import numpy as np
 import torch
 
 from fcnkit.data import build_dataset
+from fcnkit.engine.runtime import cpu_model
 from fcnkit.inference import Predictor
 from fcnkit.inference.temporal import TemporalFilter
 from fcnkit.metrics import ConfusionMatrix
@@ -31,14 +30,6 @@ from fcnkit.metrics.temporal import FlickerMeter
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "camvid"
 SETTINGS = [(0.0, 0.1), (0.3, 0.1), (0.5, 0.1), (0.7, 0.1), (0.5, 0.05), (0.5, 0.2), (0.7, 0.2)]
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
@@ -83,7 +74,7 @@ def main() -> None:
     forward_ms = 1000 * float(np.median(forward_s[1:] or forward_s))
     lines = [f"# Temporal stability on CamVid val as a clip ({n} frames of 0016E5, 15 Hz, {frames[0].shape[1]}x"
              f"{frames[0].shape[0]})", "",
-             f"Model `{args.model}`; CPU: {cpu_name()}, {torch.get_num_threads()} threads. "
+             f"Model `{args.model}`; CPU: {cpu_model()}, {torch.get_num_threads()} threads. "
              f"Forward pass with probabilities: median {forward_ms:.0f} ms per frame. Ground truth flicker "
              f"(the scene's own change): **{100 * truth.scores()['flicker']:.2f}%** of pixels per frame.", "",
              "| filter | gate | mean IU | change | flicker % | flicker cut | extra ms/frame | extra time |",

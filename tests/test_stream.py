@@ -75,12 +75,15 @@ def model_path(tmp_path_factory):
     return path
 
 
-def test_live_sources_are_recognised_and_named() -> None:
+def test_live_sources_are_recognised_and_named(tmp_path, monkeypatch) -> None:
     for spec in ("0", "/dev/video2", "rtsp://cam.local:8554/live", "http://127.0.0.1:8000/a.ts", "udp://@:1234"):
         assert is_live_source(spec), spec
     for spec in ("clip.mp4", "photos/", "http.png", "12345"):
         assert not is_live_source(spec), spec
     assert source_name("0") == "camera0" and source_name("/dev/video2") == "camera2"
+    (tmp_path / "7").write_bytes(b"a file named 7")  # a file of that name wins over camera 7
+    monkeypatch.chdir(tmp_path)
+    assert not is_live_source("7") and is_live_source("8")
     assert source_name("rtsp://cam.local:8554/live") == "cam.local_8554_live"
 
 

@@ -34,8 +34,9 @@ def is_live_source(spec: str) -> bool:
     """``rtsp://...``, ``http(s)://...``, ``udp://...`` (any FFmpeg network URL), ``/dev/videoN``
     or a bare camera index (``0``)."""
     text = str(spec)
-    return (text.split("://", 1)[0].lower() in URL_SCHEMES and "://" in text) or bool(
-        re.fullmatch(r"\d{1,3}|/dev/video\d+", text))
+    if "://" in text:
+        return text.split("://", 1)[0].lower() in URL_SCHEMES
+    return bool(re.fullmatch(r"\d{1,3}|/dev/video\d+", text)) and not (text.isdigit() and Path(text).exists())
 
 
 def source_name(spec: str) -> str:

@@ -70,15 +70,22 @@ def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calibration: Sequ
     return Path(out_path)
 
 
-@contextlib.contextmanager
-def _quiet_nncf() -> Iterator[None]:
-    """NNCF's INFO lines and its rich progress bars kept out of our output (``fcnkit optimize``
-    prints its own progress); its warnings and errors still show."""
+def _nncf():
+    """NNCF, imported without its noise: torch's "No CUDA runtime is found" (logged when NNCF
+    imports torch's C++ extension tools on a CPU machine) and NNCF's INFO lines; its warnings
+    and errors still show."""
     import logging
 
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     import nncf
 
     nncf.set_log_level(logging.WARNING)
+    return nncf
+
+
+@contextlib.contextmanager
+def _quiet_nncf() -> Iterator[None]:
+    """NNCF's rich progress bars kept out of our output (``fcnkit optimize`` prints its own)."""
     with contextlib.redirect_stdout(io.StringIO()):  # rich's console writes to sys.stdout as it is now
         yield
 
@@ -87,7 +94,7 @@ def quantize_openvino(ov_model, calibration: Sequence[Tensor], *, fast_bias_corr
     """An int8 copy of an OpenVINO model via ``nncf.quantize``: the performance preset (symmetric
     int8, what the CPU plugin runs fastest; activations after ReLU become unsigned), CPU target."""
     require("export", "nncf")
-    import nncf
+    nncf = _nncf()
 
     arrays = _arrays(calibration)
     dataset = nncf.Dataset(arrays)
@@ -103,7 +110,7 @@ def quantize_openvino_accuracy_control(ov_model, calibration: Sequence[Tensor],
     layers that cost most mean IU to float until the drop on ``validation`` ((image, mask)
     pairs) is within ``max_drop`` points."""
     require("export", "nncf")
-    import nncf
+    nncf = _nncf()
 
     def validate(compiled, items) -> tuple[float, list[float]]:
         total, per_image = ConfusionMatrix(num_classes), []

@@ -311,7 +311,9 @@ def test_live_mode_streams_a_camera_in_headless_chromium(tmp_path) -> None:
         canvas = driver.find_element(By.ID, "overlay")
         assert (int(canvas.get_attribute("width")), int(canvas.get_attribute("height"))) == (480, 360)
         assert "frames/s" in driver.find_element(By.ID, "live-stats").text
-        shares = [float(e.text.rstrip("%")) for e in driver.find_elements(By.CSS_SELECTOR, "#classes .share")]
+        # read in one script: the legend is rebuilt with every answer (elements go stale between calls)
+        shares = [float(t.rstrip("%")) for t in driver.execute_script(
+            "return Array.from(document.querySelectorAll('#classes .share')).map((e) => e.textContent)")]
         assert abs(sum(shares) - 100) < 0.5 and max(shares) > 10  # a street, segmented
         ARTIFACTS.mkdir(exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "serve_live.png"))

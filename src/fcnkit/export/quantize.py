@@ -76,6 +76,7 @@ def _nncf():
     and errors still show."""
     import logging
 
+    require("export", "nncf")
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     import nncf
 

@@ -49,6 +49,7 @@ def source_name(spec: str) -> str:
 
 
 def _open(spec: str, stall: float):
+    require("video", "av")
     import av
 
     text = str(spec)
@@ -78,6 +79,7 @@ class LatestFrame:
         self._thread.start()
 
     def _run(self) -> None:
+        require("video", "av")
         import av
 
         try:

@@ -141,6 +141,7 @@ class VideoSink:
         require("video", "av")
         import av
 
+        self._av = av
         self.predictor, self.dst, self.alpha, self.probs, self.smooth, self.rate = \
             predictor, dst, alpha, probs, smooth, rate
         self.want_probs = bool(predictor.num_classes) and (probs or smooth is not None)
@@ -163,8 +164,6 @@ class VideoSink:
 
     def add(self, batch: list[tuple[np.ndarray, float]]) -> None:
         """Segment ``batch`` ((H, W, 3) uint8 RGB frames with their times in seconds) and write it."""
-        import av
-
         if not batch:
             return
         saved = [self.writer.saved.get(self.count + k) for k in range(len(batch))]
@@ -191,7 +190,7 @@ class VideoSink:
             rgb = np.asarray(result.overlay(self.alpha))  # (H, W, 3)
             if self.stream is None:
                 self._open_stream(rgb.shape[:2])
-            vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            vf = self._av.VideoFrame.from_ndarray(rgb, format="rgb24")
             if self.rate is None:  # live: each frame shown at its source time (ms), never two at one time
                 vf.pts = self._last_pts = max(self._last_pts + 1, round(seconds * 1000))
                 vf.time_base = Fraction(1, 1000)

@@ -105,8 +105,9 @@ def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int | None = 
     order = list(getattr(loader.sampler, "indices", None) or range(len(loader.dataset)))
     seen, where = 0, []
     seg_images = torch.zeros(1, device=device)
-    meters = tuple(FlickerMeter(num_classes, resize_starts_clip=True) for _ in "pt") if flicker and task.segments \
-        else None  # (predictions, ground truth)
+    meters = None  # (predictions, ground truth)
+    if flicker and task.segments:
+        meters = (FlickerMeter(num_classes, resize_starts_clip=True), FlickerMeter(num_classes, resize_starts_clip=True))
     was_training = model.training
     model.eval()
     try:

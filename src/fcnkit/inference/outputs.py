@@ -81,11 +81,8 @@ def output_paths(job: Job, out: Path, predictor: Predictor, probs: bool, save_tx
     """What ``job`` writes: ``overlay`` (and ``mask``, ``probs``, ``detections``, ``txt``) or ``video``."""
     base = out / job.stem
     with_suffix = lambda s: base.parent / (base.name + s)  # noqa: E731  (stems may contain dots)
-    if job.input.is_video:  # the overlay, and per frame: mask PNGs (+ probabilities) and a JSON line
-        paths = {"video": with_suffix(".overlay.mp4"), "frames_json": with_suffix(".frames.jsonl")}
-        if predictor.num_classes:
-            paths["frames"] = with_suffix(".frames")
-        return paths
+    if job.input.is_video:
+        return video_paths(base, predictor)
     paths = {"overlay": with_suffix(".overlay.jpg")}
     if predictor.num_classes:
         paths["mask"] = with_suffix(".mask.png")
@@ -95,6 +92,16 @@ def output_paths(job: Job, out: Path, predictor: Predictor, probs: bool, save_tx
         paths["detections"] = with_suffix(".detections.json")
         if save_txt:  # YOLO format: label cx cy w h score, fractions of the image
             paths["txt"] = with_suffix(".txt")
+    return paths
+
+
+def video_paths(base: Path, predictor: Predictor) -> dict[str, Path]:
+    """A video's or live source's outputs: the overlay, and per frame a JSON line and (models
+    with masks) a mask PNG (+ probabilities) in a folder."""
+    paths = {"video": base.with_name(base.name + ".overlay.mp4"),
+             "frames_json": base.with_name(base.name + ".frames.jsonl")}
+    if predictor.num_classes:
+        paths["frames"] = base.with_name(base.name + ".frames")
     return paths
 
 
@@ -224,10 +231,7 @@ def predict_to_folder(predictor: Predictor, inputs: Sequence[str | Path], out: s
 def _predict_live(predictor: Predictor, source: str, out: Path, result: FolderResult, *, probs: bool, alpha: float,
                   overwrite: bool, smooth: TemporalFilter | None, max_frames: int | None, duration: float | None,
                   say: Callable[[str], None]) -> None:
-    stem = source_name(source)
-    paths = {"video": out / f"{stem}.overlay.mp4", "frames_json": out / f"{stem}.frames.jsonl"}
-    if predictor.num_classes:
-        paths["frames"] = out / f"{stem}.frames"
+    paths = video_paths(out / source_name(source), predictor)
     taken = [p for p in paths.values() if p.exists()]
     if taken and not overwrite:
         result.failures.append(Failure(source, f"output exists: {taken[0]} (use --overwrite)"))
@@ -290,4 +294,4 @@ def _predict_jobs(predictor: Predictor, todo: list[tuple[Job, dict[str, Path]]],
 
 
 __all__ = ["FolderResult", "Job", "ProbabilityFiles", "output_paths", "plan_jobs", "predict_to_folder", "safe_name",
-           "write_outputs"]
+           "video_paths", "write_outputs"]

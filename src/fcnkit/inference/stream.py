@@ -24,7 +24,7 @@ import numpy as np
 from ..extras import require
 from .predictor import Predictor
 from .temporal import TemporalFilter
-from .video import VideoResult, VideoSink, check_frames_dir
+from .video import VideoResult, VideoSink, check_video_outputs, decoded_frames
 
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 DEFAULT_STALL = 10.0  # seconds without a frame that end a live run
@@ -83,11 +83,9 @@ class LatestFrame:
         import av
 
         try:
-            for i, frame in enumerate(self.container.decode(video=0)):
+            for rgb, t in decoded_frames(self.container):
                 if self._stop.is_set():
                     break
-                rgb = frame.to_ndarray(format="rgb24")
-                t = float(frame.time) if frame.time is not None else float(i)
                 with self._cond:
                     if self._slot is not None:
                         self.dropped += 1
@@ -144,11 +142,7 @@ def predict_stream(predictor: Predictor, source: str, dst: str | Path, *, alpha:
     require("video", "av")
     import av
 
-    from ..io import check_output_file
-
-    dst = check_output_file(dst, what="overlay video")
-    frames_json = check_output_file(frames_json, what="per-frame JSON") if frames_json is not None else None
-    frames_dir = check_frames_dir(frames_dir)
+    dst, frames_dir, frames_json = check_video_outputs(dst, frames_dir, frames_json)
     try:
         container = _open(source, stall)
     except (av.error.FFmpegError, OSError) as e:

@@ -11,9 +11,12 @@ alone. It costs a few element-wise operations per pixel and class: no optical fl
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import torch
+
+from .predictor import Prediction
 
 
 class TemporalFilter:
@@ -48,6 +51,15 @@ class TemporalFilter:
         self._state = torch.where(still, blended, p)
         self._frame = f
         return self._state.numpy()
+
+    def apply(self, prediction: Prediction, frame: np.ndarray, *, keep_probabilities: bool = False) -> Prediction:
+        """``prediction`` (made with probabilities) with its mask taken from the filtered
+        probabilities; those are kept (float16) only if asked. Without probabilities, as it is."""
+        if prediction.probabilities is None:
+            return prediction
+        p = self(prediction.probabilities, frame)
+        return replace(prediction, mask=p.argmax(0).astype(prediction.mask.dtype),
+                       probabilities=p.astype(np.float16) if keep_probabilities else None)
 
 
 __all__ = ["TemporalFilter"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from ..extras import require
-from ..io import atomic_write_text, check_output_file, discard_temp, publish_temp, temp_beside
+from ..io import atomic_write_text, check_output_dir, check_output_file, discard_temp, publish_temp, temp_beside
 from ..metrics.temporal import FlickerMeter
 from ..progress import progress_bar
 from .postprocess import save_mask
@@ -52,10 +52,18 @@ def _codec() -> str:
     return "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
 
-def _frames(container, rate: Fraction) -> Iterator[tuple[np.ndarray, float]]:
-    """(H, W, 3) uint8 RGB frames with their presentation time in seconds."""
+def stream_rate(container) -> Fraction:
+    """The first video stream's frame rate (25 when the file does not say)."""
+    stream = container.streams.video[0]
+    return Fraction(stream.average_rate or stream.guessed_rate or 25)
+
+
+def decoded_frames(container) -> Iterator[tuple[np.ndarray, float]]:
+    """(H, W, 3) uint8 RGB frames with their presentation time in seconds (from the frame
+    count and rate where a frame carries no timestamp)."""
+    rate = stream_rate(container)
     for i, frame in enumerate(container.decode(video=0)):
-        t = frame.time if frame.time is not None else float(i / rate)
+        t = frame.time if frame.time is not None else i / rate
         yield frame.to_ndarray(format="rgb24"), float(t)
 
 
@@ -176,10 +184,8 @@ class VideoSink:
                     self.smooth.reset()  # the filter starts again after the restored frames
             else:
                 result = next(fresh)
-            if self.smooth is not None and result.probabilities is not None:
-                p = self.smooth(result.probabilities, frame)
-                result = replace(result, mask=p.argmax(0).astype(result.mask.dtype),
-                                 probabilities=p.astype(np.float16) if self.probs else None)
+            if self.smooth is not None:
+                result = self.smooth.apply(result, frame, keep_probabilities=self.probs)
             changed = None
             if result.mask is not None:
                 self.meter.update(result.mask)
@@ -251,9 +257,8 @@ def predict_video(predictor: Predictor, src: str | Path, dst: str | Path, *, bat
     require("video", "av")
     import av
 
-    src, dst = Path(src), check_output_file(dst, what="overlay video")
-    frames_json = check_output_file(frames_json, what="per-frame JSON") if frames_json is not None else None
-    frames_dir = check_frames_dir(frames_dir)
+    src = Path(src)
+    dst, frames_dir, frames_json = check_video_outputs(dst, frames_dir, frames_json)
     try:
         inp = av.open(str(src))
     except (av.error.FFmpegError, OSError) as e:
@@ -264,14 +269,14 @@ def predict_video(predictor: Predictor, src: str | Path, dst: str | Path, *, bat
             if not inp.streams.video:
                 raise ValueError(f"{src}: no video stream")
             stream = inp.streams.video[0]
-            rate = Fraction(stream.average_rate or stream.guessed_rate or 25)
+            rate = stream_rate(inp)
             sink = VideoSink(predictor, dst, alpha=alpha, frames_dir=frames_dir, frames_json=frames_json,
                              probs=probs, smooth=smooth, rate=rate, source=str(src.resolve()))
             with progress_bar(total=stream.frames or None, unit="frame", desc=src.name,
                               enabled=predictor.progress if progress is None else progress) as bar:
                 batch: list[tuple[np.ndarray, float]] = []
                 try:
-                    for frame, seconds in _frames(inp, rate):
+                    for frame, seconds in decoded_frames(inp):
                         batch.append((frame, seconds))
                         if len(batch) >= batch_size:
                             sink.add(batch)
@@ -290,13 +295,13 @@ def predict_video(predictor: Predictor, src: str | Path, dst: str | Path, *, bat
         raise
 
 
-def check_frames_dir(frames_dir: str | Path | None) -> Path | None:
-    if frames_dir is None:
-        return None
-    frames_dir = Path(frames_dir)
-    if frames_dir.exists() and not frames_dir.is_dir():
-        raise ValueError(f"{frames_dir}: exists and is not a folder (frames folder)")
-    return frames_dir
+def check_video_outputs(dst: str | Path, frames_dir: str | Path | None,
+                        frames_json: str | Path | None) -> tuple[Path, Path | None, Path | None]:
+    """The overlay video, frames folder and per-frame JSON, each refused (ValueError) before
+    any frame is read if it cannot be written."""
+    return (check_output_file(dst, what="overlay video"),
+            check_output_dir(frames_dir, what="frames folder") if frames_dir is not None else None,
+            check_output_file(frames_json, what="per-frame JSON") if frames_json is not None else None)
 
 
 def video_info(path: str | Path) -> tuple[int, Fraction, tuple[int, int]]:

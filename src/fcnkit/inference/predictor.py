@@ -301,7 +301,8 @@ class Predictor:
         return out
 
     def _predict_whole(self, arrays: list[np.ndarray], paths: list[Path | None], probabilities: bool,
-                       probs_outs: list[np.ndarray | None] | None = None) -> list[Prediction]:
+                       probs_outs: list[np.ndarray | None] | None = None,
+                       conf: float | None = None) -> list[Prediction]:
         """Same-size images in one forward pass."""
         h, w = arrays[0].shape[:2]
         self._choose_run_once((len(arrays), 3, h, w))
@@ -316,7 +317,8 @@ class Predictor:
         detections: list[list[dict] | None] = [None] * len(arrays)
         if self.detection:
             found_at = x.shape[-2:]
-            detections = decode_detections(out, tuple(found_at), self.detection_stride, conf=self.conf)
+            detections = decode_detections(out, tuple(found_at), self.detection_stride,
+                                           conf=self.conf if conf is None else conf)
             if fit:
                 sy, sx = h / found_at[0], w / found_at[1]
                 for dets in detections:
@@ -345,9 +347,10 @@ class Predictor:
 
     def predict_batch(self, images: Sequence[np.ndarray | Image.Image | Tensor], *,
                       probabilities: bool | ProbsFactory = False,
-                      paths: Sequence[Path | None] | None = None) -> list[Prediction]:
+                      paths: Sequence[Path | None] | None = None, conf: float | None = None) -> list[Prediction]:
         """Predict several in-memory images; runs of same-size, untiled images share a forward
-        pass (as many as fit in the memory budget).
+        pass (as many as fit in the memory budget). ``conf``: detectors keep boxes scoring at
+        least this (default: the predictor's ``conf``).
 
         ``probabilities`` may be a function ``(path, (C, H, W)) -> float16 array`` that
         provides each image's probability buffer, e.g. a ``numpy.lib.format.open_memmap``
@@ -375,7 +378,7 @@ class Predictor:
             j = i + 1
             while j < len(arrays) and arrays[j].shape[:2] == size and j - i < limit:
                 j += 1
-            results.extend(self._predict_whole(arrays[i:j], paths[i:j], want, buffers(i, j)))
+            results.extend(self._predict_whole(arrays[i:j], paths[i:j], want, buffers(i, j), conf))
             i = j
         return results
 

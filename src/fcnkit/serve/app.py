@@ -23,7 +23,7 @@ import math
 import sys
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -199,17 +199,22 @@ FAVICON = (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect w
            b'height="5" fill="#f4c542"/><rect x="3" y="8" width="10" height="5" fill="#e8eef7"/></svg>')
 
 
-def _conf_param(text: str | None) -> float | None | Response:
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not CONF_FLOOR <= value <= 1 and not value == 0:
-        return _error(400, f"conf must be a score in [{CONF_FLOOR}, 1] (0: every box down to {CONF_FLOOR}), "
-                           f"not {text!r}")
-    return max(value, CONF_FLOOR)
+def _options(predictor: Predictor, conf: str | None, filt: "TemporalFilter | None") -> dict[str, Any]:
+    """What a request asks of ``predict_batch`` (the batcher runs like requests together):
+    probabilities for a temporal filter, a detector's box threshold (``conf`` as given in the
+    query; 0 means every box down to CONF_FLOOR). ValueError for a bad ``conf``."""
+    options: dict[str, Any] = {"probabilities": True} if filt is not None else {}
+    if conf is not None:
+        try:
+            value = float(conf)
+        except ValueError:
+            value = math.nan
+        if not CONF_FLOOR <= value <= 1 and not value == 0:
+            raise ValueError(f"conf must be a score in [{CONF_FLOOR}, 1] (0: every box down to {CONF_FLOOR}), "
+                             f"not {conf!r}")
+        if predictor.detection:
+            options["conf"] = max(value, CONF_FLOOR)
+    return options
 
 
 def api_page(schema: dict) -> str:
@@ -229,7 +234,7 @@ def api_page(schema: dict) -> str:
 
 
 async def _serve_stream(ws: WebSocket, state: dict, settings: ServeSettings, filt: TemporalFilter | None,
-                        keep_from: float | None) -> None:
+                        options: dict[str, Any]) -> None:
     """One stream: a receiver keeps only the newest frame; this loop answers frames one by one."""
     slot: dict[str, Any] = {"data": None, "index": -1, "dropped": 0, "closed": False}
     ready = asyncio.Event()
@@ -267,17 +272,13 @@ async def _serve_stream(ws: WebSocket, state: dict, settings: ServeSettings, fil
             try:
                 image = await run_in_threadpool(decode_image_bytes, data, max_pixels=settings.max_pixels,
                                                 source=f"frame {index}")
-                pred, timing = await batcher.submit(image, probabilities=filt is not None)
+                pred, timing = await batcher.submit(image, **options)
             except (ImageReadError, QueueFull, Closed) as e:
                 await ws.send_json({"frame": index, "error": str(e), "dropped": slot["dropped"]})
                 continue
             decode_ms = 1000 * (time.perf_counter() - start) - timing.queue_ms - timing.inference_ms
-            if filt is not None and pred.probabilities is not None:
-                p = filt(pred.probabilities, image)
-                pred = replace(pred, mask=p.argmax(0).astype(pred.mask.dtype), probabilities=None)
-            if pred.detections is not None:
-                least = state["conf"] if keep_from is None else keep_from
-                pred = replace(pred, detections=[d for d in pred.detections if d["score"] >= least])
+            if filt is not None:
+                pred = filt.apply(pred, image)
             body = await run_in_threadpool(describe, pred, timing, total_ms=1000 * (time.perf_counter() - start),
                                            decode_ms=max(0.0, decode_ms))
             body.update(frame=index, dropped=slot["dropped"])
@@ -361,7 +362,7 @@ def create_app(model: Any, settings: ServeSettings = ServeSettings(), *, name: s
     loaded it first so a bad model fails at once), or anything ``Predictor`` takes, loaded in
     the background while ``/healthz`` answers 503. ``name`` is what the page shows (default:
     the model file's name; ``fcnkit serve`` passes the name the user gave, e.g. a weights name)."""
-    state: dict[str, Any] = {"predictor": None, "batcher": None, "error": None, "conf": None}
+    state: dict[str, Any] = {"predictor": None, "batcher": None, "error": None}
     metrics = _Metrics(settings.max_batch, lambda: state["batcher"].depth if state["batcher"] else 0)
     source = model.backend.source if isinstance(model, Predictor) else model
     name = Path(str(name or source)).name  # never a server path
@@ -370,10 +371,6 @@ def create_app(model: Any, settings: ServeSettings = ServeSettings(), *, name: s
         try:
             predictor = model if isinstance(model, Predictor) else Predictor(
                 model, device=settings.device, max_memory=settings.max_memory, conf=settings.conf, progress=False)
-            # boxes down to CONF_FLOOR are decoded; each request keeps those at or above its own
-            # ``conf`` (default: the server's), so the page can move its threshold without a new request
-            state["conf"] = predictor.conf
-            predictor.conf = min(predictor.conf, CONF_FLOOR)
             state["batcher"] = MicroBatcher(lambda images, **kw: predictor.predict_batch(images, **kw),
                                             max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
                                             max_queue=settings.max_queue, on_batch=metrics.on_batch)
@@ -405,7 +402,7 @@ def create_app(model: Any, settings: ServeSettings = ServeSettings(), *, name: s
             p = state["predictor"]
             return JSONResponse({"status": "ok", "model": name, "task": p.backend.task,
                                  "backend": p.backend.backend, "classes": p.classes, "box_classes": p.box_classes,
-                                 "conf": state["conf"] if p.detection else None})
+                                 "conf": p.conf if p.detection else None})
         if state["error"] is not None:
             return JSONResponse({"status": "failed", "error": state["error"]}, status_code=503)
         return JSONResponse({"status": "loading"}, status_code=503)
@@ -432,20 +429,19 @@ def create_app(model: Any, settings: ServeSettings = ServeSettings(), *, name: s
             problem = "the model is still loading" if state["error"] is None else state["error"]
         elif streams["open"] >= settings.max_streams:
             problem = f"server busy: {streams['open']} streams are open (--max-streams {settings.max_streams})"
-        keep_from = _conf_param(conf)
-        if isinstance(keep_from, Response):
-            problem = json.loads(keep_from.body)["error"]
-        try:
-            filt = TemporalFilter(smooth, gate) if smooth else None
-        except ValueError as e:
-            problem = str(e)
+        else:
+            try:
+                filt = TemporalFilter(smooth, gate) if smooth else None
+                options = _options(state["predictor"], conf, filt)
+            except ValueError as e:
+                problem = str(e)
         if problem is not None:
             await ws.send_json({"error": problem})
             await ws.close(code=1013 if problem.startswith("server busy") else 1008)
             return
         streams["open"] += 1
         try:
-            await _serve_stream(ws, state, settings, filt, keep_from)
+            await _serve_stream(ws, state, settings, filt, options)
         finally:
             streams["open"] -= 1
 
@@ -461,13 +457,14 @@ def create_app(model: Any, settings: ServeSettings = ServeSettings(), *, name: s
         start = time.perf_counter()
         if format not in ("json", "png", "overlay"):
             return _error(400, f"format must be json, png or overlay, not {format!r}")
-        keep_from = _conf_param(conf)
-        if isinstance(keep_from, Response):
-            return keep_from
         batcher = state["batcher"]
         if batcher is None:
             return _error(503, "the model is still loading" if state["error"] is None else state["error"],
                           **{"Retry-After": "1"})
+        try:
+            options = _options(state["predictor"], conf, None)
+        except ValueError as e:
+            return _error(400, str(e))
         try:  # a place in the queue first: a request beyond it never reads or decodes its upload
             ticket = batcher.reserve()
         except QueueFull as e:
@@ -486,7 +483,7 @@ def create_app(model: Any, settings: ServeSettings = ServeSettings(), *, name: s
             ticket.release()
             return got
         image, decode_ms = got
-        waiting = asyncio.ensure_future(batcher.submit(image, ticket))
+        waiting = asyncio.ensure_future(batcher.submit(image, ticket, **options))
         deadline = start + settings.timeout
         while not waiting.done():
             await asyncio.wait({waiting}, timeout=min(DISCONNECT_POLL, max(0.0, deadline - time.perf_counter())))
@@ -508,9 +505,6 @@ def create_app(model: Any, settings: ServeSettings = ServeSettings(), *, name: s
         except Exception as e:  # noqa: BLE001 - an inference failure answers this request only; the log has it
             print(f"fcnkit serve: inference failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
             return _error(500, "inference failed")
-        if pred.detections is not None:
-            least = state["conf"] if keep_from is None else keep_from
-            pred = replace(pred, detections=[d for d in pred.detections if d["score"] >= least])
         if format == "png":
             if pred.mask is None:
                 return _error(400, "this model has no segmentation output; use format=json or overlay")

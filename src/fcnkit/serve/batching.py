@@ -40,11 +40,10 @@ class Job:
     queued_at: float = field(default_factory=time.perf_counter)
     gone: threading.Event = field(default_factory=threading.Event)  # cancelled: nobody waits for it any more
     options: dict[str, Any] = field(default_factory=dict)  # keywords for ``run`` (e.g. probabilities=True)
+    key: tuple = field(init=False)  # jobs share a batch only when their image size and options agree
 
-    @property
-    def key(self) -> tuple:
-        """Jobs share a batch only when their image size and options agree."""
-        return self.image.shape[:2], tuple(sorted(self.options.items()))
+    def __post_init__(self) -> None:
+        self.key = (self.image.shape[:2], tuple(sorted(self.options.items())))
 
 
 class Ticket:

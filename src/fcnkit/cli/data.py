@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..heads import SEG
 from .common import add_quiet, examples
 
 
@@ -77,8 +78,8 @@ def _stats(args: argparse.Namespace) -> int:
     if args.out:  # before reading every label
         check_output_file(args.out, suffixes=(".json",), what="statistics file")
     ds = build_dataset(_spec(args), args.split)
-    if getattr(ds, "task", "segmentation") != "segmentation":
-        raise ValueError(f"{args.path}: class pixel statistics need a segmentation dataset, this is {ds.task}")
+    if SEG not in ds.heads:
+        raise ValueError(f"{args.path}: class pixel statistics need a dataset with masks; this one has only boxes")
     stats = class_statistics(ds, progress=args.progress)
     print(f"{len(ds)} images ({args.split}), median frequency {stats['median_frequency']:.4f}")
     print(f"  {'class':<20} {'pixels':>12} {'freq':>8} {'weight':>8}")

@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from ..heads import SEG
 from ..io import plural
 from .image_io import DataError, read_image, unreadable_reason
 
@@ -69,6 +70,7 @@ class ImageDataset(Dataset):
     samples are left out, and ``fcnkit data check`` reports them), the class count."""
 
     classes: list[str]
+    box_classes: list[str] = []  # a dataset with masks that also derives boxes names their classes here
     ignore_index: int = IGNORE_INDEX
     unit = "samples"  # what __repr__ counts
 
@@ -110,8 +112,7 @@ class SegmentationDataset(ImageDataset):
     """
 
     palette: list[tuple[int, int, int]]
-    task = "segmentation"
-    box_classes: list[str] = []
+    heads = frozenset({SEG})  # what its samples are labelled with (fcnkit.heads)
 
     def load_mask(self, path: Path) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..heads import BOXES, SEG, task_name
 from ..io import plural, printable
 from ..progress import progress_bar
 from .formats import FORMATS, parse_spec
@@ -30,7 +31,7 @@ class CheckReport:
     format: str
     classes: list[str] = field(default_factory=list)
     ignore_index: int = 255
-    task: str = "segmentation"
+    heads: frozenset[str] = frozenset({SEG})
     counts: dict[str, int] = field(default_factory=dict)  # split -> samples that read cleanly
     listed: dict[str, int] = field(default_factory=dict)  # split -> samples listed
     sizes: Counter = field(default_factory=Counter)  # (H, W) -> images
@@ -47,16 +48,16 @@ class CheckReport:
     def format_text(self, max_errors: int = 50) -> str:
         """The report as text any UTF-8 stream can print (file names that are not UTF-8
         appear with ``\\xff`` escapes)."""
-        lines = [f"dataset      {self.root} (format {self.format}, {self.task}, {plural(len(self.classes), 'class')})"]
+        lines = [f"dataset      {self.root} (format {self.format}, {task_name(self.heads)}, {plural(len(self.classes), 'class')})"]
         for split in self.listed:
             lines.append(f"split {split:<6} {plural(self.listed[split], 'sample')}, {self.counts.get(split, 0)} read "
                          f"cleanly")
         lines.append("image sizes  " + ", ".join(f"{w}x{h} (WxH): {n}" for (h, w), n in self.sizes.most_common(8))
                      + (f", ... {len(self.sizes) - 8} more sizes" if len(self.sizes) > 8 else ""))
-        masks = self.task in ("segmentation", "joint")
+        masks = SEG in self.heads
         lines += _histogram("pixels" if masks else "boxes", self.classes, self.histogram,
                             self.ignore_index if masks else None)
-        if self.task == "joint":
+        if masks and BOXES in self.heads:
             lines += _histogram("boxes", self.box_classes, self.box_histogram, None)
         lines += [f"note: {n}" for n in self.notes]
         if self.errors:
@@ -107,8 +108,8 @@ def check_dataset(spec: str | Path, *, fmt: str | None = None, splits: list[str]
         except (DataError, FileNotFoundError, ValueError, OSError) as e:
             report.errors.append(str(e))
             continue
-        report.classes, report.ignore_index, report.task = list(ds.classes), ds.ignore_index, ds.task
-        report.box_classes = list(getattr(ds, "box_classes", None) or [])
+        report.classes, report.ignore_index, report.heads = list(ds.classes), ds.ignore_index, ds.heads
+        report.box_classes = list(ds.box_classes)
         if getattr(ds, "named", True) is False and not report.notes:
             report.notes.append(f"the classes are numbered class0..class{len(ds.classes) - 1} from the largest label "
                                 f"found; name them, and mark labels that mean 'unlabelled' (ignore_values: "
@@ -134,7 +135,7 @@ def check_dataset(spec: str | Path, *, fmt: str | None = None, splits: list[str]
             if "mask" in target:
                 values, counts = np.unique(target["mask"].numpy(), return_counts=True)
                 report.histogram.update(dict(zip(values.tolist(), counts.tolist())))
-                if report.task == "joint":
+                if SEG in report.heads and BOXES in report.heads:
                     report.box_histogram.update(target["labels"].tolist())
             else:
                 report.histogram.update(target["labels"].tolist())

@@ -24,6 +24,7 @@ import torch
 from torchvision import tv_tensors
 
 from ..extras import require
+from ..heads import BOXES, SEG
 from .base import IGNORE_INDEX, Sample, default_palette, inside
 from .detection import DetectionDataset, check_boxes
 from .image_io import DataError
@@ -101,7 +102,7 @@ class COCODetection(DetectionDataset):
         names = [c["name"] for c in categories]
         super().__init__([(p, json_path) for p, _ in entries], names, transforms, problems)
         if masks:
-            self.task, self.box_classes = "joint", names
+            self.heads, self.box_classes = frozenset({SEG, BOXES}), names
             self.classes = ["background", *names]
             self.palette = default_palette(len(self.classes))  # background black, as segmentation data has
 

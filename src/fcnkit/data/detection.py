@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torchvision import tv_tensors
 
+from ..heads import BOXES
 from .base import ImageDataset, Sample, default_palette
 from .image_io import DataError, read_image
 
@@ -22,7 +23,7 @@ class DetectionDataset(ImageDataset):
     """Subclasses fill ``files`` / ``classes`` and implement ``load_target(index)`` ->
     ``(boxes float (K, 4) XYXY, labels int64 (K,), declared (H, W) or None)``."""
 
-    task = "detection"
+    heads = frozenset({BOXES})  # what its samples are labelled with (fcnkit.heads)
     unit = "images"
 
     def __init__(self, files: list[tuple[Path, Path]], classes: list[str], transforms: Callable | None = None,

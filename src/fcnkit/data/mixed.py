@@ -13,23 +13,25 @@ from collections.abc import Sequence
 
 from torch.utils.data import ConcatDataset, Dataset
 
+from ..heads import BOXES, SEG, task_name
 from .base import IGNORE_INDEX
 
 
 def has_masks(ds: Dataset) -> bool:
     """Segmentation datasets, and joint ones (masks and boxes in every sample, ``coco_joint``)."""
-    return getattr(ds, "task", None) in ("segmentation", "joint")
+    return SEG in ds.heads
 
 
 def has_boxes(ds: Dataset) -> bool:
     """Detection and joint datasets, and segmentation datasets that also derive boxes (``box_classes``)."""
-    return getattr(ds, "task", None) in ("detection", "joint") or bool(getattr(ds, "box_classes", None))
+    return BOXES in ds.heads or bool(box_classes_of(ds))
 
 
 def box_classes_of(ds: Dataset) -> list[str]:
-    if getattr(ds, "task", None) == "detection":
+    """The names of the box classes: a detection dataset's ``classes``, else its ``box_classes``."""
+    if SEG not in ds.heads:
         return list(ds.classes)
-    return list(getattr(ds, "box_classes", None) or [])
+    return list(ds.box_classes)
 
 
 class MixedDataset(ConcatDataset):
@@ -37,7 +39,7 @@ class MixedDataset(ConcatDataset):
 
     ``classes``: the segmentation classes when any dataset has masks, else the box
     classes (as on a ``DetectionDataset``); ``box_classes``: the detection classes;
-    ``task``: ``"segmentation"``, ``"detection"`` or ``"joint"`` (both kinds present).
+    ``heads``: ``SEG`` and/or ``BOXES``, the labels present in the mixture.
     """
 
     def __init__(self, datasets: Sequence[Dataset], names: Sequence[str] | None = None) -> None:
@@ -54,7 +56,7 @@ class MixedDataset(ConcatDataset):
             self.ignore_index = int(getattr(seg[0][1], "ignore_index", IGNORE_INDEX))
         else:
             self.classes, self.palette, self.ignore_index = list(self.box_classes), [], IGNORE_INDEX
-        self.task = "joint" if seg and det else ("segmentation" if seg else "detection")
+        self.heads = frozenset(({SEG} if seg else set()) | ({BOXES} if det else set()))
         self.names = names
 
     @property
@@ -63,7 +65,7 @@ class MixedDataset(ConcatDataset):
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{n}: {len(d)}" for n, d in zip(self.names, self.datasets))
-        return f"MixedDataset({self.task}; {parts})"
+        return f"MixedDataset({task_name(self.heads)}; {parts})"
 
 
 def _agree(what: str, named: list[tuple[str, list[str]]]) -> list[str]:

@@ -104,7 +104,7 @@ class SplitSelection(Dataset):
     """Samples of one or more splits of one dataset, chosen by a split expression.
 
     Each part keeps its own transforms; ``classes``, ``palette``, ``ignore_index``,
-    ``task`` and ``box_classes`` are the first part's (the splits of one dataset agree),
+    ``heads`` and ``box_classes`` are the first part's (the splits of one dataset agree),
     and ``files`` lists the chosen samples' ``(image, annotation)`` pairs in order.
     """
 
@@ -122,7 +122,7 @@ class SplitSelection(Dataset):
             raise ValueError(f"{source}: split {describe_split(expression)} selects no samples "
                              f"({sum(len(p) for p in self.parts)} in {'+'.join(expression.splits)})")
         first = self.parts[0]
-        for name in ("classes", "palette", "ignore_index", "task", "box_classes"):
+        for name in ("classes", "palette", "ignore_index", "heads", "box_classes"):
             if hasattr(first, name):
                 setattr(self, name, getattr(first, name))
         self.problems = [q for part in self.parts for q in getattr(part, "problems", [])]

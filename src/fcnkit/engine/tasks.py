@@ -1,9 +1,9 @@
 """What segmentation, detection and joint models differ in, as data for the one loop.
 
-The trainer and the evaluator take a model's ``Task`` (looked up from ``model.task``,
-which the registry sets) and ask it how to build the model from the data's classes,
-how to collate a batch, what the loss is and which validation metric picks
-``best.pt``. Nothing else in fcnkit asks "is this a detector?".
+The trainer and the evaluator take a model's ``Task`` (looked up from its spec's
+heads, ``task_for(spec.heads)``) and ask it how to build the model from the data's
+classes, how to collate a batch, what the loss is and which validation metric picks
+``best.pt``. Everything else asks the spec (``BOXES in spec.heads``).
 """
 
 from __future__ import annotations
@@ -16,25 +16,37 @@ import torch
 from torch import Tensor, nn
 
 from ..data import pad_collate
+from ..heads import BOXES, SEG, SEG_OUTPUT, heads_of, task_name
+from ..models.spec import spec_of
 from ..detection import DetectionCollate, joint_loss
 
 
 @dataclass(frozen=True)
 class Task:
-    """``segments``: the model outputs class logits (a tensor, or ``"seg"`` of a dict);
-    ``detects``: it outputs the heatmap/size/offset maps; ``best_key``: the metric
-    (higher is better) that decides ``best.pt``."""
+    """``heads``: what the model predicts (``SEG``: ``"seg"`` class logits; ``BOXES``: the
+    heatmap/size/offset maps); ``best_key``: the metric (higher is better) that decides
+    ``best.pt``."""
 
-    name: str
-    segments: bool
-    detects: bool
+    heads: frozenset[str]
     best_key: str
+
+    @property
+    def name(self) -> str:
+        return task_name(self.heads)
+
+    @property
+    def segments(self) -> bool:
+        return SEG in self.heads
+
+    @property
+    def detects(self) -> bool:
+        return BOXES in self.heads
 
     def model_kwargs(self, info: dict[str, Any]) -> dict[str, int]:
         """Builder arguments for the class counts of the data (``classes`` / ``box_classes``)."""
         kw = {}
         if self.segments:
-            if self.detects and info.get("task") == "detection":
+            if self.detects and SEG not in info["heads"]:
                 raise ValueError(f"the {self.name} model needs data with masks as well as boxes; this data has "
                                  f"only boxes (give data: a list, e.g. [camvid:PATH, voc_xml:PATH])")
             kw["num_classes"] = len(info["classes"])
@@ -49,39 +61,39 @@ class Task:
         """Batches with padded masks; for detecting models also rendered box targets
         (``heatmap``/``size``/``offset``/``reg_mask``) and ``has_mask``/``has_boxes`` flags."""
         if self.detects:
-            return DetectionCollate(num_classes=model.det_classes, stride=model.output_stride,
+            spec = spec_of(model)
+            return DetectionCollate(num_classes=spec.det_classes, stride=spec.output_stride,
                                     ignore_index=ignore_index)
         return partial(pad_collate, ignore_index=ignore_index)
 
-    def loss(self, outputs: Tensor | dict[str, Tensor], targets: dict[str, Any],
+    def loss(self, outputs: dict[str, Tensor], targets: dict[str, Any],
              seg_loss: Callable[[Tensor, Tensor], Tensor]) -> dict[str, Tensor]:
         """``{"total": ..., parts...}`` in fp32. For detecting models each term sees only the
         samples labelled for it (``fcnkit.detection.joint_loss``), and every output enters
         the graph (times 0 when unlabelled), so a batch without masks still reaches every
         parameter: DDP needs that, and a batch with no labels at all makes a zero step."""
         if not self.detects:
-            loss = seg_loss(outputs, targets["mask"])
+            loss = seg_loss(outputs[SEG_OUTPUT], targets["mask"])
             return {"total": loss, "seg": loss}
         parts = joint_loss(outputs, targets, seg_loss=seg_loss if self.segments else None)
         parts["total"] = parts["total"] + sum(v.float().sum() for v in outputs.values()) * 0.0
         return parts
 
 
-SEGMENTATION = Task("segmentation", segments=True, detects=False, best_key="mean_iu")
-DETECTION = Task("detection", segments=False, detects=True, best_key="map")
-JOINT = Task("joint", segments=True, detects=True, best_key="score")  # mean of mean IU and mAP
-TASKS = {t.name: t for t in (SEGMENTATION, DETECTION, JOINT)}
+SEGMENTATION = Task(frozenset({SEG}), best_key="mean_iu")
+DETECTION = Task(frozenset({BOXES}), best_key="map")
+JOINT = Task(frozenset({SEG, BOXES}), best_key="score")  # mean of mean IU and mAP
+TASKS = {t.heads: t for t in (SEGMENTATION, DETECTION, JOINT)}
+
+
+def task_for(heads: frozenset[str]) -> Task:
+    """The task of a model with these heads (``spec.heads``)."""
+    return TASKS[heads_of(heads)]
 
 
 def task_of(model: nn.Module) -> Task:
-    """The task a model declares (``model.task``; plain modules without one segment)."""
-    model = getattr(model, "module", model)  # DDP
-    model = getattr(model, "_orig_mod", model)  # torch.compile
-    name = getattr(model, "task", "segmentation")
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise ValueError(f"{type(model).__name__}.task is {name!r}; choose from {sorted(TASKS)}") from None
+    """The task of a model (through DDP and ``torch.compile`` wrappers)."""
+    return task_for(spec_of(model).heads)
 
 
 def to_device(targets: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -89,4 +101,4 @@ def to_device(targets: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in targets.items()}
 
 
-__all__ = ["DETECTION", "JOINT", "SEGMENTATION", "TASKS", "Task", "task_of", "to_device"]
+__all__ = ["DETECTION", "JOINT", "SEGMENTATION", "TASKS", "Task", "task_for", "task_of", "to_device"]

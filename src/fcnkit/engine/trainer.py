@@ -41,12 +41,13 @@ from ..data import FORMATS, build_dataset, eval_transforms, train_transforms
 from ..data.mixed import box_classes_of
 from ..losses import SegmentationLoss, load_class_weights
 from ..models import create_model
-from ..models.registry import model_task
+from ..models.registry import model_heads
+from ..models.spec import spec_of, with_names
 from ..progress import progress_bar
 from . import distributed as D
 from .checkpoint import init_from, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .evaluate import evaluate
-from .tasks import TASKS, Task, to_device
+from .tasks import Task, task_for, to_device
 from .optim import build_optimizer, build_scheduler, warmup_for
 from .runlog import RunLog, write_run_info
 from .probe import RunChoice, choose_run
@@ -109,7 +110,7 @@ def _dataset_info(ds: Dataset) -> dict[str, Any]:
                          f"and ignore_index") from None
     palette = [list(map(int, c)) for c in getattr(base, "palette", [])] or None
     return {"classes": classes, "palette": palette, "ignore_index": int(getattr(base, "ignore_index", 255)),
-            "task": getattr(base, "task", "segmentation"), "box_classes": box_classes_of(base)}
+            "heads": base.heads, "box_classes": box_classes_of(base)}
 
 
 def _check_data(cfg: TrainConfig) -> None:
@@ -209,12 +210,14 @@ class _Trainer:
         else:
             info = _dataset_info(train_set)
         self.info = info
-        self.task: Task = TASKS[model_task(cfg.model)]
+        self.task: Task = task_for(model_heads(cfg.model))
         extra = {"learnable_upsampling": cfg.learnable_upsampling} if self.task.segments else {}
         if self.task.detects and cfg.output_stride:
             extra["output_stride"] = cfg.output_stride
         model = create_model(cfg.model, encoder=cfg.encoder, encoder_weights=cfg.encoder_weights,
                              geometry=cfg.geometry, width=cfg.width, **self.task.model_kwargs(info), **extra)
+        model.spec = with_names(model.spec, info["classes"] if self.task.segments else None,
+                                info["box_classes"] if self.task.detects else None)
         if cfg.bn_momentum is not None:
             for m in model.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -281,10 +284,7 @@ class _Trainer:
         else:  # said at the start, not discovered at the end
             self.say(f"warning: no validation data ({cfg.data} {cfg.val_split!r} is empty): nothing is scored "
                      f"and no best.pt is written; last.pt is the model")
-        self.meta = {"classes": info["box_classes"] if self.task.name == "detection" else info["classes"],
-                     "palette": info["palette"], "ignore_index": info["ignore_index"]}
-        if self.task.detects:
-            self.meta["box_classes"] = info["box_classes"]
+        self.meta = {"palette": info["palette"], "ignore_index": info["ignore_index"]}
         if cfg.max_size:
             self.meta["max_size"] = cfg.max_size  # eval and predict resize the same way
         self.progress = Progress()

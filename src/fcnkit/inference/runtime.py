@@ -1,10 +1,9 @@
 """One way to open a model: ``open_model(name | path | module)`` returns a runner.
 
 Every runner takes a float32 normalised (N, 3, H, W) tensor and returns what the
-model returns: logits (N, C, H, W) for segmentation, a dict of maps for detection
-(``heatmap``, ``size``, ``offset``) and joint models (plus ``seg``). Each carries
-``.meta`` (classes, palette, builder config), ``.preprocessing``, ``.task`` and the
-class counts, so predict, eval, bench, optimize and serve treat an eager model, a
+model returns: ``{"seg": logits (N, C, H, W)}`` for segmentation, the box maps
+(``heatmap``, ``size``, ``offset``) for detection, both for joint models. Each carries
+``.spec`` (``fcnkit.models.spec.ModelSpec``) and ``.meta`` (palette, metrics, ...), so predict, eval, bench, optimize and serve treat an eager model, a
 ``.pt``/``.safetensors`` file (with its optimisation recipe), an ONNX file and an
 OpenVINO IR alike. Exported metadata travels with the file: the ``fcnkit`` entry of
 ONNX ``metadata_props``, and a JSON sidecar next to an OpenVINO ``.xml``
@@ -22,43 +21,46 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..extras import require
-from ..io import brief, printable
-from ..models.registry import model_task
-from ..models.saved import load_model
-from ..preprocessing import IMAGENET, Preprocessing
-from ..models.metadata import MetadataError, check_config, check_meta
-from ..models.zoo import resolve
 from ..engine.probe import RunChoice, choose_run
+from ..extras import require
+from ..heads import SEG_OUTPUT
+from ..io import brief, printable
+from ..models.metadata import MetadataError, check_meta, read_spec
+from ..models.saved import FORMAT_V1, load_model, read_model_spec
+from ..models.spec import ModelSpec, spec_of
+from ..models.zoo import resolve
 
 META_KEY = "fcnkit"
-META_FORMAT = "fcnkit-export/1"
-INPUT_NAME, OUTPUT_NAME = "images", "logits"
-TASK_OUTPUTS = {"segmentation": ("logits",), "detection": ("heatmap", "size", "offset"),
-                "joint": ("heatmap", "size", "offset", "seg")}  # the order of the model's outputs
+META_FORMAT = "fcnkit-export/2"  # {"format", "spec": ModelSpec.to_dict(), palette, metrics, precision, ...}
+META_FORMAT_V1 = "fcnkit-export/1"  # before the spec: builder "config", classes and task at the top level
+INPUT_NAME = "images"
+LEGACY_OUTPUT_NAMES = {"logits": SEG_OUTPUT}  # what exports before the spec called the mask output
 EXPORTED_SUFFIXES = (".onnx", ".xml")
 RUNTIME_BYTES_PER_PIXEL = 2048.0  # exported runtimes cannot be probed with hooks; a conservative guess
 PROBE_SIZE = 128
 
 
 def export_meta(model: nn.Module, **extra: Any) -> dict:
-    """Everything a runtime needs besides the graph: classes, palette, config, preprocessing."""
-    meta = {k: v for k, v in dict(getattr(model, "meta", {}) or {}).items() if k != "optimization"}
-    meta["format"] = META_FORMAT
-    meta["preprocessing"] = _preprocessing_of(model).to_dict()
-    meta["config"] = dict(getattr(model, "config", {}))
-    meta["task"] = getattr(model, "task", "segmentation")
-    meta["outputs"] = list(TASK_OUTPUTS[meta["task"]])
-    meta.setdefault("num_classes", getattr(model, "num_classes", None))
-    meta.update(extra)
+    """Everything a runtime needs besides the graph: the spec, and the file's facts (palette, ...)."""
+    meta = {k: v for k, v in model.meta.items() if k != "optimization"}
+    meta.update(format=META_FORMAT, spec=spec_of(model).to_dict(), **extra)
     return json.loads(json.dumps(meta, default=_jsonable))  # plain JSON data, tuples -> lists
 
 
-def _preprocessing_of(model: Any) -> Preprocessing:
-    pre = getattr(model, "preprocessing", None)
-    if pre is None:
-        return IMAGENET
-    return Preprocessing.from_dict(pre) if isinstance(pre, Mapping) else pre
+def read_export_meta(meta: Any, source: str) -> tuple[ModelSpec, dict]:
+    """(spec, the rest) of an exported file's metadata, checked; exports written before the
+    spec are converted through the same path as old model files."""
+    if not isinstance(meta, Mapping):
+        raise MetadataError(f"{source}: model metadata: must be a mapping, not {type(meta).__name__}")
+    meta = dict(meta)
+    if meta.get("format") == META_FORMAT_V1:
+        meta.pop("outputs", None)
+        return read_model_spec({"format": FORMAT_V1, "config": meta.pop("config", None), "meta": meta}, source)
+    if meta.get("format") != META_FORMAT:
+        raise MetadataError(f"{source}: model metadata: format is {meta.get('format')!r}, not {META_FORMAT!r} "
+                            f"(not exported by fcnkit, or by a newer one)")
+    spec = read_spec(meta.pop("spec", None), source)
+    return spec, dict(check_meta(meta, source))
 
 
 def _jsonable(v: Any) -> Any:
@@ -75,56 +77,35 @@ def sidecar_path(xml_path: str | Path) -> Path:
 
 
 class Runtime:
-    """Common face of the runners: call on a normalised tensor, get the model's outputs back.
+    """Common face of the runners: call on a normalised tensor, get the model's outputs back
+    as ``{name: tensor}`` with the keys of ``spec.outputs``.
 
-    ``task``, ``num_classes`` (segmentation classes), ``det_classes`` and
-    ``output_stride`` (box maps) come from the metadata; ``module`` is the nn.Module of
-    torch runners (None for exported graphs); ``pad_multiple`` the input size multiple
-    the graph pads to internally.
+    ``spec`` says what the model is (heads, class counts and names, preprocessing, pad
+    multiple); ``meta`` holds the rest its file carries (palette, metrics, recommended
+    ``conf``); ``module`` is the nn.Module of torch runners (None for exported graphs).
     """
 
     backend: str = "?"
     precision: str = "fp32"
     module: nn.Module | None = None
-    pad_multiple: int = 32
     training = False
 
-    def __init__(self, meta: Mapping, source: str) -> None:
-        config = meta.get("config") if isinstance(meta, Mapping) else None
-        if config:  # exports carry the builder config; a bare callable's metadata may not
-            check_config(dict(config), source)
-        if not isinstance(meta, Mapping):
-            raise MetadataError(f"{source}: model metadata: must be a mapping, not {type(meta).__name__}")
-        self.meta = dict(meta)
-        num, prep = self.meta.get("num_classes"), self.meta.get("preprocessing")
-        check_meta({**self.meta, "preprocessing": prep.to_dict()} if isinstance(prep, Preprocessing) else self.meta,
-                   source, num_classes=num if isinstance(num, int) else None)
-        self.source = source
-        prep = self.meta.get("preprocessing")
-        self.preprocessing = prep if isinstance(prep, Preprocessing) else (
-            Preprocessing.from_dict(prep) if prep else IMAGENET)
-        config = self.meta.get("config", {}) or {}
-        self.config = config
-        name = config.get("name")
-        self.task = self.meta.get("task") or (model_task(name) if name else "segmentation")
-        self.outputs = tuple(self.meta.get("outputs") or TASK_OUTPUTS[self.task])
-        self.num_classes = self.meta.get("num_classes") or config.get("num_classes")
-        self.det_classes = config.get("det_classes", config.get("num_classes") if self.task == "detection" else None)
-        self.output_stride = int(config.get("output_stride", 4)) if self.task != "segmentation" else 1
+    def __init__(self, spec: ModelSpec, meta: Mapping, source: str) -> None:
+        self.spec, self.meta, self.source = spec, dict(meta), source
         self.device = torch.device("cpu")
 
-    def __call__(self, x: Tensor) -> Tensor | dict[str, Tensor]:
+    def __call__(self, x: Tensor) -> dict[str, Tensor]:
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"{self.source}: expected a (N, 3, H, W) image batch, got {tuple(x.shape)}")
         arr = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
         arrays = self._run(arr)
-        if len(arrays) != len(self.outputs):
-            raise ValueError(f"{self.source}: the graph has {len(arrays)} outputs, its metadata names "
-                             f"{len(self.outputs)} ({', '.join(self.outputs)})")
-        out = {name: torch.from_numpy(np.asarray(a)).to(x.device) for name, a in zip(self.outputs, arrays)}
-        return out[self.outputs[0]] if self.task == "segmentation" else out
+        missing = [k for k in self.spec.outputs if k not in arrays]
+        if missing:
+            raise ValueError(f"{self.source}: the graph's outputs are {', '.join(arrays)}; its spec needs "
+                             f"{', '.join(self.spec.outputs)}")
+        return {k: torch.from_numpy(np.asarray(arrays[k])).to(x.device) for k in self.spec.outputs}
 
-    def _run(self, x: np.ndarray) -> list[np.ndarray]:  # pragma: no cover - abstract
+    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def bytes_per_pixel(self) -> float:
@@ -139,6 +120,11 @@ class Runtime:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.source!r}, precision={self.precision})"
+
+
+def _named(names: list[str], arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """A graph's outputs by name (old exports' "logits" read as "seg")."""
+    return {LEGACY_OUTPUT_NAMES.get(n, n): a for n, a in zip(names, arrays)}
 
 
 class OnnxRuntimeModel(Runtime):
@@ -171,12 +157,13 @@ class OnnxRuntimeModel(Runtime):
             meta = json.loads(raw) if raw else {}
         except ValueError as e:
             raise MetadataError(f"{path}: model metadata: {META_KEY} is not valid JSON ({e})") from None
-        super().__init__(meta, str(path))
+        super().__init__(*read_export_meta(meta, str(path)), str(path))
         self.precision = self.meta.get("precision", "fp32")
         self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
 
-    def _run(self, x: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(None, {self.input_name: x})
+    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        return _named(self.output_names, self.session.run(None, {self.input_name: x}))
 
 
 class OpenVINOModel(Runtime):
@@ -206,9 +193,9 @@ class OpenVINOModel(Runtime):
             meta = json.loads(side.read_text())
         except ValueError as e:
             raise MetadataError(f"{side}: model metadata: not valid JSON ({e})") from None
-        super().__init__(meta, str(side))
-        self.precision = meta.get("precision", "fp32")
-        compute = precision or meta.get("inference_precision", "fp32")
+        super().__init__(*read_export_meta(meta, str(side)), str(side))
+        self.precision = self.meta.get("precision", "fp32")
+        compute = precision or self.meta.get("inference_precision", "fp32")
         if compute not in ("fp32", "bf16"):
             raise ValueError(f"OpenVINO inference precision must be fp32 or bf16, not {compute!r}")
         self.compute_precision = compute
@@ -220,10 +207,10 @@ class OpenVINOModel(Runtime):
         except Exception as e:  # noqa: BLE001
             raise ValueError(f"{xml_path}: not an OpenVINO IR OpenVINO can read: {brief(e)}") from None
         self.ov_device = device  # OpenVINO's device name; inputs and outputs stay on the CPU
-        self.config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "bf16" if compute == "bf16" else "f32",
-                                       "PERFORMANCE_HINT": "LATENCY"}
+        self.ov_config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "bf16" if compute == "bf16" else "f32",
+                                          "PERFORMANCE_HINT": "LATENCY"}
         if threads:
-            self.config["INFERENCE_NUM_THREADS"] = int(threads)
+            self.ov_config["INFERENCE_NUM_THREADS"] = int(threads)
         self.static = static
         self._compiled: dict[tuple[int, ...], Any] = {}
 
@@ -236,13 +223,13 @@ class OpenVINOModel(Runtime):
                 model.reshape({0: list(shape)})  # (N, 3, H, W) fixed
                 if len(self._compiled) >= 4:  # keep a few sizes, not every size ever seen
                     self._compiled.pop(next(iter(self._compiled)))
-            self._compiled[key] = self.core.compile_model(model, self.ov_device, self.config)
+            self._compiled[key] = self.core.compile_model(model, self.ov_device, self.ov_config)
         return self._compiled[key]
 
-    def _run(self, x: np.ndarray) -> list[np.ndarray]:
+    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         compiled = self._compiled_for(tuple(x.shape))
         result = compiled(x)
-        return [result[port] for port in compiled.outputs]
+        return _named([port.get_any_name() for port in compiled.outputs], [result[port] for port in compiled.outputs])
 
 
 def _ort_reason(e: Exception) -> str:
@@ -286,17 +273,10 @@ class TorchRuntime(Runtime):
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"the torch backend runs fp32 or bf16, not {precision!r} "
                              f"(int8 is done by the onnxruntime and openvino backends)")
-        meta = export_meta(model, **{k: v for k, v in getattr(model, "meta", {}).items() if k == "optimization"})
-        meta["preprocessing"] = _preprocessing_of(model)
-        super().__init__(meta, source)
-        self.task = getattr(model, "task", self.task)
-        self.num_classes = getattr(model, "num_classes", self.num_classes)
-        self.det_classes = getattr(model, "det_classes", self.det_classes)
-        self.output_stride = int(getattr(model, "output_stride", self.output_stride))
+        super().__init__(spec_of(model), model.meta, source)
         self.precision = precision
         self.compiled = compile
         self.module = model.eval()
-        self.pad_multiple = int(getattr(model, "pad_multiple", 32)) or 32
         if threads:
             torch.set_num_threads(int(threads))
         self.channels_last = channels_last
@@ -320,15 +300,13 @@ class TorchRuntime(Runtime):
         self.channels_last = choice.channels_last
         return choice
 
-    def __call__(self, x: Tensor) -> Tensor | dict[str, Tensor]:
+    def __call__(self, x: Tensor) -> dict[str, Tensor]:
         x = x.to(self.device, torch.float32)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
             out = self._forward(x)
-        if isinstance(out, Mapping):
-            return {k: v.float().contiguous() for k, v in out.items()}
-        return out.float().contiguous()
+        return {k: v.float().contiguous() for k, v in out.items()}
 
     def bytes_per_pixel(self) -> float:
         """The largest (inputs + output) of any leaf layer on a ``PROBE_SIZE``^2 input, times 2
@@ -339,7 +317,7 @@ class TorchRuntime(Runtime):
 
             def hook(_module: nn.Module, inputs: tuple, output: Any) -> None:
                 nonlocal peak
-                outs = output.values() if isinstance(output, Mapping) else [output]
+                outs = [output] if isinstance(output, Tensor) else output.values()  # leaf layers, or a dict
                 peak = max(peak, sum(t.numel() * t.element_size() for t in (*inputs, *outs)
                                      if isinstance(t, Tensor)))
 
@@ -354,21 +332,19 @@ class TorchRuntime(Runtime):
 
 
 class CallableRuntime(Runtime):
-    """Any callable with ``preprocessing`` (and optionally ``meta``): a stand-in model."""
+    """Any callable with a ``spec`` (and optionally ``meta``) that returns the spec's outputs
+    as a dict: a stand-in model."""
 
     backend = "callable"
 
-    def __init__(self, fn: Callable[[Tensor], Any], device: torch.device) -> None:
-        super().__init__({**dict(getattr(fn, "meta", {}) or {}), "preprocessing": _preprocessing_of(fn)},
-                         type(fn).__name__)
+    def __init__(self, fn: Callable[[Tensor], Mapping[str, Tensor]], device: torch.device) -> None:
+        super().__init__(spec_of(fn), vars(fn).get("meta") or {}, type(fn).__name__)
         self.fn, self.device = fn, device
 
-    def __call__(self, x: Tensor) -> Tensor | dict[str, Tensor]:
+    def __call__(self, x: Tensor) -> dict[str, Tensor]:
         with torch.inference_mode():
             out = self.fn(x)
-        if isinstance(out, Mapping):
-            return {k: torch.as_tensor(v).float() for k, v in out.items()}
-        return torch.as_tensor(out).float().to(self.device)
+        return {k: torch.as_tensor(out[k]).float().to(self.device) for k in self.spec.outputs}
 
 
 def open_model(model: nn.Module | str | Path | Callable, *, device: str | torch.device | None = None,
@@ -414,6 +390,6 @@ def open_model(model: nn.Module | str | Path | Callable, *, device: str | torch.
                         threads=threads, source=source)
 
 
-__all__ = ["CallableRuntime", "EXPORTED_SUFFIXES", "INPUT_NAME", "META_KEY", "OUTPUT_NAME", "OnnxRuntimeModel",
-           "OpenVINOModel", "Runtime", "TASK_OUTPUTS", "TorchRuntime", "check_ir", "export_meta", "open_model",
-           "sidecar_path"]
+__all__ = ["CallableRuntime", "EXPORTED_SUFFIXES", "INPUT_NAME", "META_KEY", "OnnxRuntimeModel",
+           "OpenVINOModel", "Runtime", "TorchRuntime", "check_ir", "export_meta", "open_model",
+           "read_export_meta", "sidecar_path"]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from ..heads import BOXES, SEG, SEG_OUTPUT
 from ..nn import Upsample, fuse, pad_to_multiple
 from .encoders import Encoder, FeatureInfo, create_encoder, encoder_preprocessing
 from .fcn import FCNDecoder
@@ -117,19 +118,18 @@ class FCNDetector(nn.Module):
     segmentation classes).
     """
 
-    task = "detection"
-
     def __init__(self, encoder: Encoder, neck: SkipFusionNeck, head: CenterNetHead, *,
                  det_classes: int, preprocessing: Preprocessing = IMAGENET) -> None:
         super().__init__()
         self.encoder, self.neck, self.head = encoder, neck, head
         self.det_classes = det_classes
         self.output_stride = neck.output_stride
+        self.pad_multiple = encoder.output_stride
         self.preprocessing = preprocessing
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         h, w = x.shape[-2:]
-        maps = self.head(self.neck(self.encoder(pad_to_multiple(x, self.encoder.output_stride))))
+        maps = self.head(self.neck(self.encoder(pad_to_multiple(x, self.pad_multiple))))
         return _crop_maps(maps, h, w, self.output_stride)
 
 
@@ -140,8 +140,6 @@ class JointFCN(nn.Module):
     ``num_classes`` = K segmentation classes, ``det_classes`` = heatmap channels.
     """
 
-    task = "joint"
-
     def __init__(self, encoder: Encoder, seg_decoder: FCNDecoder, neck: SkipFusionNeck,
                  head: CenterNetHead, *, num_classes: int, det_classes: int,
                  preprocessing: Preprocessing = IMAGENET) -> None:
@@ -150,14 +148,14 @@ class JointFCN(nn.Module):
         self.num_classes = num_classes
         self.det_classes = det_classes
         self.output_stride = neck.output_stride
+        self.pad_multiple = encoder.output_stride
         self.preprocessing = preprocessing
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         h, w = x.shape[-2:]
-        features = self.encoder(pad_to_multiple(x, self.encoder.output_stride))
+        features = self.encoder(pad_to_multiple(x, self.pad_multiple))
         maps = _crop_maps(self.head(self.neck(features)), h, w, self.output_stride)
-        maps["seg"] = self.seg_decoder(features, (h, w))  # (N, K, H, W)
-        return maps
+        return {SEG_OUTPUT: self.seg_decoder(features, (h, w)), **maps}  # seg: (N, K, H, W)
 
 
 # --- registered builders ----------------------------------------------------------
@@ -180,7 +178,7 @@ def _load_weights(model: nn.Module, weights: str | Path | None) -> None:
         check_and_load(model, load_state_dict_file(weights), source=str(weights))
 
 
-@register_model(task="detection")
+@register_model(heads=(BOXES,))
 def fcn8s_det(*, det_classes: int = 1, encoder: str = "vgg16", encoder_weights: str | Path | None = None,
               weights: str | Path | None = None, geometry: str = "fast", width: float = 1.0,
               output_stride: int = 4, det_channels: int | None = None) -> FCNDetector:
@@ -199,13 +197,11 @@ def fcn8s_det(*, det_classes: int = 1, encoder: str = "vgg16", encoder_weights: 
     """
     enc, neck, head = _parts(encoder, encoder_weights, geometry, width, det_classes, output_stride, det_channels)
     model = FCNDetector(enc, neck, head, det_classes=det_classes, preprocessing=encoder_preprocessing(encoder))
-    model.config = {"name": "fcn8s_det", "det_classes": det_classes, "encoder": encoder, "geometry": geometry,
-                    "width": width, "output_stride": output_stride, "det_channels": det_channels}
     _load_weights(model, weights)
     return model
 
 
-@register_model(task="joint")
+@register_model(heads=(SEG, BOXES))
 def fcn8s_joint(*, num_classes: int = 21, det_classes: int = 1, encoder: str = "vgg16",
                 encoder_weights: str | Path | None = None, weights: str | Path | None = None,
                 geometry: str = "fast", width: float = 1.0, learnable_upsampling: bool = False,
@@ -225,10 +221,6 @@ def fcn8s_joint(*, num_classes: int = 21, det_classes: int = 1, encoder: str = "
                      learnable_upsampling=learnable_upsampling)
     model = JointFCN(enc, seg, neck, head, num_classes=num_classes, det_classes=det_classes,
                      preprocessing=encoder_preprocessing(encoder))
-    model.config = {"name": "fcn8s_joint", "num_classes": num_classes, "det_classes": det_classes,
-                    "encoder": encoder, "geometry": geometry, "width": width,
-                    "learnable_upsampling": learnable_upsampling, "output_stride": output_stride,
-                    "det_channels": det_channels}
     _load_weights(model, weights)
     return model
 

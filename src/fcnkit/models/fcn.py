@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ..heads import SEG_OUTPUT
 from ..nn import Upsample, fuse, pad_to_multiple
 from .encoders import Encoder, FeatureInfo
 from .geometry import CoordMap, crop_offset
@@ -94,15 +95,15 @@ class FCN(nn.Module):
     """A fully convolutional segmentation net: ``encoder`` -> ``decoder`` -> logits.
 
     ``forward(x)`` takes (N, 3, H, W) normalised images of any H, W >= 1 and returns
-    raw logits (N, num_classes, H, W). In the fast geometry the input is zero-padded
+    ``{"seg": raw logits (N, num_classes, H, W)}``: every fcnkit model returns a dict
+    with fixed keys (``fcnkit.heads.output_names``), as torchvision's segmentation
+    models return ``{"out": ...}``. In the fast geometry the input is zero-padded
     (bottom/right) to a multiple of the encoder's stride and the logits cropped back.
 
     State-dict keys are flat (``conv1_1.weight``, ``score_fr.bias``, ``upscore8.weight``)
     with no ``encoder.``/``decoder.`` prefix: those are the reference PyTorch port's
     names, so its converted Caffe weights load with ``strict=True``.
     """
-
-    task = "segmentation"
 
     def __init__(self, encoder: Encoder, decoder: FCNDecoder, *, num_classes: int,
                  geometry: str, preprocessing: Preprocessing = IMAGENET) -> None:
@@ -120,10 +121,10 @@ class FCN(nn.Module):
         self.register_state_dict_post_hook(_flatten_keys)
         self.register_load_state_dict_pre_hook(_nest_keys)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, self.pad_multiple)  # (N, 3, H', W'), H' and W' multiples of 32 (fast geometry)
-        return self.decoder(self.encoder(x), (h, w))  # (N, C, H, W)
+        return {SEG_OUTPUT: self.decoder(self.encoder(x), (h, w))}  # (N, C, H, W)
 
 
 def _flatten_keys(module: FCN, state_dict: dict, prefix: str, local_metadata: dict) -> None:

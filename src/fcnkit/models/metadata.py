@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Mapping
 from typing import Any
 
+from ..heads import BOXES, SEG, heads_of
+from ..preprocessing import Preprocessing
 from .registry import get_builder
+from .spec import SPEC_FORMAT, ModelSpec
 
 MAX_CLASSES = 65_536
 CLASS_COUNTS = ("num_classes", "det_classes")
@@ -114,4 +118,44 @@ def check_meta(meta: Any, source: str, *, num_classes: int | None = None,
     return meta
 
 
-__all__ = ["MAX_CLASSES", "MetadataError", "check_config", "check_meta", "check_preprocessing"]
+def read_spec(data: Any, source: str) -> ModelSpec:
+    """A spec read from a file, checked field by field: a clear ``MetadataError`` naming
+    ``source`` and the field instead of a model that serves nonsense."""
+    def fail(key: str, problem: str) -> MetadataError:
+        return MetadataError(f"{source}: model spec: {key} {problem}")
+
+    if not isinstance(data, Mapping):
+        raise fail("", f"must be a mapping, not {type(data).__name__}")
+    if data.get("format") != SPEC_FORMAT:
+        raise fail("format", f"is {data.get('format')!r}, not {SPEC_FORMAT!r} (written by a newer fcnkit?)")
+    config = data.get("config")
+    check_config({"name": data.get("name"), **(config if isinstance(config, Mapping) else {})}, source)
+    try:
+        heads = heads_of(data.get("heads") or ())
+    except (TypeError, ValueError) as e:
+        raise fail("heads", str(e)) from None
+    counts = {}
+    for key, head in (("num_classes", SEG), ("det_classes", BOXES)):
+        v = data.get(key)
+        if head in heads and not (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_CLASSES):
+            raise fail(key, f"must be a whole number in [1, {MAX_CLASSES}] for a {head} head, not {v!r}")
+        counts[key] = v if head in heads else None
+    for key in ("output_stride", "pad_multiple"):
+        v = data.get(key)
+        if not (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1024):
+            raise fail(key, f"must be a whole number in [1, 1024], not {v!r}")
+    check_preprocessing(data.get("preprocessing"), source)
+    names = {}
+    for key, count in (("classes", counts["num_classes"]), ("box_classes", counts["det_classes"])):
+        v = data.get(key) or []
+        if not (isinstance(v, list) and all(isinstance(n, str) for n in v)):
+            raise fail(key, "must be a list of class names")
+        if v and len(v) != count:
+            raise fail(key, f"names {len(v)} classes but the model scores {count}")
+        names[key] = tuple(v)
+    return ModelSpec(name=str(data["name"]), config=dict(config or {}), heads=heads, **counts,
+                     output_stride=data["output_stride"], pad_multiple=data["pad_multiple"],
+                     preprocessing=Preprocessing.from_dict(data["preprocessing"]), **names)
+
+
+__all__ = ["MAX_CLASSES", "MetadataError", "check_config", "check_meta", "check_preprocessing", "read_spec"]

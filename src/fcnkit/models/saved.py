@@ -2,17 +2,21 @@
 
 File layout (``torch.save`` of plain data, loaded with ``weights_only=True``)::
 
-    {"format": "fcnkit-model/1",
-     "config": {"name": "fcn8s", "num_classes": 11, "encoder": "vgg16", ...},
-     "meta": {"classes": [...], "palette": [[r, g, b], ...], "ignore_index": 255,
-              "preprocessing": {...}},
+    {"format": "fcnkit-model/2",
+     "spec": ModelSpec.to_dict(): name, builder config, heads, class counts and names,
+             output stride, pad multiple, preprocessing,
+     "meta": {"palette": [[r, g, b], ...], "ignore_index": 255, "val_metrics": {...}, ...},
      "model": state_dict}
 
 Training checkpoints (``fcnkit.engine``) hold the same three entries plus the
 optimiser state, so ``load_model`` reads both. For distribution a model can also be
 written as ``.safetensors`` (``save_model(..., dtype=torch.float16)`` halves it): the
-tensors are the state dict and the file's metadata holds ``format``, ``config`` and
+tensors are the state dict and the file's metadata holds ``format``, ``spec`` and
 ``meta`` as JSON, so nothing in it can run code when loaded.
+
+Files written before the spec (``fcnkit-model/1``: a builder ``config`` and the class
+names, preprocessing and class count inside ``meta``) still load: ``_spec_of_v1`` is the
+one conversion path, and re-saving writes the new format.
 """
 
 from __future__ import annotations
@@ -25,22 +29,22 @@ from torch import nn
 
 from ..io import atomic_write, brief, check_output_file
 from .fold import fold_batchnorm
-from .metadata import MetadataError, check_config, check_meta
+from .metadata import MetadataError, check_config, check_meta, read_spec
 from .registry import create_model
+from .spec import ModelSpec, spec_of, with_names
 from .svd import apply_svd
 from .weights import Preprocessing, torch_load
 from .zoo import list_weights, resolve
 
-FORMAT = "fcnkit-model/1"
+FORMAT = "fcnkit-model/2"
+FORMAT_V1 = "fcnkit-model/1"  # before the spec; read through _spec_of_v1
 WHAT = "a fcnkit model (.pt checkpoint or .safetensors)"  # what an unreadable file is said not to be
+SPEC_FIELDS_IN_V1_META = ("classes", "box_classes", "preprocessing", "num_classes", "task")
 
 
 def model_record(model: nn.Module, **meta) -> dict:
-    """The rebuildable description of ``model`` (config, meta, weights) as plain data."""
-    if not hasattr(model, "config"):
-        raise ValueError(f"{type(model).__name__} was not built by create_model; it has no config to save")
-    meta = {"preprocessing": model.preprocessing.to_dict(), **meta}
-    return {"format": FORMAT, "config": dict(model.config), "meta": meta, "model": model.state_dict()}
+    """The rebuildable description of ``model`` (spec, meta, weights) as plain data."""
+    return {"format": FORMAT, "spec": spec_of(model).to_dict(), "meta": meta, "model": model.state_dict()}
 
 
 def atomic_save(obj: object, path: str | Path) -> None:
@@ -64,19 +68,18 @@ def save_model(model: nn.Module, path: str | Path, *, dtype: torch.dtype | None 
         return
     from safetensors.torch import save
 
-    header = {key: json.dumps(record[key]) for key in ("config", "meta")}
+    header = {key: json.dumps(record[key]) for key in ("spec", "meta")}
     data = save({k: v.contiguous() for k, v in record["model"].items()}, metadata={"format": FORMAT, **header})
     atomic_write(path, lambda f: f.write(data))
 
 
 def save_release(checkpoint: str | Path, out: str | Path, **meta_updates) -> Path:
     """An fp16 safetensors copy of a saved model or training checkpoint (or weights name), with
-    everything ``model.meta`` holds (classes, palette, val metrics) and ``meta_updates`` (e.g.
-    a detector's recommended ``conf``): how shipped weights are made."""
+    everything ``model.meta`` holds (palette, val metrics) and ``meta_updates`` (e.g. a
+    detector's recommended ``conf``): how shipped weights are made."""
     check_output_file(out, what="release file")
     model = load_model(checkpoint)
-    meta = {k: v for k, v in {**model.meta, **meta_updates}.items() if k != "preprocessing"}  # save_model adds it
-    save_model(model, out, dtype=torch.float16, **meta)
+    save_model(model, out, dtype=torch.float16, **{**model.meta, **meta_updates})
     return Path(out)
 
 
@@ -89,79 +92,90 @@ def read_record(path: str | Path) -> dict:
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
     rec = torch_load(path, what=WHAT)
-    if not isinstance(rec, dict) or rec.get("format") != FORMAT:
+    if not isinstance(rec, dict) or rec.get("format") not in (FORMAT, FORMAT_V1):
         raise ValueError(f"{path}: not {WHAT}: a torch file without fcnkit's {FORMAT!r} record (a plain state "
                          f"dict loads with create_model(..., weights=PATH))")
     return rec
 
 
-def upgrade_config(config: dict) -> dict:
-    """Builder configs written by older fcnkit versions, in today's argument names
-    (``fcn8s_det`` called its heatmap classes ``num_classes`` until 2026-12)."""
-    config = dict(config)
-    if str(config.get("name", "")).replace("-", "_") == "fcn8s_det" and "num_classes" in config:
-        config["det_classes"] = config.pop("num_classes")
-    return config
-
-
-def read_config(path: str | Path) -> dict | None:
-    """The builder config of a model file without reading its tensors (safetensors header
-    or a memory-mapped torch record); ``None`` if the file is not an fcnkit model."""
-    try:
-        path = resolve(path)
-        if path.suffix == ".safetensors":
-            header = _safetensors_header(path)
-            return upgrade_config(json.loads(header["config"])) if header.get("format") == FORMAT else None
-        rec = torch_load(path, what=WHAT, mmap=True)
-    except Exception:  # noqa: BLE001 - "not a model file" is the answer; loaders report the details
-        return None
-    ok = isinstance(rec, dict) and rec.get("format") == FORMAT and isinstance(rec.get("config"), dict)
-    return upgrade_config(rec["config"]) if ok else None
-
-
-def _safetensors_header(path: Path) -> dict[str, str]:
-    """The file's string metadata (fcnkit keeps ``format``, ``config`` and ``meta`` there)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        return f.metadata() or {}
-
-
 def _read_safetensors(path: Path) -> dict:
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     try:
-        header = _safetensors_header(path)
+        with safe_open(str(path), "pt") as f:
+            header = f.metadata() or {}
         state = load_file(str(path))
     except Exception as e:  # noqa: BLE001
         raise ValueError(f"{path}: not {WHAT}: unreadable safetensors ({brief(e)})") from None
-    if header.get("format") != FORMAT:
+    fmt = header.get("format")
+    if fmt not in (FORMAT, FORMAT_V1):
         raise ValueError(f"{path}: not {WHAT}: safetensors without fcnkit metadata (format {FORMAT!r}); "
                          f"plain state dicts load with create_model(..., weights=PATH)")
     parsed = {}
-    for key in ("config", "meta"):
+    for key in ("spec" if fmt == FORMAT else "config", "meta"):
         try:
             parsed[key] = json.loads(header[key])
         except KeyError:
             raise MetadataError(f"{path}: model metadata: {key} is missing from the safetensors header") from None
         except json.JSONDecodeError as e:
             raise MetadataError(f"{path}: model metadata: {key} is not valid JSON ({e})") from None
-    return {"format": FORMAT, **parsed, "model": state}
+    return {"format": fmt, **parsed, "model": state}
 
 
-def build_structure(config: dict, recipe: dict) -> nn.Module:
-    """The module structure an optimisation ``recipe`` gives the model of ``config`` (weights:
+def _spec_of_v1(rec: dict, source: str) -> tuple[ModelSpec, dict]:
+    """(spec, meta) of a ``fcnkit-model/1`` record: its builder ``config`` (where ``fcn8s_det``
+    still called its heatmap classes ``num_classes``) and the spec's facts kept in ``meta``."""
+    raw = rec.get("config")
+    if not isinstance(raw, dict):
+        raise MetadataError(f"{source}: model metadata: config must be a mapping of builder arguments, not "
+                            f"{type(raw).__name__}")
+    config = dict(raw)
+    if str(config.get("name", "")).replace("-", "_") == "fcn8s_det" and "num_classes" in config:
+        config["det_classes"] = config.pop("num_classes")
+    config = check_config(config, source)
+    meta = dict(check_meta(rec.get("meta", {}), source, num_classes=config.get("num_classes"),
+                           det_classes=config.get("det_classes")))
+    try:
+        spec = _build(config).spec
+    except (TypeError, ValueError, KeyError) as e:
+        raise MetadataError(f"{source}: model metadata: config does not build a model ({brief(e)})") from None
+    names = meta.get("classes")
+    segments = spec.num_classes is not None
+    spec = with_names(spec, names if segments else None, meta.get("box_classes") or (None if segments else names))
+    if "preprocessing" in meta:
+        spec = spec.replace(preprocessing=Preprocessing.from_dict(meta["preprocessing"]))
+    return spec, {k: v for k, v in meta.items() if k not in SPEC_FIELDS_IN_V1_META}
+
+
+def _build(config: dict) -> nn.Module:
+    config = dict(config)
+    return create_model(config.pop("name"), **config)
+
+
+def build_structure(spec: ModelSpec, recipe: dict) -> nn.Module:
+    """The module structure an optimisation ``recipe`` gives the model of ``spec`` (weights:
     fresh init): BN folded into convolutions, fc6/fc7 factorised by SVD. How an optimised
     record, or an exported file's torch twin (e.g. to count FLOPs), is rebuilt."""
-    config = dict(config)
-    if "name" not in config:
-        raise ValueError("model metadata has no builder config (re-export with fcnkit)")
-    model = create_model(config.pop("name"), **config).eval()
+    model = _build(spec.builder_config).eval()
+    built = model.spec.replace(classes=spec.classes, box_classes=spec.box_classes, preprocessing=spec.preprocessing)
+    if built != spec:
+        raise ValueError(f"the builder makes {built}, not the spec's {spec}")
     if recipe.get("fold_bn"):
         model, _ = fold_batchnorm(model, inplace=True)
     if recipe.get("svd"):
         apply_svd(model, {k: int(v) for k, v in recipe["svd"].items()}, weights=False)
+    model.spec = spec
     return model
+
+
+def read_model_spec(rec: dict, source: str) -> tuple[ModelSpec, dict]:
+    """(spec, meta) of a record read by ``read_record``, checked; old records converted."""
+    if rec.get("format") == FORMAT_V1:
+        return _spec_of_v1(rec, source)
+    spec = read_spec(rec.get("spec"), source)
+    meta = dict(check_meta(rec.get("meta", {}), source))
+    return spec, meta
 
 
 def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> nn.Module:
@@ -169,27 +183,19 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
     --backend torch`` result (its recipe, e.g. SVD or BN folding, reshapes the modules
     before the weights load); eval mode.
 
-    ``model.meta`` carries the classes, palette and ignore index saved with it.
+    ``model.spec`` is the file's (class names, preprocessing included); ``model.meta``
+    carries the rest of what was saved with it (palette, ignore index, metrics).
     """
     rec = read_record(path)
     source = str(path)
-    raw = rec.get("config")
-    if not isinstance(raw, dict):
-        raise MetadataError(f"{path}: model metadata: config must be a mapping of builder arguments, not "
-                            f"{type(raw).__name__}")
-    config = check_config(upgrade_config(raw), source)
-    meta = dict(check_meta(rec.get("meta", {}), source, num_classes=config.get("num_classes"),
-                           det_classes=config.get("det_classes")))
-    recipe = meta.get("optimization")
+    spec, meta = read_model_spec(rec, source)
     try:
-        model = build_structure(config, recipe) if recipe else create_model(config.pop("name"), **config)
+        model = build_structure(spec, meta.get("optimization") or {})
     except (TypeError, ValueError, KeyError) as e:
-        raise MetadataError(f"{path}: model metadata: config does not build a model ({brief(e)})") from None
+        raise MetadataError(f"{path}: model metadata: the spec does not build a model ({brief(e)})") from None
     try:
         model.load_state_dict(rec["model"], strict=True)  # copies into the model's dtype (fp16 files -> fp32)
     except RuntimeError as e:
-        raise ValueError(f"{path}: the weights do not fit the model its config describes ({e})") from e
-    if "preprocessing" in meta:
-        model.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
+        raise ValueError(f"{path}: the weights do not fit the model its spec describes ({e})") from e
     model.meta = meta
     return model.to(map_location).eval()

@@ -18,8 +18,6 @@ def _build(output_stride: int, *, num_classes: int, encoder: str, encoder_weight
                      skip_scales=skip_scales, learnable_upsampling=learnable_upsampling)
     preprocessing = encoder_preprocessing(encoder)
     model = FCN(enc, dec, num_classes=num_classes, geometry=geometry, preprocessing=preprocessing)
-    model.config = {"num_classes": num_classes, "encoder": encoder, "geometry": geometry, "width": width,
-                    "learnable_upsampling": learnable_upsampling}
     if weights is not None:
         check_and_load(model, load_state_dict_file(weights), source=str(weights))
     return model
@@ -34,14 +32,15 @@ def _doc(stride: int) -> str:
         encoder_weights: ``None`` (random init), ``"imagenet"`` (torchvision's weights
             API) or a path to a torchvision-format state dict.
         weights: a whole-model state dict (our checkpoints or the reference port's keys;
-            for the port's converted Caffe weights set ``model.preprocessing = CAFFE_VGG``).
+            for the port's converted Caffe weights set
+            ``model.spec = model.spec.replace(preprocessing=CAFFE_VGG)``).
         geometry: ``"fast"`` (default; pad input to a multiple of 32, exact alignment)
             or ``"reference"`` (the authors' pad-100 geometry with crops; VGG-16 only).
         width: channel multiplier for narrow variants (1.0 is the paper's net).
         learnable_upsampling: learn the transposed convs (bilinear init) instead of
             keeping them fixed as the released models do.
 
-    Returns logits (N, num_classes, H, W) for input (N, 3, H, W), any H, W >= 1.
+    Returns ``{{"seg": logits (N, num_classes, H, W)}}`` for input (N, 3, H, W), any H, W >= 1.
     """
 
 
@@ -49,11 +48,9 @@ def _builder(stride: int, name: str, skip_scales: dict[int, float] | None = None
     def build(*, num_classes: int = 21, encoder: str = "vgg16", encoder_weights: str | Path | None = None,
               weights: str | Path | None = None, geometry: str = "fast", width: float = 1.0,
               learnable_upsampling: bool = False) -> FCN:
-        model = _build(stride, num_classes=num_classes, encoder=encoder, encoder_weights=encoder_weights,
+        return _build(stride, num_classes=num_classes, encoder=encoder, encoder_weights=encoder_weights,
                       weights=weights, geometry=geometry, width=width,
                       learnable_upsampling=learnable_upsampling, skip_scales=skip_scales)
-        model.config = {"name": name, **model.config}
-        return model
 
     build.__name__ = build.__qualname__ = name
     build.__doc__ = _doc(stride)

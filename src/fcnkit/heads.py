@@ -1,0 +1,52 @@
+"""What a model predicts and what a dataset labels, as one small vocabulary.
+
+A model has heads and a dataset has labels of the same two kinds: ``SEG`` (a class per
+pixel) and ``BOXES`` (objects as boxes). Code asks ``SEG in spec.heads``; the words
+"segmentation", "detection" and "joint" are only names for people (logs, reports,
+``fcnkit models``), made here and nowhere else. It sits at the bottom of the package
+because data, models and everything above them share it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+SEG = "seg"
+BOXES = "boxes"
+HEADS = (SEG, BOXES)
+BOX_OUTPUTS = ("heatmap", "size", "offset")  # the box head's dense maps, in this order
+SEG_OUTPUT = "seg"  # the segmentation head's (N, K, H, W) logits
+
+_NAMES = {frozenset({SEG}): "segmentation", frozenset({BOXES}): "detection", frozenset({SEG, BOXES}): "joint"}
+_BY_NAME = {v: k for k, v in _NAMES.items()}
+
+
+def heads_of(names: Iterable[str]) -> frozenset[str]:
+    """A checked set of heads: a non-empty subset of ``HEADS``."""
+    heads = frozenset(names)
+    if not heads or not heads <= set(HEADS):
+        raise ValueError(f"heads must be a non-empty subset of {HEADS}, not {sorted(heads)}")
+    return heads
+
+
+def task_name(heads: Iterable[str]) -> str:
+    """``{"seg"}`` -> "segmentation", ``{"boxes"}`` -> "detection", both -> "joint"."""
+    return _NAMES[heads_of(heads)]
+
+
+def heads_named(name: str) -> frozenset[str]:
+    """The inverse of ``task_name``, for files and options written with task words."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; choose from {sorted(_BY_NAME)}") from None
+
+
+def output_names(heads: Iterable[str]) -> tuple[str, ...]:
+    """The keys of a model's ``forward`` dict, in the order exports list their outputs."""
+    heads = heads_of(heads)
+    return ((SEG_OUTPUT,) if SEG in heads else ()) + (BOX_OUTPUTS if BOXES in heads else ())
+
+
+__all__ = ["BOXES", "BOX_OUTPUTS", "HEADS", "SEG", "SEG_OUTPUT", "heads_named", "heads_of", "output_names",
+           "task_name"]

@@ -1,0 +1,116 @@
+"""A model's contract as one frozen value: what it predicts, for how many classes, on what input.
+
+Every model ``create_model`` builds carries a ``ModelSpec`` as ``model.spec``; saved
+files, exported graphs' metadata and runners carry the same value as JSON
+(``to_dict``; ``fcnkit.models.metadata.read_spec`` reads and checks it). The builder config in it is captured by the registry
+from the builder's own keyword arguments, never typed by hand, so the spec always
+rebuilds the model it came from. Trainer, evaluator, predictor, optimize and serve
+ask it (``SEG in spec.heads``, ``spec.num_classes``) instead of inspecting a module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from torch import nn
+
+from ..heads import SEG, heads_of, output_names, task_name
+from ..preprocessing import IMAGENET, Preprocessing
+
+SPEC_FORMAT = "fcnkit-spec/1"
+
+
+def _frozen(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(json.loads(json.dumps(dict(config))))  # plain JSON data, read-only
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """``name``: the registered builder; ``config``: its other keyword arguments;
+    ``heads``: ``{SEG}``, ``{BOXES}`` or both; ``num_classes`` scores per pixel (SEG),
+    ``det_classes`` heatmap channels (BOXES); ``output_stride`` of the box maps (1 without
+    BOXES); ``pad_multiple``: the input size multiple the network pads to internally;
+    ``classes`` / ``box_classes``: names, once the model has been trained on named data."""
+
+    name: str
+    config: Mapping[str, Any] = field(compare=True, hash=False)
+    heads: frozenset[str]
+    num_classes: int | None = None
+    det_classes: int | None = None
+    output_stride: int = 1
+    pad_multiple: int = 1
+    preprocessing: Preprocessing = IMAGENET
+    classes: tuple[str, ...] = ()
+    box_classes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "config", _frozen(self.config))
+        object.__setattr__(self, "heads", heads_of(self.heads))
+        object.__setattr__(self, "classes", tuple(self.classes))
+        object.__setattr__(self, "box_classes", tuple(self.box_classes))
+
+    @property
+    def task(self) -> str:
+        """The task's name for people: "segmentation", "detection" or "joint"."""
+        return task_name(self.heads)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The keys of ``forward``'s dict (and the exported graph's output names), in order."""
+        return output_names(self.heads)
+
+    @property
+    def builder_config(self) -> dict[str, Any]:
+        """``create_model(**spec.builder_config)`` rebuilds the network (fresh weights)."""
+        return {"name": self.name, **self.config}
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The names of what the model labels: pixel classes if it segments, else box classes."""
+        return self.classes if SEG in self.heads else self.box_classes
+
+    def replace(self, **changes: Any) -> "ModelSpec":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data; ``metadata.read_spec`` reads it back."""
+        return {"format": SPEC_FORMAT, "name": self.name, "config": dict(self.config), "heads": sorted(self.heads),
+                "num_classes": self.num_classes, "det_classes": self.det_classes,
+                "output_stride": self.output_stride, "pad_multiple": self.pad_multiple,
+                "preprocessing": self.preprocessing.to_dict(), "classes": list(self.classes),
+                "box_classes": list(self.box_classes)}
+
+
+def spec_of(model: Any) -> ModelSpec:
+    """The spec a model or runner carries (through DDP's ``module`` and ``torch.compile``'s
+    ``_orig_mod`` wrappers); a clear error for modules ``create_model`` did not build."""
+    while isinstance(model, nn.Module) and "spec" not in model.__dict__:
+        inner = model._modules.get("module") or model._modules.get("_orig_mod")
+        if inner is None:
+            break
+        model = inner
+    spec = vars(model).get("spec") if hasattr(model, "__dict__") else None
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(f"{type(model).__name__} has no ModelSpec (build it with fcnkit.create_model, or give "
+                        f"it one: model.spec = ModelSpec(...))")
+    return spec
+
+
+def with_names(spec: ModelSpec, classes: list[str] | tuple[str, ...] | None,
+               box_classes: list[str] | tuple[str, ...] | None = None) -> ModelSpec:
+    """``spec`` naming its classes; the counts must agree (a ValueError says which list does not)."""
+    changes = {}
+    for key, names, count in (("classes", classes, spec.num_classes), ("box_classes", box_classes, spec.det_classes)):
+        if names:
+            if count is None or len(names) != count:
+                raise ValueError(f"{len(names)} {key.replace('_', ' ')} named for a model that scores {count}")
+            changes[key] = tuple(names)
+    return spec.replace(**changes)
+
+
+__all__ = ["ModelSpec", "SPEC_FORMAT", "spec_of", "with_names"]

@@ -22,7 +22,9 @@ from torch import nn
 
 from ..extras import require
 from ..io import atomic_write, check_output_file, discard_temp, publish_temp, temp_beside
-from ..inference.runtime import INPUT_NAME, META_KEY, TASK_OUTPUTS, OnnxRuntimeModel, export_meta
+from ..heads import SEG_OUTPUT
+from ..inference.runtime import INPUT_NAME, META_KEY, OnnxRuntimeModel, export_meta
+from ..models.spec import spec_of
 from .verify import DEFAULT_SIZES, Parity, check_parity
 
 DEFAULT_OPSET = 18
@@ -53,7 +55,7 @@ def to_onnx_proto(model: nn.Module, *, opset: int = DEFAULT_OPSET, meta: dict | 
     device = next(model.parameters()).device
     x = torch.zeros(*EXAMPLE_SHAPE, device=device)
     dims = {0: Dim("batch"), 2: Dim("height"), 3: Dim("width")}
-    outputs = TASK_OUTPUTS[getattr(model, "task", "segmentation")]  # a dict's values, in the model's order
+    outputs = spec_of(model).outputs  # the forward dict's keys, in its order
     with warnings.catch_warnings(), _quiet():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(model, (x,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
@@ -63,7 +65,7 @@ def to_onnx_proto(model: nn.Module, *, opset: int = DEFAULT_OPSET, meta: dict | 
     # class scores come at the input's size: say so instead of the exporter's derived expressions
     for out in proto.graph.output:
         out_dims = out.type.tensor_type.shape.dim
-        for i, name in ((0, "batch"), (2, "height"), (3, "width")) if out.name in ("logits", "seg") else ((0, "batch"),):
+        for i, name in ((0, "batch"), (2, "height"), (3, "width")) if out.name == SEG_OUTPUT else ((0, "batch"),):
             out_dims[i].ClearField("dim_value")
             out_dims[i].dim_param = name
     set_metadata(proto, meta if meta is not None else export_meta(model))

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from fcnkit.engine.evaluate import agreement, load_samples, mean_iu, predict_all
+from fcnkit.engine.samples import agreement, load_samples, mean_iu, predict_all
 from fcnkit.cli.models import parse_size
 from fcnkit.export import optimize as opt
 from fcnkit.export.bench import BenchRow, format_table, machine_peaks, peak_for, plot_rows, time_callable
@@ -63,8 +63,9 @@ def load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, bool]:
     if args.checkpoint is not None:
         model = load_saved(args.checkpoint)
         recipe = model.meta.get("optimization")
-        if recipe or model.config.get("encoder") != "vgg16":
-            raise SystemExit(f"{args.checkpoint}: need a plain VGG-16 FCN checkpoint (got {model.config}, {recipe})")
+        if recipe or model.spec.config.get("encoder") != "vgg16":
+            raise SystemExit(f"{args.checkpoint}: need a plain VGG-16 FCN checkpoint (got {model.spec.builder_config}, "
+                             f"{recipe})")
         return model.eval(), True
     torch.manual_seed(0)  # the same stand-in every run
     model = create_model("fcn8s", num_classes=11, width=args.width).eval()
@@ -79,10 +80,10 @@ def load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, bool]:
 
 def reference_twin(model: torch.nn.Module) -> torch.nn.Module:
     """The same weights in the authors' pad-100 geometry (the baseline everyone starts from)."""
-    config = dict(model.config, geometry="reference")
+    config = dict(model.spec.builder_config, geometry="reference")
     twin = create_model(config.pop("name"), **config).eval()
     twin.load_state_dict(model.state_dict(), strict=True)
-    twin.preprocessing = model.preprocessing
+    twin.spec = twin.spec.replace(preprocessing=model.spec.preprocessing, classes=model.spec.classes)
     return twin
 
 
@@ -92,18 +93,18 @@ def main(argv: list[str] | None = None) -> int:
     model, trained = load_model(args)
     h, w = args.size
     kind = "trained checkpoint" if trained else "UNTRAINED stand-in: accuracies are not meaningful"
-    print(f"FCN-8s {model.config}, {kind}")
+    print(f"FCN-8s {model.spec.builder_config}, {kind}")
     peaks = machine_peaks(args.threads)
     print(f"matmul peak, {args.threads} threads: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GFLOP/s",
           flush=True)
     try:
-        samples = load_samples(args.data, "val", model.preprocessing, limit=args.val_limit)
-        calib = [s.image for s in load_samples(args.data, "train", model.preprocessing, limit=args.calib_limit)]
+        samples = load_samples(args.data, "val", model.spec.preprocessing, limit=args.val_limit)
+        calib = [s.image for s in load_samples(args.data, "train", model.spec.preprocessing, limit=args.calib_limit)]
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"cannot load {args.data}: {e}")
     reference = opt.Reference.of(model, samples)
     print(f"fp32 model: mean IU {reference.mean_iu:.2f} on {len(samples)} val images", flush=True)
-    x = model.preprocessing(torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)))  # (1, 3, H, W)
+    x = model.spec.preprocessing(torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)))  # (1, 3, H, W)
     skip = set(filter(None, args.skip.split(",")))
     ranks = [int(r) for r in args.svd_ranks.split(",") if r]
     spectra = opt.svd_spectra(model) if ranks else {}
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"[{time.perf_counter() - t0:.0f} s]", flush=True)
             del runtime
 
-    title = (f"FCN-8s VGG-16 (width {model.config['width']}) {h}x{w}, {args.threads} threads, "
+    title = (f"FCN-8s VGG-16 (width {model.spec.config['width']}) {h}x{w}, {args.threads} threads, "
              f"{len(samples)} CamVid val images")
     table = format_table(rows)
     ok = [r for r in rows if r.mean_iu_change is not None and r.mean_iu_change >= -0.5]
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                f"{'met' if best.median_ms <= 100 else 'NOT met'}") if best else "no rung within a 0.5 drop"
     print(f"\n{title}\n{table}\n{verdict}")
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"inference_{h}x{w}_w{model.config['width']:g}"
+    stem = f"inference_{h}x{w}_w{model.spec.config['width']:g}"
     plot_rows(rows, args.out / f"{stem}.png", title=title)
     (args.out / f"{stem}.json").write_text(json.dumps({"title": title, "trained": trained, "peaks": peaks,
                                                        "fp32_mean_iu": reference.mean_iu,

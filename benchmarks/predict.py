@@ -71,7 +71,7 @@ def child(args: argparse.Namespace) -> None:
     cost = predictor._cost_per_pixel()  # the planner's estimate, to compare with the measurement
     t = plan.tile[0] if plan else None
     estimate = cost * s * s if plan is None else tiled_bytes(s, s, plan, bytes_per_pixel=cost,
-                                                             num_classes=predictor.num_classes)
+                                                             num_classes=predictor.spec.num_classes)
     print(json.dumps({"size": s, "mode": args.mode, "tile": t, "base_mb": base, "peak_mb": rss_mb(),
                       "seconds": seconds, "estimate_mb": estimate / 2**20}))
 

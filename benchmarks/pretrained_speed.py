@@ -26,11 +26,12 @@ import torchvision
 from torch import nn
 
 import fcnkit
-from fcnkit.engine.evaluate import agreement, load_samples, mean_iu, predict_all
+from fcnkit.engine.samples import agreement, load_samples, mean_iu, predict_all
 from fcnkit.cli.models import parse_size
 from fcnkit.export import optimize as opt
 from fcnkit.export.bench import BenchRow, format_table, time_callable
-from fcnkit.models import IMAGENET
+from fcnkit.heads import SEG, SEG_OUTPUT
+from fcnkit.models.spec import ModelSpec
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid"
 RUNGS = [("eager-fp32", dict(backend="torch", precision="fp32")),
@@ -41,17 +42,18 @@ RUNGS = [("eager-fp32", dict(backend="torch", precision="fp32")),
 
 
 class LRASPP(nn.Module):
-    """torchvision's ``lraspp_mobilenet_v3_large`` returning plain logits, as fcnkit's nets do."""
+    """torchvision's ``lraspp_mobilenet_v3_large`` returning ``{"seg": logits}``, as fcnkit's nets do."""
 
     def __init__(self, num_classes: int) -> None:
         super().__init__()
         self.net = torchvision.models.segmentation.lraspp_mobilenet_v3_large(
             weights=None, weights_backbone=None, num_classes=num_classes)
-        self.num_classes, self.preprocessing, self.meta = num_classes, IMAGENET, {}
-        self.config = {"name": "lraspp_mobilenet_v3_large", "num_classes": num_classes}
+        self.spec = ModelSpec(name="lraspp_mobilenet_v3_large", config={"num_classes": num_classes}, heads={SEG},
+                              num_classes=num_classes)
+        self.meta = {}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)["out"]
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {SEG_OUTPUT: self.net(x)["out"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,17 +70,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     ours = fcnkit.load(args.model).eval()
-    nets = [(f"FCN-8s {ours.config['encoder']} (ours)", ours), ("LR-ASPP MobileNetV3-L (torchvision)",
-                                                              LRASPP(ours.num_classes).eval())]
+    nets = [(f"FCN-8s {ours.spec.config['encoder']} (ours)", ours), ("LR-ASPP MobileNetV3-L (torchvision)",
+                                                                   LRASPP(ours.spec.num_classes).eval())]
     h, w = args.size
     rows: list[tuple[str, BenchRow]] = []
     with tempfile.TemporaryDirectory(prefix="fcnkit-speed.") as work:
         for label, net in nets:
-            samples = load_samples(args.data, "val", net.preprocessing, limit=args.val_limit)
-            calib = [s.image for s in load_samples(args.data, "train", net.preprocessing,
-                                                       limit=args.calib_limit)]
+            prep = net.spec.preprocessing
+            samples = load_samples(args.data, "val", prep, limit=args.val_limit)
+            calib = [s.image for s in load_samples(args.data, "train", prep, limit=args.calib_limit)]
             reference = opt.Reference.of(net, samples)
-            x = net.preprocessing(torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)))
+            x = prep(torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)))
             onnx_cache: dict = {}
             for name, recipe in RUNGS:
                 variant = opt.build_variant(net, workdir=Path(work) / f"{len(rows)}-{name}", calibration=calib,

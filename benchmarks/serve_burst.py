@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 from PIL import Image
 
 from fcnkit.engine.runtime import cpu_model

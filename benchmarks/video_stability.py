@@ -53,7 +53,7 @@ def main() -> None:
         frames.append(rgb)
         labels.append(torch.as_tensor(np.asarray(target["mask"])))
         probs.append(result.probabilities)
-    k = predictor.num_classes
+    k = predictor.spec.num_classes
     truth = FlickerMeter(k)
     for label in labels:
         truth.update(label)

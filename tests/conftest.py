@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytest_plugins = ["predict_fixtures"]  # the prediction tests' models and images (fixtures by name)
+
 DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # the weights and probe caches of a test run are its own, not the user's (run_isolated.py shares one
 # folder between its per-file processes, so a precision measured once is reused)

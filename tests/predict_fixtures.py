@@ -1,7 +1,13 @@
-"""Models and images for the prediction tests (test_predict*, test_tiling, test_video)."""
+"""Models and images for the prediction tests (test_predict*, test_serve, test_tiling, test_video, ...).
+
+A pytest plugin (``pytest_plugins`` in conftest.py): its fixtures (``model_file``) come by
+name; the helpers (``colour_fcn``, ``scene``, ``seg_spec``, ``PALETTE``) are imported as
+functions and values.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from fcnkit import create_model
+from fcnkit.heads import SEG
 from fcnkit.models.saved import save_model
+from fcnkit.models.spec import ModelSpec
 
 PALETTE = [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
 
@@ -40,6 +48,13 @@ def colour_fcn() -> torch.nn.Module:
     return m
 
 
+def seg_spec(num_classes: int, classes: Sequence[str] = ()) -> ModelSpec:
+    """The spec of a stand-in segmentation model (a module or callable a test builds): it
+    takes any input size and normalises like ImageNet models."""
+    return ModelSpec(name="fcn8s", config={"num_classes": num_classes}, heads=frozenset({SEG}),
+                     num_classes=num_classes, pad_multiple=1, classes=tuple(classes))
+
+
 def scene(h: int, w: int, seed: int = 0) -> np.ndarray:
     """Smooth random colour field (H, W, 3) uint8: regions whose dominant channel varies."""
     g = torch.Generator().manual_seed(seed)
@@ -50,7 +65,7 @@ def scene(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
-    """``colour_fcn`` saved with its class names and palette (import this fixture to use it)."""
+    """``colour_fcn`` saved with its class names and palette."""
     path = tmp_path_factory.mktemp("model") / "colour.pt"
     save_model(colour_fcn(), path, classes=["red", "green", "blue"], palette=PALETTE)
     return path

@@ -38,7 +38,7 @@ def test_voc_xml_raccoon_layout_boxes_and_classes(tmp_path: Path) -> None:
     written = write_voc_xml(tmp_path, n=5)
     ds = VOCDetection(tmp_path, "all")
     assert detect_format(tmp_path) == "voc_xml"
-    assert len(ds) == 5 and ds.classes == ["cat", "dog"] and ds.task == "detection"
+    assert len(ds) == 5 and ds.classes == ["cat", "dog"] and ds.heads == {"boxes"}
     image, target = ds[2]
     assert image.shape == (3, 20, 30) and image.dtype == torch.uint8
     # VOC 1-based inclusive (1+k, 2+k, 10+2k, 12+k) -> continuous XYXY (k, 1+k, 10+2k, 12+k)
@@ -153,7 +153,7 @@ def test_coco_single_file_split_and_masks(tmp_path: Path) -> None:
     assert len(ds) == 4
     assert len(COCODetection(tmp_path, "train")) + len(COCODetection(tmp_path, "val")) == 4
     ds = build_dataset(f"coco_joint:{tmp_path}", "all")  # COCODetection(..., masks=True): both kinds of label
-    assert ds.task == "joint" and ds.classes == ["background", "person", "car"] and ds.box_classes == ["person", "car"]
+    assert ds.heads == {"seg", "boxes"} and ds.classes == ["background", "person", "car"] and ds.box_classes == ["person", "car"]
     assert ds.palette[0] == (0, 0, 0) and len(ds.palette) == 3
     image, t = ds[0]
     mask = t["mask"]
@@ -165,7 +165,7 @@ def test_coco_single_file_split_and_masks(tmp_path: Path) -> None:
     from fcnkit.data.check import check_dataset
 
     report = check_dataset(f"coco_joint:{tmp_path}", splits=["all"], progress=False)
-    assert report.task == "joint" and report.box_histogram == {0: 1, 1: 2}  # crowd is no box
+    assert report.heads == {"seg", "boxes"} and report.box_histogram == {0: 1, 1: 2}  # crowd is no box
     assert report.histogram[255] == 25 and sum(report.histogram.values()) == 4 * 20 * 30
     text = report.format_text()
     assert "class pixels:" in text and text.split("class boxes:")[1].split("\n")[1].split() == ["0", "person", "1",

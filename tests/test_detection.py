@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from fcnkit.detection import decode, detection_loss, focal_loss, joint_loss, masked_l1, render_batch, render_targets
+from fcnkit.detection import decode, detection_loss, heatmap_focal_loss, joint_loss, masked_l1, render_batch, render_targets
 from fcnkit.metrics.detection import DetectionMAP
 from fcnkit.models import create_model
 from fcnkit.models.registry import list_models
 from fcnkit.models.encoders import list_encoders
 from fcnkit.models.saved import load_model, save_model
+from fcnkit.models.spec import with_names
 
 
 def _as_outputs(t: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -96,11 +97,11 @@ def test_focal_loss_known_value() -> None:
     # -(1/2)^2 (1 - 1/2)^4 ln(1/2); one positive normalises by 1
     target = torch.tensor([1.0, 0.5]).view(1, 1, 1, 2)
     expected = math.log(2) * (0.25 + 0.25 * 0.0625)
-    assert focal_loss(torch.zeros(1, 1, 1, 2), target).item() == pytest.approx(expected, rel=1e-6)
+    assert heatmap_focal_loss(torch.zeros(1, 1, 1, 2), target).item() == pytest.approx(expected, rel=1e-6)
     # near-perfect logits: loss near 0; saturated logits stay finite
     good = torch.tensor([20.0, -20.0]).view(1, 1, 1, 2)
-    assert focal_loss(good, torch.tensor([1.0, 0.0]).view(1, 1, 1, 2)).item() < 1e-8
-    assert math.isfinite(focal_loss(torch.tensor([-1e4, 1e4]).view(1, 1, 1, 2), target).item())
+    assert heatmap_focal_loss(good, torch.tensor([1.0, 0.0]).view(1, 1, 1, 2)).item() < 1e-8
+    assert math.isfinite(heatmap_focal_loss(torch.tensor([-1e4, 1e4]).view(1, 1, 1, 2), target).item())
 
 
 def test_masked_l1_counts_only_centre_cells_per_object() -> None:
@@ -239,7 +240,7 @@ def test_every_detection_builder_runs_forward_and_backward(name: str, encoder: s
     sum(v.float().square().mean() for v in out.values()).backward()
     first = next(p for p in model.encoder.parameters() if p.requires_grad)
     assert first.grad is not None and first.grad.abs().sum() > 0
-    assert model.output_stride == 4 and model.config["name"] == name.replace("-", "_")
+    assert model.spec.output_stride == 4 and model.spec.name == name.replace("-", "_")
 
 
 def test_output_stride_8_and_geometry_checks() -> None:
@@ -254,15 +255,16 @@ def test_output_stride_8_and_geometry_checks() -> None:
 def test_saved_joint_model_rebuilds_with_identical_outputs(tmp_path) -> None:
     model = create_model("fcn8s_joint", num_classes=3, det_classes=2, encoder="mobilenet_v3_large", width=0.25,
                          output_stride=8).eval()
-    save_model(model, tmp_path / "joint.pt", classes=["a", "b", "c"])
+    model.spec = with_names(model.spec, ["a", "b", "c"])
+    save_model(model, tmp_path / "joint.pt")
     loaded = load_model(tmp_path / "joint.pt")
     x = torch.randn(1, 3, 40, 40)
     with torch.no_grad():
         a, b = model(x), loaded(x)
-    assert set(a) == {"heatmap", "size", "offset", "seg"} and loaded.det_classes == 2
+    assert set(a) == {"heatmap", "size", "offset", "seg"} and loaded.spec.det_classes == 2
     for key in a:
         torch.testing.assert_close(a[key], b[key])
-    assert loaded.meta["classes"] == ["a", "b", "c"]
+    assert loaded.spec.classes == ("a", "b", "c")
 
 
 def test_decoding_suppresses_duplicate_peaks_by_default():

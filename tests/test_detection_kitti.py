@@ -11,6 +11,7 @@ from PIL import Image
 
 from fcnkit.data import DataError, build_dataset, detect_format
 from fcnkit.data.kitti_object import KittiObjectDetection, parse_kitti_label
+from fcnkit.heads import BOXES
 
 # three real-format lines (000008.txt of the KITTI training set, abridged) plus a DontCare
 LINES = [
@@ -59,7 +60,7 @@ def test_kitti_dataset_samples_classes_and_splits(tmp_path: Path) -> None:
     _write_kitti(tmp_path)
     assert detect_format(tmp_path) == "kitti_object"
     ds = KittiObjectDetection(tmp_path, "all")
-    assert len(ds) == 5 and ds.classes == ["Car", "Pedestrian", "Cyclist"] and ds.task == "detection"
+    assert len(ds) == 5 and ds.classes == ["Car", "Pedestrian", "Cyclist"] and ds.heads == {BOXES}
     image, target = ds[3]  # all four lines: Car, Pedestrian kept; Van (not a class) and DontCare dropped
     assert image.shape == (3, 375, 1242) and image.dtype == torch.uint8
     torch.testing.assert_close(target["boxes"].as_subclass(torch.Tensor),

@@ -24,6 +24,7 @@ from fcnkit.data.transforms import eval_transforms
 from fcnkit.detection import DetectionCollate, decode, detection_loss
 from fcnkit.engine import evaluate, train
 from fcnkit.engine.tasks import DETECTION, JOINT, SEGMENTATION, task_of
+from fcnkit.heads import BOXES, SEG
 from fcnkit.metrics.detection import DetectionMAP
 from fcnkit.models import create_model
 from fcnkit.models.saved import load_model, read_record, save_model
@@ -40,7 +41,7 @@ def _tiny(name: str = "fcn8s_det", **kw):
 class OnlyOneKind(torch.utils.data.Dataset):
     """Street scenes where even samples keep only their mask and odd ones only their boxes."""
 
-    classes, box_classes, task, ignore_index = SyntheticStreets.classes, ["car"], "joint", 255
+    classes, box_classes, heads, ignore_index = SyntheticStreets.classes, ["car"], frozenset({SEG, BOXES}), 255
 
     def __init__(self, base: torch.utils.data.Dataset) -> None:
         self.base = base
@@ -63,15 +64,15 @@ def _cfg(out: Path, **kw) -> TrainConfig:
 def test_models_declare_their_task_and_class_counts() -> None:
     det, joint = _tiny(), _tiny("fcn8s_joint")
     seg = create_model("fcn8s", num_classes=3, **TINY)
-    assert (det.task, joint.task, seg.task) == ("detection", "joint", "segmentation")
+    assert (det.spec.heads, joint.spec.heads, seg.spec.heads) == ({BOXES}, {SEG, BOXES}, {SEG})
     assert (task_of(det), task_of(joint), task_of(seg)) == (DETECTION, JOINT, SEGMENTATION)
-    assert det.det_classes == 1 and not hasattr(det, "num_classes")  # no second meaning of num_classes
-    assert joint.num_classes == 7 and joint.det_classes == 1
+    assert det.spec.det_classes == 1 and det.spec.num_classes is None  # no second meaning of num_classes
+    assert joint.spec.num_classes == 7 and joint.spec.det_classes == 1
 
 
 def test_collate_mixed_batch_flags_and_targets() -> None:
     model = _tiny("fcn8s_joint")
-    ds = OnlyOneKind(SyntheticStreets(4, size=SIZE, transforms=eval_transforms(model.preprocessing)))
+    ds = OnlyOneKind(SyntheticStreets(4, size=SIZE, transforms=eval_transforms(model.spec.preprocessing)))
     images, t = DetectionCollate(num_classes=1, stride=4)([ds[i] for i in range(4)])
     assert images.shape == (4, 3, *SIZE)
     assert t["has_mask"].tolist() == [True, False, True, False]
@@ -85,7 +86,7 @@ def test_collate_mixed_batch_flags_and_targets() -> None:
 
 def test_detection_loss_falls_when_overfitting_two_images() -> None:
     model = _tiny(output_stride=4)
-    ds = SyntheticStreets(2, size=SIZE, transforms=eval_transforms(model.preprocessing))
+    ds = SyntheticStreets(2, size=SIZE, transforms=eval_transforms(model.spec.preprocessing))
     images, t = DetectionCollate(num_classes=1, stride=4)([ds[0], ds[1]])
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     model.train()
@@ -103,7 +104,7 @@ def test_detection_loss_falls_when_overfitting_two_images() -> None:
 
 def test_joint_task_loss_uses_each_label_only_where_it_exists() -> None:
     model = _tiny("fcn8s_joint", output_stride=8)
-    ds = OnlyOneKind(SyntheticStreets(4, size=SIZE, transforms=eval_transforms(model.preprocessing)))
+    ds = OnlyOneKind(SyntheticStreets(4, size=SIZE, transforms=eval_transforms(model.spec.preprocessing)))
     collate = JOINT.collate(model, 255)
     ce = torch.nn.CrossEntropyLoss(ignore_index=255)
     out = model(collate([ds[0], ds[2]])[0])  # masks only
@@ -119,7 +120,7 @@ def test_joint_task_loss_uses_each_label_only_where_it_exists() -> None:
 
 def test_joint_model_trains_on_mixed_batches_and_scores_both(tmp_path: Path) -> None:
     model = _tiny("fcn8s_joint", output_stride=8)
-    tf = eval_transforms(model.preprocessing)
+    tf = eval_transforms(model.spec.preprocessing)
     ds = OnlyOneKind(SyntheticStreets(8, size=SIZE, transforms=tf))
     val = OnlyOneKind(SyntheticStreets(4, size=SIZE, seed=50, transforms=tf))
     result = train(_cfg(tmp_path, model="fcn8s_joint", batch_size=4, epochs=6), train_set=ds, val_set=val)
@@ -132,16 +133,16 @@ def test_joint_model_trains_on_mixed_batches_and_scores_both(tmp_path: Path) -> 
     assert m["pixels"] == 2 * SIZE[0] * SIZE[1] - int(sum((val[i][1]["mask"] == 255).sum() for i in (0, 2)))
     assert result["best_key"] == "score"
     best = read_record(tmp_path / "best.pt")
-    assert best["meta"]["box_classes"] == ["car"] and best["meta"]["classes"] == SyntheticStreets.classes
+    assert best["spec"]["box_classes"] == ["car"] and best["spec"]["classes"] == SyntheticStreets.classes
     loaded = load_model(tmp_path / "last.pt")
-    assert loaded.task == "joint" and loaded.config == result["model"].config
+    assert loaded.spec.heads == {SEG, BOXES} and loaded.spec == result["model"].spec
     loader = DataLoader(val, batch_size=2, collate_fn=JOINT.collate(loaded, 255))
     again = evaluate(loaded, loader).metrics  # last.pt rebuilds itself and scores like the trainer
     assert again["map"] == pytest.approx(m["map"]) and again["mean_iu"] == pytest.approx(m["mean_iu"])
 
 
 def test_detector_resume_is_bit_identical_and_stop_after_pauses(tmp_path: Path) -> None:
-    ds = SyntheticStreets(4, size=SIZE, transforms=eval_transforms(_tiny().preprocessing))
+    ds = SyntheticStreets(4, size=SIZE, transforms=eval_transforms(_tiny().spec.preprocessing))
     straight = train(_cfg(tmp_path / "a", output_stride=8), train_set=ds)
     paused = train(_cfg(tmp_path / "b", output_stride=8), train_set=ds, stop_after=3)
     assert paused["status"] == "paused" and paused["iteration"] == 3
@@ -153,7 +154,7 @@ def test_detector_resume_is_bit_identical_and_stop_after_pauses(tmp_path: Path) 
 
 
 def test_resume_refuses_a_different_model(tmp_path: Path) -> None:
-    ds = SyntheticStreets(2, size=SIZE, transforms=eval_transforms(_tiny().preprocessing))
+    ds = SyntheticStreets(2, size=SIZE, transforms=eval_transforms(_tiny().spec.preprocessing))
     train(_cfg(tmp_path, output_stride=8, epochs=1), train_set=ds)
     with pytest.raises(ValueError, match="do not fit the model this config builds"):
         train(_cfg(tmp_path, model="fcn8s_joint", epochs=2), train_set=OnlyOneKind(ds), resume=True)
@@ -173,8 +174,10 @@ def test_cli_train_stop_after_resume_and_eval_on_a_detector(tmp_path: Path, caps
     assert main([*args, "--resume"]) == 0
     rows = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2] and "val_map_50" in rows[0] and "val_mean_iu" not in rows[0]
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")  # the CSV's columns are the rows' keys
+    assert {"val_map", "val_map_50", "val_mar_100"} <= set(header) and "val_mean_iu" not in header
     last = load_model(out / "last.pt")
-    assert last.meta["classes"] == last.meta["box_classes"] == ["cat", "dog"] and last.meta["max_size"] == 40
+    assert last.spec.label_names == last.spec.box_classes == ("cat", "dog") and last.meta["max_size"] == 40
     capsys.readouterr()
     assert main(["eval", str(out / "best.pt"), "--data", f"voc_xml:{tmp_path / 'voc'}", "--out",
                  str(tmp_path / "eval"), "--workers", "0"]) == 0
@@ -206,7 +209,7 @@ def test_joint_model_on_a_list_of_datasets_and_its_eval_on_each(tmp_path: Path, 
     row = json.loads((out / "metrics.jsonl").read_text())
     assert {"val_mean_iu", "val_map", "val_score"} <= set(row)
     model = load_model(out / "last.pt")
-    assert model.num_classes == 11 and model.det_classes == 2 and model.meta["box_classes"] == ["cat", "dog"]
+    assert model.spec.num_classes == 11 and model.spec.det_classes == 2 and model.spec.box_classes == ("cat", "dog")
     reports = {}
     for name, data in {"seg": [camvid], "det": [voc], "both": [camvid, voc]}.items():
         assert main(["eval", str(out / "last.pt"), "--data", *data, "--out", str(tmp_path / name),
@@ -243,11 +246,11 @@ def test_one_coco_dataset_feeds_both_heads_of_a_joint_model(tmp_path: Path) -> N
     row = json.loads((out / "metrics.jsonl").read_text())
     assert {"val_mean_iu", "val_map", "val_score"} <= set(row)
     model = load_model(out / "last.pt")
-    assert model.num_classes == 3 and model.det_classes == 2  # categories in id order: person (3), car (7)
-    assert model.meta["classes"] == ["background", "person", "car"] and model.meta["box_classes"] == ["person", "car"]
+    assert model.spec.num_classes == 3 and model.spec.det_classes == 2  # categories in id order: person (3), car (7)
+    assert model.spec.classes == ("background", "person", "car") and model.spec.box_classes == ("person", "car")
     # the collated batch carries both labels for every sample: both loss terms are live
-    ds = build_dataset(data, "train", eval_transforms(model.preprocessing))
-    _, targets = DetectionCollate(num_classes=2, stride=model.output_stride)([ds[0], ds[1]])
+    ds = build_dataset(data, "train", eval_transforms(model.spec.preprocessing))
+    _, targets = DetectionCollate(num_classes=2, stride=model.spec.output_stride)([ds[0], ds[1]])
     assert targets["has_mask"].tolist() == [True, True] and targets["has_boxes"].tolist() == [True, True]
     assert set(targets["mask"].unique().tolist()) == {0, 1, 2}  # image 1 has a car and a person
     assert main(["eval", str(out / "last.pt"), "--data", data, "--out", str(tmp_path / "eval"), "--workers", "0"]) == 0
@@ -258,7 +261,7 @@ def test_one_coco_dataset_feeds_both_heads_of_a_joint_model(tmp_path: Path) -> N
 def test_mixed_real_data_camvid_masks_and_raccoon_boxes() -> None:
     camvid, raccoon = data_dir("camvid"), data_dir("raccoon")
     ds = build_dataset([f"camvid:{camvid}", f"voc_xml:{raccoon}"], "val")
-    assert ds.task == "joint" and len(ds) == 101 + 32
+    assert ds.heads == {SEG, BOXES} and len(ds) == 101 + 32
     assert ds.classes[:3] == ["Sky", "Building", "Pole"] and len(ds.classes) == 11 and ds.box_classes == ["raccoon"]
     _, first = ds[0]
     _, last = ds[len(ds) - 1]
@@ -272,7 +275,7 @@ def test_raccoon_boxes_survive_targets_and_decoding_with_map_one() -> None:
 
     root = data_dir("raccoon")
     model = _tiny()
-    tf = v2.Compose([v2.Resize(size=None, max_size=160), eval_transforms(model.preprocessing)])
+    tf = v2.Compose([v2.Resize(size=None, max_size=160), eval_transforms(model.spec.preprocessing)])
     val = VOCDetection(root, "val", tf)
     assert len(val) == 32 and val.classes == ["raccoon"]
     metric = DetectionMAP()
@@ -293,15 +296,15 @@ def test_saved_models_rebuild_with_their_task_in_either_file_format(tmp_path: Pa
     det, seg = tmp_path / f"det{suffix}", tmp_path / f"seg{suffix}"
     save_model(_tiny(), det)
     save_model(create_model("fcn8s", num_classes=3, **TINY), seg)
-    assert load_model(det).task == "detection" and load_model(seg).task == "segmentation"
+    assert load_model(det).spec.heads == {BOXES} and load_model(seg).spec.heads == {SEG}
 
 
 def test_old_detector_files_with_num_classes_still_load(tmp_path: Path) -> None:
     rec = {"format": "fcnkit-model/1", "meta": {}, "model": _tiny().state_dict(),
-           "config": {**_tiny().config, "num_classes": 1}}
+           "config": {**_tiny().spec.builder_config, "num_classes": 1}}
     del rec["config"]["det_classes"]
     torch.save(rec, tmp_path / "old.pt")
-    assert load_model(tmp_path / "old.pt").det_classes == 1
+    assert load_model(tmp_path / "old.pt").spec.det_classes == 1
 
 
 DDP_SCRIPT = textwrap.dedent('''
@@ -335,6 +338,6 @@ def test_two_cpu_processes_train_a_detector_in_lockstep(tmp_path: Path) -> None:
     m0, m1 = (json.loads((out / f"metrics{r}.json").read_text()) for r in (0, 1))
     assert m0 == m1 and 0 <= m0["map"] <= 1  # detections gathered from both shards: ranks agree
     model = load_model(out / "last.pt")
-    va = SyntheticStreets(3, size=(64, 64), seed=50, transforms=eval_transforms(model.preprocessing))
+    va = SyntheticStreets(3, size=(64, 64), seed=50, transforms=eval_transforms(model.spec.preprocessing))
     single = evaluate(model, DataLoader(va, batch_size=1, collate_fn=DETECTION.collate(model, 255))).metrics
     assert single["map"] == pytest.approx(m0["map"], abs=1e-12)

@@ -9,13 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 from PIL import Image
 
 from conftest import data_dir
 from fcnkit.cli import main
-from predict_fixtures import model_file, scene  # noqa: F401 (model_file: a fixture)
+from predict_fixtures import scene
 
 
 def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:

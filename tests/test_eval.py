@@ -13,11 +13,14 @@ from torch import nn
 from torchvision import tv_tensors
 
 from fcnkit.data import pad_collate
-from fcnkit.engine.evaluate import evaluate, write_report
+from fcnkit.engine.evaluate import evaluate
+from fcnkit.engine.report import write_report
+from fcnkit.heads import SEG
 from fcnkit.inference.evaluate import evaluate_checkpoint
 from fcnkit.metrics import RoadMaxF, confusion_matrix
 from fcnkit.models import create_model
 from fcnkit.models.saved import save_model
+from fcnkit.models.spec import ModelSpec, with_names
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -25,8 +28,20 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 class ChannelsAsLogits(nn.Module):
     """Predicts class c where image channel c is largest: a model whose output we know."""
 
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.spec = ModelSpec(name="fcn8s", config={"num_classes": num_classes}, heads=frozenset({SEG}),
+                              num_classes=num_classes, pad_multiple=1)
+
     def forward(self, x):
-        return x * 10.0
+        return {"seg": x * 10.0}
+
+
+def _road_model() -> nn.Module:
+    """A tiny two-class FCN whose classes are named as KITTI road's."""
+    model = create_model("fcn8s", num_classes=2, width=1 / 16)
+    model.spec = with_names(model.spec, ["not road", "road"])
+    return model
 
 
 def _samples(seed=0):
@@ -43,7 +58,7 @@ def _samples(seed=0):
 def test_evaluate_equals_direct_confusion_matrix_and_ignores_padding():
     samples = _samples()
     loader = torch.utils.data.DataLoader(samples, batch_size=2, collate_fn=pad_collate)
-    ev = evaluate(ChannelsAsLogits(), loader, num_classes=3)
+    ev = evaluate(ChannelsAsLogits(3), loader, num_classes=3)
     direct = sum(confusion_matrix(t["mask"], im.argmax(0), 3) for im, t in samples)
     assert torch.equal(ev.confusion.hist, direct)
     assert ev.metrics["pixels"] == 35 + 24 + 27 - 3  # padding (255) and the ignored corners excluded
@@ -52,7 +67,7 @@ def test_evaluate_equals_direct_confusion_matrix_and_ignores_padding():
 def test_evaluate_road_class_gives_kitti_metrics_from_softmax_probabilities():
     samples = [(im[:2], {"mask": t["mask"].clamp(max=1).where(t["mask"] != 255, 255)}) for im, t in _samples(1)]
     loader = torch.utils.data.DataLoader(samples, batch_size=3, collate_fn=pad_collate)
-    ev = evaluate(ChannelsAsLogits(), loader, num_classes=2, road_class=1)
+    ev = evaluate(ChannelsAsLogits(2), loader, num_classes=2, road_class=1)
     ref = RoadMaxF()
     for im, t in samples:
         ref.update((im * 10).softmax(0)[1], t["mask"].where(t["mask"] != 255, -1))
@@ -62,7 +77,7 @@ def test_evaluate_road_class_gives_kitti_metrics_from_softmax_probabilities():
 
 def test_write_report_is_strict_json_with_plots(tmp_path):
     loader = torch.utils.data.DataLoader(_samples(), batch_size=1, collate_fn=pad_collate)
-    ev = evaluate(ChannelsAsLogits(), loader, num_classes=4)  # class 3 never occurs: NaN IU
+    ev = evaluate(ChannelsAsLogits(4), loader, num_classes=4)  # class 3 never occurs: NaN IU
     report = write_report(ev, ["a", "b", "c", "d"], tmp_path, split="val")
     assert math.isnan(report["class_iu"][3])
 
@@ -94,8 +109,7 @@ def test_eval_cli_on_kitti_road_reports_maxf(tmp_path, capsys):
     from fcnkit.cli import main
 
     _kitti_folder(tmp_path / "kitti")
-    save_model(create_model("fcn8s", num_classes=2, width=1 / 16), tmp_path / "m.pt",
-               classes=["not road", "road"], ignore_index=255)
+    save_model(_road_model(), tmp_path / "m.pt", ignore_index=255)
     code = main(["eval", str(tmp_path / "m.pt"), "--data", f"kitti_road:{tmp_path / 'kitti'}", "--split", "all",
                  "--workers", "0", "--out", str(tmp_path / "rep")])
     assert code == 0
@@ -115,8 +129,7 @@ def test_eval_cli_prints_percent_and_writes_under_runs_not_beside_the_model(tmp_
     _kitti_folder(tmp_path / "kitti", n=2)
     model_dir = tmp_path / "weights"
     model_dir.mkdir()
-    save_model(create_model("fcn8s", num_classes=2, width=1 / 16), model_dir / "m.pt",
-               classes=["not road", "road"], ignore_index=255)
+    save_model(_road_model(), model_dir / "m.pt", ignore_index=255)
     (tmp_path / "work").mkdir()
     monkeypatch.chdir(tmp_path / "work")
     monkeypatch.setenv("FCNKIT_PROGRESS_INTERVAL", "0")  # a progress line per batch, if any are shown
@@ -184,10 +197,10 @@ def test_eval_tta_scores_the_predictors_tta_masks(tmp_path, capsys):
 
     _kitti_folder(tmp_path / "kitti", n=3)
     torch.manual_seed(0)
-    model = create_model("fcn8s", num_classes=2, width=1 / 16)
+    model = _road_model()
     for p in model.decoder.parameters():  # score layers start at zero: give the net an opinion
         nn.init.normal_(p, std=0.5)
-    save_model(model, tmp_path / "m.pt", classes=["not road", "road"], ignore_index=255)
+    save_model(model, tmp_path / "m.pt", ignore_index=255)
     args = ["eval", str(tmp_path / "m.pt"), "--data", f"kitti_road:{tmp_path / 'kitti'}", "--split", "all",
             "--workers", "0", "--quiet"]
     assert main([*args, "--out", str(tmp_path / "tta"), "--tta"]) == 0
@@ -213,8 +226,7 @@ def test_eval_cli_flicker_reports_predicted_and_true_flicker(tmp_path, capsys):
     from fcnkit.cli import main
 
     _kitti_folder(tmp_path / "kitti")
-    save_model(create_model("fcn8s", num_classes=2, width=1 / 16), tmp_path / "m.pt",
-               classes=["not road", "road"], ignore_index=255)
+    save_model(_road_model(), tmp_path / "m.pt", ignore_index=255)
     assert main(["eval", str(tmp_path / "m.pt"), "--data", f"kitti_road:{tmp_path / 'kitti'}", "--split", "all",
                  "--workers", "0", "--out", str(tmp_path / "rep"), "--flicker"]) == 0
     report = json.loads((tmp_path / "rep" / "metrics.json").read_text())

@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from fcnkit.cli import main
-from fcnkit.inference.runtime import OnnxRuntimeModel, OpenVINOModel, open_model
-from fcnkit.export.onnx_export import export_onnx
+from fcnkit.export.onnx_export import export_onnx, save_proto, set_metadata
 from fcnkit.export.openvino_export import export_openvino
-from fcnkit.inference.runtime import sidecar_path
+from fcnkit.heads import BOXES, SEG
+from fcnkit.inference.runtime import OnnxRuntimeModel, OpenVINOModel, open_model, sidecar_path
 from fcnkit.models import create_model
 from fcnkit.models.saved import save_model
+from fcnkit.models.spec import with_names
 
 SIZES = ((64, 96), (45, 77))  # a multiple of 32 and not: the fast geometry pads the second
 FAMILIES = {
@@ -25,8 +26,8 @@ FAMILIES = {
     "mobilenet_v3_large": dict(encoder="mobilenet_v3_large", width=0.25),
     "efficientnet_lite0": dict(encoder="efficientnet_lite0"),  # timm, static TF "same" padding
 }
-META = {"classes": ["sky", "road", "car"], "palette": [[128, 128, 128], [128, 64, 128], [64, 0, 128]],
-        "ignore_index": 255}
+CLASSES = ["sky", "road", "car"]  # named in the spec
+META = {"palette": [[128, 128, 128], [128, 64, 128], [64, 0, 128]], "ignore_index": 255}  # the file's other facts
 
 
 def tiny_model(**kwargs) -> torch.nn.Module:
@@ -41,6 +42,7 @@ def tiny_model(**kwargs) -> torch.nn.Module:
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
                 m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    model.spec = with_names(model.spec, CLASSES)
     model.meta = dict(META)
     return model
 
@@ -70,7 +72,7 @@ def test_onnx_parity_two_sizes(exported):
     with torch.no_grad():
         ref = model(x)
     out = runtime(x)
-    assert out.shape == (3, 3, 33, 130)
+    assert list(out) == ["seg"] and out["seg"].shape == (3, 3, 33, 130)
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
 
 
@@ -92,14 +94,15 @@ def test_load_runtime_carries_metadata_and_matches_torch_argmax(exported):
     model, path, _ = exported
     runtime = open_model(path)
     assert runtime.backend == "onnxruntime" and runtime.precision == "fp32"
-    assert runtime.meta["classes"] == META["classes"] and runtime.meta["palette"] == META["palette"]
-    assert runtime.meta["ignore_index"] == 255 and runtime.meta["config"]["name"] == "fcn8s"
-    assert runtime.preprocessing == model.preprocessing and runtime.num_classes == 3
+    assert runtime.spec.classes == tuple(CLASSES) and runtime.meta["palette"] == META["palette"]
+    assert runtime.meta["ignore_index"] == 255 and runtime.spec.name == "fcn8s"
+    assert runtime.spec.preprocessing == model.spec.preprocessing and runtime.spec.num_classes == 3
+    assert runtime.spec == model.spec  # the whole contract travels with the file
     image = torch.rand(1, 3, 50, 60)
-    x = runtime.preprocessing(image)
+    x = runtime.spec.preprocessing(image)
     with torch.no_grad():
-        expected = model(x).argmax(1)
-    assert torch.equal(runtime(x).argmax(1), expected)
+        expected = model(x)["seg"].argmax(1)
+    assert torch.equal(runtime(x)["seg"].argmax(1), expected)
 
 
 def test_failed_parity_writes_nothing(tmp_path, monkeypatch):
@@ -107,7 +110,8 @@ def test_failed_parity_writes_nothing(tmp_path, monkeypatch):
     path = tmp_path / "broken.onnx"
     real_run = OnnxRuntimeModel._run
     # a runtime that is off by a shuffle of the classes, as a wrong export would be
-    monkeypatch.setattr(OnnxRuntimeModel, "_run", lambda self, x: [a[:, ::-1].copy() for a in real_run(self, x)])
+    monkeypatch.setattr(OnnxRuntimeModel, "_run",
+                        lambda self, x: {k: a[:, ::-1].copy() for k, a in real_run(self, x).items()})
     with pytest.raises(RuntimeError, match="does not match eager PyTorch"):
         export_onnx(model, path, sizes=SIZES)
     assert list(tmp_path.iterdir()) == []
@@ -117,7 +121,7 @@ def test_cli_export_onnx_and_openvino(tmp_path, capsys, monkeypatch):
     model = tiny_model(**FAMILIES["vgg16-fast"])
     ckpt = tmp_path / "weights" / "tiny.pt"
     ckpt.parent.mkdir()
-    save_model(model, ckpt, **META)
+    save_model(model, ckpt, classes=CLASSES, **META)
     monkeypatch.chdir(tmp_path)
     assert main(["export", str(ckpt), "--format", "openvino", "--check-sizes", "64x64", "35x50"]) == 0
     out = capsys.readouterr().out
@@ -125,17 +129,17 @@ def test_cli_export_onnx_and_openvino(tmp_path, capsys, monkeypatch):
     xml = tmp_path / "runs" / "export" / "1" / "tiny.xml"  # by default under ./runs, never beside the model
     assert f"wrote {xml.relative_to(tmp_path)}" in out and sorted(ckpt.parent.iterdir()) == [ckpt]
     side = json.loads(sidecar_path(xml).read_text())
-    assert side["classes"] == META["classes"] and side["precision"] == "fp32"
+    assert side["spec"]["classes"] == CLASSES and side["precision"] == "fp32"
     runtime = open_model(xml)
     x = torch.randn(1, 3, 48, 52)
     with torch.no_grad():
-        assert np.array_equal(runtime(x).argmax(1).numpy(), model(x).argmax(1).numpy())
+        assert np.array_equal(runtime(x)["seg"].argmax(1).numpy(), model(x)["seg"].argmax(1).numpy())
 
 
 def test_cli_export_safetensors_release(tmp_path, capsys, monkeypatch):
     model = tiny_model(**FAMILIES["resnet18"])
     ckpt = tmp_path / "tiny.pt"
-    save_model(model, ckpt, val_metrics={"mean_iu": 0.5}, **META)
+    save_model(model, ckpt, val_metrics={"mean_iu": 0.5}, classes=CLASSES, **META)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs" / "export" / "1").mkdir(parents=True)  # taken: the next export goes to 2
     assert main(["export", str(ckpt), "--format", "safetensors"]) == 0
@@ -145,7 +149,7 @@ def test_cli_export_safetensors_release(tmp_path, capsys, monkeypatch):
     out = tmp_path / "runs" / "export" / "2" / "tiny.safetensors"
     assert sha256_of(out) in capsys.readouterr().out
     loaded = load_model(out)
-    assert loaded.meta["classes"] == META["classes"] and loaded.meta["val_metrics"] == {"mean_iu": 0.5}
+    assert loaded.spec.classes == tuple(CLASSES) and loaded.meta["val_metrics"] == {"mean_iu": 0.5}
     assert out.stat().st_size < 0.6 * ckpt.stat().st_size  # fp16
     x = torch.randn(1, 3, 40, 56)
     with torch.no_grad():
@@ -175,7 +179,7 @@ def test_predictor_gives_the_same_masks_for_torch_and_onnx(exported):
     onnx_pred = Predictor(path).predict(image)
     assert onnx_pred.mask.shape == torch_mask.shape == (50, 70)
     assert np.mean(onnx_pred.mask == torch_mask) >= 0.999
-    assert onnx_pred.classes == META["classes"]
+    assert onnx_pred.classes == CLASSES
 
 
 def test_joint_model_exports_every_output_and_runs_predict_and_eval_from_the_files(tmp_path):
@@ -191,10 +195,10 @@ def test_joint_model_exports_every_output_and_runs_predict_and_eval_from_the_fil
                          width=0.25).eval()
     from fcnkit.data.camvid import CamVid
 
-    model.meta = {"classes": list(CamVid.classes), "box_classes": ["cat", "dog"]}
+    model.spec = with_names(model.spec, CamVid.classes, ["cat", "dog"])
     onnx_path, xml = tmp_path / "joint.onnx", tmp_path / "joint.xml"
     report = export_onnx(model, onnx_path, sizes=SIZES)
-    assert [p.output for p in report.parity] == ["heatmap", "size", "offset", "seg"] * 2
+    assert [p.output for p in report.parity] == ["seg", "heatmap", "size", "offset"] * 2  # spec.outputs, by name
     assert all(p.agreement >= 0.999 for p in report.parity if p.output == "seg")
     ov_report = export_openvino(model, xml, sizes=SIZES, onnx_path=onnx_path)
     assert len(ov_report.parity) == 8 and all(p.max_abs_diff < 1e-3 for p in ov_report.parity)
@@ -202,8 +206,10 @@ def test_joint_model_exports_every_output_and_runs_predict_and_eval_from_the_fil
     ref = Predictor(model, channels_last=False, conf=0.0).predict(image)  # every peak: an untrained head
     for path in (onnx_path, xml):
         runtime = open_model(path)
-        assert (runtime.task, runtime.outputs, runtime.det_classes, runtime.output_stride) == (
-            "joint", ("heatmap", "size", "offset", "seg"), 2, 4)
+        spec = runtime.spec
+        assert (spec.heads, spec.outputs, spec.det_classes, spec.output_stride) == (
+            {SEG, BOXES}, ("seg", "heatmap", "size", "offset"), 2, 4)
+        assert spec == model.spec
         got = Predictor(path, conf=0.0).predict(image)
         assert np.array_equal(got.mask, ref.mask)
         boxes = lambda p: np.array([d["box"] for d in p.detections])  # noqa: E731
@@ -218,3 +224,42 @@ def test_joint_model_exports_every_output_and_runs_predict_and_eval_from_the_fil
         file_report = evaluate_checkpoint(path, data, out_dir=tmp_path / f"e-{path.suffix[1:]}", **kw)
         assert file_report["backend"] in ("onnxruntime", "openvino") and file_report["task"] == "joint"
         assert file_report["confusion_matrix"] == torch_report["confusion_matrix"]
+
+
+def as_export_v1(path, out, model) -> None:
+    """``path`` as fcnkit-export/1 wrote it: the mask output named "logits", and the builder
+    config, class names, preprocessing, task and outputs at the top level of the metadata."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    for node in proto.graph.node:
+        for i, name in enumerate(node.output):
+            if name == "seg":
+                node.output[i] = "logits"
+    for value in (*proto.graph.output, *proto.graph.value_info):
+        if value.name == "seg":
+            value.name = "logits"
+    spec = model.spec
+    set_metadata(proto, {**model.meta, "format": "fcnkit-export/1", "preprocessing": spec.preprocessing.to_dict(),
+                         "config": spec.builder_config, "task": "segmentation", "outputs": ["logits"],
+                         "num_classes": spec.num_classes, "classes": list(spec.classes)})
+    save_proto(proto, out)
+
+
+def test_an_export_v1_onnx_file_still_opens_and_predicts_the_same(exported, tmp_path):
+    """Exports written before the spec (fcnkit-export/1, mask output "logits") open through the
+    one conversion path: the same spec, the same outputs, the same masks."""
+    from fcnkit.inference.predictor import Predictor
+
+    model, path, _ = exported
+    old = tmp_path / "old.onnx"
+    as_export_v1(path, old, model)
+    runtime, current = open_model(old), open_model(path)
+    assert runtime.spec == current.spec == model.spec and runtime.meta == current.meta
+    x = runtime.spec.preprocessing(torch.rand(2, 3, 47, 66))
+    out = runtime(x)
+    assert list(out) == ["seg"] and torch.equal(out["seg"], current(x)["seg"])
+    with torch.no_grad():
+        torch.testing.assert_close(out["seg"], model(x)["seg"], atol=1e-4, rtol=1e-4)
+    image = (np.random.default_rng(1).random((50, 70, 3)) * 255).astype(np.uint8)
+    assert np.array_equal(Predictor(old).predict(image).mask, Predictor(path).predict(image).mask)

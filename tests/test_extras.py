@@ -202,7 +202,7 @@ def test_cli_without_an_extra_exits_2_with_one_line(command, hidden, tmp_path, t
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and f"which is not installed: pip install 'fcnkit[export]'" in lines[0], proc.stderr
+    assert len(lines) == 1 and "which is not installed: pip install 'fcnkit[export]'" in lines[0], proc.stderr
     assert lines[0].startswith(f"fcnkit {command[0]}: error:") and hidden in lines[0]
     assert not (tmp_path / "out").exists() and not list(tiny_model_file.parent.glob("m.onnx"))
 

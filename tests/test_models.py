@@ -59,7 +59,7 @@ def test_reference_final_upsampled_size_at_500(name, final, final_size):
 
     getattr(model.decoder, final).register_forward_hook(record)
     with torch.no_grad():
-        out = model(torch.randn(1, 3, 500, 500))
+        out = model(torch.randn(1, 3, 500, 500))["seg"]
     assert seen["shape"][-2:] == (final_size, final_size)
     assert out.shape == (1, 5, 500, 500)
 
@@ -129,13 +129,13 @@ def test_reference_parameter_counts_and_port_keys():
 def test_output_is_exactly_input_size(h, w, name, geometry):
     model = fcnkit.create_model(name, num_classes=3, width=1 / 32, geometry=geometry).eval()
     with torch.no_grad():
-        assert model(torch.randn(1, 3, h, w)).shape == (1, 3, h, w)
+        assert model(torch.randn(1, 3, h, w))["seg"].shape == (1, 3, h, w)
 
 
 @pytest.mark.parametrize("geometry", ["fast", "reference"])
 def test_zero_score_init_gives_uniform_loss(geometry):
     model = tiny("fcn8s", geometry)
-    logits = model(torch.randn(2, 3, 37, 45))
+    logits = model(torch.randn(2, 3, 37, 45))["seg"]
     assert logits.abs().max() == 0
     target = torch.randint(0, 5, (2, 37, 45))
     assert math.isclose(F.cross_entropy(logits, target).item(), math.log(5), rel_tol=1e-6)
@@ -148,7 +148,7 @@ def test_fixed_upsampling_unchanged_by_optimiser_step():
     for p in model.parameters():  # let the gradient reach everything
         if p.requires_grad and p.dim() > 1 and p.abs().sum() == 0:
             torch.nn.init.normal_(p, std=0.1)
-    loss = model(torch.randn(1, 3, 40, 40)).square().mean()
+    loss = model(torch.randn(1, 3, 40, 40))["seg"].square().mean()
     loss.backward()
     opt.step()
     torch.testing.assert_close(model.decoder.upscore8.weight, before, rtol=0, atol=0)
@@ -178,25 +178,30 @@ MODEL_CASES = [(name, dict(width=TINY)) for name in fcnkit.list_models()] + [
 
 @pytest.mark.parametrize("name,kw", MODEL_CASES, ids=[f"{n}-{'-'.join(map(str, k.values()))}" for n, k in MODEL_CASES])
 def test_every_model_trains(name, kw):
-    from fcnkit.engine.tasks import TASKS
-    from fcnkit.models.registry import model_task
+    from fcnkit.engine.tasks import task_for
+    from fcnkit.heads import BOXES, SEG
+    from fcnkit.models.registry import model_heads
 
-    task = TASKS[model_task(name)]  # the class counts each task's builder takes, as the trainer passes them
-    classes = task.model_kwargs({"classes": list("abcd"), "box_classes": ["x", "y"], "task": "joint"})
+    task = task_for(model_heads(name))  # the class counts each task's builder takes, as the trainer passes them
+    classes = task.model_kwargs({"classes": list("abcd"), "box_classes": ["x", "y"], "heads": {SEG, BOXES}})
     model = fcnkit.create_model(name, **classes, **kw).train()
-    assert model.task == task.name
+    spec = model.spec
+    expected_outputs = {frozenset({SEG}): ("seg",), frozenset({BOXES}): ("heatmap", "size", "offset"),
+                        frozenset({SEG, BOXES}): ("seg", "heatmap", "size", "offset")}
+    assert spec.heads == task.heads and spec.outputs == expected_outputs[spec.heads]
+    assert spec.num_classes == (4 if task.segments else None) and spec.det_classes == (2 if task.detects else None)
+    # the captured config rebuilds the same model: nothing typed by hand can drift from the builder
+    assert "weights" not in spec.config and fcnkit.create_model(spec.name, **spec.config).spec == spec
     # zero-init score layers pass no gradient to the encoder on step 0; perturb them as training would
     with torch.no_grad():
         for n, p in model.named_parameters():
             if "score" in n and n.endswith("weight"):
                 p.normal_(std=0.01)
     out = model(torch.randn(2, 3, 45, 61))
-    if task.detects:  # detection / joint models return named dense maps
-        assert all(v.shape[0] == 2 for v in out.values())
-        sum(v.float().square().mean() for v in out.values()).backward()
-    else:
-        assert out.shape == (2, 4, 45, 61)
-        F.cross_entropy(out, torch.randint(0, 4, (2, 45, 61))).backward()
+    assert list(out) == list(spec.outputs) and all(v.shape[0] == 2 for v in out.values())
+    if task.segments:
+        assert out["seg"].shape == (2, 4, 45, 61)
+    sum(v.float().square().mean() for v in out.values()).backward()
     no_grad = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]
     assert no_grad == []
 
@@ -239,7 +244,7 @@ def test_fcn4s_adds_a_pool2_skip_with_crops_derived_like_the_papers():
         m = tiny("fcn4s", geometry).eval()
         with torch.no_grad():
             for h, w in [(1, 1), (37, 53), (64, 96)]:
-                assert m(torch.randn(1, 3, h, w)).shape == (1, 5, h, w)
+                assert m(torch.randn(1, 3, h, w))["seg"].shape == (1, 5, h, w)
     # a fresh net scores zero everywhere: the new skip starts at zero like the paper's
     assert torch.count_nonzero(tiny("fcn4s").decoder.score_pool2.weight) == 0
 
@@ -255,10 +260,10 @@ def test_saved_model_round_trip(tmp_path, suffix, dtype):
     path = tmp_path / f"m{suffix}"
     save_model(model, path, dtype=dtype, classes=list("abcde"), palette=[[i, i, i] for i in range(5)])
     loaded = load_model(path)
-    assert loaded.config == model.config and loaded.meta["classes"] == list("abcde")
+    assert loaded.spec == model.spec.replace(classes=tuple("abcde")) and loaded.meta == {"palette": [[i, i, i] for i in range(5)]}
     x = torch.randn(1, 3, 40, 56)
     with torch.no_grad():
-        expected, got = model(x), loaded(x)
+        expected, got = model(x)["seg"], loaded(x)["seg"]
     tol = 0 if dtype is None else 2e-2
     torch.testing.assert_close(got, expected, atol=tol, rtol=tol)
     assert next(loaded.parameters()).dtype == torch.float32

@@ -15,7 +15,7 @@ from PIL import Image
 
 from fcnkit import create_model, load
 from fcnkit.config import from_dict, load_config, load_recipe
-from fcnkit.models.saved import save_model
+from fcnkit.models.saved import FORMAT, save_model
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -65,10 +65,11 @@ def test_a_strip_beyond_jpeg_limits_gets_its_mask_and_overlay(h, w, tmp_path) ->
     from fcnkit.inference.outputs import predict_to_folder
     from fcnkit.inference.postprocess import JPEG_MAX_SIDE
     from fcnkit.inference.predictor import Predictor
+    from fcnkit.models.spec import with_names
     from predict_fixtures import PALETTE, colour_fcn
 
     model = colour_fcn()
-    model.meta = {"palette": PALETTE, "classes": ["r", "g", "b"]}
+    model.spec, model.meta = with_names(model.spec, ["r", "g", "b"]), {"palette": PALETTE}
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)).save(tmp_path / "s.png")
     result = predict_to_folder(Predictor(model, channels_last=False), [tmp_path / "s.png"], tmp_path / "out",
                                workers=0, say=lambda _: None)
@@ -103,7 +104,7 @@ def _not_models(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "truncated": (tmp_path / "truncated.pt", "truncated or damaged torch.save archive"),
         "object": (tmp_path / "object.pt", "holds Python objects besides tensors and plain data"),
         "zip": (tmp_path / "other.pt", "a zip archive, but not one written by torch.save"),
-        "state dict": (tmp_path / "state.pt", "without fcnkit's 'fcnkit-model/1' record"),
+        "state dict": (tmp_path / "state.pt", f"without fcnkit's {FORMAT!r} record"),
         "safetensors": (tmp_path / "r.safetensors", "unreadable safetensors"),
         "bitflip": (tmp_path / "bitflip.pt", "damaged torch.save archive (archive/data/"),
     }

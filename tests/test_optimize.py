@@ -13,7 +13,7 @@ from PIL import Image
 import fcnkit
 from conftest import data_dir
 from fcnkit.cli import main
-from fcnkit.inference.runtime import open_model
+from fcnkit.inference.runtime import export_meta, open_model
 from fcnkit.models.fold import count_batchnorms, fold_batchnorm
 from fcnkit.export.onnx_export import export_onnx
 from fcnkit.export.openvino_export import onnx_to_openvino, save_ir
@@ -126,21 +126,21 @@ def test_int8_argmax_agreement_on_camvid(tmp_path):
 
     root = data_dir("camvid")
     model = scored_model()
-    val = build_dataset(f"camvid:{root}", "val", eval_transforms(model.preprocessing))
-    train = build_dataset(f"camvid:{root}", "train", eval_transforms(model.preprocessing))
+    val = build_dataset(f"camvid:{root}", "val", eval_transforms(model.spec.preprocessing))
+    train = build_dataset(f"camvid:{root}", "train", eval_transforms(model.spec.preprocessing))
     calib = [train[i][0].as_subclass(torch.Tensor).unsqueeze(0) for i in range(2)]  # (1, 3, 360, 480)
     images = [val[i][0].as_subclass(torch.Tensor).unsqueeze(0) for i in range(2)]
     fp32 = tmp_path / "m.onnx"
     export_onnx(model, fp32, verify=False)
     quantize_onnx(fp32, tmp_path / "m8.onnx", calib)
-    save_ir(quantize_openvino(onnx_to_openvino(fp32), calib), tmp_path / "m8.xml", {"precision": "int8"})
+    save_ir(quantize_openvino(onnx_to_openvino(fp32), calib), tmp_path / "m8.xml", export_meta(model, precision="int8"))
     ort8, ov8 = open_model(tmp_path / "m8.onnx"), open_model(tmp_path / "m8.xml")
     assert ov8.precision == "int8"
     for x in images:
         with torch.no_grad():
-            ref = model(x).argmax(1)
+            ref = model(x)["seg"].argmax(1)
         for runtime in (ort8, ov8):
-            agree = float((runtime(x).argmax(1) == ref).float().mean())
+            agree = float((runtime(x)["seg"].argmax(1) == ref).float().mean())
             assert agree >= INT8_MIN_AGREEMENT, f"{runtime}: {agree:.4f}"
     # the quantised graph really is int8: ONNX Runtime's file holds int8 weights
     import onnx
@@ -162,9 +162,9 @@ def self_labelled_camvid(root, model, n: int = 3, size=(64, 96)):
             img = torch.nn.functional.interpolate(coarse, size=size, mode="bilinear")[0]  # (3, H, W)
             arr = (img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
             Image.fromarray(arr).save(root / split / f"{i}.png")
-            x = model.preprocessing(torch.from_numpy(arr).permute(2, 0, 1).float().div(255)).unsqueeze(0)
+            x = model.spec.preprocessing(torch.from_numpy(arr).permute(2, 0, 1).float().div(255)).unsqueeze(0)
             with torch.no_grad():
-                labels = model(x).argmax(1)[0].numpy().astype(np.uint8)  # (H, W)
+                labels = model(x)["seg"].argmax(1)[0].numpy().astype(np.uint8)  # (H, W)
             Image.fromarray(labels).save(root / f"{split}annot" / f"{i}.png")
     return f"camvid:{root}"
 
@@ -195,7 +195,7 @@ def test_optimize_accepts_and_records(tmp_path, capsys):
     assert runtime.precision == "int8" and results["fp32_mean_iu"] == pytest.approx(100.0)
     assert results["mean_iu"] == pytest.approx(100.0 + results["mean_iu_change"])
     assert results["median_ms"] > 0 and results["size_mb"] > 0 and 0 < results["agreement"] <= 1
-    assert runtime.meta["classes"][0] == "c0"
+    assert runtime.spec.classes[0] == "c0"
 
 
 def test_optimize_refuses_a_drop_beyond_budget(tmp_path, capsys):

@@ -245,7 +245,6 @@ def test_one_overwrite_rule_for_bench_export_and_optimize(model_file, tmp_path, 
 
 
 def test_bench_chart_defaults_to_a_fresh_run_folder(model_file, tmp_path, monkeypatch) -> None:
-    from fcnkit.cli.bench import _bench
     from fcnkit.inference import runtime
 
     monkeypatch.chdir(tmp_path)

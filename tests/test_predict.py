@@ -9,8 +9,9 @@ from PIL import Image
 
 from fcnkit import create_model
 from fcnkit.inference import Failure, Predictor
-from fcnkit.inference.images import ImageReadError, read_image
+from fcnkit.inference.images import ImageReadError, read_rgb_array
 from fcnkit.models.saved import save_model
+from fcnkit.models.spec import with_names
 from predict_fixtures import PALETTE, colour_fcn, scene
 
 def rand_image(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -42,7 +43,7 @@ def test_probabilities_and_mask_match_the_model_itself(predictor, model) -> None
     image = scene(45, 70, seed=3)
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255  # (1, 3, H, W)
     with torch.no_grad():
-        logits = model(model.preprocessing(x))[0]  # (C, H, W)
+        logits = model(model.spec.preprocessing(x))["seg"][0]  # (C, H, W)
     r = predictor.predict(image, probabilities=True)
     assert np.array_equal(r.mask, logits.argmax(0).numpy())
     assert np.abs(r.probabilities.astype(np.float32) - logits.softmax(0).numpy()).max() < 1e-3
@@ -79,11 +80,11 @@ def test_flip_tta_is_mirror_equivariant(model) -> None:
 
 def test_tta_averages_probabilities_of_the_views(model) -> None:
     image = scene(48, 64, seed=6)
-    x = model.preprocessing(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)
+    x = model.spec.preprocessing(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)
     with torch.no_grad():
-        views = [model(x), model(x.flip(-1)).flip(-1)]
+        views = [model(x)["seg"], model(x.flip(-1))["seg"].flip(-1)]
         small = torch.nn.functional.interpolate(x, size=(24, 32), mode="bilinear", antialias=True)
-        for v in (model(small), model(small.flip(-1)).flip(-1)):
+        for v in (model(small)["seg"], model(small.flip(-1))["seg"].flip(-1)):
             views.append(torch.nn.functional.interpolate(v, size=(48, 64), mode="bilinear"))
     expected = torch.stack([v.softmax(1) for v in views]).mean(0)[0]  # (C, H, W)
     r = Predictor(model, scales=(1.0, 0.5), flip=True, channels_last=False, amp="off").predict(image, probabilities=True)
@@ -108,15 +109,16 @@ def test_checkpoint_path_gives_the_same_masks_and_its_palette(model, tmp_path) -
 
 
 def test_any_callable_backend_gives_the_same_masks(model) -> None:
-    """The exported-runtime seam: a callable from normalised NCHW to logits with .meta/.preprocessing."""
+    """The exported-runtime seam: a callable from normalised NCHW to the outputs, with .spec/.meta."""
 
     class Runtime:  # what fcnkit.inference.runtime.open_model returns, minus the file
-        meta = {"classes": ["a", "b", "c"], "palette": PALETTE}
-        preprocessing = model.preprocessing
+        def __init__(self) -> None:
+            self.spec = with_names(model.spec, ["a", "b", "c"])
+            self.meta = {"palette": PALETTE}
 
-        def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
             with torch.no_grad():
-                return torch.from_numpy(model(x).numpy())
+                return {"seg": torch.from_numpy(model(x)["seg"].numpy())}
 
     image = scene(300, 200, seed=8)
     a = Predictor(Runtime(), tile=128).predict(image)  # a callable runs as it is
@@ -153,7 +155,7 @@ def test_detection_model_boxes_and_overlay() -> None:
         joint.head.heatmap[2].bias.fill_(-10.0)
         joint.head.heatmap[2].weight.zero_()
     p = Predictor(joint, channels_last=False, amp="off")
-    original = p._logits
+    original = p._outputs
 
     def with_peak(x):
         out = {k: v.clone() for k, v in original(x).items()}  # (inference tensors are read-only)
@@ -162,7 +164,7 @@ def test_detection_model_boxes_and_overlay() -> None:
         out["offset"][:, :, 5, 7] = 0.5
         return out
 
-    p._logits = with_peak
+    p._outputs = with_peak
     r = p.predict(rand_image(61, 83))
     assert r.mask.shape == (61, 83)
     assert len(r.detections) == 1
@@ -194,15 +196,15 @@ def test_predict_many_reports_bad_files_and_keeps_going(predictor, tmp_path) -> 
 def test_read_image_errors_name_the_file(tmp_path) -> None:
     (tmp_path / "t.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     with pytest.raises(ImageReadError, match="t.png"):
-        read_image(tmp_path / "t.png")
+        read_rgb_array(tmp_path / "t.png")
     with pytest.raises(ImageReadError, match="no such file"):
-        read_image(tmp_path / "missing.png")
+        read_rgb_array(tmp_path / "missing.png")
     Image.fromarray(rand_image(30, 40)).save(tmp_path / "big.png")
     with pytest.raises(ImageReadError, match="more than 1000 pixels"):
-        read_image(tmp_path / "big.png", max_pixels=1000)
+        read_rgb_array(tmp_path / "big.png", max_pixels=1000)
     rgba = Image.fromarray(np.dstack([rand_image(5, 6), np.full((5, 6), 9, np.uint8)]), "RGBA")
     rgba.save(tmp_path / "a.png")
-    assert read_image(tmp_path / "a.png").shape == (5, 6, 3)
+    assert read_rgb_array(tmp_path / "a.png").shape == (5, 6, 3)
 
 
 def test_large_images_are_not_refused_by_pils_bomb_guard(tmp_path, monkeypatch) -> None:
@@ -211,5 +213,5 @@ def test_large_images_are_not_refused_by_pils_bomb_guard(tmp_path, monkeypatch) 
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # make 1200 pixels a "bomb" for PIL
     with pytest.raises(Image.DecompressionBombError):
         Image.open(tmp_path / "x.png")
-    assert read_image(tmp_path / "x.png").shape == (30, 40, 3)
+    assert read_rgb_array(tmp_path / "x.png").shape == (30, 40, 3)
     assert Image.MAX_IMAGE_PIXELS == 100  # PIL's setting is restored afterwards

@@ -13,7 +13,7 @@ from fcnkit.cli import main
 from fcnkit.inference.outputs import safe_name
 from fcnkit.inference import Predictor
 from fcnkit.models.saved import save_model
-from predict_fixtures import PALETTE, model_file, scene  # noqa: F401 (model_file: a fixture)
+from predict_fixtures import PALETTE, scene
 
 
 def _folder(root: Path) -> Path:

@@ -42,23 +42,24 @@ def test_feature_info_matches_outputs(name, channels):
 @pytest.mark.parametrize("model", ["fcn32s", "fcn16s", "fcn8s", "fcn4s", "fcn8s-det", "fcn8s-joint"])
 @pytest.mark.parametrize("encoder", ["efficientnet_lite0", "timm:resnet18"])
 def test_decoders_and_heads_on_timm_encoders(model, encoder):
-    from fcnkit.models.registry import model_task
+    from fcnkit.heads import BOXES, SEG
+    from fcnkit.models.registry import model_heads
 
-    task = model_task(model)
-    classes = {"det_classes": 2} if task == "detection" else {"num_classes": 3}
+    heads = model_heads(model)
+    classes = {**({"num_classes": 3} if SEG in heads else {}), **({"det_classes": 2} if BOXES in heads else {})}
     net = fcnkit.create_model(model, encoder=encoder, **classes).eval()
-    assert net.task == task
+    spec = net.spec
+    assert spec.heads == heads
     for size in ((1, 1), (45, 61)):
         with torch.no_grad():
             out = net(torch.randn(1, 3, *size))
-        if task == "segmentation":
-            assert out.shape == (1, 3, *size)
-            continue
-        cells = tuple(-(-s // net.output_stride) for s in size)  # ceil
-        assert out["heatmap"].shape == (1, net.det_classes, *cells)
-        assert out["size"].shape == out["offset"].shape == (1, 2, *cells)
-        if task == "joint":
+        assert tuple(out) == spec.outputs
+        if SEG in heads:
             assert out["seg"].shape == (1, 3, *size)
+        if BOXES in heads:
+            cells = tuple(-(-s // spec.output_stride) for s in size)  # ceil
+            assert out["heatmap"].shape == (1, spec.det_classes, *cells)
+            assert out["size"].shape == out["offset"].shape == (1, 2, *cells)
 
 
 def _photo(name: str) -> torch.Tensor:
@@ -75,13 +76,13 @@ def lite0_state():
 
 def test_imagenet_weights_classify_real_photos(lite0_state):
     model = fcnkit.create_model("fcn8s", num_classes=11, encoder="efficientnet_lite0", encoder_weights="imagenet")
-    assert model.preprocessing == TF_INCEPTION == encoder_preprocessing("efficientnet_lite0")
+    assert model.spec.preprocessing == TF_INCEPTION == encoder_preprocessing("efficientnet_lite0")
     enc = model.encoder.eval()
     fc_w, fc_b = lite0_state["_fc.weight"], lite0_state["_fc.bias"]  # (1000, 1280), (1000,)
     probs = {}
     for name in ("chelsea", "coffee"):
         with torch.no_grad():
-            head = enc(model.preprocessing(_photo(name)))[-1]  # (1, 1280, 7, 7) after conv_head
+            head = enc(model.spec.preprocessing(_photo(name)))[-1]  # (1, 1280, 7, 7) after conv_head
             probs[name] = F.linear(head.mean((2, 3)), fc_w, fc_b).softmax(-1)[0]
     assert CATS & set(probs["chelsea"].topk(3).indices.tolist())
     assert probs["coffee"].argmax().item() == ESPRESSO and probs["coffee"][ESPRESSO] > 0.5

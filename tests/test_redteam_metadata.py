@@ -14,19 +14,29 @@ import torch
 from fcnkit import create_model
 from fcnkit.models.metadata import MetadataError
 from fcnkit.models.saved import load_model, model_record, save_model
+from fcnkit.models.spec import with_names
 
 
 def _tiny():
     return create_model("fcn8s", num_classes=3, encoder="resnet18", width=1.0)
 
 
-def _pt(tmp_path, name, edit):
-    """A .pt model record with ``edit(record)`` applied."""
-    rec = model_record(_tiny(), classes=["a", "b", "c"])
+def _pt(tmp_path, name, edit, record=None):
+    """A .pt model record (default: the current format's) with ``edit(record)`` applied."""
+    rec = record if record is not None else model_record(_tiny(), classes=["a", "b", "c"])
     edit(rec)
     path = tmp_path / name
     torch.save(rec, path)
     return path
+
+
+def _v1_record():
+    """A record as fcnkit-model/1 wrote it: the builder config, and class names and
+    preprocessing inside meta (such files still load, converted)."""
+    model = _tiny()
+    return {"format": "fcnkit-model/1", "config": dict(model.spec.builder_config),
+            "meta": {"preprocessing": model.spec.preprocessing.to_dict(), "classes": ["a", "b", "c"]},
+            "model": model.state_dict()}
 
 
 def _safetensors(tmp_path, name, config, meta):
@@ -46,6 +56,33 @@ def _safetensors(tmp_path, name, config, meta):
 GOOD_CONFIG = {"name": "fcn8s", "num_classes": 3, "encoder": "resnet18", "geometry": "fast", "width": 1.0,
                "learnable_upsampling": False}
 PREP = {"channel_order": "RGB", "scale": 1.0, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+BAD_STD = {"channel_order": "RGB", "scale": 1, "mean": [0, 0, 0], "std": [0, 1, 1]}
+
+
+@pytest.mark.parametrize("edit,field", [
+    (lambda r: r.pop("spec"), "must be a mapping, not NoneType"),
+    (lambda r: r.__setitem__("spec", [1, 2]), "must be a mapping, not list"),
+    (lambda r: r["spec"]["config"].__setitem__("colour", "red"), "model metadata: config.colour is not an argument "
+                                                                 "of fcn8s"),
+    (lambda r: r["spec"].__setitem__("num_classes", "eleven"), "model spec: num_classes must be a whole number"),
+    (lambda r: r["spec"].__setitem__("num_classes", -1), "model spec: num_classes must be a whole number"),
+    (lambda r: r["spec"].__setitem__("num_classes", 10**9), "model spec: num_classes must be a whole number"),
+    (lambda r: r["spec"]["config"].__setitem__("num_classes", "eleven"), "config.num_classes must be a whole number"),
+    (lambda r: r["spec"].__setitem__("name", "fcn99s"), "config.name unknown model"),
+    (lambda r: r["spec"].__setitem__("heads", ["masks"]), "model spec: heads must be a non-empty list of ['seg', 'boxes'], not ['masks']"),
+    (lambda r: r["spec"].__setitem__("preprocessing", BAD_STD), "spec.preprocessing.std must be positive"),
+    (lambda r: r["spec"].__setitem__("preprocessing", "imagenet"), "spec.preprocessing must be a mapping"),
+    (lambda r: r["spec"].__setitem__("classes", ["a", "b"]), "model spec: classes names 2 classes but the model "
+                                                             "scores 3"),
+    (lambda r: r["meta"].__setitem__("palette", [[0, 0, 300]]), "model metadata: meta.palette must be a list of "
+                                                                "[r, g, b]"),
+    (lambda r: r["meta"].__setitem__("conf", 7), "model metadata: meta.conf must be a score in [0, 1]"),
+])
+def test_a_pt_model_with_broken_metadata_is_refused_naming_the_field(tmp_path, edit, field):
+    path = _pt(tmp_path, "m.pt", edit)
+    with pytest.raises(MetadataError) as e:
+        load_model(path)
+    assert str(e.value).startswith(f"{path}: model ") and field in str(e.value)
 
 
 @pytest.mark.parametrize("edit,field", [
@@ -56,21 +93,20 @@ PREP = {"channel_order": "RGB", "scale": 1.0, "mean": [0.5, 0.5, 0.5], "std": [0
     (lambda r: r["config"].__setitem__("num_classes", -1), "config.num_classes must be a whole number"),
     (lambda r: r["config"].__setitem__("num_classes", 10**9), "config.num_classes must be a whole number"),
     (lambda r: r["config"].__setitem__("name", "fcn99s"), "config.name unknown model"),
-    (lambda r: r["meta"].__setitem__("preprocessing", {"channel_order": "RGB", "scale": 1, "mean": [0, 0, 0],
-                                                        "std": [0, 1, 1]}), "meta.preprocessing.std must be positive"),
+    (lambda r: r["meta"].__setitem__("preprocessing", BAD_STD), "meta.preprocessing.std must be positive"),
     (lambda r: r["meta"].__setitem__("preprocessing", "imagenet"), "meta.preprocessing must be a mapping"),
     (lambda r: r["meta"].__setitem__("classes", ["a", "b"]), "meta.classes names 2 classes but the model scores 3"),
     (lambda r: r["meta"].__setitem__("palette", [[0, 0, 300]]), "meta.palette must be a list of [r, g, b]"),
     (lambda r: r["meta"].__setitem__("conf", 7), "meta.conf must be a score in [0, 1]"),
 ])
-def test_a_pt_model_with_broken_metadata_is_refused_naming_the_field(tmp_path, edit, field):
-    path = _pt(tmp_path, "m.pt", edit)
+def test_an_old_format_pt_model_with_broken_metadata_is_refused_naming_the_field(tmp_path, edit, field):
+    path = _pt(tmp_path, "m.pt", edit, _v1_record())
     with pytest.raises(MetadataError) as e:
         load_model(path)
     assert str(e.value).startswith(f"{path}: model metadata: ") and field in str(e.value)
 
 
-@pytest.mark.parametrize("config,meta,field", [
+@pytest.mark.parametrize("config,meta,field", [  # files of the old format: the current one is written by save_model
     (None, {"preprocessing": PREP}, "config is missing"),
     ("{not json", {"preprocessing": PREP}, "config is not valid JSON"),
     (GOOD_CONFIG, "[1, 2", "meta is not valid JSON"),
@@ -84,7 +120,7 @@ def test_a_safetensors_model_with_broken_metadata_is_refused(tmp_path, config, m
 
 
 def test_the_cli_says_one_line_and_exits_2(tmp_path):
-    path = _pt(tmp_path, "m.pt", lambda r: r["config"].__setitem__("num_classes", "eleven"))
+    path = _pt(tmp_path, "m.pt", lambda r: r["spec"]["config"].__setitem__("num_classes", "eleven"))
     image = tmp_path / "x.png"
     from PIL import Image
 
@@ -101,18 +137,24 @@ def test_an_openvino_sidecar_with_wrong_types_is_refused_naming_it(tmp_path):
     from fcnkit.inference.runtime import open_model, sidecar_path
 
     model = create_model("fcn8s", num_classes=3, encoder="resnet18", width=1.0).eval()
-    model.meta = {"classes": ["a", "b", "c"]}
+    model.spec = with_names(model.spec, ["a", "b", "c"])
     xml = tmp_path / "m.xml"
     export_openvino(model, xml, verify=False)
     side = sidecar_path(xml)
     meta = json.loads(side.read_text())
-    for key, value, field in (("classes", "abc", "meta.classes must be a list"),
-                              ("num_classes", -1, "meta.num_classes must be a whole number"),
-                              ("preprocessing", {**PREP, "scale": "big"}, "meta.preprocessing.scale")):
-        side.write_text(json.dumps({**meta, key: value}))
+    for key, value, field in (("classes", "abc", "model spec: classes must be a list"),
+                              ("num_classes", -1, "model spec: num_classes must be a whole number"),
+                              ("preprocessing", {**PREP, "scale": "big"}, "preprocessing.scale")):
+        side.write_text(json.dumps({**meta, "spec": {**meta["spec"], key: value}}))
         with pytest.raises(MetadataError) as e:
             open_model(xml)
         assert str(e.value).startswith(str(side)) and field in str(e.value)
+    side.write_text(json.dumps({**meta, "palette": "red"}))  # the file's other facts are checked too
+    with pytest.raises(MetadataError, match="meta.palette must be a list"):
+        open_model(xml)
+    side.write_text(json.dumps({**meta, "format": "fcnkit-export/9"}))
+    with pytest.raises(MetadataError, match="format is 'fcnkit-export/9'"):
+        open_model(xml)
     side.write_text("{broken")
     with pytest.raises(MetadataError, match="not valid JSON"):
         open_model(xml)
@@ -122,5 +164,7 @@ def test_good_files_still_load(tmp_path):
     model = _tiny()
     save_model(model, tmp_path / "ok.pt", classes=["a", "b", "c"], conf=0.3)
     save_model(model, tmp_path / "ok.safetensors", classes=["a", "b", "c"])
-    for name in ("ok.pt", "ok.safetensors"):
-        assert load_model(tmp_path / name).meta["classes"] == ["a", "b", "c"]
+    _pt(tmp_path, "old.pt", lambda r: None, _v1_record())
+    _safetensors(tmp_path, "old.safetensors", GOOD_CONFIG, {"classes": ["a", "b", "c"], "preprocessing": PREP})
+    for name in ("ok.pt", "ok.safetensors", "old.pt", "old.safetensors"):
+        assert load_model(tmp_path / name).spec.classes == ("a", "b", "c")

@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from fcnkit.serve.app import ServeSettings, create_app  # noqa: E402
 from fcnkit.serve.batching import MicroBatcher, QueueFull  # noqa: E402
 from fcnkit.serve.process import spawn_server  # noqa: E402
-from predict_fixtures import model_file, scene  # noqa: E402, F401 (model_file: a fixture)
+from predict_fixtures import scene, seg_spec  # noqa: E402
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -35,18 +35,16 @@ def _png(array: np.ndarray) -> bytes:
 class Gated:
     """A model whose forward pass waits for ``gate`` (how long inference takes, controlled)."""
 
-    preprocessing = None
-    meta = {"classes": ["a", "b"]}
-
     def __init__(self) -> None:
         self.gate, self.calls = threading.Event(), []
+        self.spec = seg_spec(2, classes=["a", "b"])
 
     def __call__(self, x):
         import torch
 
         self.calls.append(tuple(x.shape))
         self.gate.wait(30)
-        return torch.zeros(x.shape[0], 2, *x.shape[-2:])
+        return {"seg": torch.zeros(x.shape[0], 2, *x.shape[-2:])}
 
 
 def _ready(c: TestClient) -> None:
@@ -89,7 +87,7 @@ def test_admission_comes_before_the_upload_is_decoded() -> None:
     try:
         with TestClient(create_app(model, ServeSettings(max_queue=1, max_batch=1, max_wait_ms=0))) as c:
             model.gate.set()
-            _ready(c)  # (the probe's forward pass went through the open gate)
+            _ready(c)  # (the warm-up's forward pass went through the open gate)
             model.gate.clear()
             body = _png(scene(16, 16))
             results = {}

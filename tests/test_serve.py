@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import json
 import os
 import signal
 import socket
@@ -25,7 +24,7 @@ from fcnkit.inference import Predictor  # noqa: E402
 from fcnkit.serve.app import ServeSettings, create_app  # noqa: E402
 from fcnkit.serve.batching import MicroBatcher, QueueFull  # noqa: E402
 from fcnkit.serve.process import spawn_server  # noqa: E402
-from predict_fixtures import model_file, scene  # noqa: E402, F401 (model_file: a fixture)
+from predict_fixtures import scene, seg_spec  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
@@ -115,14 +114,14 @@ def test_metrics_are_prometheus_text(client) -> None:
 def test_healthz_is_503_until_the_model_is_loaded(tmp_path) -> None:
     release = threading.Event()
 
-    class Slow:  # a model whose first forward pass (the predictor's probe) waits for the test
-        preprocessing = None
-        meta = {"classes": ["a", "b"]}
+    class Slow:  # a model whose first forward pass (the server's warm-up at load) waits for the test
+        def __init__(self) -> None:
+            self.spec = seg_spec(2, classes=["a", "b"])
 
         def __call__(self, x):
             release.wait(30)
             import torch
-            return torch.zeros(x.shape[0], 2, *x.shape[-2:])
+            return {"seg": torch.zeros(x.shape[0], 2, *x.shape[-2:])}
 
     with TestClient(create_app(Slow())) as c:
         assert c.get("/healthz").status_code == 503 and c.get("/healthz").json()["status"] == "loading"
@@ -446,7 +445,7 @@ def test_a_stream_keeps_the_newest_frame_when_frames_come_faster(model_file) -> 
     gate = threading.Event()
     with TestClient(create_app(model_file)) as c:
         _ready(c)
-        batcher = c.app.app.app.state.serve["batcher"]  # hold the model: frames pile up meanwhile
+        batcher = c.app.app.app.state.serve.batcher  # hold the model: frames pile up meanwhile
         run = batcher.run
         batcher.run = lambda images, **kw: (gate.wait(10), run(images, **kw))[1]
         with c.websocket_connect("/v1/stream") as ws:

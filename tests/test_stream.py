@@ -6,7 +6,6 @@ import http.server
 import json
 import threading
 import time
-from fractions import Fraction
 
 import numpy as np
 import pytest

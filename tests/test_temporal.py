@@ -15,7 +15,7 @@ from fcnkit.inference import Predictor
 from fcnkit.inference.temporal import TemporalFilter
 from fcnkit.metrics.temporal import FlickerMeter
 from fcnkit.models.saved import save_model
-from predict_fixtures import PALETTE, colour_fcn, scene
+from predict_fixtures import PALETTE, colour_fcn, scene, seg_spec
 
 
 def test_flicker_from_known_masks() -> None:
@@ -144,8 +144,12 @@ def test_evaluate_measures_flicker_of_predictions_and_ground_truth_in_frame_orde
     from fcnkit.engine.evaluate import evaluate
 
     class ChannelsAsLogits(torch.nn.Module):  # predicts the largest image channel: a known model
+        def __init__(self) -> None:
+            super().__init__()
+            self.spec = seg_spec(3)
+
         def forward(self, x):
-            return x * 10.0
+            return {"seg": x * 10.0}
 
     g = torch.Generator().manual_seed(0)
     frames = [(tv_tensors.Image(torch.rand(3, 5, 7, generator=g)),

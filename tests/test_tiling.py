@@ -16,7 +16,7 @@ from fcnkit.inference.memory import release_freed_memory
 from fcnkit.inference.tiling import (TilePlan, carried_rows, choose_plan, fit_tile, fitted_tiles, grid_align,
                                      grid_cells, make_plan, parse_memory, ramp, resolve_overlap, tiled_bytes,
                                      tiled_scores, window_starts)
-from predict_fixtures import colour_fcn, scene
+from predict_fixtures import colour_fcn, scene, seg_spec
 
 
 @settings(max_examples=300, deadline=None)
@@ -175,9 +175,21 @@ def test_blending_position_independent_scores_gives_them_back(h, w, tile, frac, 
     assert torch.allclose(out, image[:2].float(), atol=1e-3)
 
 
+class Pointwise(torch.nn.Module):
+    """A 1x1 conv as a 4-class model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 1)
+        self.spec, self.meta = seg_spec(4), {}
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"seg": self.conv(x)}
+
+
 def test_pointwise_model_tiled_equals_whole() -> None:
     """A 1x1 conv has no context: blending must reproduce the whole-image probabilities."""
-    conv = torch.nn.Conv2d(3, 4, 1)
+    conv = Pointwise()
     image = np.random.default_rng(0).integers(0, 256, (301, 411, 3), dtype=np.uint8)
     whole = Predictor(conv, tile=0, channels_last=False, amp="off").predict(image, probabilities=True)
     for tile, overlap in [(128, 0.25), (100, 37), (64, 0.5)]:
@@ -267,9 +279,10 @@ class PointwiseSE(torch.nn.Module):
             self.score.bias.fill_(3.0)  # logits > 0, so the gate's scaling decides between classes
             self.gate.weight.copy_(-4 * torch.eye(3)[:, :, None, None])  # a globally rare colour wins
             self.gate.bias.zero_()
+        self.spec, self.meta = seg_spec(3), {}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.score(x) * torch.sigmoid(self.gate(self.pool(x)))
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"seg": self.score(x) * torch.sigmoid(self.gate(self.pool(x)))}
 
 
 def _two_halves(h: int = 200, w: int = 300) -> np.ndarray:

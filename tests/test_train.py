@@ -185,15 +185,15 @@ def test_run_directory_and_checkpoint_contents(tmp_path, capsys):
     assert env["packages"]["torch"] == torch.__version__.split("+")[0] or env["packages"]["torch"] == torch.__version__
     assert "git_revision" in env and env["amp"] == "None"
     last = read_record(tmp_path / "last.pt")  # weights_only=True
-    assert {"optimizer", "scheduler", "scaler", "progress", "rng", "train_config", "config", "meta"} <= last.keys()
-    assert last["meta"]["classes"] == SyntheticStreets.classes and last["meta"]["ignore_index"] == 255
+    assert {"optimizer", "scheduler", "scaler", "progress", "rng", "train_config", "spec", "meta"} <= last.keys()
+    assert last["spec"]["classes"] == SyntheticStreets.classes and last["meta"]["ignore_index"] == 255
     assert last["progress"]["iteration"] == 4 and last["progress"]["epoch"] == 2
     assert len(last["rng"]) == 1 and {"python", "numpy", "torch"} <= last["rng"][0].keys()
     best = read_record(tmp_path / "best.pt")
     assert "optimizer" not in best
     assert best["meta"]["val_metrics"]["mean_iu"] == pytest.approx(result["best_metric"])
     model = load_model(tmp_path / "best.pt")
-    assert model.meta["classes"] == SyntheticStreets.classes and model.num_classes == 7
+    assert list(model.spec.classes) == SyntheticStreets.classes and model.spec.num_classes == 7
     lines = (tmp_path / "metrics.csv").read_text().splitlines()
     assert lines[0].startswith("epoch,iteration,lr,train_loss") and len(lines) == 3
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -211,6 +211,23 @@ def test_run_directory_and_checkpoint_contents(tmp_path, capsys):
     assert [e.value for e in miou] == pytest.approx([r["val_mean_iu"] for r in rows])
     with pytest.raises(ValueError, match="already holds a training run"):
         train(cfg, train_set=tr, val_set=va)
+
+
+def test_metrics_csv_columns_come_from_the_rows_and_a_resumed_run_keeps_its_header(tmp_path):
+    """Issue 24: the CSV listed only segmentation metrics; now whatever a row measured gets a
+    column, and a resumed run keeps the header it has (new keys are appended)."""
+    from fcnkit.engine.runlog import RunLog
+
+    log = RunLog(tmp_path)
+    log.epoch({"epoch": 1, "iteration": 2, "train_loss": 1.0, "val_map": 0.25, "val_class_iu": {"a": 0.5}})
+    log.close()
+    assert (tmp_path / "metrics.csv").read_text().splitlines() == ["epoch,iteration,train_loss,val_map", "1,2,1.0,0.25"]
+    (tmp_path / "metrics.csv").write_text("epoch,val_map,iteration,train_loss\n1,0.25,2,1.0\n")  # an older order
+    log = RunLog(tmp_path)
+    log.epoch({"epoch": 2, "iteration": 4, "train_loss": 0.5, "val_map": 0.5, "val_map_50": 0.75})
+    log.close()
+    assert (tmp_path / "metrics.csv").read_text().splitlines() == [
+        "epoch,val_map,iteration,train_loss,val_map_50", "1,0.25,2,1.0,", "2,0.5,4,0.5,0.75"]
 
 
 def test_init_from_loads_matching_tensors_by_name_for_staged_training(tmp_path):

@@ -24,7 +24,7 @@ def test_train_from_python_fine_tunes_and_reports_where_and_how_well(tmp_path):
     assert run.config.epochs == 2 and run.config.init_from == str(src)
     x = torch.randn(1, 3, 32, 48)
     with torch.no_grad():
-        assert run.model(x).shape == (1, 11, 32, 48)
+        assert run.model(x)["seg"].shape == (1, 11, 32, 48)
         torch.testing.assert_close(run.model(x), fcnkit.load(run.last)(x))  # the run's model is last.pt's
     # the same keyword checks as --set
     with pytest.raises(ValueError, match="unknown config key 'epoch'; did you mean epochs"):

@@ -88,19 +88,19 @@ def test_voc_xml_with_a_looped_annotation(tmp_path) -> None:
 
 
 def test_image_readers_name_the_reason(tmp_path) -> None:
-    from fcnkit.data.image_io import DataError, read_image
-    from fcnkit.inference.images import ImageReadError, read_image as read_input
+    from fcnkit.data.image_io import DataError, read_image_tensor
+    from fcnkit.inference.images import ImageReadError, read_rgb_array as read_input
 
     os.symlink("x.png", tmp_path / "x.png")
     os.symlink("gone.png", tmp_path / "dangling.png")
     with pytest.raises(DataError, match="x.png: symbolic link loop"):
-        read_image(tmp_path / "x.png")
+        read_image_tensor(tmp_path / "x.png")
     with pytest.raises(ImageReadError, match="x.png: symbolic link loop"):
         read_input(tmp_path / "x.png")
     with pytest.raises(ImageReadError, match=r"dangling.png: broken symbolic link \(to gone.png\)"):
         read_input(tmp_path / "dangling.png")
     with pytest.raises(FileNotFoundError, match="nothing.png: no such file"):
-        read_image(tmp_path / "nothing.png")
+        read_image_tensor(tmp_path / "nothing.png")
 
 
 def test_collect_inputs_reports_links_it_cannot_follow(tmp_path) -> None:

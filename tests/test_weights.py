@@ -50,7 +50,7 @@ def test_local_torchvision_file_loads_into_encoder(arch, tmp_path):
     model = fcnkit.create_model("fcn8s", num_classes=3, encoder=arch, encoder_weights=path)
     first = "conv1.weight" if arch == "resnet18" else "features.0.0.weight"
     torch.testing.assert_close(model.state_dict()[first], net.state_dict()[first])
-    assert model.preprocessing == IMAGENET
+    assert model.spec.preprocessing == IMAGENET
 
 
 def test_shape_mismatch_names_the_keys(tmp_path):

@@ -34,7 +34,7 @@ def test_reads_boxes_in_pixels_with_names_from_data_yaml(tmp_path) -> None:
     _split_layout(tmp_path)
     assert detect_format(tmp_path) == "yolo"
     train = build_dataset(f"yolo:{tmp_path}", "train")
-    assert train.classes == ["cat", "dog"] and len(train) == 2 and train.task == "detection"
+    assert train.classes == ["cat", "dog"] and len(train) == 2 and train.heads == {"boxes"}
     image, target = train[0]  # a.jpg, 200x100
     assert image.shape == (3, 100, 200)
     assert torch.allclose(target["boxes"].as_subclass(torch.Tensor),

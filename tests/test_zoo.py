@@ -5,15 +5,15 @@ from __future__ import annotations
 import functools
 import http.server
 import threading
-from pathlib import Path
 
 import pytest
 import torch
 
 import fcnkit
 from fcnkit.cli import main as cli_main
+from fcnkit.heads import SEG
 from fcnkit.models import zoo
-from fcnkit.models.saved import read_record, save_model
+from fcnkit.models.saved import FORMAT, read_record, save_model
 
 
 @pytest.mark.parametrize("name", fcnkit.list_weights())
@@ -23,14 +23,15 @@ def test_entry_matches_its_file(name):
     assert path.stat().st_size == entry.size_bytes
     assert zoo.sha256_of(path) == entry.sha256
     rec = read_record(name)  # the name resolves to the same file
-    assert rec["config"]["name"].replace("_", "-") == entry.model.replace("_", "-")
-    assert rec["config"]["encoder"] == entry.encoder
-    meta = rec["meta"]
-    assert tuple(meta["classes"]) == entry.classes
+    assert rec["format"] == FORMAT  # shipped in the current format (old files load, converted)
+    spec, meta = rec["spec"], rec["meta"]
+    assert spec["name"].replace("_", "-") == entry.model.replace("_", "-")
+    assert spec["config"]["encoder"] == entry.encoder
+    assert tuple(spec["classes"] or spec["box_classes"]) == entry.classes
     assert tuple(tuple(c) for c in meta.get("palette", ())) == entry.palette
-    assert fcnkit.models.Preprocessing.from_dict(meta["preprocessing"]) == entry.preprocessing
+    assert fcnkit.models.Preprocessing.from_dict(spec["preprocessing"]) == entry.preprocessing
     model = fcnkit.load(name)
-    assert getattr(model, "task", entry.task) == entry.task
+    assert model.spec.heads == entry.heads and model.spec.label_names == entry.classes
     val = meta.get("val_metrics", {}) if "val" not in entry.trained_on else {}  # a release fit saw val
     for key in ("mean_iu", "pixel_acc", "mean_acc", "fw_iu", "map", "ap50"):
         if key in entry.metrics and key in val:  # training-time figure; the entry quotes `fcnkit eval`
@@ -72,7 +73,7 @@ def served(tmp_path):
 
 
 def _entry(url: str, sha: str, size: int, name: str = "tiny-url") -> zoo.WeightsEntry:
-    return zoo.WeightsEntry(name=name, task="segmentation", model="fcn32s", encoder="vgg16", dataset="none",
+    return zoo.WeightsEntry(name=name, heads={SEG}, model="fcn32s", encoder="vgg16", dataset="none",
                             classes=("a", "b"), palette=((0, 0, 0), (9, 9, 9)), preprocessing=fcnkit.models.IMAGENET,
                             metrics={}, licence="MIT", sha256=sha, size_bytes=size, url=url)
 
@@ -83,7 +84,7 @@ def test_url_entry_downloads_once_and_verifies(served, tmp_path, monkeypatch):
     entry = _entry(url, zoo.sha256_of(original), original.stat().st_size)
     monkeypatch.setitem(zoo._WEIGHTS, entry.name, entry)
     model = fcnkit.load("tiny-url")
-    assert model.meta["classes"] == ["a", "b"]
+    assert model.spec.classes == ("a", "b")
     cached = entry.path()
     assert cached.parent == tmp_path / "cache" / "weights" and cached.read_bytes() == original.read_bytes()
     mtime = cached.stat().st_mtime_ns
@@ -109,7 +110,7 @@ def test_unreachable_url_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_entry_needs_exactly_one_location():
     with pytest.raises(ValueError, match="exactly one"):
-        zoo.WeightsEntry(name="x", task="segmentation", model="fcn8s", encoder="vgg16", dataset="d", classes=(),
+        zoo.WeightsEntry(name="x", heads={SEG}, model="fcn8s", encoder="vgg16", dataset="d", classes=(),
                          palette=(), preprocessing=fcnkit.models.IMAGENET, metrics={}, licence="", sha256="",
                          size_bytes=0)
 
@@ -130,7 +131,7 @@ def test_weights_names_cannot_leave_the_cache_and_an_unwritable_cache_is_named(t
         with pytest.raises(ValueError, match="letters, digits"):
             _entry("http://127.0.0.1:9/x.safetensors", "0" * 64, 1, name=bad)
     with pytest.raises(ValueError, match="plain file name"):
-        zoo.WeightsEntry(name="ok", task="segmentation", model="fcn8s", encoder="vgg16", dataset="d", classes=(),
+        zoo.WeightsEntry(name="ok", heads={SEG}, model="fcn8s", encoder="vgg16", dataset="d", classes=(),
                          palette=(), preprocessing=fcnkit.models.IMAGENET, metrics={}, licence="", sha256="",
                          size_bytes=0, file="../../etc/passwd")
     locked = tmp_path / "ro"

@@ -61,7 +61,7 @@ def _bench(args: argparse.Namespace) -> int:
     import torch
 
     from ..export.bench import BenchRow, format_table, machine_peaks, peak_for, plot_rows, time_callable
-    from ..inference.runtime import TorchRuntime, open_model
+    from ..inference.runtime import backend_of, open_model
     from ..io import atomic_write_text, check_output_file, next_run_dir
     from ..models.saved import build_structure
     from ..profile import count_flops
@@ -87,23 +87,20 @@ def _bench(args: argparse.Namespace) -> int:
     h, w = args.size
     rows = []
     for text, (path, kwargs) in zip(args.models, specs):
-        kwargs = dict(kwargs)
-        if path.suffix.lower() == ".xml":
-            kwargs["static"] = True  # a fixed-size benchmark: OpenVINO's static-shape network
         runtime = open_model(path, threads=args.threads, **kwargs)
-        if isinstance(runtime, TorchRuntime):
-            twin = runtime.module
-        else:
-            twin = build_structure(runtime.meta.get("config", {}), runtime.meta.get("optimization", {}))
-        x = runtime.preprocessing(torch.rand(args.batch, 3, h, w, generator=torch.Generator().manual_seed(0)))
+        runtime.expect_one_shape()  # a fixed-size benchmark (OpenVINO compiles a static-shape network)
+        # FLOPs are counted on a torch twin: the runner's own module, or the structure an export was made from
+        twin = (runtime.module if runtime.module is not None
+                else build_structure(runtime.spec, runtime.meta.get("optimization", {})))
+        x = runtime.spec.preprocessing(torch.rand(args.batch, 3, h, w, generator=torch.Generator().manual_seed(0)))
         flops, _ = count_flops(twin.float(), x[:1].contiguous())
         t = time_callable(runtime, x, warmup=args.warmup, repeats=args.repeats)
         name = Path(text).name  # file name with any @options
-        backend = runtime.backend + ("+compile" if getattr(runtime, "compiled", False) else "")
+        backend = runtime.backend + ("+compile" if runtime.compiled else "")
+        weights = backend_of(path).files(path)[0]  # an OpenVINO IR's .bin, else the file itself
         rows.append(BenchRow(name, backend, runtime.precision, t.median_ms, t.p90_ms, t.images_per_s,
                              gflop=flops / 1e9, peak_gflops=peak_for(peaks, runtime.precision),
-                             size_mb=path.stat().st_size / 2**20 if path.suffix != ".xml"
-                             else path.with_suffix(".bin").stat().st_size / 2**20))
+                             size_mb=weights.stat().st_size / 2**20))
         if args.progress:
             print(f"{name}: {t.median_ms:.1f} ms", flush=True)
     base = rows[0].median_ms

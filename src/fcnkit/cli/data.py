@@ -79,7 +79,7 @@ def _stats(args: argparse.Namespace) -> int:
         check_output_file(args.out, suffixes=(".json",), what="statistics file")
     ds = build_dataset(_spec(args), args.split)
     if SEG not in ds.heads:
-        raise ValueError(f"{args.path}: class pixel statistics need a dataset with masks; this one has only boxes")
+        raise ValueError(f"{args.path}: class pixel statistics need a segmentation dataset (with masks); this one has only boxes")
     stats = class_statistics(ds, progress=args.progress)
     print(f"{len(ds)} images ({args.split}), median frequency {stats['median_frequency']:.4f}")
     print(f"  {'class':<20} {'pixels':>12} {'freq':>8} {'weight':>8}")

@@ -1,8 +1,9 @@
 """``fcnkit export CHECKPOINT --format onnx|openvino|safetensors``: a verified, portable copy of a model.
 
 ``safetensors`` is the release format of fcnkit models: fp16 tensors (half the size, no
-measurable accuracy change for the shipped models) with config, classes, palette,
-preprocessing and val metrics in the header; nothing in it can run code when loaded.
+measurable accuracy change for the shipped models) with the spec (builder config, heads,
+classes, preprocessing) and meta (palette, val metrics) in the header; nothing in it can
+run code when loaded.
 """
 
 from __future__ import annotations
@@ -44,15 +45,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _export(args: argparse.Namespace) -> int:
     from ..export.onnx_export import DEFAULT_OPSET, export_onnx
     from ..export.openvino_export import export_openvino
-    from ..models.saved import load_model
     from ..export.verify import DEFAULT_SIZES
-
+    from ..inference.runtime import backend_of
     from ..io import next_run_dir
+    from ..models.saved import load_model
 
     out = args.out or next_run_dir("export") / (args.checkpoint.stem + SUFFIX[args.format])
     if out.suffix.lower() != SUFFIX[args.format]:
         raise ValueError(f"{out}: a {args.format} export must end in {SUFFIX[args.format]}")
-    refuse_existing(out, out.with_suffix(".bin") if args.format == "openvino" else None, overwrite=args.overwrite)
+    refuse_existing(*backend_of(out).files(out), overwrite=args.overwrite)  # an OpenVINO IR's .bin and .json too
     if args.conf is not None and not 0 <= args.conf <= 1:
         raise ValueError(f"--conf must be a score in [0, 1], not {args.conf}")
     extra = {"conf": args.conf} if args.conf is not None else {}

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="The model names create_model, fcnkit info and recipes take, and the encoders.",
                        epilog=examples("fcnkit models"))
     p.set_defaults(func=_models)
-    p = sub.add_parser("info", help="parameters, GFLOPs and output shape of a model at a size",
+    p = sub.add_parser("info", help="parameters, GFLOPs and output shapes of a model at a size",
                        description="Build a model (random weights) and count its parameters and FLOPs at one "
                                    "input size.",
                        epilog=examples("fcnkit info fcn8s --size 360x480 --num-classes 11",
@@ -63,6 +63,7 @@ def _info(args: argparse.Namespace) -> int:
     print(f"model        {args.name} (encoder {args.encoder}, geometry {args.geometry}, width {args.width})")
     print(f"parameters   {n_params:,} in the state dict, {n_train:,} trainable")
     print(f"input        {tuple(x.shape)}")
-    print(f"output       {tuple(out.shape)}")
+    for name, t in out.items():
+        print(f"output       {name} {tuple(t.shape)}")
     print(f"GFLOPs       {flops / 1e9:.3f} (multiply-add = 2 FLOPs)")
     return 0

@@ -15,7 +15,6 @@ from pathlib import Path
 from .common import add_overwrite, add_quiet, examples, refuse_existing
 
 
-
 def _svd_rank(text: str) -> str:
     if text == "auto" or all(part.isdigit() and int(part) > 0 for part in text.split(",")):
         return text
@@ -67,11 +66,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _optimize(args: argparse.Namespace) -> int:
     from ..export.bench import format_table
     from ..export.optimize import BudgetExceeded, optimize
+    from ..inference.runtime import BACKENDS
 
     auto = "auto" in (args.backend, args.precision)
-    if args.out is not None:  # a file, or with auto a folder (refused if it has anything in it)
-        refuse_existing(args.out, args.out.with_suffix(".bin") if args.out.suffix.lower() == ".xml" and not auto else None,
-                        overwrite=args.overwrite)
+    if args.out is not None:  # a file (an OpenVINO IR's .bin and .json too), or with auto a folder
+        refuse_existing(*([args.out] if auto else BACKENDS[args.backend].files(args.out)), overwrite=args.overwrite)
     if auto:
         return _optimize_auto(args)
     if args.precision == "int8" and not args.calib:

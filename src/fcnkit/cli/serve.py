@@ -72,6 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
     # not a server answering 503 forever
     predictor = Predictor(args.model, device=settings.device, max_memory=settings.max_memory, conf=settings.conf,
                           progress=False)
+    predictor.warm_up()  # one that cannot run fails here too
     print(f"fcnkit serve {args.model} on http://{args.host}:{args.port}/ (max batch {args.max_batch}, "
           f"wait {args.max_wait_ms:g} ms, queue {args.max_queue}, body {args.max_body})", flush=True)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler it found:

@@ -15,14 +15,14 @@ from typing import Any
 _LAZY = {"IGNORE_INDEX": "base", "SegmentationDataset": "base", "CamVid": "camvid", "Cityscapes": "cityscapes",
          "COCODetection": "coco", "pad_collate": "collate", "DetectionDataset": "detection",
          "FolderSegmentation": "folder", "FORMATS": "formats", "build_dataset": "formats",
-         "detect_format": "formats", "parse_spec": "formats", "DataError": "image_io", "read_image": "image_io",
+         "detect_format": "formats", "parse_spec": "formats", "DataError": "image_io", "read_image_tensor": "image_io",
          "KittiRoad": "kitti_road", "split_items": "splits", "eval_transforms": "transforms",
          "train_transforms": "transforms", "SBDSegmentation": "voc", "VOCSegmentation": "voc",
          "VOCDetection": "voc_xml"}
 
 __all__ = ["IGNORE_INDEX", "SegmentationDataset", "DetectionDataset", "CamVid", "Cityscapes", "KittiRoad",
            "VOCSegmentation", "SBDSegmentation", "FolderSegmentation", "VOCDetection", "COCODetection",
-           "pad_collate", "FORMATS", "build_dataset", "detect_format", "parse_spec", "DataError", "read_image",
+           "pad_collate", "FORMATS", "build_dataset", "detect_format", "parse_spec", "DataError", "read_image_tensor",
            "split_items", "eval_transforms", "train_transforms"]
 
 

@@ -29,7 +29,7 @@ from torchvision import tv_tensors
 
 from ..heads import SEG
 from ..io import plural
-from .image_io import DataError, read_image, unreadable_reason
+from .image_io import DataError, read_image_tensor, unreadable_reason
 
 IGNORE_INDEX = 255
 
@@ -133,7 +133,7 @@ class SegmentationDataset(ImageDataset):
     def load_raw(self, index: int) -> Sample:
         """The sample exactly as stored (no transforms)."""
         image_path, mask_path = self.files[index]
-        image = read_image(image_path)
+        image = read_image_tensor(image_path)
         mask = self.load_mask(mask_path)
         if mask.shape != tuple(image.shape[-2:]):
             raise DataError(f"{mask_path}: label map is {mask.shape[1]}x{mask.shape[0]} (WxH) but its image "

@@ -16,7 +16,7 @@ from torchvision import tv_tensors
 
 from ..heads import BOXES
 from .base import ImageDataset, Sample, default_palette
-from .image_io import DataError, read_image
+from .image_io import DataError, read_image_tensor
 
 
 class DetectionDataset(ImageDataset):
@@ -37,7 +37,7 @@ class DetectionDataset(ImageDataset):
 
     def load_raw(self, index: int) -> Sample:
         image_path, annot_path = self.files[index]
-        image = read_image(image_path)
+        image = read_image_tensor(image_path)
         boxes, labels, declared = self.load_target(index)
         h, w = image.shape[-2:]
         if declared is not None and tuple(declared) != (h, w):

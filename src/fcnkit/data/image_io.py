@@ -108,7 +108,7 @@ def _open(path: Path) -> Image.Image:
     return open_image(path, missing=FileNotFoundError)
 
 
-def read_image(path: str | Path) -> tv_tensors.Image:
+def read_image_tensor(path: str | Path) -> tv_tensors.Image:
     """An RGB image as ``tv_tensors.Image`` uint8 (3, H, W).
 
     Grayscale and palette images are converted to RGB; RGBA is accepted only when

@@ -41,10 +41,11 @@ from ..export.bench import time_callable
 from ..export.onnx_export import export_onnx
 from ..export.quantize import quantize_onnx
 from ..inference.runtime import OnnxRuntimeModel
-from ..engine.evaluate import Sample, agreement, mean_iu, predict_all
+from ..engine.samples import LabelledImage, agreement, mean_iu, predict_all
+from ..heads import BOX_OUTPUTS, SEG_OUTPUT
 from ..inference.postprocess import color_mask
-from ..models import create_model
 from ..models.encoders import encoder_preprocessing
+from ..models.spec import spec_of
 from .blocks import demo_1x1, demo_transpose
 
 
@@ -194,13 +195,13 @@ def _grid(models: dict[str, nn.Module], detector: nn.Module | None, raw: Dataset
     for i in range(min(n, len(raw))):
         image, target = raw[i]
         rgb = image.permute(1, 2, 0).numpy()  # (H, W, 3) uint8
-        x = models["fcn8s"].preprocessing(image.float().div(255)).unsqueeze(0)
+        x = spec_of(models["fcn8s"]).preprocessing(image.float().div(255)).unsqueeze(0)
         tiles = [rgb, color_mask(target["mask"].numpy(), palette)]
         for name in ("fcn32s", "fcn8s"):
-            tiles.append(color_mask(models[name](x).argmax(1)[0].numpy(), palette))
+            tiles.append(color_mask(models[name](x)[SEG_OUTPUT].argmax(1)[0].numpy(), palette))
         if detector is not None:
             maps = detector(x)
-            (pred,) = decode({k: maps[k] for k in ("heatmap", "size", "offset")}, stride=detector.output_stride,
+            (pred,) = decode({k: maps[k] for k in BOX_OUTPUTS}, stride=spec_of(detector).output_stride,
                              threshold=0.3, nms_iou=0.5, image_sizes=[tuple(rgb.shape[:2])])
             canvas = draw_boxes(Image.fromarray(rgb), target.get("boxes", torch.zeros(0, 4)).tolist(),
                                 colors=(0, 255, 0), width=1)
@@ -212,7 +213,7 @@ def _grid(models: dict[str, nn.Module], detector: nn.Module | None, raw: Dataset
 def _ladder(model: nn.Module, val_set: Dataset, plan: DemoPlan, out: Path, say) -> list[dict]:
     """fp32 eager (the yardstick), bf16 autocast, ONNX Runtime fp32 and int8: ms and mean IU."""
 
-    samples = [Sample(img.as_subclass(Tensor).unsqueeze(0), tgt["mask"].as_subclass(Tensor).unsqueeze(0))
+    samples = [LabelledImage(img.as_subclass(Tensor).unsqueeze(0), tgt["mask"].as_subclass(Tensor).unsqueeze(0))
                for img, tgt in (val_set[i] for i in range(len(val_set)))]
     model = model.float().eval()
     onnx_path, int8_path = out / "fcn8s.onnx", out / "fcn8s-int8.onnx"
@@ -220,20 +221,21 @@ def _ladder(model: nn.Module, val_set: Dataset, plan: DemoPlan, out: Path, say) 
         export_onnx(model, onnx_path, sizes=(plan.size, (plan.size[0] + 32, plan.size[1] - 32)))
         quantize_onnx(onnx_path, int8_path, [s.image for s in samples[: max(4, len(samples) // 2)]])
 
-    def bf16(x: Tensor) -> Tensor:
+    def bf16(x: Tensor) -> dict[str, Tensor]:
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            return model(x).float()
+            return {k: v.float() for k, v in model(x).items()}
 
     variants = [("PyTorch eager fp32", model), ("PyTorch eager bf16", bf16),
                 ("ONNX Runtime fp32", OnnxRuntimeModel(onnx_path)), ("ONNX Runtime int8", OnnxRuntimeModel(int8_path))]
     reference = predict_all(model, samples)
-    ref_iu = mean_iu(reference, samples, model.num_classes)
+    num_classes = spec_of(model).num_classes
+    ref_iu = mean_iu(reference, samples, num_classes)
     rows = []
     x = samples[0].image
     for label, run in variants:
         preds = reference if run is model else predict_all(run, samples)
         timing = time_callable(run, x, warmup=2, repeats=plan.bench_repeats)
-        iu = mean_iu(preds, samples, model.num_classes)
+        iu = mean_iu(preds, samples, num_classes)
         rows.append({"variant": label, "ms": round(timing.median_ms, 2), "mean_iu": round(iu, 2),
                      "delta_iu": round(iu - ref_iu, 2), "agreement": round(100 * agreement(preds, reference), 2)})
     base = rows[0]["ms"]

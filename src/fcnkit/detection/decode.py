@@ -30,7 +30,7 @@ def decode(outputs: dict[str, Tensor], *, stride: int, k: int = 100, threshold: 
     log width/height in cells and ``offset`` (N, 2, h, w) in cells.
 
     Args:
-        stride: input pixels per map cell (``model.output_stride``).
+        stride: input pixels per map cell (the model spec's ``output_stride``).
         k: peaks kept per image before the threshold.
         threshold: minimum centre probability.
         nms_iou: class-wise NMS at this IoU after thresholding (``None``: none).

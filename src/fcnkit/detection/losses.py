@@ -18,12 +18,14 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import generalized_box_iou_loss
 
+from ..heads import BOX_OUTPUTS, SEG_OUTPUT
+
 SIZE_WEIGHT = 1.0  # log-sizes are of the offsets' order (CenterNet's 0.1 was for sizes in cells)
 OFFSET_WEIGHT = 1.0
 GIOU_WEIGHT = 1.0  # GIoU loss is in [0, 2], the L1 terms of the same order once boxes are roughly right
 
 
-def focal_loss(logits: Tensor, target: Tensor, *, alpha: float = 2.0, beta: float = 4.0) -> Tensor:
+def heatmap_focal_loss(logits: Tensor, target: Tensor, *, alpha: float = 2.0, beta: float = 4.0) -> Tensor:
     """Penalty-reduced focal loss, summed and divided by the number of centres (>= 1).
 
     ``logits`` and ``target`` are (N, C, h, w); centres are where ``target == 1``.
@@ -64,7 +66,7 @@ def detection_loss(outputs: dict[str, Tensor], targets: dict[str, Tensor], *, si
                    offset_weight: float = OFFSET_WEIGHT, giou_weight: float = GIOU_WEIGHT) -> dict[str, Tensor]:
     """Heatmap focal + weighted size and offset L1 + weighted GIoU of the centre boxes;
     ``"det"`` is their weighted sum."""
-    heat = focal_loss(outputs["heatmap"], targets["heatmap"])
+    heat = heatmap_focal_loss(outputs["heatmap"], targets["heatmap"])
     size = masked_l1(outputs["size"], targets["size"], targets["reg_mask"])
     offset = masked_l1(outputs["offset"], targets["offset"], targets["reg_mask"])
     giou = centre_box_giou_loss(outputs["size"], outputs["offset"], targets["size"], targets["offset"],
@@ -92,13 +94,13 @@ def joint_loss(outputs: dict[str, Tensor], targets: dict[str, Tensor], *, ignore
     total = torch.zeros((), device=device)
     has_boxes = targets.get("has_boxes")
     if has_boxes is not None and has_boxes.any():
-        det = detection_loss({k: outputs[k][has_boxes] for k in ("heatmap", "size", "offset")},
+        det = detection_loss({k: outputs[k][has_boxes] for k in BOX_OUTPUTS},
                              {k: targets[k][has_boxes] for k in ("heatmap", "size", "offset", "reg_mask")})
         out.update(det)
         total = total + det["det"]
     has_mask = targets.get("has_mask")
-    if has_mask is not None and has_mask.any() and "seg" in outputs:
-        logits, labels = outputs["seg"][has_mask].float(), targets["mask"][has_mask]  # (n, K, H, W), (n, H, W)
+    if has_mask is not None and has_mask.any() and SEG_OUTPUT in outputs:  # a detector has no seg head
+        logits, labels = outputs[SEG_OUTPUT][has_mask].float(), targets["mask"][has_mask]  # (n, K, H, W), (n, H, W)
         if seg_loss is not None:
             seg = seg_loss(logits, labels)
         else:  # summed / labelled pixels, so an image whose mask is all ignore adds 0, not NaN

@@ -1,10 +1,10 @@
 """Training checkpoints: a saved model record plus everything needed to resume exactly.
 
-A checkpoint is ``fcnkit.models.saved.model_record(model, classes=..., ...)`` (so
-``load_model`` and ``fcnkit eval`` read it) extended with the optimiser, scheduler
-and grad-scaler states, the progress counters, every rank's RNG states and the
-training config. Everything is plain data or tensors: it is written atomically and
-read back with ``weights_only=True``.
+A checkpoint is ``fcnkit.models.saved.model_record(model, palette=..., ...)`` (the model's
+spec with its class names, the file's meta and the weights, so ``load_model`` and
+``fcnkit eval`` read it) extended with the optimiser, scheduler and grad-scaler states,
+the progress counters, every rank's RNG states and the training config. Everything is
+plain data or tensors: it is written atomically and read back with ``weights_only=True``.
 """
 
 from __future__ import annotations

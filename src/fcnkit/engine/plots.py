@@ -68,19 +68,26 @@ def plot_class_iou(class_iu: Sequence[float], classes: Sequence[str], path: str 
     _save(fig, path)
 
 
+VAL_CURVES = (("val_mean_iu", "mean IU", "o"), ("val_pixel_acc", "pixel acc", "."), ("val_map", "mAP", "s"),
+              ("val_map_50", "AP50", "."))  # those a run measured are drawn
+
+
 def plot_curves(rows: Sequence[dict], path: str | Path) -> None:
-    """Training loss and validation mean IU / pixel accuracy against epoch."""
+    """Training loss and the validation scores the rows hold (mean IU and pixel accuracy,
+    mAP and AP50) against epoch."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
     ep = [r["epoch"] for r in rows if r.get("train_loss") is not None]
     ax1.plot(ep, [r["train_loss"] for r in rows if r.get("train_loss") is not None], marker=".")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("train loss")
-    val = [r for r in rows if r.get("val_mean_iu") is not None]
-    ax2.plot([r["epoch"] for r in val], [r["val_mean_iu"] for r in val], marker="o", label="mean IU")
-    ax2.plot([r["epoch"] for r in val], [r["val_pixel_acc"] for r in val], marker=".", label="pixel acc")
+    for key, label, marker in VAL_CURVES:
+        val = [r for r in rows if r.get(key) is not None]
+        if val:
+            ax2.plot([r["epoch"] for r in val], [r[key] for r in val], marker=marker, label=label)
     ax2.set_xlabel("epoch")
     ax2.set_ylim(0, 1)
-    ax2.legend()
+    if ax2.lines:
+        ax2.legend()
     ax2.set_title("validation")
     for ax in (ax1, ax2):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

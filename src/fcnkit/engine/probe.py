@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..io import atomic_write_text, cache_root
+from ..models.spec import spec_of
 from . import distributed as D
 from .runtime import autocast, cpu_has_fast_bf16, cpu_model, resolve_amp
 
@@ -50,12 +51,8 @@ def probe_cache_path() -> Path:
 
 
 def _model_key(model: nn.Module) -> str:
-    """What identifies the architecture: its builder config where it has one, else its structure."""
-    config = getattr(model, "config", None)
-    if isinstance(config, dict) and config:
-        return json.dumps(config, sort_keys=True, default=str)
-    shapes = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
-    return hashlib.sha1(repr((type(model).__name__, shapes)).encode()).hexdigest()
+    """What identifies the architecture: the builder config of its spec (name included)."""
+    return json.dumps(spec_of(model).builder_config, sort_keys=True)
 
 
 def _cache_key(model: nn.Module, shape: tuple[int, ...], train: bool, candidates: list[tuple]) -> str:
@@ -73,10 +70,9 @@ def _read_cache(path: Path) -> dict:
         return {}  # missing or damaged: measure again
 
 
-def _loss_of(outputs: Tensor | dict[str, Tensor]) -> Tensor:
+def _loss_of(outputs: dict[str, Tensor]) -> Tensor:
     """A scalar that reaches every output (the probe times backward, not a real loss)."""
-    parts = outputs.values() if isinstance(outputs, dict) else [outputs]
-    return sum(p.float().mean() for p in parts)
+    return sum(p.float().mean() for p in outputs.values())
 
 
 def _time_steps(model: nn.Module, x: Tensor, candidates: list[tuple], *, train: bool, repeats: int,

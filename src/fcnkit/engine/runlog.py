@@ -4,6 +4,11 @@
 command line), ``metrics.jsonl`` (one row per epoch, appended), ``metrics.csv``
 (the same rows' scalar columns, rewritten), ``curves.png``, and TensorBoard events
 when ``tensorboard`` is installed. Only rank 0 writes.
+
+The CSV's columns are the rows' own numeric keys, so whatever validation measured
+(mean IU, mAP, both) gets a column. They only grow: a resumed run keeps the header
+its ``metrics.csv`` already has and appends keys it has not seen (e.g. the first
+validated epoch's metrics after unvalidated ones) at the end.
 """
 
 from __future__ import annotations
@@ -24,8 +29,21 @@ from ..io import atomic_write_text
 from .plots import plot_curves
 from .runtime import cpu_model
 
-CSV_COLUMNS = ["epoch", "iteration", "lr", "train_loss", "images_per_s", "epoch_seconds", "val_seconds",
-               "elapsed_seconds", "val_pixel_acc", "val_mean_acc", "val_mean_iu", "val_fw_iu"]
+PER_EPOCH = ("epoch", "iteration")  # a row's position, not a quantity to plot over epochs
+
+
+def _numeric_keys(row: dict) -> list[str]:
+    """The keys of ``row`` a CSV cell (and a TensorBoard scalar) can hold: numbers, not lists or dicts."""
+    return [k for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The column names of an existing ``metrics.csv`` (none if it is missing or empty)."""
+    try:
+        with open(path, newline="") as f:
+            return next(csv.reader(f), [])
+    except OSError:
+        return []
 
 
 def git_revision() -> str | None:
@@ -69,13 +87,17 @@ class RunLog:
         self.out = Path(out_dir)
         self.enabled = enabled
         self.rows: list[dict] = []
+        self.columns: list[str] = []  # metrics.csv's, in order
         self.tb = None
         if not enabled:
             return
         self.out.mkdir(parents=True, exist_ok=True)
         jsonl = self.out / "metrics.jsonl"
-        if jsonl.is_file():  # resumed run: keep the history
+        if jsonl.is_file():  # resumed run: keep the history, and the CSV's columns
             self.rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+            self.columns = _csv_header(self.out / "metrics.csv")
+            for row in self.rows:
+                self._add_columns(row)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -93,6 +115,9 @@ class RunLog:
         if self.tb is not None:
             self.tb.add_scalar(tag, value, step)
 
+    def _add_columns(self, row: dict) -> None:
+        self.columns += [k for k in _numeric_keys(row) if k not in self.columns]
+
     def epoch(self, row: dict) -> None:
         if not self.enabled:
             return
@@ -101,14 +126,15 @@ class RunLog:
             f.write(json.dumps(row) + "\n")
             f.flush()
             os.fsync(f.fileno())
+        self._add_columns(row)
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(buf, fieldnames=self.columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(self.rows)
         atomic_write_text(self.out / "metrics.csv", buf.getvalue())
         plot_curves(self.rows, self.out / "curves.png")
-        for key in CSV_COLUMNS[2:]:
-            if row.get(key) is not None:
+        for key in _numeric_keys(row):
+            if key not in PER_EPOCH:
                 self.scalar(f"epoch/{key}", row[key], row["epoch"])
 
     def close(self) -> None:
@@ -116,4 +142,4 @@ class RunLog:
             self.tb.close()
 
 
-__all__ = ["CSV_COLUMNS", "RunLog", "environment", "git_revision", "write_run_info"]
+__all__ = ["RunLog", "environment", "git_revision", "write_run_info"]

@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -39,10 +39,11 @@ from ..data.stats import class_weights_of
 from ..io import FolderLock, cache_root, check_output_dir
 from ..data import FORMATS, build_dataset, eval_transforms, train_transforms
 from ..data.mixed import box_classes_of
+from ..heads import SEG
 from ..losses import SegmentationLoss, load_class_weights
 from ..models import create_model
 from ..models.registry import model_heads
-from ..models.spec import spec_of, with_names
+from ..models.spec import with_names
 from ..progress import progress_bar
 from . import distributed as D
 from .checkpoint import init_from, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -102,6 +103,8 @@ class StopSignal:
 
 
 def _dataset_info(ds: Dataset) -> dict[str, Any]:
+    """What the model and its files take from the training data: class names, palette,
+    ignore index, and which labels it has (``heads``; box class names)."""
     base = ds.dataset if isinstance(ds, Subset) else ds
     try:
         classes = list(base.classes)
@@ -109,8 +112,10 @@ def _dataset_info(ds: Dataset) -> dict[str, Any]:
         raise ValueError(f"{type(base).__name__} has no 'classes'; fcnkit datasets expose classes, palette "
                          f"and ignore_index") from None
     palette = [list(map(int, c)) for c in getattr(base, "palette", [])] or None
-    return {"classes": classes, "palette": palette, "ignore_index": int(getattr(base, "ignore_index", 255)),
-            "heads": base.heads, "box_classes": box_classes_of(base)}
+    info = {"classes": classes, "palette": palette, "ignore_index": int(getattr(base, "ignore_index", 255))}
+    if not hasattr(base, "heads"):  # a dataset of its own kind that declares no heads: masks, as before heads
+        return {**info, "heads": frozenset({SEG}), "box_classes": []}
+    return {**info, "heads": base.heads, "box_classes": box_classes_of(base)}
 
 
 def _check_data(cfg: TrainConfig) -> None:
@@ -131,14 +136,31 @@ def _subset(ds: Dataset, n: int | None) -> Dataset:
     return ds if n is None or n >= len(ds) else Subset(ds, range(n))
 
 
-def _build_datasets(cfg: TrainConfig, preprocessing, ignore_index: int) -> tuple[Dataset, Dataset]:
-    cj = cfg.color_jitter
-    fit = [v2.Resize(size=None, max_size=cfg.max_size)] if cfg.max_size else []  # longer side; boxes follow
-    train_tf = v2.Compose([*fit, train_transforms(preprocessing, crop_size=cfg.crop_size, scale_range=cfg.scale_range,
-                                                  hflip=cfg.hflip, color_jitter=(cj, cj, cj, 0.0) if cj else None,
-                                                  ignore_index=ignore_index)])
-    return (build_dataset(cfg.data, cfg.train_split, train_tf),
-            build_dataset(cfg.data, cfg.val_split, v2.Compose([*fit, eval_transforms(preprocessing)])))
+class _Transformed(Dataset):
+    """A dataset read as stored, transformed on access: the transforms need the model's
+    preprocessing, and the model's size needs the data's classes, so the data is read
+    first and given its transforms once the model exists (not built a second time)."""
+
+    def __init__(self, dataset: Dataset, transforms: Callable) -> None:
+        self.dataset, self.transforms = dataset, transforms
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.transforms(*self.dataset[index])
+
+
+@dataclass
+class _Data:
+    """The training and validation sets, each read once: as given, or built from ``cfg.data``
+    as stored (``raw_*``: the model's transforms are still to be added)."""
+
+    train: Dataset
+    val: Dataset | None
+    raw_train: bool
+    raw_val: bool
+    info: dict[str, Any]  # _dataset_info of the training set
 
 
 RUN_FILES = ("best.pt", "metrics.jsonl")  # what a run folder holds besides last.pt
@@ -186,81 +208,131 @@ def train(cfg: TrainConfig, *, train_set: Dataset | None = None, val_set: Datase
 
 
 class _Trainer:
+    """One training run, set up in named steps (each dataset read once, the model sized by
+    its classes, then the loaders and the optimisation around it) and run by ``run``."""
+
     def __init__(self, cfg: TrainConfig, device: torch.device, dist: D.DistInfo, train_set: Dataset | None,
                  val_set: Dataset | None, resume: str | Path | bool | None) -> None:
-        self.dist, self.device = dist, device
-        self.out = Path(cfg.out_dir)
+        self.cfg, self.device, self.dist, self.out = cfg, device, dist, Path(cfg.out_dir)
         resume_path = _resume_path(cfg, resume)
         self.checkpoint = load_checkpoint(resume_path) if resume_path else None
         if self.checkpoint is not None:
             self._report_config_changes(cfg)
-        self.cfg = cfg
+        self._seed_process()
+        self.task: Task = task_for(model_heads(cfg.model))
+        data = self._read_data(train_set, val_set)
+        self.model = self._build_model(data.info)
+        self.train_set, self.val_set = self._add_transforms(data)
+        self._wrap_model()
+        self._build_optimisation(data)
+        self._build_loaders(data.info["ignore_index"])
+        self.meta = {"palette": data.info["palette"], "ignore_index": data.info["ignore_index"]}
+        if cfg.max_size:
+            self.meta["max_size"] = cfg.max_size  # eval and predict resize the same way
+        self.progress = Progress()
+        if self.checkpoint is not None:
+            self._restore(self.checkpoint, resume_path)
+        self.log = RunLog(self.out, enabled=dist.is_main)
+        self.log.truncate_after(self.progress.epoch)
+        self.resumed_at = self.progress.iteration if resume_path else None
+
+    # --- set-up steps, in order ---------------------------------------------------
+    def _seed_process(self) -> None:
+        """Threads and this rank's python / numpy / torch seeds, before the model's init draws."""
+        cfg, rank = self.cfg, self.dist.rank
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        random.seed(cfg.seed + dist.rank)
-        np.random.seed((cfg.seed + dist.rank) % 2**32)
-        torch.manual_seed(cfg.seed + dist.rank)
+        random.seed(cfg.seed + rank)
+        np.random.seed((cfg.seed + rank) % 2**32)
+        torch.manual_seed(cfg.seed + rank)
 
-        # data first (the model's size comes from the classes), transforms from the model
-        raw_train = None  # the training data as stored, for class_weights: auto
-        if train_set is None:
-            _check_data(cfg)
-            raw_train = build_dataset(cfg.data, cfg.train_split)
-            info = _dataset_info(raw_train)
-        else:
-            info = _dataset_info(train_set)
-        self.info = info
-        self.task: Task = task_for(model_heads(cfg.model))
-        extra = {"learnable_upsampling": cfg.learnable_upsampling} if self.task.segments else {}
-        if self.task.detects and cfg.output_stride:
+    def _read_data(self, train_set: Dataset | None, val_set: Dataset | None) -> _Data:
+        """The given sets as they are; the others built from ``cfg.data`` once, as stored."""
+        cfg = self.cfg
+        if train_set is not None:
+            return _Data(train_set, val_set, raw_train=False, raw_val=False, info=_dataset_info(train_set))
+        _check_data(cfg)
+        train = build_dataset(cfg.data, cfg.train_split)
+        raw_val = val_set is None
+        val = build_dataset(cfg.data, cfg.val_split) if raw_val else val_set
+        return _Data(train, val, raw_train=True, raw_val=raw_val, info=_dataset_info(train))
+
+    def _build_model(self, info: dict[str, Any]) -> nn.Module:
+        """The registry's model sized for the data's classes, its spec naming them, with the
+        recipe's BN momentum and ``init_from`` weights (a resumed run's come from its checkpoint)."""
+        cfg, task = self.cfg, self.task
+        extra = {"learnable_upsampling": cfg.learnable_upsampling} if task.segments else {}
+        if task.detects and cfg.output_stride:
             extra["output_stride"] = cfg.output_stride
         model = create_model(cfg.model, encoder=cfg.encoder, encoder_weights=cfg.encoder_weights,
-                             geometry=cfg.geometry, width=cfg.width, **self.task.model_kwargs(info), **extra)
-        model.spec = with_names(model.spec, info["classes"] if self.task.segments else None,
-                                info["box_classes"] if self.task.detects else None)
+                             geometry=cfg.geometry, width=cfg.width, **task.model_kwargs(info), **extra)
+        model.spec = with_names(model.spec, info["classes"] if task.segments else None,
+                                info["box_classes"] if task.detects else None)
         if cfg.bn_momentum is not None:
             for m in model.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.momentum = cfg.bn_momentum
-        if train_set is None:
-            train_set, built_val = _build_datasets(cfg, model.preprocessing, info["ignore_index"])
-            val_set = built_val if val_set is None else val_set
         if cfg.init_from and self.checkpoint is None:
             report = init_from(model, cfg.init_from)
             self.say(f"init_from {cfg.init_from}: {len(report['loaded'])} tensors loaded; new (kept at init): "
                      f"{_short(report['new'])}; not used: {_short(report['skipped'])}")
-        self.train_set = _subset(train_set, cfg.max_train_samples)
-        self.val_set = _subset(val_set, cfg.max_val_samples) if val_set is not None else None
-        if len(self.train_set) == 0:
-            raise ValueError(f"{cfg.data} ({cfg.train_split}): the training set is empty")
+        return model.to(self.device)
 
-        self.model = model.to(device)
-        # precision and layout are measured on the first batch (``_settle_run``): its real shape
+    def _add_transforms(self, data: _Data) -> tuple[Dataset, Dataset | None]:
+        """The sets the loaders read: the model's transforms on those read as stored (training
+        augmentation, or evaluation's), then cut to ``max_train_samples`` / ``max_val_samples``."""
+        cfg, preprocessing = self.cfg, self.model.spec.preprocessing
+        fit = [v2.Resize(size=None, max_size=cfg.max_size)] if cfg.max_size else []  # longer side; boxes follow
+        train, val = data.train, data.val
+        if data.raw_train:
+            cj = cfg.color_jitter
+            train = _Transformed(train, v2.Compose([*fit, train_transforms(
+                preprocessing, crop_size=cfg.crop_size, scale_range=cfg.scale_range, hflip=cfg.hflip,
+                color_jitter=(cj, cj, cj, 0.0) if cj else None, ignore_index=data.info["ignore_index"])]))
+        if data.raw_val:
+            val = _Transformed(val, v2.Compose([*fit, eval_transforms(preprocessing)]))
+        train = _subset(train, cfg.max_train_samples)
+        if len(train) == 0:
+            raise ValueError(f"{cfg.data} ({cfg.train_split}): the training set is empty")
+        return train, _subset(val, cfg.max_val_samples) if val is not None else None
+
+    def _wrap_model(self) -> None:
+        """What runs the steps (DDP, ``torch.compile``) and what is kept (the weights' moving
+        average with ``ema_decay``: validated and saved as "model"; the raw weights resume
+        training). Precision and layout are measured on the first batch (``_settle_run``)."""
+        cfg, device = self.cfg, self.device
         self.run_choice: RunChoice | None = None
         self.amp_dtype = resolve_amp(cfg.amp, device) if device.type == "cuda" else None
         self.channels_last = bool(cfg.channels_last)
         self.mf = memory_format(self.channels_last)
         net: nn.Module = self.model
-        if dist.enabled:
+        if self.dist.enabled:
             net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
         self.net = torch.compile(net) if cfg.compile else net
-        # the averaged weights are what is validated and saved as "model"; the raw ones resume training
         self.ema = ModelEmaV3(self.model, decay=cfg.ema_decay, use_warmup=True) if cfg.ema_decay else None
         self.kept = self.ema.module if self.ema is not None else self.model
 
-        weights = self._class_weights(cfg, raw_train if raw_train is not None else self.train_set, info)
-        self.criterion = SegmentationLoss(cfg.loss, ignore_index=info["ignore_index"], reduction=cfg.loss_reduction,
-                                          class_weights=weights, focal_gamma=cfg.focal_gamma,
-                                          ohem_fraction=cfg.ohem_fraction).to(device)
+    def _build_optimisation(self, data: _Data) -> None:
+        """Loss (class weights counted on the training data as stored when it was read here),
+        optimiser and grad scaler; the scheduler follows once the run's length is known."""
+        cfg = self.cfg
+        weights = self._class_weights(data.train if data.raw_train else self.train_set, len(data.info["classes"]))
+        self.criterion = SegmentationLoss(cfg.loss, ignore_index=data.info["ignore_index"],
+                                          reduction=cfg.loss_reduction, class_weights=weights,
+                                          focal_gamma=cfg.focal_gamma, ohem_fraction=cfg.ohem_fraction).to(self.device)
         self.optimizer = build_optimizer(self.model, cfg)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
-        collate = self.task.collate(model, info["ignore_index"])
+    def _build_loaders(self, ignore_index: int) -> None:
+        """The seeded training loader (order and augmentation a function of seed, epoch and
+        index), the run's length in iterations, its lr schedule and the sharded val loader."""
+        cfg, dist = self.cfg, self.dist
         drop_last = cfg.batch_size > 1  # a trailing batch of 1 upsets batch norm
         self.sampler = EpochSampler(self.train_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
                                     seed=cfg.seed)
-        loader_kw = dict(num_workers=cfg.workers, collate_fn=collate, pin_memory=device.type == "cuda",
-                         worker_init_fn=ignore_stop_signals_in_worker, persistent_workers=cfg.workers > 0,
+        loader_kw = dict(num_workers=cfg.workers, collate_fn=self.task.collate(self.model, ignore_index),
+                         pin_memory=self.device.type == "cuda", worker_init_fn=ignore_stop_signals_in_worker,
+                         persistent_workers=cfg.workers > 0,
                          generator=torch.Generator())  # own generator: loaders never draw from torch's RNG
         self.loader = DataLoader(SeededSamples(self.train_set, cfg.seed), batch_size=cfg.batch_size,
                                  sampler=self.sampler, drop_last=drop_last, **loader_kw)
@@ -284,20 +356,12 @@ class _Trainer:
         else:  # said at the start, not discovered at the end
             self.say(f"warning: no validation data ({cfg.data} {cfg.val_split!r} is empty): nothing is scored "
                      f"and no best.pt is written; last.pt is the model")
-        self.meta = {"palette": info["palette"], "ignore_index": info["ignore_index"]}
-        if cfg.max_size:
-            self.meta["max_size"] = cfg.max_size  # eval and predict resize the same way
-        self.progress = Progress()
-        if self.checkpoint is not None:
-            self._restore(self.checkpoint, resume_path)
-        self.log = RunLog(self.out, enabled=dist.is_main)
-        self.log.truncate_after(self.progress.epoch)
-        self.resumed_at = self.progress.iteration if resume_path else None
 
     # --- helpers ------------------------------------------------------------------
-    def _class_weights(self, cfg: TrainConfig, data: Dataset, info: dict) -> torch.Tensor | None:
-        """None, a weights file's, or (``auto``) median-frequency weights counted on the training
-        data (cached per file list), each raised to ``class_weight_power``."""
+    def _class_weights(self, data: Dataset, num_classes: int) -> torch.Tensor | None:
+        """None, a weights file's, or (``auto``) median-frequency weights counted on ``data``
+        (cached per file list), each raised to ``class_weight_power``."""
+        cfg = self.cfg
         if not cfg.class_weights:
             return None
         if cfg.class_weights == "auto":
@@ -305,9 +369,8 @@ class _Trainer:
             weights = torch.tensor(counted, dtype=torch.float32)
             self.say(f"class weights: median frequency on the training data, {where}")
         else:
-            weights = load_class_weights(cfg.class_weights, len(info["classes"]))
+            weights = load_class_weights(cfg.class_weights, num_classes)
         return weights ** cfg.class_weight_power  # ** 0.5: a milder balance
-
 
     def _settle_run(self, shape: tuple[int, ...]) -> None:
         """bf16 or fp32, channels_last or not: measured on this machine for this model on the
@@ -410,7 +473,7 @@ class _Trainer:
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.mf)
         targets = to_device(targets, self.device)
         with autocast(self.device, self.amp_dtype):
-            outputs = self.net(images)  # (N, C, H, W) logits, or a dict of maps
+            outputs = self.net(images)  # {output name: map}, as the spec lists them
         loss = self.task.loss(outputs, targets, self.criterion)["total"]  # fp32
         # agree across ranks on the loss and on whether it is finite, before any update
         stats = torch.stack([loss.detach().float(), (~torch.isfinite(loss.detach())).float()])
@@ -438,59 +501,9 @@ class _Trainer:
                  f"{len(self.train_set)} images, {self.iters_per_epoch} iterations/epoch x {self.num_epochs} epochs "
                  f"= {self.total_iters} iterations; device {self.device}, {self.dist.world_size} process(es); "
                  f"run dir {self.out}")
-        status, done_now, last_metrics = "finished", 0, None
         try:
             with StopSignal(self.say) as stop:
-                while p.iteration < self.total_iters:
-                    self.sampler.set_epoch(p.epoch)
-                    self.sampler.start = p.epoch_iteration * cfg.batch_size
-                    # a bar on a terminal; elsewhere nothing, and the log_every lines below instead
-                    bar = progress_bar(total=self.iters_per_epoch, initial=p.epoch_iteration, leave=False, lines=False,
-                                       desc=f"epoch {p.epoch + 1}/{self.num_epochs}",
-                                       enabled=cfg.progress and self.dist.is_main)
-                    halt = None
-                    t0 = time.perf_counter()
-                    for images, targets in self.loader:
-                        if self.run_choice is None:
-                            self._settle_run(images.shape)
-                            t0 = time.perf_counter()  # the probe is not training time
-                        loss = self.step(images, targets)
-                        p.iteration += 1
-                        p.epoch_iteration += 1
-                        p.loss_sum += loss
-                        p.loss_count += 1
-                        p.images += images.shape[0] * self.dist.world_size
-                        p.seconds += time.perf_counter() - t0
-                        done_now += 1
-                        bar.update(1)
-                        bar.set_postfix(loss=f"{p.loss_sum / p.loss_count:.4g}", lr=f"{self._lr():.3g}",
-                                        img_s=f"{p.images / max(p.seconds, 1e-9):.2f}")
-                        self.log.scalar("train/loss", loss, p.iteration)
-                        if bar.disable and cfg.log_every and p.iteration % cfg.log_every == 0:
-                            self.say(f"  it {p.iteration}/{self.total_iters}  epoch {p.epoch + 1}  loss "
-                                     f"{p.loss_sum / p.loss_count:.4f}  lr {self._lr():.3g}  "
-                                     f"{p.images / max(p.seconds, 1e-9):.2f} img/s  ETA {self._eta()}")
-                        flag = torch.tensor([float(stop.signum is not None)], device=self.device)  # nccl: on device
-                        if self.dist.enabled:
-                            D.all_reduce_sum(flag)
-                        if flag.item() > 0:
-                            halt = "interrupted"
-                        elif stop_after is not None and done_now >= stop_after:
-                            halt = "paused"
-                        if (halt is None and cfg.checkpoint_every and p.iteration % cfg.checkpoint_every == 0
-                                and p.epoch_iteration < self.iters_per_epoch):
-                            self.save_last()
-                        if halt or p.iteration >= self.total_iters or p.epoch_iteration >= self.iters_per_epoch:
-                            break
-                        t0 = time.perf_counter()
-                    bar.close()
-                    if p.epoch_iteration >= self.iters_per_epoch or p.iteration >= self.total_iters:
-                        last_metrics = self.end_epoch()
-                    else:
-                        self.save_last()
-                    if halt:
-                        status = halt
-                        break
+                status, last_metrics = self._train(stop, stop_after)
         finally:
             self.log.close()
         if status != "finished":
@@ -502,36 +515,104 @@ class _Trainer:
                 "best_key": self.task.best_key, "best_epoch": p.best_epoch, "metrics": last_metrics,
                 "out_dir": str(self.out), "model": self.kept, "validated": self.val_loader is not None}
 
-    def end_epoch(self) -> dict | None:
+    def _train(self, stop: StopSignal, stop_after: int | None) -> tuple[str, dict | None]:
+        """Epoch after epoch until the run is done ("finished") or halted; each epoch ends with
+        ``end_epoch``, a halted one with ``last.pt``. Returns the status and the last val metrics."""
+        p = self.progress
+        pause_at = None if stop_after is None else p.iteration + stop_after
+        status, last_metrics = "finished", None
+        while status == "finished" and p.iteration < self.total_iters:
+            status = self._train_epoch(stop, pause_at) or status
+            if self._epoch_over():
+                last_metrics = self.end_epoch()
+            else:
+                self.save_last()
+        return status, last_metrics
+
+    def _train_epoch(self, stop: StopSignal, pause_at: int | None) -> str | None:
+        """Steps from where the epoch stands until it (or the run) is over or the run must halt;
+        returns the halt ("interrupted" or "paused"), if any. A bar on a terminal; elsewhere
+        nothing, and a line every ``log_every`` iterations instead."""
+        p = self.progress
+        self.sampler.set_epoch(p.epoch)
+        self.sampler.start = p.epoch_iteration * self.cfg.batch_size
+        bar = progress_bar(total=self.iters_per_epoch, initial=p.epoch_iteration, leave=False, lines=False,
+                           desc=f"epoch {p.epoch + 1}/{self.num_epochs}",
+                           enabled=self.cfg.progress and self.dist.is_main)
+        halt = None
+        t0 = time.perf_counter()
+        for images, targets in self.loader:
+            if self.run_choice is None:
+                self._settle_run(images.shape)
+                t0 = time.perf_counter()  # the probe is not training time
+            loss = self.step(images, targets)
+            self._count_step(loss, images.shape[0], time.perf_counter() - t0, bar)
+            halt = self._halt(stop, pause_at)
+            if halt is None and self._checkpoint_due():
+                self.save_last()
+            if halt or self._epoch_over():
+                break
+            t0 = time.perf_counter()
+        bar.close()
+        return halt
+
+    def _count_step(self, loss: float, batch: int, seconds: float, bar: Any) -> None:
+        """The step in the counters, the bar, TensorBoard and (every ``log_every``) a line."""
         cfg, p = self.cfg, self.progress
+        p.iteration += 1
+        p.epoch_iteration += 1
+        p.loss_sum += loss
+        p.loss_count += 1
+        p.images += batch * self.dist.world_size
+        p.seconds += seconds
+        bar.update(1)
+        bar.set_postfix(loss=f"{p.loss_sum / p.loss_count:.4g}", lr=f"{self._lr():.3g}",
+                        img_s=f"{p.images / max(p.seconds, 1e-9):.2f}")
+        self.log.scalar("train/loss", loss, p.iteration)
+        if bar.disable and cfg.log_every and p.iteration % cfg.log_every == 0:
+            self.say(f"  it {p.iteration}/{self.total_iters}  epoch {p.epoch + 1}  loss "
+                     f"{p.loss_sum / p.loss_count:.4f}  lr {self._lr():.3g}  "
+                     f"{p.images / max(p.seconds, 1e-9):.2f} img/s  ETA {self._eta()}")
+
+    def _halt(self, stop: StopSignal, pause_at: int | None) -> str | None:
+        """Whether to stop after this step: "interrupted" when any rank got SIGINT/SIGTERM (the
+        ranks agree), "paused" when this call's ``stop_after`` iterations are done."""
+        flag = torch.tensor([float(stop.signum is not None)], device=self.device)  # nccl: on device
+        D.all_reduce_sum(flag)
+        if flag.item() > 0:
+            return "interrupted"
+        if pause_at is not None and self.progress.iteration >= pause_at:
+            return "paused"
+        return None
+
+    def _checkpoint_due(self) -> bool:
+        """A mid-epoch ``last.pt`` every ``checkpoint_every`` iterations (the epoch's end saves anyway)."""
+        p, every = self.progress, self.cfg.checkpoint_every
+        return bool(every) and p.iteration % every == 0 and p.epoch_iteration < self.iters_per_epoch
+
+    def _epoch_over(self) -> bool:
+        p = self.progress
+        return p.epoch_iteration >= self.iters_per_epoch or p.iteration >= self.total_iters
+
+    def end_epoch(self) -> dict | None:
+        """Validate (when due), keep ``best.pt``, save ``last.pt``, log the epoch's row and line."""
+        p = self.progress
         epoch = p.epoch + 1  # 1-based for people
         row = {"epoch": epoch, "iteration": p.iteration, "lr": self._lr(),
                "train_loss": p.loss_sum / max(p.loss_count, 1), "images_per_s": p.images / max(p.seconds, 1e-9),
                "epoch_seconds": p.seconds}
-        metrics = None
-        final = p.iteration >= self.total_iters
         t_val = time.perf_counter()
         self.check_finite_weights()  # never validate, or keep as best.pt, inf/NaN weights
         D.sync_buffers(self.model)  # every rank validates (and best.pt keeps) rank 0's model
         D.sync_buffers(self.kept)
-        if self.val_loader is not None and (epoch % cfg.val_every == 0 or final):
-            ev = evaluate(self.kept, self.val_loader, num_classes=len(self.info["classes"]), device=self.device,
-                          amp_dtype=self.amp_dtype, channels_last=self.channels_last,
-                          progress=cfg.progress and self.dist.is_main, desc=f"val {epoch}")
-            metrics = ev.metrics
-            row.update({f"val_{k}": v for k, v in metrics.items() if isinstance(v, float)})
-            if "class_iu" in metrics:
-                row["val_class_iu"] = dict(zip(self.info["classes"], metrics["class_iu"]))
-            score = metrics.get(self.task.best_key, math.nan)
-            if score == score and score > p.best_metric:  # NaN (nothing to score) never wins
-                p.best_metric, p.best_epoch = score, epoch
-                if self.dist.is_main:
-                    save_checkpoint(self.out / "best.pt", self.kept,
-                                    meta={**self.meta, "epoch": epoch, "iteration": p.iteration,
-                                          "val_metrics": metrics}, train_config=absolute_inputs(cfg))
+        metrics = self._validate(epoch)
         row["val_seconds"] = time.perf_counter() - t_val
         p.elapsed += p.seconds + row["val_seconds"]
         row["elapsed_seconds"] = p.elapsed
+        if metrics is not None:
+            row.update({f"val_{k}": v for k, v in metrics.items() if isinstance(v, float)})
+            if "class_iu" in metrics:
+                row["val_class_iu"] = dict(zip(self.model.spec.classes, metrics["class_iu"]))
         eta = self._eta()
         p.epoch += 1
         p.epoch_iteration = 0
@@ -544,6 +625,25 @@ class _Trainer:
             line += (f"  | val {describe(metrics)}  (best {metric_label(self.task.best_key)} "
                      f"{100 * p.best_metric:.1f} @ epoch {p.best_epoch})")
         self.say(line)
+        return metrics
+
+    def _validate(self, epoch: int) -> dict | None:
+        """The kept model's val metrics every ``val_every`` epochs and at the end (None when not
+        due or without val data); a new best by the task's metric is written to ``best.pt``."""
+        cfg, p = self.cfg, self.progress
+        if self.val_loader is None or not (epoch % cfg.val_every == 0 or p.iteration >= self.total_iters):
+            return None
+        metrics = evaluate(self.kept, self.val_loader, device=self.device, amp_dtype=self.amp_dtype,
+                           channels_last=self.channels_last, progress=cfg.progress and self.dist.is_main,
+                           desc=f"val {epoch}").metrics
+        score = metrics.get(self.task.best_key, math.nan)
+        if score == score and score > p.best_metric:  # NaN (nothing to score) never wins
+            p.best_metric, p.best_epoch = score, epoch
+            if self.dist.is_main:
+                save_checkpoint(self.out / "best.pt", self.kept, meta={**self.meta, "epoch": epoch,
+                                                                      "iteration": p.iteration,
+                                                                      "val_metrics": metrics},
+                                train_config=absolute_inputs(cfg))
         return metrics
 
 

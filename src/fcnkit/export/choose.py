@@ -21,18 +21,17 @@ from pathlib import Path
 
 import torch
 
-from ..engine.evaluate import load_samples
+from ..engine.samples import load_samples
 from ..engine.runtime import cpu_has_fast_bf16, cpu_model
 from ..extras import installed
 from ..io import atomic_write_text, check_output_dir, next_run_dir
-from ..models.saved import load_model
+from ..models.spec import spec_of
 from ..profile import count_flops
 from .bench import BenchRow, format_table, plot_rows  # noqa: F401 (BenchRow: Candidate.row)
-from .optimize import (BACKENDS, PRECISIONS, BudgetExceeded, Reference, backend_modules, build_variant, check_budget,
-                       default_output, measure, staging_dir, write_variant)
+from .optimize import (BUILDERS, PRECISIONS, BudgetExceeded, Reference, backend_modules, build_variant, check_budget,
+                       default_output, load_segmenter, measure, staging_dir, write_variant)
 
-CANDIDATES = (("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32"), ("onnxruntime", "int8"),
-              ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"))
+CANDIDATES = tuple((b, p) for b, builder in BUILDERS.items() for p in PRECISIONS if p not in builder.refuses)
 
 
 @dataclass
@@ -78,7 +77,7 @@ def plan_candidates(backend: str = "auto", precision: str = "auto", *, calib: bo
         else:
             out.append(Candidate(b, p, "planned"))
     if not out:
-        raise ValueError(f"no candidate for --backend {backend} --precision {precision} (backends {BACKENDS}, "
+        raise ValueError(f"no candidate for --backend {backend} --precision {precision} (backends {tuple(BUILDERS)}, "
                          f"precisions {PRECISIONS}; ONNX Runtime has no bf16, PyTorch no int8)")
     return out
 
@@ -95,14 +94,11 @@ def optimize_auto(checkpoint: str | Path, *, val: str, val_split: str = "val", c
     out_dir = check_output_dir(out_dir if out_dir is not None else next_run_dir("optimize"), what="report folder")
     if threads:
         torch.set_num_threads(threads)
-    model = load_model(checkpoint)
-    if model.task != "segmentation":
-        raise ValueError(f"{checkpoint}: a {model.task} model; optimize judges variants by mean IU, which only "
-                         f"segmentation models have")
+    model = load_segmenter(checkpoint)
+    prep = spec_of(model).preprocessing
     say(f"loading {val} ({val_split}) ...")
-    samples = load_samples(val, val_split, model.preprocessing, limit=limit)
-    calibration = ([s.image for s in load_samples(calib, calib_split, model.preprocessing, limit=calib_limit)]
-                   if calib else None)
+    samples = load_samples(val, val_split, prep, limit=limit)
+    calibration = [s.image for s in load_samples(calib, calib_split, prep, limit=calib_limit)] if calib else None
     reference = Reference.of(model, samples)
     say(f"fp32 model: mean IU {reference.mean_iu:.1f} on {len(samples)} {val_split} images; "
         f"{sum(c.status == 'planned' for c in candidates)} candidates")
@@ -143,11 +139,11 @@ def optimize_auto(checkpoint: str | Path, *, val: str, val_split: str = "val", c
         results.update(val=f"{val} ({val_split}, {len(samples)} images)", fp32_mean_iu=reference.mean_iu,
                        chosen_from=[c.name for c in candidates if c.row])
         write_variant(variant, path, results)
-    report = write_report(path.parent, checkpoint, candidates, reference.mean_iu, len(samples), max_drop, path)
+    report = write_choice_report(path.parent, checkpoint, candidates, reference.mean_iu, len(samples), max_drop, path)
     return AutoResult(path, chosen, candidates, reference.mean_iu, report)
 
 
-def write_report(folder: Path, checkpoint: str | Path, candidates: Sequence[Candidate], fp32_mean_iu: float,
+def write_choice_report(folder: Path, checkpoint: str | Path, candidates: Sequence[Candidate], fp32_mean_iu: float,
                  images: int, max_drop: float, written: Path) -> Path:
     """``report.md`` (table), ``candidates.json`` and ``candidates.png`` (latency bars) in ``folder``."""
     measured = [c for c in candidates if c.row]
@@ -185,4 +181,4 @@ def format_candidates(candidates: Sequence[Candidate]) -> str:
 
 
 __all__ = ["AutoResult", "CANDIDATES", "Candidate", "format_candidates", "optimize_auto", "plan_candidates",
-           "write_report"]
+           "write_choice_report"]

@@ -17,15 +17,11 @@ from torch import nn
 
 from ..extras import require
 from ..io import check_output_file
+from ..inference.runtime import BACKENDS, OpenVINOModel, export_meta, sidecar_path
 from .onnx_export import DEFAULT_OPSET, ONNX_MODULES, ExportReport, check_onnx, save_proto, to_onnx_proto
-from ..inference.runtime import OpenVINOModel, export_meta, sidecar_path
 from .verify import DEFAULT_SIZES, check_parity
 
-
-def ir_files(xml_path: str | Path) -> list[Path]:
-    """The files of one IR, in the order they are moved into place (``.xml`` last: it marks done)."""
-    xml_path = Path(xml_path)
-    return [xml_path.with_suffix(".bin"), sidecar_path(xml_path), xml_path]
+ir_files = BACKENDS["openvino"].files  # .bin, .json, .xml: the order they are moved into place (.xml marks done)
 
 
 def save_ir(ov_model, xml_path: str | Path, meta: dict) -> None:

@@ -15,50 +15,32 @@ import copy
 import json
 import os
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
-from ..engine.evaluate import Sample, agreement, load_samples, mean_iu, predict_all
+from ..engine.samples import LabelledImage, agreement, load_samples, mean_iu, predict_all
+from ..extras import require
+from ..heads import SEG
+from ..inference.runtime import (BACKENDS, META_KEY, OnnxRuntimeModel, OpenVINOModel, Runtime, TorchRuntime,
+                                 export_meta, sidecar_path)
+from ..io import atomic_write_text, check_output_dir, check_output_file, next_run_dir
+from ..models.fold import count_batchnorms, fold_batchnorm
 from ..models.saved import load_model
+from ..models.spec import spec_of
+from ..models.svd import Spectrum, apply_svd, fc_convs, spectrum
 from ..profile import count_flops
 from .bench import BenchRow, time_callable
-from ..models.fold import count_batchnorms, fold_batchnorm
 from .onnx_export import ONNX_MODULES, export_onnx, save_proto, set_metadata
-from .openvino_export import ir_files, onnx_to_openvino, save_ir
+from .openvino_export import onnx_to_openvino, save_ir
 from .quantize import quantize_onnx, quantize_openvino, quantize_openvino_accuracy_control
-from ..extras import require
-from ..io import atomic_write_text, check_output_dir, check_output_file, next_run_dir
-from ..inference.runtime import META_KEY, OnnxRuntimeModel, OpenVINOModel, TorchRuntime, export_meta
-from ..models.svd import Spectrum, apply_svd, fc_convs, spectrum
 from .torch_opt import save_optimized
 
-BACKENDS = ("torch", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "bf16", "int8")
-SUFFIX = {"torch": ".pt", "onnxruntime": ".onnx", "openvino": ".xml"}
-
-
-def backend_modules(backend: str, precision: str) -> tuple[str, ...]:
-    """The optional modules (all in the ``export`` extra) a variant on ``backend`` needs."""
-    if backend == "torch":
-        return ()
-    mods = (*ONNX_MODULES, "onnxruntime")  # every exported variant is the verified ONNX export first
-    if backend == "openvino":
-        mods += ("openvino", "nncf") if precision == "int8" else ("openvino",)
-    return mods
-
-
-def check_out(out: str | Path, backend: str) -> Path:
-    """``out`` for a ``backend`` variant (``.pt`` / ``.onnx`` / ``.xml`` and an IR's ``.bin`` and
-    ``.json``) can be written: ValueError naming it otherwise, before any work."""
-    out = check_output_file(out, suffixes=(SUFFIX[backend],), what=f"{backend} variant")
-    if backend == "openvino":
-        for other in ir_files(out)[:-1]:
-            check_output_file(other, what="OpenVINO IR's companion file")
-    return out
+VIA_ONNX = (*ONNX_MODULES, "onnxruntime")  # every exported variant is the verified ONNX export first
 
 
 class BudgetExceeded(RuntimeError):
@@ -76,25 +58,157 @@ class Reference:
     num_classes: int
 
     @classmethod
-    def of(cls, model: nn.Module, samples: list[Sample]) -> "Reference":
+    def of(cls, model: nn.Module, samples: list[LabelledImage]) -> "Reference":
         model = model.eval()
         device = next(model.parameters()).device
+        num_classes = spec_of(model).num_classes
         preds = predict_all(lambda x: model(x.to(device)), samples)
-        return cls(preds, mean_iu(preds, samples, model.num_classes), model.num_classes)
+        return cls(preds, mean_iu(preds, samples, num_classes), num_classes)
 
 
 @dataclass
 class Variant:
-    """A built, runnable variant whose files wait in a staging folder until accepted."""
+    """A transformed model and its backend's runner, whose files wait in a staging folder
+    until accepted (the backend's ``build`` sets ``runtime``, ``staged`` and ``size_bytes``)."""
 
     name: str
     backend: str
     precision: str
-    recipe: dict
-    runtime: Callable[[Tensor], Tensor]
-    torch_model: nn.Module  # the transformed torch model (FLOPs, torch saving)
-    staged: list[Path] = field(default_factory=list)  # files to move; the last one marks "done"
+    recipe: dict  # how it was made; its backend's build adds its own settings
+    torch_model: nn.Module  # the transformed torch model (BN folded, SVD): FLOPs, torch saving, exports
+    runtime: Runtime | None = None
+    staged: list[Path] = field(default_factory=list)  # its files, in its backend's ``files`` order
     size_bytes: int = 0
+
+    def export_meta(self) -> dict:
+        return export_meta(self.torch_model, precision=self.precision, optimization=dict(self.recipe))
+
+
+# A backend's build takes the variant, its staging folder and the options of ``build_variant``.
+
+def _build_torch(v: Variant, work: Path, *, threads: int | None, compile: bool, **_: object) -> None:
+    v.recipe["compile"] = compile
+    v.runtime = TorchRuntime(copy.deepcopy(v.torch_model), precision=v.precision, compile=compile, threads=threads,
+                             channels_last=True)
+    v.size_bytes = sum(t.numel() * t.element_size() for t in v.torch_model.state_dict().values())
+
+
+def _onnx_fp32(v: Variant, work: Path, onnx_cache: dict | None) -> Path:
+    """The verified fp32 ONNX export of the variant's model; ``onnx_cache`` (kept by the
+    caller) reuses the export of an identical transform (minutes for full-width VGG-16)."""
+    key = json.dumps({k: v.recipe.get(k) for k in ("fold_bn", "svd")}, sort_keys=True)
+    path = (onnx_cache or {}).get(key)
+    if path is None or not Path(path).is_file():
+        path = work / f"{v.name}.fp32.onnx"
+        export_onnx(v.torch_model, path, meta=v.export_meta(), sizes=((64, 96), (45, 77)))  # parity of the transform
+        if onnx_cache is not None:
+            onnx_cache[key] = path
+    return path
+
+
+def _build_onnxruntime(v: Variant, work: Path, *, threads: int | None, calibration: list[Tensor] | None,
+                       onnx_cache: dict | None, **_: object) -> None:
+    fp32, path = _onnx_fp32(v, work, onnx_cache), work / f"{v.name}.onnx"
+    if v.precision == "int8":
+        quantize_onnx(fp32, path, calibration)
+    _rewrite_onnx_meta(path if v.precision == "int8" else fp32, v.export_meta(), out=path)  # fp32: a copy (cache kept)
+    v.runtime, v.staged, v.size_bytes = OnnxRuntimeModel(path, threads=threads), [path], path.stat().st_size
+
+
+def _build_openvino(v: Variant, work: Path, *, threads: int | None, calibration: list[Tensor] | None,
+                    onnx_cache: dict | None, static: bool, accuracy_control: tuple[list[LabelledImage], float] | None,
+                    **_: object) -> None:
+    meta = v.export_meta()
+    ov_model = onnx_to_openvino(_onnx_fp32(v, work, onnx_cache))
+    if v.precision == "int8" and accuracy_control:
+        val, max_drop = accuracy_control
+        ov_model = quantize_openvino_accuracy_control(ov_model, calibration, [(s.image, s.mask) for s in val],
+                                                      spec_of(v.torch_model).num_classes, max_drop=max_drop)
+        v.recipe["accuracy_control"] = max_drop
+    elif v.precision == "int8":
+        ov_model = quantize_openvino(ov_model, calibration)
+    meta["inference_precision"] = "bf16" if v.precision == "bf16" else "fp32"
+    xml = work / f"{v.name}.xml"
+    save_ir(ov_model, xml, meta)
+    v.runtime, v.staged = OpenVINOModel(xml, threads=threads, static=static), BACKENDS["openvino"].files(xml)
+    v.size_bytes = v.staged[0].stat().st_size  # the weights (.bin)
+
+
+def _rewrite_onnx_meta(path: Path, meta: dict, *, out: Path) -> None:
+    require("export", "onnx")
+    import onnx
+
+    proto = onnx.load(str(path))
+    set_metadata(proto, meta)
+    save_proto(proto, out)
+
+
+def _write_torch(v: Variant, out: Path, recipe: dict) -> None:
+    save_optimized(v.torch_model, out, recipe)
+
+
+def _write_onnx(v: Variant, out: Path, recipe: dict) -> None:
+    require("export", "onnx")
+    import onnx
+
+    meta = json.loads({p.key: p.value for p in onnx.load(str(v.staged[-1])).metadata_props}.get(META_KEY, "{}"))
+    _rewrite_onnx_meta(v.staged[-1], {**meta, "optimization": recipe}, out=out)
+
+
+def _write_openvino(v: Variant, out: Path, recipe: dict) -> None:
+    side = sidecar_path(v.staged[-1])
+    atomic_write_text(side, json.dumps({**json.loads(side.read_text()), "optimization": recipe}, indent=1))
+    for src, dst in zip(v.staged, BACKENDS["openvino"].files(out)):
+        os.replace(src, dst)
+
+
+@dataclass(frozen=True)
+class Builder:
+    """How optimize makes a variant for one backend (``BACKENDS[name]`` says how its files
+    are named and opened): ``build`` converts it in a staging folder, ``write`` puts an
+    accepted one at ``out`` with its recipe; ``modules``: what building needs from the
+    ``export`` extra (``int8_modules`` besides for int8); ``refuses``: precisions it has not,
+    with the reason; ``accuracy_control``: whether its int8 can keep costly layers in float."""
+
+    build: Callable[..., None]
+    write: Callable[[Variant, Path, dict], None]
+    modules: tuple[str, ...] = ()
+    int8_modules: tuple[str, ...] = ()
+    refuses: Mapping[str, str] = field(default_factory=dict)
+    accuracy_control: bool = False
+
+
+BUILDERS = {
+    "torch": Builder(_build_torch, _write_torch, refuses={
+        "int8": "int8 is provided by the onnxruntime and openvino backends (their quantisation tooling); the "
+                "torch backend runs fp32 or bf16"}),
+    "onnxruntime": Builder(_build_onnxruntime, _write_onnx, modules=VIA_ONNX, refuses={
+        "bf16": "ONNX Runtime's CPU provider has no bf16 convolutions; use --backend openvino or torch for bf16"}),
+    "openvino": Builder(_build_openvino, _write_openvino, modules=(*VIA_ONNX, *BACKENDS["openvino"].modules),
+                        int8_modules=("nncf",), accuracy_control=True),
+}
+
+
+def _builder(backend: str) -> Builder:
+    if backend not in BUILDERS:
+        raise ValueError(f"backend must be one of {tuple(BUILDERS)}, not {backend!r}")
+    return BUILDERS[backend]
+
+
+def backend_modules(backend: str, precision: str) -> tuple[str, ...]:
+    """The optional modules (all in the ``export`` extra) a variant on ``backend`` needs."""
+    builder = _builder(backend)
+    return builder.modules + (builder.int8_modules if precision == "int8" else ())
+
+
+def check_out(out: str | Path, backend: str) -> Path:
+    """``out`` for a ``backend`` variant (``.pt`` / ``.onnx`` / ``.xml`` and an IR's ``.bin`` and
+    ``.json``) can be written: ValueError naming it otherwise, before any work."""
+    *companions, _ = BACKENDS[backend].files(out)
+    out = check_output_file(out, suffixes=(BACKENDS[backend].suffix,), what=f"{backend} variant")
+    for other in companions:
+        check_output_file(other, what=f"{backend} variant's companion file")
+    return out
 
 
 def svd_spectra(model: nn.Module) -> dict[str, Spectrum]:
@@ -120,7 +234,7 @@ def build_variant(model: nn.Module, *, backend: str, precision: str, workdir: st
                   calibration: list[Tensor] | None = None, svd: dict[str, int] | None = None,
                   spectra: dict[str, Spectrum] | None = None, fold_bn: bool = True, compile: bool = False,
                   threads: int | None = None, static: bool = True,
-                  accuracy_control: tuple[list[Sample], float] | None = None,
+                  accuracy_control: tuple[list[LabelledImage], float] | None = None,
                   onnx_cache: dict | None = None) -> Variant:
     """Transform ``model`` and convert it for ``backend`` at ``precision``, staged in ``workdir``.
 
@@ -129,62 +243,24 @@ def build_variant(model: nn.Module, *, backend: str, precision: str, workdir: st
     ``onnx_cache`` (a dict kept by the caller) reuses the verified fp32 ONNX export of an
     identical transform instead of exporting again (minutes for full-width VGG-16).
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    builder = _builder(backend)
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    if precision == "int8" and backend == "torch":
-        raise ValueError("int8 is provided by the onnxruntime and openvino backends (their quantisation "
-                         "tooling); the torch backend runs fp32 or bf16")
-    if precision == "bf16" and backend == "onnxruntime":
-        raise ValueError("ONNX Runtime's CPU provider has no bf16 convolutions; use --backend openvino "
-                         "or torch for bf16")
-    if accuracy_control and (backend, precision) != ("openvino", "int8"):
+    if precision in builder.refuses:
+        raise ValueError(builder.refuses[precision])
+    if accuracy_control and not (builder.accuracy_control and precision == "int8"):
         raise ValueError("accuracy-controlled quantisation is NNCF's: use --backend openvino --precision int8")
     if precision == "int8" and not calibration:
         raise ValueError("int8 needs calibration images (--calib DATA)")
     require("export", *backend_modules(backend, precision))
     m, recipe = transform(model, fold_bn=fold_bn, svd=svd, spectra=spectra)
     recipe.update(backend=backend, precision=precision)
-    name = _variant_name(backend, precision, recipe)
+    variant = Variant(_variant_name(backend, precision, recipe), backend, precision, recipe, m)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    meta = export_meta(m, precision=precision, optimization=dict(recipe))
-    if backend == "torch":
-        recipe["compile"] = bool(compile)
-        runtime = TorchRuntime(copy.deepcopy(m), precision=precision, compile=compile, threads=threads)
-        size = sum(t.numel() * t.element_size() for t in m.state_dict().values())
-        return Variant(name, backend, precision, recipe, runtime, m, [], size)
-    key = json.dumps({k: recipe.get(k) for k in ("fold_bn", "svd")}, sort_keys=True)
-    onnx_fp32 = (onnx_cache or {}).get(key)
-    if onnx_fp32 is None or not Path(onnx_fp32).is_file():
-        onnx_fp32 = workdir / f"{name}.fp32.onnx"
-        export_onnx(m, onnx_fp32, meta=meta, sizes=((64, 96), (45, 77)))  # parity of the transformed net
-        if onnx_cache is not None:
-            onnx_cache[key] = onnx_fp32
-    if backend == "onnxruntime":
-        path = workdir / f"{name}.onnx"
-        if precision == "fp32":
-            _rewrite_onnx_meta(onnx_fp32, meta, out=path)  # its own copy: the cached export stays put
-        else:
-            quantize_onnx(onnx_fp32, path, calibration)
-            _rewrite_onnx_meta(path, meta)
-        runtime = OnnxRuntimeModel(path, threads=threads)
-        return Variant(name, backend, precision, recipe, runtime, m, [path], path.stat().st_size)
-    ov_model = onnx_to_openvino(onnx_fp32)
-    if precision == "int8" and accuracy_control:
-        val, max_drop = accuracy_control
-        ov_model = quantize_openvino_accuracy_control(ov_model, calibration, [(v.image, v.mask) for v in val],
-                                                      m.num_classes, max_drop=max_drop)
-        recipe["accuracy_control"] = max_drop
-    elif precision == "int8":
-        ov_model = quantize_openvino(ov_model, calibration)
-    meta["inference_precision"] = "bf16" if precision == "bf16" else "fp32"
-    xml = workdir / f"{name}.xml"
-    save_ir(ov_model, xml, meta)
-    runtime = OpenVINOModel(xml, threads=threads, static=static)
-    files = ir_files(xml)
-    return Variant(name, backend, precision, recipe, runtime, m, files, xml.with_suffix(".bin").stat().st_size)
+    builder.build(variant, workdir, calibration=calibration, compile=bool(compile), threads=threads, static=static,
+                  accuracy_control=accuracy_control, onnx_cache=onnx_cache)
+    return variant
 
 
 def _variant_name(backend: str, precision: str, recipe: dict) -> str:
@@ -195,16 +271,7 @@ def _variant_name(backend: str, precision: str, recipe: dict) -> str:
     return name
 
 
-def _rewrite_onnx_meta(path: Path, meta: dict, *, out: Path | None = None) -> None:
-    require("export", "onnx")
-    import onnx
-
-    proto = onnx.load(str(path))
-    set_metadata(proto, meta)
-    save_proto(proto, out or path)
-
-
-def measure(variant: Variant, samples: list[Sample], reference: Reference, *, warmup: int = 2,
+def measure(variant: Variant, samples: list[LabelledImage], reference: Reference, *, warmup: int = 2,
             repeats: int = 5, flops: float | None = None) -> BenchRow:
     """Accuracy on every sample against ``reference``, then latency on the first sample."""
     preds = predict_all(variant.runtime, samples)
@@ -227,34 +294,17 @@ def write_variant(variant: Variant, out: str | Path, results: dict) -> Path:
     """Move the accepted variant to ``out`` with its measured results in its metadata."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    recipe = {**variant.recipe, "results": results}
-    if variant.backend == "torch":
-        save_optimized(variant.torch_model, out, recipe)
-        return out
-    if variant.backend == "onnxruntime":
-        require("export", "onnx")
-        import onnx
-
-        proto = onnx.load(str(variant.staged[-1]))
-        meta = json.loads({p.key: p.value for p in proto.metadata_props}.get(META_KEY, "{}"))
-        set_metadata(proto, {**meta, "optimization": recipe})
-        save_proto(proto, out)
-        return out
-    staged_xml = variant.staged[-1]
-    meta = json.loads(variant.staged[1].read_text())
-    atomic_write_text(variant.staged[1], json.dumps({**meta, "optimization": recipe}, indent=1))
-    for src, dst in zip(ir_files(staged_xml), ir_files(out)):
-        os.replace(src, dst)
+    BUILDERS[variant.backend].write(variant, out, {**variant.recipe, "results": results})
     return out
 
 
 def default_output(checkpoint: str | Path, variant: Variant, folder: str | Path) -> Path:
     """``<folder>/<model stem>.<variant><suffix>``: ``folder`` is a fresh ``runs/optimize/N``,
     never the model's own folder (which may be read-only, or the package's weights)."""
-    return Path(folder) / f"{Path(checkpoint).stem}.{variant.name}{SUFFIX[variant.backend]}"
+    return Path(folder) / f"{Path(checkpoint).stem}.{variant.name}{BACKENDS[variant.backend].suffix}"
 
 
-def choose_svd_rank(model: nn.Module, samples: list[Sample], reference: Reference, budget: float, *,
+def choose_svd_rank(model: nn.Module, samples: list[LabelledImage], reference: Reference, budget: float, *,
                     spectra: dict[str, Spectrum], ranks: list[int] | None = None,
                     log: Callable[[str], None] = print) -> dict[str, int]:
     """The smallest common fc6/fc7 rank (from a doubling ladder) whose eager fp32 mean-IU drop
@@ -269,6 +319,17 @@ def choose_svd_rank(model: nn.Module, samples: list[Sample], reference: Referenc
         if drop <= budget:
             return {n: r for n in spectra}
     raise ValueError(f"no SVD rank in {sorted(ladder)} keeps the mean-IU drop within {budget:g} points")
+
+
+def load_segmenter(checkpoint: str | Path, advice: str = "") -> nn.Module:
+    """The model at ``checkpoint``, refused unless it only segments: variants are judged by
+    mean IU alone, which says nothing of box outputs."""
+    model = load_model(checkpoint)
+    spec = spec_of(model)
+    if spec.heads != {SEG}:
+        raise ValueError(f"{checkpoint}: a {spec.task} model; optimize judges variants by mean IU, which only "
+                         f"segmentation models have. {advice}".strip())
+    return model
 
 
 def ranks_for_energy(spectra: dict[str, Spectrum], energy: float) -> dict[str, int]:
@@ -307,8 +368,6 @@ def optimize(checkpoint: str | Path, *, val: str, val_split: str = "val", backen
         raise ValueError("int8 needs calibration data (calib: real images to calibrate activation ranges)")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, not {limit}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
     # before minutes of work: the extras the backend needs, and a place the result can go
     require("export", *backend_modules(backend, precision))
     if out is not None:
@@ -316,16 +375,14 @@ def optimize(checkpoint: str | Path, *, val: str, val_split: str = "val", backen
     out_dir = check_output_dir(Path(out).resolve().parent if out else next_run_dir("optimize"))
     if threads:
         torch.set_num_threads(threads)
-    model = load_model(checkpoint)
-    if model.task != "segmentation":
-        raise ValueError(f"{checkpoint}: a {model.task} model; optimize judges variants by mean IU, which only "
-                         f"segmentation models have. Export it with fcnkit export (ONNX / OpenVINO, parity "
-                         f"checked on every output)")
+    model = load_segmenter(checkpoint, "Export it with fcnkit export (ONNX / OpenVINO, parity checked on every "
+                                       "output)")
+    prep = spec_of(model).preprocessing
     say(f"loading {val} ({val_split}) ...")
-    samples = load_samples(val, val_split, model.preprocessing, limit=limit)
+    samples = load_samples(val, val_split, prep, limit=limit)
     calibration = None
     if precision == "int8":
-        calibration = [s.image for s in load_samples(calib, calib_split, model.preprocessing, limit=calib_limit)]
+        calibration = [s.image for s in load_samples(calib, calib_split, prep, limit=calib_limit)]
     reference = Reference.of(model, samples)
     say(f"fp32 model: mean IU {reference.mean_iu:.1f} on {len(samples)} {val_split} images")
     svd = spectra = None
@@ -359,7 +416,7 @@ def optimize(checkpoint: str | Path, *, val: str, val_split: str = "val", backen
     return Optimized(path, row, reference.mean_iu, svd)
 
 
-__all__ = ["BudgetExceeded", "Optimized", "Reference", "Variant", "optimize",
-           "build_variant", "measure",
-           "check_budget", "write_variant", "default_output", "choose_svd_rank", "ranks_for_energy",
-           "svd_spectra", "transform", "staging_dir", "backend_modules", "check_out", "BACKENDS", "PRECISIONS"]
+__all__ = ["BUILDERS", "Builder", "BudgetExceeded", "Optimized", "PRECISIONS", "Reference", "Variant",
+           "backend_modules", "build_variant", "check_budget", "check_out", "choose_svd_rank", "default_output",
+           "load_segmenter", "measure", "optimize", "ranks_for_energy", "staging_dir", "svd_spectra", "transform",
+           "write_variant"]

@@ -100,8 +100,9 @@ def quantize_openvino(ov_model, calibration: Sequence[Tensor], *, fast_bias_corr
     arrays = _arrays(calibration)
     dataset = nncf.Dataset(arrays)
     with _quiet_nncf():
-        return nncf.quantize(ov_model, dataset, subset_size=len(arrays), preset=nncf.QuantizationPreset.PERFORMANCE,
-                             target_device=nncf.TargetDevice.CPU, fast_bias_correction=fast_bias_correction)
+        return _output_names_of(ov_model, nncf.quantize(
+            ov_model, dataset, subset_size=len(arrays), preset=nncf.QuantizationPreset.PERFORMANCE,
+            target_device=nncf.TargetDevice.CPU, fast_bias_correction=fast_bias_correction))
 
 
 def quantize_openvino_accuracy_control(ov_model, calibration: Sequence[Tensor],
@@ -116,6 +117,8 @@ def quantize_openvino_accuracy_control(ov_model, calibration: Sequence[Tensor],
     def validate(compiled, items) -> tuple[float, list[float]]:
         total, per_image = ConfusionMatrix(num_classes), []
         for image, mask in items:
+            # its one output, the class scores (optimize quantises segmentation-only models); by position,
+            # since NNCF may rename it while it tries layers in float
             pred = torch.from_numpy(compiled(image)[compiled.output(0)]).argmax(1)  # (1, H, W)
             one = ConfusionMatrix(num_classes)
             one.update(mask, pred)
@@ -126,10 +129,18 @@ def quantize_openvino_accuracy_control(ov_model, calibration: Sequence[Tensor],
     arrays = _arrays(calibration)
     val = [(a, m.detach().cpu()) for a, (_, m) in zip(_arrays([x for x, _ in validation]), validation)]
     with _quiet_nncf():
-        return nncf.quantize_with_accuracy_control(
+        return _output_names_of(ov_model, nncf.quantize_with_accuracy_control(
             ov_model, nncf.Dataset(arrays), nncf.Dataset(val), validate, max_drop=max_drop,
             drop_type=nncf.DropType.ABSOLUTE, preset=nncf.QuantizationPreset.PERFORMANCE,
-            target_device=nncf.TargetDevice.CPU, subset_size=len(arrays))
+            target_device=nncf.TargetDevice.CPU, subset_size=len(arrays)))
+
+
+def _output_names_of(original, quantized):
+    """``quantized`` with the output names of ``original``: runners match outputs by name, and
+    NNCF renames an output whose layer it returns to float (e.g. "seg" -> "convolution_2")."""
+    for before, after in zip(original.outputs, quantized.outputs):
+        after.get_tensor().set_names(before.get_names())
+    return quantized
 
 
 __all__ = ["quantize_onnx", "quantize_openvino", "quantize_openvino_accuracy_control"]

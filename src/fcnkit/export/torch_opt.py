@@ -1,7 +1,7 @@
 """Optimised torch models on disk: a saved model plus the recipe that reshaped it.
 
 SVD factorisation and BN folding (``fcnkit.models.svd`` / ``fcnkit.models.fold``)
-change a model's modules, so its builder config alone no longer rebuilds it. The
+change a model's modules, so its spec alone no longer rebuilds it. The
 record stores the recipe under ``meta["optimization"]`` (``{"svd": {"fc6": r, ...},
 "fold_bn": true, "precision": "bf16", "compile": true}``);
 ``fcnkit.models.saved.load_model`` rebuilds the plain model, applies the same
@@ -20,9 +20,7 @@ from ..models.saved import atomic_save, model_record
 
 def save_optimized(model: nn.Module, path: str | Path, recipe: dict) -> None:
     """Save ``model`` (already transformed as ``recipe`` says) atomically."""
-    meta = {k: v for k, v in dict(getattr(model, "meta", {}) or {}).items() if k != "preprocessing"}
-    meta["optimization"] = dict(recipe)
-    atomic_save(model_record(model, **meta), path)
+    atomic_save(model_record(model, **{**model.meta, "optimization": dict(recipe)}), path)
 
 
 __all__ = ["save_optimized"]

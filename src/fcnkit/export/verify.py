@@ -1,23 +1,24 @@
 """Numerical parity of an exported model against eager PyTorch.
 
 An export is only done once it computes what the torch model computes, on every
-output: the same values up to float rounding, and for class scores (segmentation
-logits) the same per-pixel class (argmax) almost everywhere. Box maps (heatmap,
-size, offset) are held to the value tolerance alone.
+output, matched by name: the same values up to float rounding, and for the class
+scores (the ``seg`` output) the same per-pixel class (argmax) almost everywhere. Box
+maps (heatmap, size, offset) are held to the value tolerance alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from ..heads import SEG_OUTPUT
+from ..models.spec import spec_of
+
 MIN_AGREEMENT = 0.999
-CLASS_SCORE_OUTPUTS = ("logits", "seg")  # outputs whose argmax over channels is a class
 DEFAULT_SIZES = ((224, 288), (201, 263))  # one multiple of 32, one not (exercises the padding)
 
 
@@ -28,7 +29,7 @@ class Parity:
     max_abs_diff: float
     logit_scale: float  # max |value| of the reference, to read the diff against
     agreement: float  # fraction of pixels whose argmax class matches (NaN: not class scores)
-    output: str = "logits"
+    output: str
 
     def __str__(self) -> str:
         agree = "" if math.isnan(self.agreement) else f", argmax agreement {100 * self.agreement:.3f}%"
@@ -43,44 +44,43 @@ def sample_input(model: nn.Module, batch: int, size: tuple[int, int], *, seed: i
     coarse = torch.rand(batch, 3, max(1, h // 8), max(1, w // 8), generator=g)  # (N, 3, h/8, w/8)
     img = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
     img = (img + 0.1 * torch.rand(batch, 3, h, w, generator=g)).clamp(0, 1)  # (N, 3, H, W) in [0, 1]
-    return model.preprocessing(img)
+    return spec_of(model).preprocessing(img)
 
 
-def compare(reference: Tensor, candidate: Tensor, batch: int, size: tuple[int, int],
-            output: str = "logits") -> Parity:
+def compare(reference: Tensor, candidate: Tensor, batch: int, size: tuple[int, int], output: str) -> Parity:
+    """One output of the candidate against the reference's (argmax agreement for class scores)."""
     if reference.shape != candidate.shape:
         raise RuntimeError(f"exported model returned {output} of shape {tuple(candidate.shape)}, torch "
                            f"{tuple(reference.shape)}")
     diff = float((reference - candidate).abs().max())
-    agree = (float((reference.argmax(1) == candidate.argmax(1)).float().mean()) if output in CLASS_SCORE_OUTPUTS
+    agree = (float((reference.argmax(1) == candidate.argmax(1)).float().mean()) if output == SEG_OUTPUT
              else math.nan)
     return Parity(batch, size, diff, float(reference.abs().max()), agree, output)
 
 
-def _named(out: Tensor | dict[str, Tensor]) -> dict[str, Tensor]:
-    return {k: v.float().cpu() for k, v in out.items()} if isinstance(out, dict) else {"logits": out.float().cpu()}
-
-
-def check_parity(model: nn.Module, candidate: Callable[[Tensor], Tensor], *,
+def check_parity(model: nn.Module, candidate: Callable[[Tensor], Mapping[str, Tensor]], *,
                  sizes: tuple[tuple[int, int], ...] = DEFAULT_SIZES, min_agreement: float = MIN_AGREEMENT,
                  rtol: float = 1e-3, name: str = "export") -> list[Parity]:
-    """Run ``model`` and ``candidate`` at each size (batch 1, 2, 1, ...); RuntimeError on a mismatch.
+    """Run ``model`` and ``candidate`` at each size (batch 1, 2, 1, ...) and compare each of the
+    spec's outputs by name; RuntimeError on a mismatch.
 
     Passing needs, on every output at every size, max |diff| <= ``rtol * max(1, max
     |value|)``, and for class scores argmax agreement >= ``min_agreement``.
     """
     results = []
     model = model.eval()
+    outputs = spec_of(model).outputs
     device = next(model.parameters()).device
     for i, size in enumerate(sizes):
         batch = 1 + i % 2  # alternate so a fixed batch dimension would be caught
         x = sample_input(model, batch, size, seed=i)
         with torch.no_grad():
-            ref = _named(model(x.to(device)))
-        out = _named(candidate(x))
-        if set(ref) != set(out):
-            raise RuntimeError(f"{name} returns outputs {sorted(out)}, torch {sorted(ref)}")
-        results += [compare(ref[k], out[k], batch, size, k) for k in ref]
+            ref = model(x.to(device))
+        out = candidate(x)
+        if set(ref) != set(outputs) or set(out) != set(outputs):
+            raise RuntimeError(f"{name} returns outputs {sorted(out)}, torch {sorted(ref)}; the spec names "
+                               f"{list(outputs)}")
+        results += [compare(ref[k].float().cpu(), out[k].float().cpu(), batch, size, k) for k in outputs]
     bad = [r for r in results if r.agreement < min_agreement or r.max_abs_diff > rtol * max(1.0, r.logit_scale)]
     if bad:
         lines = "\n  ".join(str(r) for r in results)

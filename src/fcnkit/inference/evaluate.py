@@ -24,10 +24,13 @@ from ..data.mixed import MixedDataset, box_classes_of, has_boxes
 from ..detection.decode import DEFAULT_NMS_IOU, decode
 from ..draw import draw_boxes
 from ..engine import distributed as D
-from ..engine.evaluate import DET_KEYS, evaluate, write_report
+from ..engine.evaluate import evaluate
+from ..engine.report import write_report
 from ..engine.sampling import ShardSampler
-from ..engine.tasks import TASKS, Task
+from ..engine.tasks import task_for
+from ..heads import BOX_OUTPUTS, BOXES, SEG
 from ..io import atomic_write, check_output_dir, next_run_dir
+from ..models.spec import ModelSpec, spec_of
 from .runtime import open_model
 from .tta import Augmented, tta_views
 
@@ -42,14 +45,15 @@ def draw_detection_examples(model: nn.Module | Callable, dataset: Dataset, path:
     >= ``threshold``, or else the single best) red with their scores. ``dataset`` yields
     uint8 images; ``transform`` (e.g. a resize) is applied before the model sees them."""
     model.eval()
+    spec = spec_of(model)
     side, tiles = 256, []
     for i in _boxed_indices(dataset)[: n * 4]:  # some samples may still have no boxes
         image, target = dataset[i]
         if "boxes" not in target:
             continue
         image = image.as_subclass(Tensor)  # (3, H, W) uint8
-        x = model.preprocessing(image.float().div(255)).unsqueeze(0)
-        (pred,) = decode({k: v for k, v in model(x).items() if k in DET_KEYS}, stride=model.output_stride,
+        maps = model(spec.preprocessing(image.float().div(255)).unsqueeze(0))
+        (pred,) = decode({k: maps[k] for k in BOX_OUTPUTS}, stride=spec.output_stride,
                          threshold=0.0, nms_iou=nms_iou, image_sizes=[tuple(image.shape[-2:])])
         keep = max(1, int((pred["scores"] >= threshold).sum()))  # at least the best guess, score shown
         tile = Image.fromarray(image.permute(1, 2, 0).numpy())
@@ -101,26 +105,26 @@ def _resize(max_size: int | None):
     return [v2.Resize(size=None, max_size=int(max_size))] if max_size else []
 
 
-def _check_classes(checkpoint, data, split, model: nn.Module, task: Task, dataset: Dataset) -> None:
-    kind = getattr(dataset, "task", "segmentation")
-    if task.segments and kind in ("segmentation", "joint"):
+def _check_classes(checkpoint, data, split, spec: ModelSpec, dataset: Dataset) -> None:
+    """The heads the model and the data share, with the same class counts (names may differ:
+    a warning, then scored by index); a ValueError when they share none."""
+    shared = spec.heads & dataset.heads
+    if not shared:
+        raise ValueError(f"{checkpoint}: a {spec.task} model cannot be scored on {data}, which has "
+                         f"{'masks' if SEG in dataset.heads else 'boxes'} only")
+    if SEG in shared:
         classes = list(getattr(dataset, "classes", []))
-        if len(classes) != model.num_classes:
-            raise ValueError(f"{checkpoint}: the model predicts {model.num_classes} classes but {data} ({split}) "
+        if len(classes) != spec.num_classes:
+            raise ValueError(f"{checkpoint}: the model predicts {spec.num_classes} classes but {data} ({split}) "
                              f"has {len(classes)}")
-        meta_classes = model.meta.get("classes")
-        if meta_classes and list(meta_classes) != classes:
-            warnings.warn(f"{checkpoint}: class names differ from the dataset's ({meta_classes} vs {classes}); "
-                          f"scoring by index", stacklevel=3)
-    if task.detects and kind in ("detection", "joint"):
+        if spec.classes and list(spec.classes) != classes:
+            warnings.warn(f"{checkpoint}: class names differ from the dataset's ({list(spec.classes)} vs "
+                          f"{classes}); scoring by index", stacklevel=3)
+    if BOXES in shared:
         boxes = box_classes_of(dataset)
-        if len(boxes) != model.det_classes:
-            raise ValueError(f"{checkpoint}: the model detects {model.det_classes} classes but {data} ({split}) "
+        if len(boxes) != spec.det_classes:
+            raise ValueError(f"{checkpoint}: the model detects {spec.det_classes} classes but {data} ({split}) "
                              f"has {len(boxes)} box classes")
-    if not (task.segments and kind in ("segmentation", "joint")) and not (task.detects and kind in ("detection",
-                                                                                                  "joint")):
-        raise ValueError(f"{checkpoint}: a {task.name} model cannot be scored on {data}, which has "
-                         f"{'masks' if kind == 'segmentation' else 'boxes'} only")
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str | list[str], *, split: str = "val",
@@ -149,9 +153,10 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | list[str], *, split:
                            what="report folder")  # before the evaluation, not after it
     with D.joined(device) as (dist, dev):
         model = open_model(checkpoint, device=dev, channels_last=channels_last)
-        task = TASKS[model.task]
+        spec = model.spec
+        task = task_for(spec.heads)
         max_size = max_size or model.meta.get("max_size")
-        dataset = build_dataset(data, split, v2.Compose([*_resize(max_size), eval_transforms(model.preprocessing)]))
+        dataset = build_dataset(data, split, v2.Compose([*_resize(max_size), eval_transforms(spec.preprocessing)]))
         if len(dataset) == 0:
             raise ValueError(f"{data}: split {split!r} has no images")
         if model.module is not None:  # torch models: precision and layout measured here (exports run as stored)
@@ -161,7 +166,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | list[str], *, split:
         views = tta_views(tta, scales, flip)
         if views != ((1.0,), False):
             model = Augmented(model, scales=views[0], flip=views[1])
-        _check_classes(checkpoint, data, split, model, task, dataset)
+        _check_classes(checkpoint, data, split, spec, dataset)
         classes = list(getattr(dataset, "classes", []))
         if task.segments and road_class is None and len(classes) == 2 and "road" in [c.lower() for c in classes]:
             road_class = [c.lower() for c in classes].index("road")
@@ -171,7 +176,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | list[str], *, split:
         loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                             sampler=ShardSampler(len(dataset), num_replicas=dist.world_size, rank=dist.rank),
                             collate_fn=task.collate(model, ignore_index))
-        ev = evaluate(model, loader, num_classes=model.num_classes, device=dev, amp_dtype=None,
+        ev = evaluate(model, loader, num_classes=spec.num_classes, device=dev, amp_dtype=None,
                       channels_last=bool(getattr(model, "channels_last", False)), road_class=road_class, nms_iou=nms_iou,
                       progress=progress and dist.is_main, flicker=flicker)
         if not dist.is_main:
@@ -183,8 +188,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | list[str], *, split:
         if views != ((1.0,), False):
             info["tta"] = {"scales": list(views[0]), "flip": views[1]}
         if task.detects:
-            info.update(box_classes=model.meta.get("box_classes") or model.meta.get("classes"), nms_iou=nms_iou,
-                        max_size=max_size)
+            info.update(box_classes=list(spec.box_classes) or None, nms_iou=nms_iou, max_size=max_size)
         report = write_report(ev, classes if ev.confusion is not None else [], out, **info)
         if ev.detection is not None:
             images_only = build_dataset(data, split, v2.Compose(_resize(max_size)) if max_size else None)

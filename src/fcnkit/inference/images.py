@@ -25,12 +25,12 @@ VIDEO_SUFFIXES = frozenset(".mp4 .avi .mov .mkv .webm .m4v .mpg .mpeg".split())
 
 
 def decode_image_bytes(data: bytes, *, max_pixels: int = MAX_PIXELS, source: str = "upload") -> np.ndarray:
-    """Decode an uploaded image to RGB (H, W, 3) uint8, by the same rules as ``read_image``."""
+    """Decode an uploaded image to RGB (H, W, 3) uint8, by the same rules as ``read_rgb_array``."""
     with open_image(data, name=source, max_pixels=max_pixels) as img:
         return to_rgb_array(img, source=source)
 
 
-def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def read_rgb_array(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode ``path`` to RGB (H, W, 3) uint8; raises ``ImageReadError`` naming the file.
 
     Grayscale/palette images become RGB; transparency is dropped (prediction looks at

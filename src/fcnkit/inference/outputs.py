@@ -22,6 +22,7 @@ import numpy as np
 
 from ..engine import distributed as D
 from ..extras import require
+from ..heads import BOXES, SEG
 from ..io import atomic_write, check_output_dir, discard_temp, next_run_dir, publish_temp, temp_beside
 from .images import InputFile, collect_inputs
 from .postprocess import save_image, save_mask
@@ -46,14 +47,14 @@ def safe_name(relative: Path) -> Path:
 
 
 @dataclass
-class Job:
+class OutputTarget:
     """One input and the output stem it writes to (``out / stem`` + suffixes)."""
 
     input: InputFile
     stem: Path
 
 
-def plan_jobs(inputs: list[InputFile], out: Path) -> tuple[list[Job], list[Failure]]:
+def plan_jobs(inputs: list[InputFile], out: Path) -> tuple[list[OutputTarget], list[Failure]]:
     """Output stems: the relative path without its suffix, or with it where two inputs
     would otherwise share a stem (``a.png`` and ``a.jpg``); refuse any path outside ``out``."""
     stems = [safe_name(f.relative.with_suffix("")) for f in inputs]
@@ -73,22 +74,22 @@ def plan_jobs(inputs: list[InputFile], out: Path) -> tuple[list[Job], list[Failu
             failures.append(Failure(f.path, f"output name {stem} is already used by {used[target]}"))
         else:
             used[target] = f.path
-            jobs.append(Job(f, stem))
+            jobs.append(OutputTarget(f, stem))
     return jobs, failures
 
 
-def output_paths(job: Job, out: Path, predictor: Predictor, probs: bool, save_txt: bool = False) -> dict[str, Path]:
+def output_paths(job: OutputTarget, out: Path, predictor: Predictor, probs: bool, save_txt: bool = False) -> dict[str, Path]:
     """What ``job`` writes: ``overlay`` (and ``mask``, ``probs``, ``detections``, ``txt``) or ``video``."""
     base = out / job.stem
     with_suffix = lambda s: base.parent / (base.name + s)  # noqa: E731  (stems may contain dots)
     if job.input.is_video:
         return video_paths(base, predictor)
     paths = {"overlay": with_suffix(".overlay.jpg")}
-    if predictor.num_classes:
+    if SEG in predictor.spec.heads:
         paths["mask"] = with_suffix(".mask.png")
         if probs:
             paths["probs"] = with_suffix(".probs.npy")
-    if predictor.detection:
+    if BOXES in predictor.spec.heads:
         paths["detections"] = with_suffix(".detections.json")
         if save_txt:  # YOLO format: label cx cy w h score, fractions of the image
             paths["txt"] = with_suffix(".txt")
@@ -100,7 +101,7 @@ def video_paths(base: Path, predictor: Predictor) -> dict[str, Path]:
     with masks) a mask PNG (+ probabilities) in a folder."""
     paths = {"video": base.with_name(base.name + ".overlay.mp4"),
              "frames_json": base.with_name(base.name + ".frames.jsonl")}
-    if predictor.num_classes:
+    if SEG in predictor.spec.heads:
         paths["frames"] = base.with_name(base.name + ".frames")
     return paths
 
@@ -203,7 +204,7 @@ def predict_to_folder(predictor: Predictor, inputs: Sequence[str | Path], out: s
         out.mkdir(parents=True, exist_ok=True)
     shard = lambda js: js[dist.rank::dist.world_size]  # noqa: E731
     jobs = shard([j for j in jobs if not j.input.is_video]) + shard([j for j in jobs if j.input.is_video])
-    todo: list[tuple[Job, dict[str, Path]]] = []
+    todo: list[tuple[OutputTarget, dict[str, Path]]] = []
     for job in jobs:
         paths = output_paths(job, out, predictor, probs, save_txt)
         existing = [p for p in paths.values() if p.exists()]
@@ -258,7 +259,7 @@ def _merge(result: FolderResult, parts: list[tuple[int, int, list[Failure]]]) ->
     result.failures = sorted((f for p in parts for f in p[2]), key=lambda f: str(f.path))
 
 
-def _predict_jobs(predictor: Predictor, todo: list[tuple[Job, dict[str, Path]]], result: FolderResult, *,
+def _predict_jobs(predictor: Predictor, todo: list[tuple[OutputTarget, dict[str, Path]]], result: FolderResult, *,
                   probs: bool, batch_size: int, workers: int, alpha: float, smooth: float, gate: float,
                   say: Callable[[str], None]) -> None:
     images = [(j, p) for j, p in todo if not j.input.is_video]
@@ -293,5 +294,5 @@ def _predict_jobs(predictor: Predictor, todo: list[tuple[Job, dict[str, Path]]],
         result.done += 1
 
 
-__all__ = ["FolderResult", "Job", "ProbabilityFiles", "output_paths", "plan_jobs", "predict_to_folder", "safe_name",
+__all__ = ["FolderResult", "OutputTarget", "ProbabilityFiles", "output_paths", "plan_jobs", "predict_to_folder", "safe_name",
            "video_paths", "write_outputs"]

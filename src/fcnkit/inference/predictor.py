@@ -10,8 +10,9 @@
 Whole-image inference is used while the estimated working memory fits the budget;
 above it the image is cut into overlapping tiles whose blended logits are reduced
 block by block as soon as they are final (``tiling``), so memory is governed by the
-tile size. Every backend (``backend``) is just a callable from normalised NCHW to
-logits, so torch models, checkpoints and exported files share all of this.
+tile size. Every backend (``backend``) is a runner from normalised NCHW to the model's
+outputs (``spec.outputs``), so torch models, checkpoints and exported files share all of this;
+what the model predicts and for how many classes is its ``spec``.
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..detection.decode import DEFAULT_CONF, decode
+from ..heads import BOXES, BOX_OUTPUTS, SEG, SEG_OUTPUT
+from ..models.spec import ModelSpec
 from ..progress import progress_bar
 from .runtime import Runtime, TorchRuntime, open_model
 from .context import GlobalPoolContext
-from .images import ImageReadError, read_image, to_rgb_array
+from .images import ImageReadError, read_rgb_array, to_rgb_array
 from .memory import HeapGuard
 from .postprocess import colorize, draw_detections, overlay, palette_for
 from .tiling import (TilePlan, choose_plan, count_tiles, fitted_tiles, grid_align, grid_cells, make_plan,
@@ -96,8 +99,8 @@ class Predictor:
 
     Args:
         model_or_path: ``nn.Module``, saved model / training checkpoint path, ``.onnx`` or
-            OpenVINO ``.xml`` path, or any callable from normalised (N, 3, H, W) float32
-            to logits that has a ``preprocessing`` attribute.
+            OpenVINO ``.xml`` path, or any callable with a ``spec`` (``ModelSpec``) from
+            normalised (N, 3, H, W) float32 to the spec's outputs as a dict.
         device: torch device (default: CUDA if available, else CPU).
         tile: ``None`` chooses whole-image or tiled inference from ``max_memory``; an int
             or (h, w) forces tiles of that size; ``0`` forces whole-image inference.
@@ -131,6 +134,7 @@ class Predictor:
             raise ValueError(f"amp must be auto, bf16 or off, not {amp!r}")
         self.backend: Runtime = open_model(model_or_path, device=device, precision="bf16" if amp == "bf16" else None,
                                            channels_last=channels_last)
+        spec = self.spec
         # torch models run in the precision and layout measured fastest on the first input (unless a
         # `fcnkit optimize --backend torch` file fixed them); exported graphs run as stored
         self.amp, self.channels_last_given, self.run_choice = amp, channels_last, None
@@ -141,41 +145,41 @@ class Predictor:
         self.scales, self.flip = tta_views(tta, scales, flip)
         if conf is not None and not 0 <= conf <= 1:
             raise ValueError(f"conf must be a centre probability in [0, 1], not {conf}")
-        self.conf_given = conf
         self.overlap = overlap
         self.budget = parse_memory(max_memory) if max_memory is not None else DEFAULT_MAX_MEMORY
         self.forced_plan: TilePlan | None = None
         self.force_whole = tile == 0
         # tile corners on a grid that every (rescaled) view shares with the whole image
-        self.align = grid_align(self.backend.pad_multiple, self.scales)
+        self.align = grid_align(spec.pad_multiple, self.scales)
         if tile not in (None, 0):
             th, tw = (tile, tile) if isinstance(tile, int) else tile
-            align = self.align if min(th, tw) >= 2 * self.align else self.backend.pad_multiple
+            align = self.align if min(th, tw) >= 2 * self.align else spec.pad_multiple
             self.forced_plan = make_plan(tile, overlap, align)
-        self._inspect_outputs()
+        if BOXES in spec.heads and (self.forced_plan is not None or self.tta):
+            raise ValueError("detection models run on whole images without TTA: drop tile/tta")
+        meta = self.backend.meta
+        self.max_size = int(meta["max_size"]) if meta.get("max_size") else None  # detectors: the trained scale
+        # boxes kept: scores >= conf (given, else the one the model file recommends, else DEFAULT_CONF)
+        self.conf = conf if conf is not None else float(meta.get("conf", DEFAULT_CONF))
+        self.palette = palette_for(meta, max(spec.num_classes or 0, len(spec.label_names), 1))
+        self.mask_dtype = np.uint8 if (spec.num_classes or 0) <= 256 else np.int64
         module = self.backend.module
         self.context = GlobalPoolContext(module) if module is not None else None
 
-    # --- what the model produces -------------------------------------------------------
-    def _inspect_outputs(self) -> None:
-        """One tiny forward pass: tensor logits or a dict of maps (detection), and how many classes."""
-        m = self.backend.pad_multiple
-        out = self.backend(torch.zeros(1, 3, m, m, device=self.device))
-        self.detection = self.backend.task != "segmentation"  # the runner's task: boxes (and maybe masks)
-        self.detection_stride = self.backend.output_stride
-        seg = out.get("seg") if self.detection else out
-        self.num_classes = int(seg.shape[1]) if seg is not None else 0
-        if self.detection and (self.forced_plan is not None or self.tta):
-            raise ValueError("detection models run on whole images without TTA: drop tile/tta")
-        meta = self.backend.meta
-        self.classes: list[str] | None = list(meta["classes"]) if meta.get("classes") else None
-        self.max_size = int(meta["max_size"]) if meta.get("max_size") else None  # detectors: the trained scale
-        self.box_classes: list[str] | None = list(meta.get("box_classes") or []) or (
-            self.classes if self.detection else None)
-        # boxes kept: scores >= conf (given, else the one the model file recommends, else DEFAULT_CONF)
-        self.conf = self.conf_given if self.conf_given is not None else float(meta.get("conf", DEFAULT_CONF))
-        self.palette = palette_for(meta, max(self.num_classes, len(self.classes or []), 1))
-        self.mask_dtype = np.uint8 if self.num_classes <= 256 else np.int64
+    @property
+    def spec(self) -> ModelSpec:
+        """What the model predicts (heads, class counts and names, preprocessing): its runner's."""
+        return self.backend.spec
+
+    @property
+    def classes(self) -> list[str] | None:
+        """The names results carry: the pixel classes, or a detector's box classes (None: unnamed)."""
+        return list(self.spec.label_names) or None
+
+    @property
+    def box_classes(self) -> list[str] | None:
+        """The names of the detection labels (a joint model's differ from ``classes``)."""
+        return list(self.spec.box_classes) or None
 
     @property
     def tta(self) -> bool:
@@ -185,21 +189,27 @@ class Predictor:
     def meta(self) -> dict:
         return self.backend.meta
 
+    def warm_up(self) -> None:
+        """One forward pass on a tiny blank input (not the timed precision probe): a model that
+        cannot run fails here, when a server starts, instead of at its first request."""
+        m = self.spec.pad_multiple
+        self.backend(torch.zeros(1, 3, m, m, device=self.device))
+
     def plan_for(self, height: int, width: int) -> TilePlan | None:
         """The tiling for an image of this size (``None``: whole image in one pass)."""
-        if self.force_whole or self.detection:
+        if self.force_whole or BOXES in self.spec.heads:
             return None
         if self.forced_plan is not None:
             plan = self.forced_plan
             return None if plan.tile[0] >= height and plan.tile[1] >= width else plan
-        return choose_plan(height, width, bytes_per_pixel=self._cost_per_pixel(), num_classes=self.num_classes,
+        return choose_plan(height, width, bytes_per_pixel=self._cost_per_pixel(), num_classes=self.spec.num_classes,
                            budget=self.budget, multiple=self.align, overlap=self.overlap)
 
     def _cost_per_pixel(self) -> float:
-        """Estimated bytes per input pixel of one ``_logits`` pass: network (at the largest
-        TTA scale) plus logits and softmax (and the TTA average)."""
+        """Estimated bytes per input pixel of one ``_outputs`` pass of a segmentation model:
+        network (at the largest TTA scale) plus logits and softmax (and the TTA average)."""
         views = len(self.scales) * (2 if self.flip else 1)
-        return self.backend.bytes_per_pixel() * max(self.scales) ** 2 + 4 * self.num_classes * (2 + (views > 1))
+        return self.backend.bytes_per_pixel() * max(self.scales) ** 2 + 4 * self.spec.num_classes * (2 + (views > 1))
 
     def _record_context(self, array: np.ndarray, plan: TilePlan, guard: Callable[[], None]) -> None:
         """Record the global pools' outputs for the whole image: from one whole-image pass
@@ -208,7 +218,7 @@ class Predictor:
         image = torch.from_numpy(array).permute(2, 0, 1)  # (3, H, W) view
         if self._cost_per_pixel() * h * w <= self.budget:
             with self.context.recording():
-                self._logits(image[None].to(self.device))
+                self._outputs(image[None].to(self.device))
             guard()
             return
         records, areas = [], []
@@ -217,7 +227,7 @@ class Predictor:
             for x0, x1 in grid_cells(w, tw, plan.align):
                 tile = image[None, :, y0:y1, x0:x1].to(self.device)  # (1, 3, h, w)
                 with self.context.recording():
-                    self._logits(tile)
+                    self._outputs(tile)
                 records.append(self.context.record)
                 areas.append((y1 - y0) * (x1 - x0))
                 guard()
@@ -225,13 +235,18 @@ class Predictor:
                                for k in range(len(records[0]))]
 
     # --- the forward pass ----------------------------------------------------------------
-    def _logits(self, x: Tensor) -> Tensor | dict[str, Tensor]:
-        """(N, 3, h, w) uint8 on the device -> (N, C, h, w) float logits (or a dict of maps)."""
-        x = self.backend.preprocessing(x.float().div_(255.0))
+    def _outputs(self, x: Tensor) -> dict[str, Tensor]:
+        """(N, 3, h, w) uint8 on the device -> the model's outputs (``spec.outputs``); with TTA
+        (segmentation models only) ``"seg"`` holds the views' averaged log-probabilities."""
+        x = self.spec.preprocessing(x.float().div_(255.0))
         if self.tta:
-            return augmented_logits(self.backend, x, scales=self.scales, flip=self.flip,
-                                    multiple=self.backend.pad_multiple)
+            return {SEG_OUTPUT: augmented_logits(self.backend, x, scales=self.scales, flip=self.flip,
+                                                 multiple=self.spec.pad_multiple)}
         return self.backend(x)
+
+    def _seg_logits(self, x: Tensor) -> Tensor:
+        """(N, 3, h, w) uint8 -> (N, C, h, w) logits: what tiles are blended from."""
+        return self._outputs(x)[SEG_OUTPUT]
 
     # --- single images ---------------------------------------------------------------------
     def predict(self, image: str | Path | Image.Image | np.ndarray | Tensor, *, probabilities: bool = False,
@@ -242,7 +257,7 @@ class Predictor:
         ``numpy.lib.format.open_memmap``) to receive the probabilities of a huge image.
         """
         path = Path(image) if isinstance(image, (str, Path)) else None
-        array = read_image(path) if path is not None else to_rgb_array(image)
+        array = read_rgb_array(path) if path is not None else to_rgb_array(image)
         return self._predict_array(array, path, probabilities or probs_out is not None, probs_out)
 
     @contextlib.contextmanager
@@ -260,7 +275,7 @@ class Predictor:
         if not self._choose_pending:
             return
         self._choose_pending = False
-        amp = "off" if self.detection and self.amp == "auto" else self.amp
+        amp = "off" if BOXES in self.spec.heads and self.amp == "auto" else self.amp
         say = (lambda m: print(m, file=sys.stderr)) if self.progress else None
         self.run_choice = self.backend.choose_run(shape, amp=amp, channels_last=self.channels_last_given, say=say)
 
@@ -289,11 +304,11 @@ class Predictor:
         n_tiles = count_tiles(h, w, plan)
         with replay, progress_bar(total=n_tiles, unit="tile", leave=False, desc=path.name if path else "tiles",
                                   enabled=self.progress and n_tiles >= TILE_PROGRESS_MIN) as bar:
-            tiled_scores(self._logits, image, plan, emit, device=self.device, progress=bar.update)
-        return self._result(array, mask, probs, None, path, plan)
+            tiled_scores(self._seg_logits, image, plan, emit, device=self.device, progress=bar.update)
+        return self.prediction(array, mask, probabilities=probs, path=path, plan=plan)
 
     def _probs_buffer(self, h: int, w: int, out: np.ndarray | None) -> np.ndarray:
-        shape = (self.num_classes, h, w)
+        shape = (self.spec.num_classes, h, w)
         if out is None:
             return np.empty(shape, dtype=np.float16)
         if tuple(out.shape) != shape:
@@ -307,17 +322,18 @@ class Predictor:
         h, w = arrays[0].shape[:2]
         self._choose_run_once((len(arrays), 3, h, w))
         x = torch.from_numpy(np.stack(arrays)).to(self.device).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
-        fit = self.detection and self.max_size and max(h, w) > self.max_size
+        spec = self.spec
+        fit = BOXES in spec.heads and self.max_size and max(h, w) > self.max_size
         if fit:  # boxes were learnt at this scale: run there, map the results back to the image
             scale = self.max_size / max(h, w)
             small = (max(1, round(h * scale)), max(1, round(w * scale)))
             x = F.interpolate(x.float(), size=small, mode="bilinear", antialias=True,
                               align_corners=False).round().clamp(0, 255).to(torch.uint8)  # (N, 3, h', w')
-        out = self._logits(x)
+        out = self._outputs(x)
         detections: list[list[dict] | None] = [None] * len(arrays)
-        if self.detection:
+        if BOXES in spec.heads:
             found_at = x.shape[-2:]
-            detections = decode_detections(out, tuple(found_at), self.detection_stride,
+            detections = decode_detections(out, tuple(found_at), spec.output_stride,
                                            conf=self.conf if conf is None else conf)
             if fit:
                 sy, sx = h / found_at[0], w / found_at[1]
@@ -326,24 +342,28 @@ class Predictor:
                         x0, y0, x1, y1 = d["box"]
                         d["box"] = [round(min(w, x0 * sx), 2), round(min(h, y0 * sy), 2), round(min(w, x1 * sx), 2),
                                     round(min(h, y1 * sy), 2)]
-            out = out.get("seg")
-            if fit and out is not None:
-                out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)  # (N, C, H, W)
+        logits = out[SEG_OUTPUT] if SEG in spec.heads else None  # (N, C, h', w')
+        if fit and logits is not None:
+            logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)  # (N, C, H, W)
         results = []
         for i, array in enumerate(arrays):
             mask = probs = None
-            if out is not None:
-                mask = out[i].argmax(0).cpu().numpy().astype(self.mask_dtype, copy=False)  # (H, W)
+            if logits is not None:
+                mask = logits[i].argmax(0).cpu().numpy().astype(self.mask_dtype, copy=False)  # (H, W)
                 if probabilities:
                     probs = self._probs_buffer(h, w, (probs_outs or [None] * len(arrays))[i])
-                    probs[...] = out[i].softmax(0).half().cpu().numpy()  # (C, H, W)
-            results.append(self._result(array, mask, probs, detections[i], paths[i], None))
+                    probs[...] = logits[i].softmax(0).half().cpu().numpy()  # (C, H, W)
+            results.append(self.prediction(array, mask, probabilities=probs, detections=detections[i],
+                                           path=paths[i]))
         return results
 
-    def _result(self, array, mask, probs, detections, path, plan) -> Prediction:
-        return Prediction(image=array, mask=mask, palette=self.palette, classes=self.classes,
-                          box_classes=self.box_classes, probabilities=probs,
-                          detections=detections, path=path, plan=plan)
+    def prediction(self, image: np.ndarray, mask: np.ndarray | None, *, probabilities: np.ndarray | None = None,
+                   detections: list[dict] | None = None, path: Path | None = None,
+                   plan: TilePlan | None = None) -> Prediction:
+        """A ``Prediction`` of this model, with its palette and class names."""
+        return Prediction(image=image, mask=mask, palette=self.palette, classes=self.classes,
+                          box_classes=self.box_classes, probabilities=probabilities, detections=detections,
+                          path=path, plan=plan)
 
     def predict_batch(self, images: Sequence[np.ndarray | Image.Image | Tensor], *,
                       probabilities: bool | ProbsFactory = False,
@@ -362,8 +382,8 @@ class Predictor:
         want = bool(probabilities)
 
         def buffers(k0: int, k1: int) -> list[np.ndarray | None]:
-            return [factory(paths[k], (self.num_classes, *arrays[k].shape[:2]))
-                    if factory and self.num_classes else None for k in range(k0, k1)]
+            return [factory(paths[k], (self.spec.num_classes, *arrays[k].shape[:2]))
+                    if factory and SEG in self.spec.heads else None for k in range(k0, k1)]
 
         results: list[Prediction] = []
         i = 0
@@ -419,7 +439,7 @@ class _ImageFiles(Dataset):
 
     def __getitem__(self, i: int) -> tuple[str, Tensor | None, str | None]:
         try:
-            return str(self.paths[i]), torch.from_numpy(read_image(self.paths[i])), None  # (H, W, 3) uint8
+            return str(self.paths[i]), torch.from_numpy(read_rgb_array(self.paths[i])), None  # (H, W, 3) uint8
         except ImageReadError as e:
             return str(self.paths[i]), None, str(e).removeprefix(f"{self.paths[i]}: ")
 
@@ -435,7 +455,7 @@ def decode_detections(maps: dict[str, Tensor], size: tuple[int, int], stride: in
     by the detection module's decoder (peaks, top-k, threshold, class-wise NMS at
     ``DEFAULT_NMS_IOU``; boxes clipped to the image)."""
     n = maps["heatmap"].shape[0]
-    results = decode({k: maps[k] for k in ("heatmap", "size", "offset")}, stride=stride, image_sizes=[size] * n,
+    results = decode({k: maps[k] for k in BOX_OUTPUTS}, stride=stride, image_sizes=[size] * n,
                      threshold=conf)
     return [[{"box": [round(float(v), 2) for v in box], "label": int(label), "score": round(float(score), 4)}
              for box, label, score in zip(r["boxes"].tolist(), r["labels"].tolist(), r["scores"].tolist())]

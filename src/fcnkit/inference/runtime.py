@@ -3,17 +3,20 @@
 Every runner takes a float32 normalised (N, 3, H, W) tensor and returns what the
 model returns: ``{"seg": logits (N, C, H, W)}`` for segmentation, the box maps
 (``heatmap``, ``size``, ``offset``) for detection, both for joint models. Each carries
-``.spec`` (``fcnkit.models.spec.ModelSpec``) and ``.meta`` (palette, metrics, ...), so predict, eval, bench, optimize and serve treat an eager model, a
-``.pt``/``.safetensors`` file (with its optimisation recipe), an ONNX file and an
-OpenVINO IR alike. Exported metadata travels with the file: the ``fcnkit`` entry of
-ONNX ``metadata_props``, and a JSON sidecar next to an OpenVINO ``.xml``
-(``model.xml`` -> ``model.json``).
+``.spec`` (``fcnkit.models.spec.ModelSpec``) and ``.meta`` (palette, metrics, ...), so
+predict, eval, bench, optimize and serve treat an eager model, a ``.pt``/``.safetensors``
+file (with its optimisation recipe), an ONNX file and an OpenVINO IR alike. Which
+runner opens a file is data: ``BACKENDS``. Exported metadata travels with the file:
+the ``fcnkit`` entry of ONNX ``metadata_props``, and a JSON sidecar next to an
+OpenVINO ``.xml`` (``model.xml`` -> ``model.json``); exports written before the spec
+(``fcnkit-export/1``, mask output "logits") still open, converted on reading.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +38,6 @@ META_FORMAT = "fcnkit-export/2"  # {"format", "spec": ModelSpec.to_dict(), palet
 META_FORMAT_V1 = "fcnkit-export/1"  # before the spec: builder "config", classes and task at the top level
 INPUT_NAME = "images"
 LEGACY_OUTPUT_NAMES = {"logits": SEG_OUTPUT}  # what exports before the spec called the mask output
-EXPORTED_SUFFIXES = (".onnx", ".xml")
 RUNTIME_BYTES_PER_PIXEL = 2048.0  # exported runtimes cannot be probed with hooks; a conservative guess
 PROBE_SIZE = 128
 
@@ -53,11 +55,12 @@ def read_export_meta(meta: Any, source: str) -> tuple[ModelSpec, dict]:
     if not isinstance(meta, Mapping):
         raise MetadataError(f"{source}: model metadata: must be a mapping, not {type(meta).__name__}")
     meta = dict(meta)
-    if meta.get("format") == META_FORMAT_V1:
+    fmt = meta.pop("format", None)
+    if fmt == META_FORMAT_V1:
         meta.pop("outputs", None)
         return read_model_spec({"format": FORMAT_V1, "config": meta.pop("config", None), "meta": meta}, source)
-    if meta.get("format") != META_FORMAT:
-        raise MetadataError(f"{source}: model metadata: format is {meta.get('format')!r}, not {META_FORMAT!r} "
+    if fmt != META_FORMAT:
+        raise MetadataError(f"{source}: model metadata: format is {fmt!r}, not {META_FORMAT!r} "
                             f"(not exported by fcnkit, or by a newer one)")
     spec = read_spec(meta.pop("spec", None), source)
     return spec, dict(check_meta(meta, source))
@@ -88,6 +91,7 @@ class Runtime:
     backend: str = "?"
     precision: str = "fp32"
     module: nn.Module | None = None
+    compiled = False  # run through torch.compile
     training = False
 
     def __init__(self, spec: ModelSpec, meta: Mapping, source: str) -> None:
@@ -108,6 +112,17 @@ class Runtime:
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @classmethod
+    def open(cls, path: Path, *, device: torch.device, precision: str | None, threads: int | None,
+             channels_last: bool | None, compile: bool | None, **options: Any) -> "Runtime":
+        """Run an exported graph as stored, where its runtime runs it (``device``,
+        ``channels_last`` and ``compile`` are torch's); ``options`` go to the runner."""
+        return cls(path, precision=precision, threads=threads, **options)
+
+    def expect_one_shape(self) -> None:
+        """Every input from now on has one shape (a benchmark): runners that compile a
+        faster network for a fixed shape do."""
+
     def bytes_per_pixel(self) -> float:
         """Peak working memory of one forward pass per input pixel (for tiling budgets)."""
         return RUNTIME_BYTES_PER_PIXEL
@@ -122,9 +137,9 @@ class Runtime:
         return f"{type(self).__name__}({self.source!r}, precision={self.precision})"
 
 
-def _named(names: list[str], arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """A graph's outputs by name (old exports' "logits" read as "seg")."""
-    return {LEGACY_OUTPUT_NAMES.get(n, n): a for n, a in zip(names, arrays)}
+def _named(outputs: Iterable[tuple[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """A graph's outputs by name, from (name, array) pairs (old exports' "logits" read as "seg")."""
+    return {LEGACY_OUTPUT_NAMES.get(n, n): a for n, a in outputs}
 
 
 class OnnxRuntimeModel(Runtime):
@@ -132,9 +147,11 @@ class OnnxRuntimeModel(Runtime):
 
     backend = "onnxruntime"
 
-    def __init__(self, path: str | Path, *, threads: int | None = None,
+    def __init__(self, path: str | Path, *, precision: str | None = None, threads: int | None = None,
                  providers: list[str] | None = None) -> None:
         path = Path(path)
+        if precision not in (None, "fp32", "int8"):
+            raise ValueError(f"{path}: ONNX Runtime runs the graph as stored; precision {precision!r} not available")
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such ONNX file")
         require("export", "onnxruntime")
@@ -163,7 +180,7 @@ class OnnxRuntimeModel(Runtime):
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        return _named(self.output_names, self.session.run(None, {self.input_name: x}))
+        return _named(zip(self.output_names, self.session.run(None, {self.input_name: x})))
 
 
 class OpenVINOModel(Runtime):
@@ -214,6 +231,9 @@ class OpenVINOModel(Runtime):
         self.static = static
         self._compiled: dict[tuple[int, ...], Any] = {}
 
+    def expect_one_shape(self) -> None:
+        self.static = True
+
     def _compiled_for(self, shape: tuple[int, ...]):
         key = shape if self.static else ()
         if key not in self._compiled:
@@ -229,7 +249,7 @@ class OpenVINOModel(Runtime):
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         compiled = self._compiled_for(tuple(x.shape))
         result = compiled(x)
-        return _named([port.get_any_name() for port in compiled.outputs], [result[port] for port in compiled.outputs])
+        return _named((name, result[port]) for port in compiled.outputs for name in port.get_names())  # every name
 
 
 def _ort_reason(e: Exception) -> str:
@@ -262,29 +282,43 @@ class TorchRuntime(Runtime):
     """An eager (or ``torch.compile``d) PyTorch model with the same call as the others.
 
     ``precision="bf16"`` runs under CPU/CUDA autocast in bf16 (outputs come back
-    float32); ``channels_last`` uses the memory format oneDNN's convolutions prefer.
-    The module is put in eval mode (and channels_last) in place.
+    float32); ``channels_last`` (default: on for CPU) uses the memory format oneDNN's
+    convolutions prefer. The module is put in eval mode, on ``device`` (default: where
+    it is) and channels_last, in place.
     """
 
     backend = "torch"
 
-    def __init__(self, model: nn.Module, *, precision: str = "fp32", compile: bool = False,
-                 channels_last: bool = True, threads: int | None = None, source: str = "<model>") -> None:
+    def __init__(self, model: nn.Module, *, device: torch.device | None = None, precision: str | None = "fp32",
+                 compile: bool | None = False, channels_last: bool | None = None, threads: int | None = None,
+                 source: str = "<model>") -> None:
+        precision = precision or "fp32"
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"the torch backend runs fp32 or bf16, not {precision!r} "
                              f"(int8 is done by the onnxruntime and openvino backends)")
         super().__init__(spec_of(model), model.meta, source)
         self.precision = precision
-        self.compiled = compile
-        self.module = model.eval()
+        self.compiled = bool(compile)
+        self.module = model.eval() if device is None else model.eval().to(device)
+        self.device = next(self.module.parameters()).device
         if threads:
             torch.set_num_threads(int(threads))
-        self.channels_last = channels_last
-        if channels_last:
+        self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
+        if self.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
         self._forward = torch.compile(self.module, dynamic=None) if compile else self.module
-        self.device = next(self.module.parameters()).device
         self._bytes_per_pixel: float | None = None
+
+    @classmethod
+    def open(cls, path: Path, *, device: torch.device, precision: str | None, threads: int | None,
+             channels_last: bool | None, compile: bool | None, **options: Any) -> "TorchRuntime":
+        """An fcnkit torch record, its optimisation recipe (e.g. SVD, folded BN) rebuilt and its
+        precision and compile setting the defaults (``options`` are exported runners')."""
+        module = load_model(path)
+        recipe = module.meta.get("optimization", {})
+        return cls(module, device=device, precision=precision or recipe.get("precision"), threads=threads,
+                   compile=recipe.get("compile", False) if compile is None else compile,
+                   channels_last=channels_last, source=str(path))
 
     @property
     def bf16(self) -> bool:
@@ -317,8 +351,7 @@ class TorchRuntime(Runtime):
 
             def hook(_module: nn.Module, inputs: tuple, output: Any) -> None:
                 nonlocal peak
-                outs = [output] if isinstance(output, Tensor) else output.values()  # leaf layers, or a dict
-                peak = max(peak, sum(t.numel() * t.element_size() for t in (*inputs, *outs)
+                peak = max(peak, sum(t.numel() * t.element_size() for t in (*inputs, output)  # leaf layers
                                      if isinstance(t, Tensor)))
 
             handles = [m.register_forward_hook(hook) for m in self.module.modules() if not list(m.children())]
@@ -347,49 +380,67 @@ class CallableRuntime(Runtime):
         return {k: torch.as_tensor(out[k]).float().to(self.device) for k in self.spec.outputs}
 
 
+@dataclass(frozen=True)
+class Backend:
+    """How one backend's model files are named and opened (``fcnkit.export.optimize`` adds,
+    under the same names, how they are built and written).
+
+    ``suffix``: its files' (a torch record may also have any suffix no other backend
+    claims); ``modules``: what running them needs from the ``export`` extra; ``runner``:
+    the Runtime whose ``open`` runs one; ``companions``: suffixes of the files beside it,
+    its weights first (an OpenVINO IR's ``.bin``, then the metadata sidecar)."""
+
+    name: str
+    suffix: str
+    modules: tuple[str, ...]
+    runner: type[Runtime]
+    companions: tuple[str, ...] = ()
+
+    def files(self, path: str | Path) -> list[Path]:
+        """Every file of the model at ``path``, ``path`` last (written last, it marks the model done)."""
+        path = Path(path)
+        return [path.with_suffix(s) for s in self.companions] + [path]
+
+
+BACKENDS = {b.name: b for b in (
+    Backend("torch", ".pt", (), TorchRuntime),
+    Backend("onnxruntime", ".onnx", ("onnxruntime",), OnnxRuntimeModel),
+    Backend("openvino", ".xml", ("openvino",), OpenVINOModel, companions=(".bin", ".json")),
+)}
+
+
+def backend_of(path: str | Path) -> Backend:
+    """The backend that runs the model file ``path``, by its suffix; torch for any suffix no
+    other backend claims (a saved model, a training checkpoint, a ``.safetensors`` release)."""
+    suffix = Path(path).suffix.lower()
+    return next((b for b in BACKENDS.values() if b.suffix == suffix), BACKENDS["torch"])
+
+
 def open_model(model: nn.Module | str | Path | Callable, *, device: str | torch.device | None = None,
                precision: str | None = None, threads: int | None = None, channels_last: bool | None = None,
-               compile: bool | None = None, **kwargs: Any) -> Runtime:
+               compile: bool | None = None, **options: Any) -> Runtime:
     """The runner for a weights name, a model file or a module.
 
-    ``.onnx`` -> ONNX Runtime; ``.xml`` -> OpenVINO (its ``.json`` sidecar holds the
-    metadata); any other file is an fcnkit torch record (a saved model, a training
-    checkpoint, a ``.safetensors`` release, or a ``fcnkit optimize --backend torch``
-    result whose recipe, e.g. SVD or folded BN, is rebuilt and whose precision and
-    compile setting are the defaults); an nn.Module runs as it is; any other callable
-    with ``preprocessing`` is wrapped. ``device`` places torch models (default: CUDA
-    when available); ``channels_last`` defaults to on for CPU.
+    A file opens with the backend its suffix names (``BACKENDS``: ``.onnx`` -> ONNX
+    Runtime, ``.xml`` -> OpenVINO with its ``.json`` sidecar, anything else an fcnkit
+    torch record whose recipe and settings are rebuilt); ``options`` go to the exported
+    runners. An nn.Module runs as it is; any other callable with a ``spec`` is wrapped.
+    ``device`` places torch models (default: CUDA when available); ``channels_last``
+    defaults to on for CPU.
     """
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if isinstance(model, (str, Path)):
         path = resolve(model)  # a file, or the name of registered weights
-        suffix = path.suffix.lower()
-        if suffix == ".onnx":
-            if precision not in (None, "fp32", "int8"):
-                raise ValueError(f"{path}: ONNX Runtime runs the graph as stored; precision {precision!r} "
-                                 f"not available")
-            return OnnxRuntimeModel(path, threads=threads, **kwargs)
-        if suffix == ".xml":
-            return OpenVINOModel(path, threads=threads, precision=precision, **kwargs)
-        module = load_model(path)
-        recipe = dict(module.meta.get("optimization", {}))
-        precision = precision or recipe.get("precision", "fp32")
-        compile = recipe.get("compile", False) if compile is None else compile
-        source = str(path)
-    elif isinstance(model, nn.Module):
-        module, source = model, type(model).__name__
-    elif callable(model):
+        return backend_of(path).runner.open(path, device=dev, precision=precision, threads=threads,
+                                            channels_last=channels_last, compile=compile, **options)
+    if isinstance(model, nn.Module):
+        return TorchRuntime(model, device=dev, precision=precision, threads=threads, channels_last=channels_last,
+                            compile=compile, source=type(model).__name__)
+    if callable(model):
         return CallableRuntime(model, dev)
-    else:
-        raise ValueError(f"expected a weights name, a model path, an nn.Module or a callable, got "
-                         f"{type(model).__name__}")
-    module = module.eval().to(dev)
-    if channels_last is None:
-        channels_last = dev.type == "cpu"  # faster convolutions on CPU (oneDNN's preferred layout)
-    return TorchRuntime(module, precision=precision or "fp32", compile=bool(compile), channels_last=channels_last,
-                        threads=threads, source=source)
+    raise ValueError(f"expected a weights name, a model path, an nn.Module or a callable, got {type(model).__name__}")
 
 
-__all__ = ["CallableRuntime", "EXPORTED_SUFFIXES", "INPUT_NAME", "META_KEY", "OnnxRuntimeModel",
-           "OpenVINOModel", "Runtime", "TorchRuntime", "check_ir", "export_meta", "open_model",
-           "read_export_meta", "sidecar_path"]
+__all__ = ["BACKENDS", "Backend", "CallableRuntime", "INPUT_NAME", "META_KEY", "OnnxRuntimeModel", "OpenVINOModel",
+           "Runtime", "TorchRuntime", "backend_of", "check_ir", "export_meta", "open_model", "read_export_meta",
+           "sidecar_path"]

@@ -7,12 +7,15 @@ be blended across tiles and soft-maxed again like plain logits (softmax of log p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ..heads import BOXES, SEG_OUTPUT
+from ..models.spec import spec_of
 
 DEFAULT_TTA_SCALES = (0.75, 1.0, 1.25)  # with flip: what --tta means, in predict and in eval
 
@@ -32,20 +35,22 @@ def tta_views(tta: bool = False, scales: Sequence[float] | None = None, flip: bo
 
 class Augmented:
     """A segmentation runner whose every call averages the TTA views of its input
-    (``augmented_logits``): what ``fcnkit eval --tta`` scores, through the same evaluator."""
+    (``augmented_logits``): what ``fcnkit eval --tta`` scores, through the same evaluator.
+    It carries the runner's ``spec``; other attributes are the runner's."""
 
     def __init__(self, runner: Any, *, scales: Sequence[float], flip: bool) -> None:
-        if getattr(runner, "task", "segmentation") != "segmentation":
-            raise ValueError(f"test-time augmentation averages class probabilities; a {runner.task} model's "
+        self.spec = spec_of(runner)
+        if BOXES in self.spec.heads:
+            raise ValueError(f"test-time augmentation averages class probabilities; a {self.spec.task} model's "
                              f"boxes are not averaged: drop --tta/--flip/--scales")
         self.runner, self.scales, self.flip = runner, tuple(scales), flip
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.runner, name)
 
-    def __call__(self, x: Tensor) -> Tensor:
-        return augmented_logits(self.runner, x, scales=self.scales, flip=self.flip,
-                                multiple=getattr(self.runner, "pad_multiple", 1))
+    def __call__(self, x: Tensor) -> dict[str, Tensor]:
+        return {SEG_OUTPUT: augmented_logits(self.runner, x, scales=self.scales, flip=self.flip,
+                                             multiple=self.spec.pad_multiple)}
 
     def eval(self) -> "Augmented":
         self.runner.eval()
@@ -56,12 +61,13 @@ class Augmented:
         return self
 
 
-def augmented_logits(run: Callable[[Tensor], Tensor], x: Tensor, *, scales: Sequence[float] = (1.0,),
+def augmented_logits(run: Callable[[Tensor], Mapping[str, Tensor]], x: Tensor, *, scales: Sequence[float] = (1.0,),
                      flip: bool = False, multiple: int = 1) -> Tensor:
-    """log(mean over views of softmax(run(view))) for normalised ``x`` (N, 3, H, W) -> (N, C, H, W).
+    """log(mean over views of softmax(run(view)["seg"])) for normalised ``x`` (N, 3, H, W) -> (N, C, H, W).
 
     A view is ``x`` resized by a scale (bilinear; antialiased when shrinking) and
-    optionally mirrored; its logits are mirrored back and resized to (H, W) first.
+    optionally mirrored; its logits are mirrored back and resized to (H, W) first. ``run`` is
+    a model or runner (its outputs a dict; only the segmentation logits are averaged).
     ``multiple`` is the encoder stride the model pads its input to (see below).
 
     Rescaled views of a tile share the rescaled whole image's pooling grid only if the
@@ -81,9 +87,9 @@ def augmented_logits(run: Callable[[Tensor], Tensor], x: Tensor, *, scales: Sequ
                 # sits exactly where the unmirrored view's does (the model pads that one on
                 # the right), so a tile's mirrored view agrees with the whole image's.
                 pad = (-size[1]) % multiple
-                logits = run(F.pad(xs.flip(-1), (pad, 0)))[..., pad:].flip(-1)  # (N, C, sH, sW)
+                logits = run(F.pad(xs.flip(-1), (pad, 0)))[SEG_OUTPUT][..., pad:].flip(-1)  # (N, C, sH, sW)
             else:
-                logits = run(xs)  # (N, C, sH, sW)
+                logits = run(xs)[SEG_OUTPUT]  # (N, C, sH, sW)
             if size != (h, w):
                 logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)  # (N, C, H, W)
             probs = logits.float().softmax(1)

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from ..extras import require
+from ..heads import BOXES, SEG
 from ..io import atomic_write_text, check_output_dir, check_output_file, discard_temp, publish_temp, temp_beside
 from ..metrics.temporal import FlickerMeter
 from ..progress import progress_bar
@@ -152,8 +153,9 @@ class VideoSink:
         self._av = av
         self.predictor, self.dst, self.alpha, self.probs, self.smooth, self.rate = \
             predictor, dst, alpha, probs, smooth, rate
-        self.want_probs = bool(predictor.num_classes) and (probs or smooth is not None)
-        self.meter = FlickerMeter(predictor.num_classes) if predictor.num_classes else None
+        segments = SEG in predictor.spec.heads
+        self.want_probs = segments and (probs or smooth is not None)
+        self.meter = FlickerMeter(predictor.spec.num_classes) if segments else None
         if smooth is not None:
             smooth.reset()
         self.tmp = str(temp_beside(dst, suffix=".mp4"))
@@ -162,7 +164,7 @@ class VideoSink:
         # only a file's segmentation masks come back (a detector's boxes are not in them; a live
         # stream never shows the same frames twice)
         self.writer = _FrameWriter(frames_dir, frames_json, probs,
-                                   origin if source and not predictor.detection else None)
+                                   origin if source and BOXES not in predictor.spec.heads else None)
         self.resumed = 0  # frames whose masks an interrupted run had made
         self.out = av.open(self.tmp, "w", format="mp4")
         self.stream = None
@@ -211,8 +213,7 @@ class VideoSink:
             raise ValueError(f"{path}: a mask of {mask.shape[1]}x{mask.shape[0]} for a frame of "
                              f"{frame.shape[1]}x{frame.shape[0]}; delete {path.parent} to start afresh")
         self.resumed += 1
-        p = self.predictor
-        return Prediction(frame, mask.astype(p.mask_dtype), p.palette, p.classes, box_classes=p.box_classes)
+        return self.predictor.prediction(frame, mask.astype(self.predictor.mask_dtype))
 
     def _open_stream(self, size: tuple[int, int]) -> None:
         self.stream = self.out.add_stream(_codec(), rate=self.rate or 30)

@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ..heads import BOXES, SEG, heads_of
+from ..heads import BOXES, HEADS, SEG, heads_of
 from ..preprocessing import Preprocessing
 from .registry import get_builder
 from .spec import SPEC_FORMAT, ModelSpec
@@ -65,8 +65,7 @@ def check_config(config: Any, source: str) -> dict:
     return config
 
 
-def check_preprocessing(prep: Any, source: str) -> None:
-    field = "meta.preprocessing"
+def check_preprocessing(prep: Any, source: str, field: str = "meta.preprocessing") -> None:
     if not isinstance(prep, dict):
         raise _fail(source, field, f"must be a mapping, not {type(prep).__name__}")
     if prep.get("channel_order") not in ("RGB", "BGR"):
@@ -125,15 +124,16 @@ def read_spec(data: Any, source: str) -> ModelSpec:
         return MetadataError(f"{source}: model spec: {key} {problem}")
 
     if not isinstance(data, Mapping):
-        raise fail("", f"must be a mapping, not {type(data).__name__}")
+        raise MetadataError(f"{source}: model spec: must be a mapping, not {type(data).__name__} (a file written "
+                            f"without one is not an fcnkit model)")
     if data.get("format") != SPEC_FORMAT:
         raise fail("format", f"is {data.get('format')!r}, not {SPEC_FORMAT!r} (written by a newer fcnkit?)")
     config = data.get("config")
     check_config({"name": data.get("name"), **(config if isinstance(config, Mapping) else {})}, source)
     try:
         heads = heads_of(data.get("heads") or ())
-    except (TypeError, ValueError) as e:
-        raise fail("heads", str(e)) from None
+    except (TypeError, ValueError):
+        raise fail("heads", f"must be a non-empty list of {list(HEADS)}, not {data.get('heads')!r}") from None
     counts = {}
     for key, head in (("num_classes", SEG), ("det_classes", BOXES)):
         v = data.get(key)
@@ -144,7 +144,7 @@ def read_spec(data: Any, source: str) -> ModelSpec:
         v = data.get(key)
         if not (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1024):
             raise fail(key, f"must be a whole number in [1, 1024], not {v!r}")
-    check_preprocessing(data.get("preprocessing"), source)
+    check_preprocessing(data.get("preprocessing"), source, field="spec.preprocessing")
     names = {}
     for key, count in (("classes", counts["num_classes"]), ("box_classes", counts["det_classes"])):
         v = data.get(key) or []

@@ -29,6 +29,7 @@ from torch import nn
 
 from ..io import atomic_write, brief, check_output_file
 from .fold import fold_batchnorm
+from ..heads import SEG
 from .metadata import MetadataError, check_config, check_meta, read_spec
 from .registry import create_model
 from .spec import ModelSpec, spec_of, with_names
@@ -42,9 +43,17 @@ WHAT = "a fcnkit model (.pt checkpoint or .safetensors)"  # what an unreadable f
 SPEC_FIELDS_IN_V1_META = ("classes", "box_classes", "preprocessing", "num_classes", "task")
 
 
-def model_record(model: nn.Module, **meta) -> dict:
-    """The rebuildable description of ``model`` (spec, meta, weights) as plain data."""
-    return {"format": FORMAT, "spec": spec_of(model).to_dict(), "meta": meta, "model": model.state_dict()}
+def model_record(model: nn.Module, *, classes: list[str] | None = None, box_classes: list[str] | None = None,
+                 **meta) -> dict:
+    """The rebuildable description of ``model`` (spec, meta, weights) as plain data.
+
+    ``classes`` / ``box_classes`` name the classes in the saved spec (``classes`` alone on
+    a detector names its box classes: the names of what it labels); ``meta`` is the rest."""
+    spec = spec_of(model)
+    if classes is not None and box_classes is None and SEG not in spec.heads:
+        classes, box_classes = None, classes
+    spec = with_names(spec, classes, box_classes)
+    return {"format": FORMAT, "spec": spec.to_dict(), "meta": meta, "model": model.state_dict()}
 
 
 def atomic_save(obj: object, path: str | Path) -> None:
@@ -54,7 +63,8 @@ def atomic_save(obj: object, path: str | Path) -> None:
 
 
 def save_model(model: nn.Module, path: str | Path, *, dtype: torch.dtype | None = None, **meta) -> None:
-    """Save a rebuildable model: a torch record (``.pt``) or ``.safetensors``.
+    """Save a rebuildable model: a torch record (``.pt``) or ``.safetensors``; ``meta`` as
+    for ``model_record`` (``classes=[...]`` names the classes).
 
     ``dtype`` (e.g. ``torch.float16``) converts floating-point tensors on the way out;
     ``load_model`` brings them back to the model's own dtype.

@@ -74,6 +74,14 @@ class ModelSpec:
         """The names of what the model labels: pixel classes if it segments, else box classes."""
         return self.classes if SEG in self.heads else self.box_classes
 
+    def __reduce__(self) -> tuple:
+        """Pickles (DDP, data-loader workers) and deep copies (EMA) with the config as a plain dict."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return _rebuild, ({**values, "config": dict(self.config)},)
+
+    def __deepcopy__(self, memo: dict) -> "ModelSpec":
+        return self  # frozen all the way down: a copy would be the same value
+
     def replace(self, **changes: Any) -> "ModelSpec":
         return dataclasses.replace(self, **changes)
 
@@ -84,6 +92,10 @@ class ModelSpec:
                 "output_stride": self.output_stride, "pad_multiple": self.pad_multiple,
                 "preprocessing": self.preprocessing.to_dict(), "classes": list(self.classes),
                 "box_classes": list(self.box_classes)}
+
+
+def _rebuild(values: dict[str, Any]) -> ModelSpec:
+    return ModelSpec(**values)
 
 
 def spec_of(model: Any) -> ModelSpec:

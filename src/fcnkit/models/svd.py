@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .spec import spec_of
+
 FC_LAYERS = ("fc6", "fc7")
 
 
@@ -65,8 +67,8 @@ def fc_convs(model: nn.Module) -> dict[str, nn.Module]:
     enc = getattr(model, "encoder", None)
     found = {n: getattr(enc, n) for n in FC_LAYERS if enc is not None and hasattr(enc, n)}
     if len(found) != len(FC_LAYERS):
-        name = getattr(model, "config", {}).get("encoder", type(enc).__name__)
-        raise ValueError(f"SVD factorisation needs VGG's fc6/fc7; encoder {name!r} has none")
+        raise ValueError(f"SVD factorisation needs VGG's fc6/fc7; encoder {spec_of(model).config.get('encoder')!r} "
+                         f"has none")
     return found
 
 

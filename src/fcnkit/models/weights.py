@@ -18,18 +18,17 @@ from ..io import brief
 from ..preprocessing import CAFFE_VGG, IMAGENET, TF_INCEPTION, Preprocessing
 
 
-def torch_load(path: str | Path, *, what: str, mmap: bool = False) -> Any:
+def torch_load(path: str | Path, *, what: str) -> Any:
     """``torch.load(weights_only=True)`` (tensors and plain data only: nothing in the file can
     run code) whose error says, in one line, what ``path`` is not and why: e.g.
     ``"README.md: not a fcnkit model (...): not a torch.save file (it starts with b'# fc')"``.
     It never suggests ``weights_only=False``."""
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch's message advises unsafe loading: replaced, not chained
         error = e
     else:
-        # mmap is a peek at the config: reading every tensor to check it would defeat the point
-        damaged = None if mmap else damaged_member(path)
+        damaged = damaged_member(path)
         if damaged is None:
             return loaded
         raise ValueError(f"{path}: not {what}: {_fails_checksum(damaged)}")

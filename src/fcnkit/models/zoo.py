@@ -17,6 +17,7 @@ from pathlib import Path
 from ..data.camvid import CLASSES as CAMVID_CLASSES
 from ..data.camvid import PALETTE as CAMVID_PALETTE
 from ..data.fetch import file_digest
+from ..heads import BOXES, SEG, heads_of, task_name
 from ..io import cache_root
 from .weights import IMAGENET, TF_INCEPTION, Preprocessing
 
@@ -30,7 +31,7 @@ class WeightsEntry:
     """One trained model: what it is, what it expects, how well it did, and where its file is."""
 
     name: str
-    task: str  # "segmentation" | "detection" | "joint"
+    heads: frozenset[str]  # what the model predicts: {SEG}, {BOXES} or both (as its spec says)
     model: str  # registry name of the builder
     encoder: str
     dataset: str
@@ -50,6 +51,7 @@ class WeightsEntry:
     trained_on: tuple[str, ...] = ("train",)  # splits of ``dataset``
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "heads", heads_of(self.heads))
         if (self.file is None) == (self.url is None):
             raise ValueError(f"weights {self.name!r}: give exactly one of file and url")
         # the name becomes a file name in the cache folder: no separators, no "..", nothing hidden
@@ -58,6 +60,11 @@ class WeightsEntry:
                              f"(it names a file in the cache folder)")
         if self.file is not None and (Path(self.file).name != self.file or self.file.startswith(".")):
             raise ValueError(f"weights {self.name!r}: file {self.file!r} must be a plain file name in fcnkit/weights/")
+
+    @property
+    def task(self) -> str:
+        """The task's name for people ("segmentation", "detection" or "joint")."""
+        return task_name(self.heads)
 
     def path(self, *, progress: bool = True) -> Path:
         """The local file: the packaged one, or the cached download (fetched on first use)."""
@@ -145,7 +152,7 @@ def resolve(model: str | Path) -> Path:
 
 
 _CAMVID = dict(dataset="CamVid (SegNet split, 11 classes, 480x360)", classes=tuple(CAMVID_CLASSES),
-               palette=tuple(tuple(c) for c in CAMVID_PALETTE), licence=CAMVID_LICENCE, task="segmentation")
+               palette=tuple(tuple(c) for c in CAMVID_PALETTE), licence=CAMVID_LICENCE, heads={SEG})
 
 register_weights(WeightsEntry(
     name="camvid-fcn8s-lite0", model="fcn8s", encoder="efficientnet_lite0", preprocessing=TF_INCEPTION,
@@ -153,17 +160,17 @@ register_weights(WeightsEntry(
     # forecast of unseen streets); this file was then fitted on train + val, so its own val score flatters it
     metrics={"mean_iu": 71.82, "pixel_acc": 93.36, "heldout_0006R0_mean_iu": 48.74},
     trained_on=("train", "val"),
-    sha256="61371f2749455b6b33ad9ff43d3fa4a7dfe8561ca4e7932330d1c3aaf8be791c", size_bytes=6955202,
+    sha256="36a6d9c7d06adc77e50e90580866c74102d4aa2492b7a54810bd791ed517aebf", size_bytes=6955370,
     file="camvid_fcn8s_lite0.safetensors", recipe="configs/camvid_release.yaml",
     notes="ImageNet-pretrained EfficientNet-Lite0 encoder; square-root median-frequency class weights, 24 epochs "
           "on CamVid train + val (468 frames), 92 min on 2 CPU cores; recipe chosen by the study in "
           "benchmarks/results/camvid.md (row 'long')",
     **_CAMVID))
 register_weights(WeightsEntry(
-    name="raccoon-fcn8s-det-lite0", task="detection", model="fcn8s-det", encoder="efficientnet_lite0",
+    name="raccoon-fcn8s-det-lite0", heads={BOXES}, model="fcn8s-det", encoder="efficientnet_lite0",
     dataset="raccoon_dataset (VOC XML, 128 train / 32 val images, 1 class)", classes=("raccoon",), palette=((128, 0, 0),),
     preprocessing=TF_INCEPTION, metrics={"map": 43.4, "ap50": 89.5, "ap75": 38.1}, licence=RACCOON_LICENCE,
-    sha256="1fcb07c42ca4b64fa003007d435fc89cdf42ee7925c6ca43c2a89573ee2afca3", size_bytes=7883602,
+    sha256="789094d30079854b941fce9029d740ba4473d524b4013cbdbdf3676e0772c714", size_bytes=7883746,
     file="raccoon_fcn8s_det_lite0.safetensors",
     recipe="configs/raccoon_det_lite0.yaml",
     notes="ImageNet-pretrained EfficientNet-Lite0 encoder; heatmap prior 0.01, focal + L1 + GIoU losses, 40 epochs "
@@ -172,7 +179,7 @@ register_weights(WeightsEntry(
 register_weights(WeightsEntry(
     name="camvid-fcn8s-resnet18", model="fcn8s", encoder="resnet18", preprocessing=IMAGENET,
     metrics={"mean_iu": 63.82, "pixel_acc": 90.28, "mean_acc": 81.90, "fw_iu": 84.20},
-    sha256="1a593348bcf24c949a525f2c5feabcfae0c74f3b33d3792fbf65c6c922e08e59", size_bytes=22474586,
+    sha256="16133752a32060b6a60172a47c9c1b99d7d19b844c4fca3b0dc810bfddf68132", size_bytes=22474762,
     file="camvid_fcn8s_resnet18.safetensors", recipe="configs/camvid_long.yaml",
     notes="trained from scratch (no ImageNet weights), 100 epochs, 82 min on 2 CPU cores", **_CAMVID))
 

@@ -10,12 +10,17 @@ per-class pixel shares, detections, timings), as the palette PNG itself
 error and never takes the server down. The app keeps no state between requests, so
 it scales out by running more processes or machines, one model each, behind any
 load balancer.
+
+Read top to bottom: settings, metrics and middleware; the model state (``ServedModel``,
+what every route shares); a request's image in and its answer out; batching (a request's
+way through the queue, a stream's frames); the API routes; the page; ``create_app``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import html
 import io
 import json
@@ -23,6 +28,7 @@ import math
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -35,7 +41,7 @@ from ..extras import require
 # the serve extra, checked before its imports: one line naming it instead of an ImportError
 require("serve", "fastapi", "multipart", "prometheus_client")
 
-from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect  # noqa: E402
+from fastapi import APIRouter, FastAPI, Request, WebSocket, WebSocketDisconnect  # noqa: E402
 from fastapi.responses import HTMLResponse, JSONResponse, Response  # noqa: E402
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,  # noqa: E402
                                generate_latest)
@@ -43,6 +49,7 @@ from starlette.concurrency import run_in_threadpool  # noqa: E402
 from starlette.requests import ClientDisconnect  # noqa: E402
 
 from ..data.image_io import ImageReadError, NotAnImage, TooManyPixels
+from ..heads import BOXES
 from ..inference.images import decode_image_bytes
 from ..inference.postprocess import fit_jpeg
 from ..inference.predictor import Prediction, Predictor
@@ -193,101 +200,93 @@ class LimitBody:
         await response(scope, receive, send)
 
 
+# --- the model state: opened once, in the background -----------------------------------------
+
 CONF_FLOOR = 0.05  # the lowest box score a request can ask for (the page's threshold slider starts here)
-FAVICON = (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" '
-           b'fill="#2f6fd0"/><rect x="3" y="3" width="5" height="5" fill="#8fd14f"/><rect x="8" y="3" width="5" '
-           b'height="5" fill="#f4c542"/><rect x="3" y="8" width="10" height="5" fill="#e8eef7"/></svg>')
 
 
-def _options(predictor: Predictor, conf: str | None, filt: "TemporalFilter | None") -> dict[str, Any]:
-    """What a request asks of ``predict_batch`` (the batcher runs like requests together):
-    probabilities for a temporal filter, a detector's box threshold (``conf`` as given in the
-    query; 0 means every box down to CONF_FLOOR). ValueError for a bad ``conf``."""
-    options: dict[str, Any] = {"probabilities": True} if filt is not None else {}
-    if conf is not None:
+class ServedModel:
+    """What every route shares (``app.state.serve``): the settings, the metrics, and the model,
+    opened in a background thread at start-up (``/healthz`` answers 503 until then) with the
+    micro-batcher that feeds it. ``model`` is a ready ``Predictor`` (what ``fcnkit serve``
+    passes, having loaded it first so a bad model fails at once) or anything ``Predictor`` takes."""
+
+    def __init__(self, model: Any, settings: ServeSettings, name: str | None) -> None:
+        self.model, self.settings = model, settings
+        source = model.backend.source if isinstance(model, Predictor) else model
+        self.name = Path(str(name or source)).name  # never a server path
+        self.predictor: Predictor | None = None
+        self.batcher: MicroBatcher | None = None  # set last: once it is there, everything is
+        self.error: str | None = None  # what answers say when loading failed (the log has the details)
+        self.metrics = _Metrics(settings.max_batch, lambda: self.batcher.depth if self.batcher else 0)
+        self.streams = 0  # /v1/stream connections open
+
+    def load(self) -> None:
+        """Open the model (from a path: with one forward pass, so "ok" means it runs) and start
+        its batcher; a failure is logged and kept as ``error``."""
         try:
-            value = float(conf)
-        except ValueError:
-            value = math.nan
-        if not CONF_FLOOR <= value <= 1 and not value == 0:
-            raise ValueError(f"conf must be a score in [{CONF_FLOOR}, 1] (0: every box down to {CONF_FLOOR}), "
-                             f"not {conf!r}")
-        if predictor.detection:
-            options["conf"] = max(value, CONF_FLOOR)
-    return options
+            predictor = self.model
+            if not isinstance(predictor, Predictor):
+                s = self.settings
+                predictor = Predictor(predictor, device=s.device, max_memory=s.max_memory, conf=s.conf, progress=False)
+                predictor.warm_up()
+            self.predictor = predictor
+            self.batcher = MicroBatcher(predictor.predict_batch, max_batch=self.settings.max_batch,
+                                        max_wait_ms=self.settings.max_wait_ms, max_queue=self.settings.max_queue,
+                                        on_batch=self.metrics.on_batch)
+        except Exception as e:  # noqa: BLE001 - the log has it; HTTP answers say only that loading failed
+            self.error = "the model failed to load"
+            print(f"fcnkit serve: cannot load {self.model}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
 
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        """Load at start-up (a ready Predictor at once, anything else in the background); at
+        shutdown, once uvicorn has finished the requests in flight, answer those still queued."""
+        loader = threading.Thread(target=self.load, name="fcnkit-load", daemon=True)
+        loader.start()
+        if isinstance(self.model, Predictor):
+            loader.join()  # nothing slow to wait for
+        yield
+        if self.batcher is not None:
+            await run_in_threadpool(self.batcher.close)
 
-def api_page(schema: dict) -> str:
-    """A plain HTML list of the service's endpoints from its OpenAPI schema (``/openapi.json``)."""
-    rows = []
-    for path, ops in schema.get("paths", {}).items():
-        for method, op in ops.items():
-            params = ", ".join(p["name"] for p in op.get("parameters", []))
-            doc = html.escape(op.get("description") or op.get("summary") or "")
-            rows.append(f"<tr><td><code>{method.upper()} {html.escape(path)}</code></td>"
-                        f"<td>{html.escape(params)}</td><td>{doc}</td></tr>")
-    return ("<!doctype html><html lang=en><meta charset=utf-8><title>fcnkit API</title>"
-            "<style>body{font:15px system-ui,sans-serif;margin:24px}td{padding:4px 12px;vertical-align:top;"
-            "border-bottom:1px solid #ddd}</style><h1>fcnkit API</h1><p>The full schema: "
-            "<a href=openapi.json>/openapi.json</a> (load it into any OpenAPI viewer). The page: <a href=.>/</a>.</p>"
-            f"<table><tr><th>endpoint</th><th>query</th><th>what</th></tr>{''.join(rows)}</table></html>")
+    @property
+    def unavailable(self) -> str | None:
+        """Why requests cannot be answered yet (still loading, or failed); None once ready."""
+        if self.batcher is not None:
+            return None
+        return self.error or "the model is still loading"
 
+    def health(self) -> JSONResponse:
+        """The ``/healthz`` answer: 200 with the model's facts once ready, else 503 saying why."""
+        if self.batcher is not None:
+            p = self.predictor
+            return JSONResponse({"status": "ok", "model": self.name, "task": p.spec.task, "backend": p.backend.backend,
+                                 "classes": p.classes, "box_classes": p.box_classes,
+                                 "conf": p.conf if BOXES in p.spec.heads else None})
+        if self.error is not None:
+            return JSONResponse({"status": "failed", "error": self.error}, status_code=503)
+        return JSONResponse({"status": "loading"}, status_code=503)
 
-async def _serve_stream(ws: WebSocket, state: dict, settings: ServeSettings, filt: TemporalFilter | None,
-                        options: dict[str, Any]) -> None:
-    """One stream: a receiver keeps only the newest frame; this loop answers frames one by one."""
-    slot: dict[str, Any] = {"data": None, "index": -1, "dropped": 0, "closed": False}
-    ready = asyncio.Event()
-
-    async def receive() -> None:
-        try:
-            while True:
-                message = await ws.receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                data = message.get("bytes")
-                if data is None:
-                    continue  # text messages carry nothing yet
-                if slot["data"] is not None:
-                    slot["dropped"] += 1  # the model was busy: the older frame is never looked at
-                slot["data"], slot["index"] = data, slot["index"] + 1
-                ready.set()
-        finally:
-            slot["closed"] = True
-            ready.set()
-
-    receiver = asyncio.ensure_future(receive())
-    batcher = state["batcher"]
-    try:
-        while True:
-            await ready.wait()
-            ready.clear()
-            data, index = slot["data"], slot["index"]
-            slot["data"] = None
-            if data is None:
-                if slot["closed"]:
-                    break
-                continue
-            start = time.perf_counter()
+    def options(self, conf: str | None, filt: TemporalFilter | None) -> dict[str, Any]:
+        """What a request asks of ``predict_batch`` (the batcher runs like requests together):
+        probabilities for a temporal filter, a detector's box threshold (``conf`` as given in the
+        query; 0 means every box down to CONF_FLOOR). ValueError for a bad ``conf``."""
+        options: dict[str, Any] = {"probabilities": True} if filt is not None else {}
+        if conf is not None:
             try:
-                image = await run_in_threadpool(decode_image_bytes, data, max_pixels=settings.max_pixels,
-                                                source=f"frame {index}")
-                pred, timing = await batcher.submit(image, **options)
-            except (ImageReadError, QueueFull, Closed) as e:
-                await ws.send_json({"frame": index, "error": str(e), "dropped": slot["dropped"]})
-                continue
-            decode_ms = 1000 * (time.perf_counter() - start) - timing.queue_ms - timing.inference_ms
-            if filt is not None:
-                pred = filt.apply(pred, image)
-            body = await run_in_threadpool(describe, pred, timing, total_ms=1000 * (time.perf_counter() - start),
-                                           decode_ms=max(0.0, decode_ms))
-            body.update(frame=index, dropped=slot["dropped"])
-            await ws.send_text(json.dumps(body))
-    except WebSocketDisconnect:
-        pass
-    finally:
-        receiver.cancel()
+                value = float(conf)
+            except ValueError:
+                value = math.nan
+            if not CONF_FLOOR <= value <= 1 and not value == 0:
+                raise ValueError(f"conf must be a score in [{CONF_FLOOR}, 1] (0: every box down to {CONF_FLOOR}), "
+                                 f"not {conf!r}")
+            if BOXES in self.predictor.spec.heads:
+                options["conf"] = max(value, CONF_FLOOR)
+        return options
 
+
+# --- a request's image in, its answer out ----------------------------------------------------
 
 def _png(image) -> bytes:
     buf = io.BytesIO()
@@ -357,166 +356,238 @@ async def _read_image(request: Request, settings: ServeSettings) -> tuple[np.nda
     return image, 1000 * (time.perf_counter() - t0)
 
 
-def create_app(model: Any, settings: ServeSettings = ServeSettings(), *, name: str | None = None) -> Any:
-    """The service for ``model``: a ready ``Predictor`` (what ``fcnkit serve`` passes, having
-    loaded it first so a bad model fails at once), or anything ``Predictor`` takes, loaded in
-    the background while ``/healthz`` answers 503. ``name`` is what the page shows (default:
-    the model file's name; ``fcnkit serve`` passes the name the user gave, e.g. a weights name)."""
-    state: dict[str, Any] = {"predictor": None, "batcher": None, "error": None}
-    metrics = _Metrics(settings.max_batch, lambda: state["batcher"].depth if state["batcher"] else 0)
-    source = model.backend.source if isinstance(model, Predictor) else model
-    name = Path(str(name or source)).name  # never a server path
+# --- batching: a request's way through the queue ----------------------------------------------
 
-    def load() -> None:
+async def _queued(request: Request, served: ServedModel, options: dict[str, Any],
+                  deadline: float) -> tuple[Prediction, Timing, float] | Response:
+    """(prediction, timing, decode ms) of the request's image, or the response that says why not.
+
+    A place in the queue first: a request beyond it never reads or decodes its upload. While
+    it waits, a client that hangs up or a ``deadline`` that passes drops its queued work."""
+    batcher = served.batcher
+    try:
+        ticket = batcher.reserve()
+    except QueueFull as e:
+        return _error(503, f"server busy: {e}", **{"Retry-After": "1"})
+    except Closed as e:
+        return _error(503, str(e), **{"Retry-After": "5"})
+    try:
+        got = await _read_image(request, served.settings)
+    except ClientDisconnect:
+        ticket.release()
+        return Response(status_code=499)  # nobody to answer; one log line, no traceback
+    except BaseException:
+        ticket.release()
+        raise
+    if isinstance(got, Response):
+        ticket.release()
+        return got
+    image, decode_ms = got
+    waiting = asyncio.ensure_future(batcher.submit(image, ticket, **options))
+    while not waiting.done():
+        await asyncio.wait({waiting}, timeout=min(DISCONNECT_POLL, max(0.0, deadline - time.perf_counter())))
+        if waiting.done():
+            break
+        gone = await request.is_disconnected()
+        if gone or time.perf_counter() >= deadline:
+            waiting.cancel()  # its queued work is dropped
+            if gone:
+                return Response(status_code=499)
+            return _error(504, f"not answered within --timeout {served.settings.timeout:g} s; try a smaller image "
+                               f"or later")
+    try:
+        pred, timing = waiting.result()
+    except QueueFull as e:
+        return _error(503, f"server busy: {e}", **{"Retry-After": "1"})
+    except Closed as e:
+        return _error(503, str(e), **{"Retry-After": "5"})
+    except Exception as e:  # noqa: BLE001 - an inference failure answers this request only; the log has it
+        print(f"fcnkit serve: inference failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        return _error(500, "inference failed")
+    return pred, timing, decode_ms
+
+
+async def _serve_stream(ws: WebSocket, served: ServedModel, filt: TemporalFilter | None,
+                        options: dict[str, Any]) -> None:
+    """One stream: a receiver keeps only the newest frame; this loop answers frames one by one."""
+    slot: dict[str, Any] = {"data": None, "index": -1, "dropped": 0, "closed": False}
+    ready = asyncio.Event()
+
+    async def receive() -> None:
         try:
-            predictor = model if isinstance(model, Predictor) else Predictor(
-                model, device=settings.device, max_memory=settings.max_memory, conf=settings.conf, progress=False)
-            state["batcher"] = MicroBatcher(lambda images, **kw: predictor.predict_batch(images, **kw),
-                                            max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
-                                            max_queue=settings.max_queue, on_batch=metrics.on_batch)
-            state["predictor"] = predictor
-        except Exception as e:  # noqa: BLE001 - the log has it; HTTP answers say only that loading failed
-            state["error"] = "the model failed to load"
-            print(f"fcnkit serve: cannot load {model}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
-
-    async def lifespan(app: FastAPI):
-        loader = threading.Thread(target=load, name="fcnkit-load", daemon=True)
-        loader.start()
-        if isinstance(model, Predictor):
-            loader.join()  # nothing slow to wait for
-        app.state.loader = loader
-        yield
-        if state["batcher"] is not None:  # uvicorn has stopped accepting and finished in-flight requests
-            await run_in_threadpool(state["batcher"].close)
-
-    app = FastAPI(title="fcnkit", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.serve = state
-
-    @app.get("/", response_class=HTMLResponse)
-    async def page() -> HTMLResponse:
-        return HTMLResponse(resources.files("fcnkit.serve").joinpath("page.html").read_text())
-
-    @app.get("/healthz")
-    async def healthz() -> JSONResponse:
-        if state["predictor"] is not None:
-            p = state["predictor"]
-            return JSONResponse({"status": "ok", "model": name, "task": p.backend.task,
-                                 "backend": p.backend.backend, "classes": p.classes, "box_classes": p.box_classes,
-                                 "conf": p.conf if p.detection else None})
-        if state["error"] is not None:
-            return JSONResponse({"status": "failed", "error": state["error"]}, status_code=503)
-        return JSONResponse({"status": "loading"}, status_code=503)
-
-    @app.get("/favicon.svg")
-    @app.get("/favicon.ico")
-    async def favicon() -> Response:
-        return Response(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
-
-    @app.get("/docs", response_class=HTMLResponse)
-    async def docs() -> HTMLResponse:  # the API at a glance, self-contained (Swagger UI would need a CDN)
-        return HTMLResponse(api_page(app.openapi()))
-
-    streams = {"open": 0}
-
-    @app.websocket("/v1/stream")
-    async def stream(ws: WebSocket, smooth: float = 0.0, gate: float = 0.1, conf: str | None = None) -> None:
-        """Frames in (one encoded image per binary message), one JSON answer per frame out;
-        the newest frame wins when frames come faster than the model (``dropped`` counts the
-        others); ``smooth``/``gate``: the temporal filter, per connection."""
-        await ws.accept()
-        problem = None
-        if state["batcher"] is None:
-            problem = "the model is still loading" if state["error"] is None else state["error"]
-        elif streams["open"] >= settings.max_streams:
-            problem = f"server busy: {streams['open']} streams are open (--max-streams {settings.max_streams})"
-        else:
-            try:
-                filt = TemporalFilter(smooth, gate) if smooth else None
-                options = _options(state["predictor"], conf, filt)
-            except ValueError as e:
-                problem = str(e)
-        if problem is not None:
-            await ws.send_json({"error": problem})
-            await ws.close(code=1013 if problem.startswith("server busy") else 1008)
-            return
-        streams["open"] += 1
-        try:
-            await _serve_stream(ws, state, settings, filt, options)
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                data = message.get("bytes")
+                if data is None:
+                    continue  # text messages carry nothing yet
+                if slot["data"] is not None:
+                    slot["dropped"] += 1  # the model was busy: the older frame is never looked at
+                slot["data"], slot["index"] = data, slot["index"] + 1
+                ready.set()
         finally:
-            streams["open"] -= 1
+            slot["closed"] = True
+            ready.set()
 
-    @app.get("/metrics")
-    async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    receiver = asyncio.ensure_future(receive())
+    try:
+        while True:
+            await ready.wait()
+            ready.clear()
+            data, index = slot["data"], slot["index"]
+            slot["data"] = None
+            if data is None:
+                if slot["closed"]:
+                    break
+                continue
+            start = time.perf_counter()
+            try:
+                image = await run_in_threadpool(decode_image_bytes, data, max_pixels=served.settings.max_pixels,
+                                                source=f"frame {index}")
+                pred, timing = await served.batcher.submit(image, **options)
+            except (ImageReadError, QueueFull, Closed) as e:
+                await ws.send_json({"frame": index, "error": str(e), "dropped": slot["dropped"]})
+                continue
+            decode_ms = 1000 * (time.perf_counter() - start) - timing.queue_ms - timing.inference_ms
+            if filt is not None:
+                pred = filt.apply(pred, image)
+            body = await run_in_threadpool(describe, pred, timing, total_ms=1000 * (time.perf_counter() - start),
+                                           decode_ms=max(0.0, decode_ms))
+            body.update(frame=index, dropped=slot["dropped"])
+            await ws.send_text(json.dumps(body))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        receiver.cancel()
 
-    @app.post("/v1/predict")
-    async def predict(request: Request, format: str = "json", conf: str | None = None) -> Response:
-        """Segment (and detect in) one image: multipart field ``image`` or the raw image body.
-        ``format``: json (default), png (the mask) or overlay (JPEG); ``conf``: detectors keep
-        boxes scoring at least this (default: the server's threshold, see /healthz)."""
-        start = time.perf_counter()
-        if format not in ("json", "png", "overlay"):
-            return _error(400, f"format must be json, png or overlay, not {format!r}")
-        batcher = state["batcher"]
-        if batcher is None:
-            return _error(503, "the model is still loading" if state["error"] is None else state["error"],
-                          **{"Retry-After": "1"})
+
+# --- routes: the API ------------------------------------------------------------------------
+
+FORMATS = ("json", "png", "overlay")  # what /v1/predict answers with
+api = APIRouter()  # handlers find the shared state as request.app.state.serve
+
+
+@api.get("/healthz")
+async def healthz(request: Request) -> JSONResponse:
+    return request.app.state.serve.health()
+
+
+@api.get("/metrics")
+async def prometheus(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.serve.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@api.post("/v1/predict")
+async def predict(request: Request, format: str = "json", conf: str | None = None) -> Response:
+    """Segment (and detect in) one image: multipart field ``image`` or the raw image body.
+    ``format``: json (default), png (the mask) or overlay (JPEG); ``conf``: detectors keep
+    boxes scoring at least this (default: the server's threshold, see /healthz)."""
+    start = time.perf_counter()
+    served: ServedModel = request.app.state.serve
+    if format not in FORMATS:
+        return _error(400, f"format must be json, png or overlay, not {format!r}")
+    if served.unavailable is not None:
+        return _error(503, served.unavailable, **{"Retry-After": "1"})
+    try:
+        options = served.options(conf, None)
+    except ValueError as e:
+        return _error(400, str(e))
+    got = await _queued(request, served, options, deadline=start + served.settings.timeout)
+    if isinstance(got, Response):
+        return got
+    pred, timing, decode_ms = got
+    if format == "png":
+        if pred.mask is None:
+            return _error(400, "this model has no segmentation output; use format=json or overlay")
+        return Response(await run_in_threadpool(lambda: _png(pred.colorized())), media_type="image/png")
+    if format == "overlay":
+        return Response(await run_in_threadpool(lambda: _jpeg(pred.overlay(served.settings.alpha))),
+                        media_type="image/jpeg")
+    body = await run_in_threadpool(describe, pred, timing, total_ms=1000 * (time.perf_counter() - start),
+                                   decode_ms=decode_ms)
+    return Response(json.dumps(body), media_type="application/json")
+
+
+@api.websocket("/v1/stream")
+async def stream(ws: WebSocket, smooth: float = 0.0, gate: float = 0.1, conf: str | None = None) -> None:
+    """Frames in (one encoded image per binary message), one JSON answer per frame out;
+    the newest frame wins when frames come faster than the model (``dropped`` counts the
+    others); ``smooth``/``gate``: the temporal filter, per connection."""
+    await ws.accept()
+    served: ServedModel = ws.app.state.serve
+    problem = served.unavailable
+    if problem is None and served.streams >= served.settings.max_streams:
+        problem = f"server busy: {served.streams} streams are open (--max-streams {served.settings.max_streams})"
+    elif problem is None:
         try:
-            options = _options(state["predictor"], conf, None)
+            filt = TemporalFilter(smooth, gate) if smooth else None
+            options = served.options(conf, filt)
         except ValueError as e:
-            return _error(400, str(e))
-        try:  # a place in the queue first: a request beyond it never reads or decodes its upload
-            ticket = batcher.reserve()
-        except QueueFull as e:
-            return _error(503, f"server busy: {e}", **{"Retry-After": "1"})
-        except Closed as e:
-            return _error(503, str(e), **{"Retry-After": "5"})
-        try:
-            got = await _read_image(request, settings)
-        except ClientDisconnect:
-            ticket.release()
-            return Response(status_code=499)  # nobody to answer; one log line, no traceback
-        except BaseException:
-            ticket.release()
-            raise
-        if isinstance(got, Response):
-            ticket.release()
-            return got
-        image, decode_ms = got
-        waiting = asyncio.ensure_future(batcher.submit(image, ticket, **options))
-        deadline = start + settings.timeout
-        while not waiting.done():
-            await asyncio.wait({waiting}, timeout=min(DISCONNECT_POLL, max(0.0, deadline - time.perf_counter())))
-            if waiting.done():
-                break
-            gone = await request.is_disconnected()
-            if gone or time.perf_counter() >= deadline:
-                waiting.cancel()  # its queued work is dropped
-                if gone:
-                    return Response(status_code=499)
-                return _error(504, f"not answered within --timeout {settings.timeout:g} s; try a smaller image "
-                                   f"or later")
-        try:
-            pred, timing = waiting.result()
-        except QueueFull as e:
-            return _error(503, f"server busy: {e}", **{"Retry-After": "1"})
-        except Closed as e:
-            return _error(503, str(e), **{"Retry-After": "5"})
-        except Exception as e:  # noqa: BLE001 - an inference failure answers this request only; the log has it
-            print(f"fcnkit serve: inference failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
-            return _error(500, "inference failed")
-        if format == "png":
-            if pred.mask is None:
-                return _error(400, "this model has no segmentation output; use format=json or overlay")
-            return Response(await run_in_threadpool(lambda: _png(pred.colorized())), media_type="image/png")
-        if format == "overlay":
-            return Response(await run_in_threadpool(lambda: _jpeg(pred.overlay(settings.alpha))),
-                            media_type="image/jpeg")
-        body = await run_in_threadpool(describe, pred, timing, total_ms=1000 * (time.perf_counter() - start),
-                                       decode_ms=decode_ms)
-        return Response(json.dumps(body), media_type="application/json")
-
-    return CountRequests(LimitBody(app, settings.max_body), metrics)
+            problem = str(e)
+    if problem is not None:
+        await ws.send_json({"error": problem})
+        await ws.close(code=1013 if problem.startswith("server busy") else 1008)
+        return
+    served.streams += 1
+    try:
+        await _serve_stream(ws, served, filt, options)
+    finally:
+        served.streams -= 1
 
 
-__all__ = ["DEFAULT_MAX_BODY", "LimitBody", "ServeSettings", "create_app", "describe"]
+# --- the page ---------------------------------------------------------------------------------
+
+FAVICON = (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" '
+           b'fill="#2f6fd0"/><rect x="3" y="3" width="5" height="5" fill="#8fd14f"/><rect x="8" y="3" width="5" '
+           b'height="5" fill="#f4c542"/><rect x="3" y="8" width="10" height="5" fill="#e8eef7"/></svg>')
+page = APIRouter()  # the web page and what it links to
+
+
+@page.get("/", response_class=HTMLResponse)
+async def index() -> HTMLResponse:
+    return HTMLResponse(resources.files("fcnkit.serve").joinpath("page.html").read_text())
+
+
+@page.get("/favicon.svg")
+@page.get("/favicon.ico")
+async def favicon() -> Response:
+    return Response(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+
+
+@page.get("/docs", response_class=HTMLResponse)
+async def docs(request: Request) -> HTMLResponse:  # the API at a glance, self-contained (Swagger UI would need a CDN)
+    return HTMLResponse(api_page(request.app.openapi()))
+
+
+def api_page(schema: dict) -> str:
+    """A plain HTML list of the service's endpoints from its OpenAPI schema (``/openapi.json``)."""
+    rows = []
+    for path, ops in schema.get("paths", {}).items():
+        for method, op in ops.items():
+            params = ", ".join(p["name"] for p in op.get("parameters", []))
+            doc = html.escape(op.get("description") or op.get("summary") or "")
+            rows.append(f"<tr><td><code>{method.upper()} {html.escape(path)}</code></td>"
+                        f"<td>{html.escape(params)}</td><td>{doc}</td></tr>")
+    return ("<!doctype html><html lang=en><meta charset=utf-8><title>fcnkit API</title>"
+            "<style>body{font:15px system-ui,sans-serif;margin:24px}td{padding:4px 12px;vertical-align:top;"
+            "border-bottom:1px solid #ddd}</style><h1>fcnkit API</h1><p>The full schema: "
+            "<a href=openapi.json>/openapi.json</a> (load it into any OpenAPI viewer). The page: <a href=.>/</a>.</p>"
+            f"<table><tr><th>endpoint</th><th>query</th><th>what</th></tr>{''.join(rows)}</table></html>")
+
+
+# --- the app ----------------------------------------------------------------------------------
+
+def create_app(model: Any, settings: ServeSettings = ServeSettings(), *, name: str | None = None) -> Any:
+    """The service for ``model`` (see ``ServedModel``): the page and the API over one model,
+    behind the body limit and the request counters. ``name`` is what the page shows (default:
+    the model file's name; ``fcnkit serve`` passes the name the user gave, e.g. a weights name)."""
+    served = ServedModel(model, settings, name)
+    app = FastAPI(title="fcnkit", lifespan=served.lifespan, docs_url=None, redoc_url=None)
+    app.state.serve = served
+    app.include_router(page)
+    app.include_router(api)
+    return CountRequests(LimitBody(app, settings.max_body), served.metrics)
+
+
+__all__ = ["DEFAULT_MAX_BODY", "LimitBody", "ServeSettings", "ServedModel", "create_app", "describe"]

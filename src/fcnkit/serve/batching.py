@@ -33,7 +33,7 @@ class Closed(RuntimeError):
 
 
 @dataclass
-class Job:
+class QueuedRequest:
     image: np.ndarray  # (H, W, 3) uint8
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
@@ -80,7 +80,7 @@ class MicroBatcher:
             raise ValueError("max_batch and max_queue must be >= 1 and max_wait_ms >= 0")
         self.run, self.max_batch, self.max_wait = run, max_batch, max_wait_ms / 1000
         self.max_queue, self.on_batch = max_queue, on_batch
-        self._jobs: deque[Job] = deque()
+        self._jobs: deque[QueuedRequest] = deque()
         self._reserved = 0  # places promised to requests still reading or decoding their upload
         self._cond = threading.Condition()
         self._closed = False
@@ -111,7 +111,7 @@ class MicroBatcher:
         ``options`` go to ``run`` as keywords. Cancelling the waiting task (the client left, a
         deadline passed) drops the job."""
         loop = asyncio.get_running_loop()
-        job = Job(image, loop, loop.create_future(), options=options)
+        job = QueuedRequest(image, loop, loop.create_future(), options=options)
         job.future.add_done_callback(lambda f: job.gone.set() if f.cancelled() else None)
         with self._cond:
             if ticket is not None and ticket.held:
@@ -133,7 +133,7 @@ class MicroBatcher:
         self._thread.join(timeout)
 
     # --- the worker thread ----------------------------------------------------------
-    def _next_batch(self) -> list[Job] | None:
+    def _next_batch(self) -> list[QueuedRequest] | None:
         with self._cond:
             while not self._jobs:
                 if self._closed:

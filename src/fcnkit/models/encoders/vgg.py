@@ -118,8 +118,4 @@ def vgg16_from_torchvision(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def vgg16_encoder(*, geometry: str = "fast", width: float = 1.0) -> VGG16Encoder:
-    return VGG16Encoder(geometry=geometry, width=width)
-
-
-__all__ = ["VGG16Encoder", "vgg16_encoder", "vgg16_from_torchvision"]
+__all__ = ["VGG16Encoder", "vgg16_from_torchvision"]

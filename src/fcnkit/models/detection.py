@@ -22,10 +22,10 @@ from torch import Tensor, nn
 
 from ..heads import BOXES, SEG, SEG_OUTPUT
 from ..nn import Upsample, fuse, pad_to_multiple
-from .encoders import Encoder, FeatureInfo, create_encoder, encoder_preprocessing
+from .encoders import Encoder, FeatureInfo, create_encoder
 from .fcn import FCNDecoder
 from .registry import register_model
-from .weights import IMAGENET, Preprocessing, check_and_load, load_state_dict_file
+from .weights import check_and_load, load_state_dict_file
 
 # Initial centre probability everywhere (the focal-loss prior init). CenterNet's 0.1 trapped our
 # detectors: the many background cells dominate the first steps (~3.5x the centres' loss on
@@ -119,13 +119,12 @@ class FCNDetector(nn.Module):
     """
 
     def __init__(self, encoder: Encoder, neck: SkipFusionNeck, head: CenterNetHead, *,
-                 det_classes: int, preprocessing: Preprocessing = IMAGENET) -> None:
+                 det_classes: int) -> None:
         super().__init__()
         self.encoder, self.neck, self.head = encoder, neck, head
         self.det_classes = det_classes
         self.output_stride = neck.output_stride
         self.pad_multiple = encoder.output_stride
-        self.preprocessing = preprocessing
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         h, w = x.shape[-2:]
@@ -141,15 +140,13 @@ class JointFCN(nn.Module):
     """
 
     def __init__(self, encoder: Encoder, seg_decoder: FCNDecoder, neck: SkipFusionNeck,
-                 head: CenterNetHead, *, num_classes: int, det_classes: int,
-                 preprocessing: Preprocessing = IMAGENET) -> None:
+                 head: CenterNetHead, *, num_classes: int, det_classes: int) -> None:
         super().__init__()
         self.encoder, self.seg_decoder, self.neck, self.head = encoder, seg_decoder, neck, head
         self.num_classes = num_classes
         self.det_classes = det_classes
         self.output_stride = neck.output_stride
         self.pad_multiple = encoder.output_stride
-        self.preprocessing = preprocessing
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         h, w = x.shape[-2:]
@@ -196,7 +193,7 @@ def fcn8s_det(*, det_classes: int = 1, encoder: str = "vgg16", encoder_weights: 
     (N, 2, h, w) in map cells, h = ceil(H / output_stride).
     """
     enc, neck, head = _parts(encoder, encoder_weights, geometry, width, det_classes, output_stride, det_channels)
-    model = FCNDetector(enc, neck, head, det_classes=det_classes, preprocessing=encoder_preprocessing(encoder))
+    model = FCNDetector(enc, neck, head, det_classes=det_classes)
     _load_weights(model, weights)
     return model
 
@@ -219,8 +216,7 @@ def fcn8s_joint(*, num_classes: int = 21, det_classes: int = 1, encoder: str = "
     enc, neck, head = _parts(encoder, encoder_weights, geometry, width, det_classes, output_stride, det_channels)
     seg = FCNDecoder(enc.feature_info, num_classes, output_stride=8, geometry=geometry,
                      learnable_upsampling=learnable_upsampling)
-    model = JointFCN(enc, seg, neck, head, num_classes=num_classes, det_classes=det_classes,
-                     preprocessing=encoder_preprocessing(encoder))
+    model = JointFCN(enc, seg, neck, head, num_classes=num_classes, det_classes=det_classes)
     _load_weights(model, weights)
     return model
 

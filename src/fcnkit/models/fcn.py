@@ -15,7 +15,6 @@ from ..heads import SEG_OUTPUT
 from ..nn import Upsample, fuse, pad_to_multiple
 from .encoders import Encoder, FeatureInfo
 from .geometry import CoordMap, crop_offset
-from .weights import IMAGENET, Preprocessing
 
 SKIP_NAMES = {16: "score_pool4", 8: "score_pool3", 4: "score_pool2"}
 FINAL_UPSAMPLE_NAMES = {32: "upscore", 16: "upscore16", 8: "upscore8", 4: "upscore4"}
@@ -106,13 +105,12 @@ class FCN(nn.Module):
     """
 
     def __init__(self, encoder: Encoder, decoder: FCNDecoder, *, num_classes: int,
-                 geometry: str, preprocessing: Preprocessing = IMAGENET) -> None:
+                 geometry: str) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
         self.num_classes = num_classes
         self.geometry = geometry
-        self.preprocessing = preprocessing
         self.pad_multiple = encoder.output_stride if geometry == "fast" else 1
         enc_keys = set(encoder.state_dict())
         clash = enc_keys & set(decoder.state_dict())

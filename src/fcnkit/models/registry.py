@@ -17,6 +17,7 @@ from typing import Callable
 from torch import nn
 
 from ..heads import BOXES, SEG, heads_of, task_name
+from .encoders import encoder_preprocessing
 from .spec import ModelSpec
 
 LOADING_ARGS = ("weights", "encoder_weights")  # how to initialise, not what the network is
@@ -76,6 +77,7 @@ def create_model(name: str, **kwargs) -> nn.Module:
                            num_classes=config["num_classes"] if SEG in heads else None,
                            det_classes=config["det_classes"] if BOXES in heads else None,
                            output_stride=model.output_stride if BOXES in heads else 1,
-                           pad_multiple=model.pad_multiple, preprocessing=model.preprocessing)
+                           pad_multiple=model.pad_multiple,
+                           preprocessing=encoder_preprocessing(config["encoder"]))  # what its encoder's weights expect
     model.meta = {}  # what a file adds (palette, metrics, ...): see fcnkit.models.saved
     return model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .encoders import create_encoder, encoder_preprocessing
+from .encoders import create_encoder
 from .fcn import ATONCE_SCALES, FCN, FCNDecoder
 from .registry import register_model
 from .weights import check_and_load, load_state_dict_file
@@ -16,8 +16,7 @@ def _build(output_stride: int, *, num_classes: int, encoder: str, encoder_weight
     enc = create_encoder(encoder, weights=encoder_weights, geometry=geometry, width=width)
     dec = FCNDecoder(enc.feature_info, num_classes, output_stride=output_stride, geometry=geometry,
                      skip_scales=skip_scales, learnable_upsampling=learnable_upsampling)
-    preprocessing = encoder_preprocessing(encoder)
-    model = FCN(enc, dec, num_classes=num_classes, geometry=geometry, preprocessing=preprocessing)
+    model = FCN(enc, dec, num_classes=num_classes, geometry=geometry)
     if weights is not None:
         check_and_load(model, load_state_dict_file(weights), source=str(weights))
     return model

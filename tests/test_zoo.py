@@ -33,9 +33,12 @@ def test_entry_matches_its_file(name):
     model = fcnkit.load(name)
     assert model.spec.heads == entry.heads and model.spec.label_names == entry.classes
     val = meta.get("val_metrics", {}) if "val" not in entry.trained_on else {}  # a release fit saw val
-    for key in ("mean_iu", "pixel_acc", "mean_acc", "fw_iu", "map", "ap50"):
-        if key in entry.metrics and key in val:  # training-time figure; the entry quotes `fcnkit eval`
-            assert abs(100 * val[key] - entry.metrics[key]) < 0.5, key
+    # the trainer validates in padded batches, `fcnkit eval` (what the entry quotes) one image at a time:
+    # segmentation agrees to 0.5; box mAP on 32 photos moves a little more with the padding
+    tolerance = {"mean_iu": 0.5, "pixel_acc": 0.5, "mean_acc": 0.5, "fw_iu": 0.5, "map": 1.0, "ap50": 1.0}
+    for key, tol in tolerance.items():
+        if key in entry.metrics and key in val:
+            assert abs(100 * val[key] - entry.metrics[key]) < tol, key
 
 
 def test_packaged_weights_stay_small():

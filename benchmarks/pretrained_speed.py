@@ -47,9 +47,8 @@ class LRASPP(nn.Module):
     def __init__(self, num_classes: int) -> None:
         super().__init__()
         self.net = torchvision.models.segmentation.lraspp_mobilenet_v3_large(
-            weights=None, weights_backbone=None, num_classes=num_classes)
-        self.spec = ModelSpec(name="lraspp_mobilenet_v3_large", config={"num_classes": num_classes}, heads={SEG},
-                              num_classes=num_classes)
+            weights=None, weights_backbone=None)
+        self.spec = ModelSpec(name="lraspp_mobilenet_v3_large", config={"num_classes": num_classes}, heads={SEG})
         self.meta = {}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

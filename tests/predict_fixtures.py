@@ -51,8 +51,8 @@ def colour_fcn() -> torch.nn.Module:
 def seg_spec(num_classes: int, classes: Sequence[str] = ()) -> ModelSpec:
     """The spec of a stand-in segmentation model (a module or callable a test builds): it
     takes any input size and normalises like ImageNet models."""
-    return ModelSpec(name="fcn8s", config={"num_classes": num_classes}, heads=frozenset({SEG}),
-                     num_classes=num_classes, pad_multiple=1, classes=tuple(classes))
+    return ModelSpec(name="fcn8s", config={"num_classes": num_classes}, heads=frozenset({SEG}), pad_multiple=1,
+                     classes=tuple(classes))
 
 
 def scene(h: int, w: int, seed: int = 0) -> np.ndarray:

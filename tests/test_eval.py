@@ -30,8 +30,7 @@ class ChannelsAsLogits(nn.Module):
 
     def __init__(self, num_classes: int) -> None:
         super().__init__()
-        self.spec = ModelSpec(name="fcn8s", config={"num_classes": num_classes}, heads=frozenset({SEG}),
-                              num_classes=num_classes, pad_multiple=1)
+        self.spec = ModelSpec(name="fcn8s", config={"num_classes": num_classes}, heads=frozenset({SEG}), pad_multiple=1)
 
     def forward(self, x):
         return {"seg": x * 10.0}

@@ -18,7 +18,6 @@ BOX_OUTPUTS = ("heatmap", "size", "offset")  # the box head's dense maps, in thi
 SEG_OUTPUT = "seg"  # the segmentation head's (N, K, H, W) logits
 
 _NAMES = {frozenset({SEG}): "segmentation", frozenset({BOXES}): "detection", frozenset({SEG, BOXES}): "joint"}
-_BY_NAME = {v: k for k, v in _NAMES.items()}
 
 
 def heads_of(names: Iterable[str]) -> frozenset[str]:
@@ -34,19 +33,11 @@ def task_name(heads: Iterable[str]) -> str:
     return _NAMES[heads_of(heads)]
 
 
-def heads_named(name: str) -> frozenset[str]:
-    """The inverse of ``task_name``, for files and options written with task words."""
-    try:
-        return _BY_NAME[name]
-    except KeyError:
-        raise ValueError(f"unknown task {name!r}; choose from {sorted(_BY_NAME)}") from None
-
-
 def output_names(heads: Iterable[str]) -> tuple[str, ...]:
     """The keys of a model's ``forward`` dict, in the order exports list their outputs."""
     heads = heads_of(heads)
     return ((SEG_OUTPUT,) if SEG in heads else ()) + (BOX_OUTPUTS if BOXES in heads else ())
 
 
-__all__ = ["BOXES", "BOX_OUTPUTS", "HEADS", "SEG", "SEG_OUTPUT", "heads_named", "heads_of", "output_names",
+__all__ = ["BOXES", "BOX_OUTPUTS", "HEADS", "SEG", "SEG_OUTPUT", "heads_of", "output_names",
            "task_name"]

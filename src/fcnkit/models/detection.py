@@ -113,16 +113,13 @@ class FCNDetector(nn.Module):
 
     ``forward(x)`` takes (N, 3, H, W) normalised images, any H, W >= 1, and returns
     ``{"heatmap": (N, C, h, w) logits, "size": (N, 2, h, w) log-size, "offset": (N, 2, h, w)}``
-    with h = ceil(H / output_stride), w = ceil(W / output_stride). ``det_classes`` counts
-    the heatmap channels (the same name as on ``JointFCN``; a detector has no
-    segmentation classes).
+    with h = ceil(H / output_stride), w = ceil(W / output_stride); C is the head's class
+    count (``model.spec.det_classes``).
     """
 
-    def __init__(self, encoder: Encoder, neck: SkipFusionNeck, head: CenterNetHead, *,
-                 det_classes: int) -> None:
+    def __init__(self, encoder: Encoder, neck: SkipFusionNeck, head: CenterNetHead) -> None:
         super().__init__()
         self.encoder, self.neck, self.head = encoder, neck, head
-        self.det_classes = det_classes
         self.output_stride = neck.output_stride
         self.pad_multiple = encoder.output_stride
 
@@ -135,16 +132,14 @@ class FCNDetector(nn.Module):
 class JointFCN(nn.Module):
     """One encoder, two decoders: ``FCNDecoder`` segmentation logits and detection maps.
 
-    ``forward(x)`` returns the ``FCNDetector`` maps plus ``"seg"``: (N, K, H, W) logits;
-    ``num_classes`` = K segmentation classes, ``det_classes`` = heatmap channels.
+    ``forward(x)`` returns ``"seg"``: (N, K, H, W) logits, K = ``spec.num_classes``, and the
+    ``FCNDetector`` maps.
     """
 
     def __init__(self, encoder: Encoder, seg_decoder: FCNDecoder, neck: SkipFusionNeck,
-                 head: CenterNetHead, *, num_classes: int, det_classes: int) -> None:
+                 head: CenterNetHead) -> None:
         super().__init__()
         self.encoder, self.seg_decoder, self.neck, self.head = encoder, seg_decoder, neck, head
-        self.num_classes = num_classes
-        self.det_classes = det_classes
         self.output_stride = neck.output_stride
         self.pad_multiple = encoder.output_stride
 
@@ -193,7 +188,7 @@ def fcn8s_det(*, det_classes: int = 1, encoder: str = "vgg16", encoder_weights: 
     (N, 2, h, w) in map cells, h = ceil(H / output_stride).
     """
     enc, neck, head = _parts(encoder, encoder_weights, geometry, width, det_classes, output_stride, det_channels)
-    model = FCNDetector(enc, neck, head, det_classes=det_classes)
+    model = FCNDetector(enc, neck, head)
     _load_weights(model, weights)
     return model
 
@@ -216,7 +211,7 @@ def fcn8s_joint(*, num_classes: int = 21, det_classes: int = 1, encoder: str = "
     enc, neck, head = _parts(encoder, encoder_weights, geometry, width, det_classes, output_stride, det_channels)
     seg = FCNDecoder(enc.feature_info, num_classes, output_stride=8, geometry=geometry,
                      learnable_upsampling=learnable_upsampling)
-    model = JointFCN(enc, seg, neck, head, num_classes=num_classes, det_classes=det_classes)
+    model = JointFCN(enc, seg, neck, head)
     _load_weights(model, weights)
     return model
 

@@ -104,13 +104,10 @@ class FCN(nn.Module):
     names, so its converted Caffe weights load with ``strict=True``.
     """
 
-    def __init__(self, encoder: Encoder, decoder: FCNDecoder, *, num_classes: int,
-                 geometry: str) -> None:
+    def __init__(self, encoder: Encoder, decoder: FCNDecoder, *, geometry: str) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
-        self.num_classes = num_classes
-        self.geometry = geometry
         self.pad_multiple = encoder.output_stride if geometry == "fast" else 1
         enc_keys = set(encoder.state_dict())
         clash = enc_keys & set(decoder.state_dict())

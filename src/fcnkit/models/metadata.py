@@ -17,7 +17,7 @@ from typing import Any
 
 from ..heads import BOXES, HEADS, SEG, heads_of
 from ..preprocessing import Preprocessing
-from .registry import get_builder
+from .registry import get_builder, model_heads
 from .spec import SPEC_FORMAT, ModelSpec
 
 MAX_CLASSES = 65_536
@@ -134,28 +134,31 @@ def read_spec(data: Any, source: str) -> ModelSpec:
         heads = heads_of(data.get("heads") or ())
     except (TypeError, ValueError):
         raise fail("heads", f"must be a non-empty list of {list(HEADS)}, not {data.get('heads')!r}") from None
-    counts = {}
+    if heads != model_heads(data["name"]):
+        raise fail("heads", f"are {sorted(heads)} but {data['name']} has {sorted(model_heads(data['name']))}")
     for key, head in (("num_classes", SEG), ("det_classes", BOXES)):
         v = data.get(key)
         if head in heads and not (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_CLASSES):
             raise fail(key, f"must be a whole number in [1, {MAX_CLASSES}] for a {head} head, not {v!r}")
-        counts[key] = v if head in heads else None
     for key in ("output_stride", "pad_multiple"):
         v = data.get(key)
         if not (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1024):
             raise fail(key, f"must be a whole number in [1, 1024], not {v!r}")
     check_preprocessing(data.get("preprocessing"), source, field="spec.preprocessing")
+    spec = ModelSpec(name=str(data["name"]), config=dict(config or {}), heads=heads,
+                     pad_multiple=data["pad_multiple"], preprocessing=Preprocessing.from_dict(data["preprocessing"]))
+    derived = {"num_classes": spec.num_classes, "det_classes": spec.det_classes, "output_stride": spec.output_stride}
+    for key, value in derived.items():  # stored for other readers of the file; the config decides
+        if data[key] != value:
+            raise fail(key, f"is {data[key]!r} but the config says {value!r}")
     names = {}
-    for key, count in (("classes", counts["num_classes"]), ("box_classes", counts["det_classes"])):
+    for key, count in (("classes", spec.num_classes), ("box_classes", spec.det_classes)):
         v = data.get(key) or []
         if not (isinstance(v, list) and all(isinstance(n, str) for n in v)):
             raise fail(key, "must be a list of class names")
         if v and len(v) != count:
             raise fail(key, f"names {len(v)} classes but the model scores {count}")
         names[key] = tuple(v)
-    return ModelSpec(name=str(data["name"]), config=dict(config or {}), heads=heads, **counts,
-                     output_stride=data["output_stride"], pad_multiple=data["pad_multiple"],
-                     preprocessing=Preprocessing.from_dict(data["preprocessing"]), **names)
-
+    return spec.replace(**names)
 
 __all__ = ["MAX_CLASSES", "MetadataError", "check_config", "check_meta", "check_preprocessing", "read_spec"]

@@ -16,7 +16,7 @@ from typing import Callable
 
 from torch import nn
 
-from ..heads import BOXES, SEG, heads_of, task_name
+from ..heads import SEG, heads_of, task_name
 from .encoders import encoder_preprocessing
 from .spec import ModelSpec
 
@@ -72,12 +72,7 @@ def create_model(name: str, **kwargs) -> nn.Module:
     bound = inspect.signature(builder).bind(**kwargs)
     bound.apply_defaults()
     config = {k: v for k, v in bound.arguments.items() if k not in LOADING_ARGS}
-    heads = _HEADS[_key(name)]
-    model.spec = ModelSpec(name=_key(name), config=config, heads=heads,
-                           num_classes=config["num_classes"] if SEG in heads else None,
-                           det_classes=config["det_classes"] if BOXES in heads else None,
-                           output_stride=model.output_stride if BOXES in heads else 1,
-                           pad_multiple=model.pad_multiple,
+    model.spec = ModelSpec(name=_key(name), config=config, heads=_HEADS[_key(name)], pad_multiple=model.pad_multiple,
                            preprocessing=encoder_preprocessing(config["encoder"]))  # what its encoder's weights expect
     model.meta = {}  # what a file adds (palette, metrics, ...): see fcnkit.models.saved
     return model

@@ -29,7 +29,6 @@ from torch import nn
 
 from ..io import atomic_write, brief, check_output_file
 from .fold import fold_batchnorm
-from ..heads import SEG
 from .metadata import MetadataError, check_config, check_meta, read_spec
 from .registry import create_model
 from .spec import ModelSpec, spec_of, with_names
@@ -49,10 +48,7 @@ def model_record(model: nn.Module, *, classes: list[str] | None = None, box_clas
 
     ``classes`` / ``box_classes`` name the classes in the saved spec (``classes`` alone on
     a detector names its box classes: the names of what it labels); ``meta`` is the rest."""
-    spec = spec_of(model)
-    if classes is not None and box_classes is None and SEG not in spec.heads:
-        classes, box_classes = None, classes
-    spec = with_names(spec, classes, box_classes)
+    spec = with_names(spec_of(model), classes, box_classes)
     return {"format": FORMAT, "spec": spec.to_dict(), "meta": meta, "model": model.state_dict()}
 
 
@@ -147,12 +143,11 @@ def _spec_of_v1(rec: dict, source: str) -> tuple[ModelSpec, dict]:
     meta = dict(check_meta(rec.get("meta", {}), source, num_classes=config.get("num_classes"),
                            det_classes=config.get("det_classes")))
     try:
-        spec = _build(config).spec
+        with torch.device("meta"):  # the spec only: no weights allocated, no init run
+            spec = _build(config).spec
     except (TypeError, ValueError, KeyError) as e:
         raise MetadataError(f"{source}: model metadata: config does not build a model ({brief(e)})") from None
-    names = meta.get("classes")
-    segments = spec.num_classes is not None
-    spec = with_names(spec, names if segments else None, meta.get("box_classes") or (None if segments else names))
+    spec = with_names(spec, meta.get("classes"), meta.get("box_classes"))
     if "preprocessing" in meta:
         spec = spec.replace(preprocessing=Preprocessing.from_dict(meta["preprocessing"]))
     return spec, {k: v for k, v in meta.items() if k not in SPEC_FIELDS_IN_V1_META}

@@ -16,7 +16,7 @@ def _build(output_stride: int, *, num_classes: int, encoder: str, encoder_weight
     enc = create_encoder(encoder, weights=encoder_weights, geometry=geometry, width=width)
     dec = FCNDecoder(enc.feature_info, num_classes, output_stride=output_stride, geometry=geometry,
                      skip_scales=skip_scales, learnable_upsampling=learnable_upsampling)
-    model = FCN(enc, dec, num_classes=num_classes, geometry=geometry)
+    model = FCN(enc, dec, geometry=geometry)
     if weights is not None:
         check_and_load(model, load_state_dict_file(weights), source=str(weights))
     return model

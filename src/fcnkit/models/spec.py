@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from ..heads import SEG, heads_of, output_names, task_name
+from ..heads import BOXES, SEG, heads_of, output_names, task_name
 from ..preprocessing import IMAGENET, Preprocessing
 
 SPEC_FORMAT = "fcnkit-spec/1"
@@ -32,17 +32,14 @@ def _frozen(config: Mapping[str, Any]) -> Mapping[str, Any]:
 @dataclass(frozen=True)
 class ModelSpec:
     """``name``: the registered builder; ``config``: its other keyword arguments;
-    ``heads``: ``{SEG}``, ``{BOXES}`` or both; ``num_classes`` scores per pixel (SEG),
-    ``det_classes`` heatmap channels (BOXES); ``output_stride`` of the box maps (1 without
-    BOXES); ``pad_multiple``: the input size multiple the network pads to internally;
-    ``classes`` / ``box_classes``: names, once the model has been trained on named data."""
+    ``heads``: ``{SEG}``, ``{BOXES}`` or both; ``pad_multiple``: the input size multiple
+    the network pads to internally; ``classes`` / ``box_classes``: names, once the model
+    has been trained on named data. The class counts and the box maps' stride are the
+    builder's arguments, read from ``config`` (never stored twice)."""
 
     name: str
     config: Mapping[str, Any] = field(compare=True, hash=False)
     heads: frozenset[str]
-    num_classes: int | None = None
-    det_classes: int | None = None
-    output_stride: int = 1
     pad_multiple: int = 1
     preprocessing: Preprocessing = IMAGENET
     classes: tuple[str, ...] = ()
@@ -53,6 +50,21 @@ class ModelSpec:
         object.__setattr__(self, "heads", heads_of(self.heads))
         object.__setattr__(self, "classes", tuple(self.classes))
         object.__setattr__(self, "box_classes", tuple(self.box_classes))
+
+    @property
+    def num_classes(self) -> int | None:
+        """Scores per pixel (the SEG head), or None."""
+        return self.config["num_classes"] if SEG in self.heads else None
+
+    @property
+    def det_classes(self) -> int | None:
+        """Heatmap channels (the BOXES head), or None."""
+        return self.config["det_classes"] if BOXES in self.heads else None
+
+    @property
+    def output_stride(self) -> int:
+        """The stride of the box maps (1 without a BOXES head)."""
+        return self.config["output_stride"] if BOXES in self.heads else 1
 
     @property
     def task(self) -> str:
@@ -115,7 +127,11 @@ def spec_of(model: Any) -> ModelSpec:
 
 def with_names(spec: ModelSpec, classes: list[str] | tuple[str, ...] | None,
                box_classes: list[str] | tuple[str, ...] | None = None) -> ModelSpec:
-    """``spec`` naming its classes; the counts must agree (a ValueError says which list does not)."""
+    """``spec`` naming its classes; the counts must agree (a ValueError says which list does not).
+    ``classes`` alone on a model without a SEG head names its box classes: the names of what
+    it labels (``spec.label_names``)."""
+    if box_classes is None and SEG not in spec.heads:
+        classes, box_classes = None, classes
     changes = {}
     for key, names, count in (("classes", classes, spec.num_classes), ("box_classes", box_classes, spec.det_classes)):
         if names:

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from ..heads import SEG
+from ..heads import BOXES, SEG
 from ..io import plural
 from .image_io import DataError, read_image_tensor, unreadable_reason
 
@@ -112,7 +112,12 @@ class SegmentationDataset(ImageDataset):
     """
 
     palette: list[tuple[int, int, int]]
-    heads = frozenset({SEG})  # what its samples are labelled with (fcnkit.heads)
+
+    @property
+    def heads(self) -> frozenset[str]:
+        """What its samples are labelled with (``fcnkit.heads``): masks, and boxes too when it
+        derives them from instance masks (``box_classes``)."""
+        return frozenset({SEG, BOXES}) if self.box_classes else frozenset({SEG})
 
     def load_mask(self, path: Path) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -17,21 +17,28 @@ from ..heads import BOXES, SEG, task_name
 from .base import IGNORE_INDEX
 
 
+def dataset_heads(ds: Dataset) -> frozenset[str]:
+    """What a dataset's samples are labelled with; a dataset of one's own kind that declares no
+    ``heads`` has masks (what every dataset had before heads)."""
+    return ds.heads if hasattr(ds, "heads") else frozenset({SEG})
+
+
 def has_masks(ds: Dataset) -> bool:
     """Segmentation datasets, and joint ones (masks and boxes in every sample, ``coco_joint``)."""
-    return SEG in ds.heads
+    return SEG in dataset_heads(ds)
 
 
 def has_boxes(ds: Dataset) -> bool:
-    """Detection and joint datasets, and segmentation datasets that also derive boxes (``box_classes``)."""
-    return BOXES in ds.heads or bool(box_classes_of(ds))
+    """Detection and joint datasets, segmentation datasets that derive boxes from instance masks included."""
+    return BOXES in dataset_heads(ds)
 
 
 def box_classes_of(ds: Dataset) -> list[str]:
     """The names of the box classes: a detection dataset's ``classes``, else its ``box_classes``."""
-    if SEG not in ds.heads:
+    heads = dataset_heads(ds)
+    if SEG not in heads:
         return list(ds.classes)
-    return list(ds.box_classes)
+    return list(ds.box_classes) if BOXES in heads else []
 
 
 class MixedDataset(ConcatDataset):
@@ -77,4 +84,4 @@ def _agree(what: str, named: list[tuple[str, list[str]]]) -> list[str]:
     return first
 
 
-__all__ = ["MixedDataset", "box_classes_of", "has_boxes", "has_masks"]
+__all__ = ["MixedDataset", "box_classes_of", "dataset_heads", "has_boxes", "has_masks"]

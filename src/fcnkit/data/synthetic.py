@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from ..heads import SEG
+from ..heads import BOXES, SEG
 from .base import IGNORE_INDEX
 
 CLASSES = ["sky", "building", "road", "lane marking", "pavement", "car", "pedestrian"]
@@ -116,7 +116,7 @@ class SyntheticStreets(Dataset):
     palette = PALETTE
     ignore_index = IGNORE_INDEX
     box_classes = ["car"]
-    heads = frozenset({SEG})
+    heads = frozenset({SEG, BOXES})  # masks, and a box per car
 
     def __init__(self, n: int = 200, *, size: tuple[int, int] = (96, 128), seed: int = 0,
                  transforms: Callable | None = None) -> None:

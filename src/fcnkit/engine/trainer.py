@@ -38,8 +38,7 @@ from ..config import TrainConfig, absolute_inputs, from_dict
 from ..data.stats import class_weights_of
 from ..io import FolderLock, cache_root, check_output_dir
 from ..data import FORMATS, build_dataset, eval_transforms, train_transforms
-from ..data.mixed import box_classes_of
-from ..heads import SEG
+from ..data.mixed import box_classes_of, dataset_heads
 from ..losses import SegmentationLoss, load_class_weights
 from ..models import create_model
 from ..models.registry import model_heads
@@ -112,10 +111,8 @@ def _dataset_info(ds: Dataset) -> dict[str, Any]:
         raise ValueError(f"{type(base).__name__} has no 'classes'; fcnkit datasets expose classes, palette "
                          f"and ignore_index") from None
     palette = [list(map(int, c)) for c in getattr(base, "palette", [])] or None
-    info = {"classes": classes, "palette": palette, "ignore_index": int(getattr(base, "ignore_index", 255))}
-    if not hasattr(base, "heads"):  # a dataset of its own kind that declares no heads: masks, as before heads
-        return {**info, "heads": frozenset({SEG}), "box_classes": []}
-    return {**info, "heads": base.heads, "box_classes": box_classes_of(base)}
+    return {"classes": classes, "palette": palette, "ignore_index": int(getattr(base, "ignore_index", 255)),
+            "heads": dataset_heads(base), "box_classes": box_classes_of(base)}
 
 
 def _check_data(cfg: TrainConfig) -> None:

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.transforms import v2
 
 from ..data import build_dataset, eval_transforms
-from ..data.mixed import MixedDataset, box_classes_of, has_boxes
+from ..data.mixed import MixedDataset, box_classes_of, dataset_heads, has_boxes, has_masks
 from ..detection.decode import DEFAULT_NMS_IOU, decode
 from ..draw import draw_boxes
 from ..engine import distributed as D
@@ -108,10 +108,10 @@ def _resize(max_size: int | None):
 def _check_classes(checkpoint, data, split, spec: ModelSpec, dataset: Dataset) -> None:
     """The heads the model and the data share, with the same class counts (names may differ:
     a warning, then scored by index); a ValueError when they share none."""
-    shared = spec.heads & dataset.heads
+    shared = spec.heads & dataset_heads(dataset)
     if not shared:
         raise ValueError(f"{checkpoint}: a {spec.task} model cannot be scored on {data}, which has "
-                         f"{'masks' if SEG in dataset.heads else 'boxes'} only")
+                         f"{'masks' if has_masks(dataset) else 'boxes'} only")
     if SEG in shared:
         classes = list(getattr(dataset, "classes", []))
         if len(classes) != spec.num_classes:

@@ -54,9 +54,8 @@ def _serve(args: argparse.Namespace) -> int:
     require("serve", "uvicorn", "fastapi", "multipart", "prometheus_client", "websockets")
     import uvicorn
 
-    from ..inference.predictor import Predictor
     from ..inference.tiling import parse_memory
-    from ..serve.app import DEFAULT_MAX_PIXELS, DEFAULT_TIMEOUT, ServeSettings, create_app
+    from ..serve.app import DEFAULT_MAX_PIXELS, DEFAULT_TIMEOUT, ServeSettings, create_app, open_predictor
 
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535 (0: any free port), not {args.port}")
@@ -70,9 +69,7 @@ def _serve(args: argparse.Namespace) -> int:
         parse_memory(args.max_memory)
     # the model loads before the server starts: one that cannot load is a one-line error and exit 2,
     # not a server answering 503 forever
-    predictor = Predictor(args.model, device=settings.device, max_memory=settings.max_memory, conf=settings.conf,
-                          progress=False)
-    predictor.warm_up()  # one that cannot run fails here too
+    predictor = open_predictor(args.model, settings)  # one that cannot run fails here too
     print(f"fcnkit serve {args.model} on http://{args.host}:{args.port}/ (max batch {args.max_batch}, "
           f"wait {args.max_wait_ms:g} ms, queue {args.max_queue}, body {args.max_body})", flush=True)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler it found:

@@ -42,7 +42,7 @@ from ..export.onnx_export import export_onnx
 from ..export.quantize import quantize_onnx
 from ..inference.runtime import OnnxRuntimeModel
 from ..engine.samples import LabelledImage, agreement, mean_iu, predict_all
-from ..heads import BOX_OUTPUTS, SEG_OUTPUT
+from ..heads import SEG_OUTPUT
 from ..inference.postprocess import color_mask
 from ..models.encoders import encoder_preprocessing
 from ..models.spec import spec_of
@@ -201,7 +201,7 @@ def _grid(models: dict[str, nn.Module], detector: nn.Module | None, raw: Dataset
             tiles.append(color_mask(models[name](x)[SEG_OUTPUT].argmax(1)[0].numpy(), palette))
         if detector is not None:
             maps = detector(x)
-            (pred,) = decode({k: maps[k] for k in BOX_OUTPUTS}, stride=spec_of(detector).output_stride,
+            (pred,) = decode(maps, stride=spec_of(detector).output_stride,
                              threshold=0.3, nms_iou=0.5, image_sizes=[tuple(rgb.shape[:2])])
             canvas = draw_boxes(Image.fromarray(rgb), target.get("boxes", torch.zeros(0, 4)).tolist(),
                                 colors=(0, 255, 0), width=1)

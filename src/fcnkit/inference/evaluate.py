@@ -28,7 +28,7 @@ from ..engine.evaluate import evaluate
 from ..engine.report import write_report
 from ..engine.sampling import ShardSampler
 from ..engine.tasks import task_for
-from ..heads import BOX_OUTPUTS, BOXES, SEG
+from ..heads import BOXES, SEG
 from ..io import atomic_write, check_output_dir, next_run_dir
 from ..models.spec import ModelSpec, spec_of
 from .runtime import open_model
@@ -53,7 +53,7 @@ def draw_detection_examples(model: nn.Module | Callable, dataset: Dataset, path:
             continue
         image = image.as_subclass(Tensor)  # (3, H, W) uint8
         maps = model(spec.preprocessing(image.float().div(255)).unsqueeze(0))
-        (pred,) = decode({k: maps[k] for k in BOX_OUTPUTS}, stride=spec.output_stride,
+        (pred,) = decode(maps, stride=spec.output_stride,
                          threshold=0.0, nms_iou=nms_iou, image_sizes=[tuple(image.shape[-2:])])
         keep = max(1, int((pred["scores"] >= threshold).sum()))  # at least the best guess, score shown
         tile = Image.fromarray(image.permute(1, 2, 0).numpy())

@@ -81,28 +81,31 @@ def plan_jobs(inputs: list[InputFile], out: Path) -> tuple[list[OutputTarget], l
 def output_paths(job: OutputTarget, out: Path, predictor: Predictor, probs: bool, save_txt: bool = False) -> dict[str, Path]:
     """What ``job`` writes: ``overlay`` (and ``mask``, ``probs``, ``detections``, ``txt``) or ``video``."""
     base = out / job.stem
-    with_suffix = lambda s: base.parent / (base.name + s)  # noqa: E731  (stems may contain dots)
     if job.input.is_video:
         return video_paths(base, predictor)
-    paths = {"overlay": with_suffix(".overlay.jpg")}
+    paths = {"overlay": _beside(base, ".overlay.jpg")}
     if SEG in predictor.spec.heads:
-        paths["mask"] = with_suffix(".mask.png")
+        paths["mask"] = _beside(base, ".mask.png")
         if probs:
-            paths["probs"] = with_suffix(".probs.npy")
+            paths["probs"] = _beside(base, ".probs.npy")
     if BOXES in predictor.spec.heads:
-        paths["detections"] = with_suffix(".detections.json")
+        paths["detections"] = _beside(base, ".detections.json")
         if save_txt:  # YOLO format: label cx cy w h score, fractions of the image
-            paths["txt"] = with_suffix(".txt")
+            paths["txt"] = _beside(base, ".txt")
     return paths
+
+
+def _beside(base: Path, suffix: str) -> Path:
+    """``base`` + ``suffix`` (appended: stems may contain dots)."""
+    return base.with_name(base.name + suffix)
 
 
 def video_paths(base: Path, predictor: Predictor) -> dict[str, Path]:
     """A video's or live source's outputs: the overlay, and per frame a JSON line and (models
     with masks) a mask PNG (+ probabilities) in a folder."""
-    paths = {"video": base.with_name(base.name + ".overlay.mp4"),
-             "frames_json": base.with_name(base.name + ".frames.jsonl")}
+    paths = {"video": _beside(base, ".overlay.mp4"), "frames_json": _beside(base, ".frames.jsonl")}
     if SEG in predictor.spec.heads:
-        paths["frames"] = base.with_name(base.name + ".frames")
+        paths["frames"] = _beside(base, ".frames")
     return paths
 
 

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..detection.decode import DEFAULT_CONF, decode
-from ..heads import BOXES, BOX_OUTPUTS, SEG, SEG_OUTPUT
+from ..heads import BOXES, SEG, SEG_OUTPUT
 from ..models.spec import ModelSpec
 from ..progress import progress_bar
 from .runtime import Runtime, TorchRuntime, open_model
@@ -41,7 +41,7 @@ from .memory import HeapGuard
 from .postprocess import colorize, draw_detections, overlay, palette_for
 from .tiling import (TilePlan, choose_plan, count_tiles, fitted_tiles, grid_align, grid_cells, make_plan,
                      parse_memory, tiled_scores)
-from .tta import augmented_logits, tta_views
+from .tta import Augmented, tta_views
 
 DEFAULT_MAX_MEMORY = 2 * 2**30  # working-memory budget when none is given: 2 GiB
 ProbsFactory = Callable[[Path | None, tuple[int, int, int]], np.ndarray]
@@ -82,7 +82,7 @@ class Prediction:
         """Class colours blended over the input, detection boxes drawn on top."""
         img = overlay(self.image, self.mask, self.palette, alpha=alpha)
         if self.detections:
-            draw_detections(img, self.detections, self.box_classes or self.classes)
+            draw_detections(img, self.detections, self.box_classes)
         return img
 
 
@@ -165,21 +165,16 @@ class Predictor:
         self.mask_dtype = np.uint8 if (spec.num_classes or 0) <= 256 else np.int64
         module = self.backend.module
         self.context = GlobalPoolContext(module) if module is not None else None
+        # the names results carry: the pixel classes (a detector's: its box classes), and the box labels'
+        self.classes: list[str] | None = list(spec.label_names) or None
+        self.box_classes: list[str] | None = list(spec.box_classes) or None
+        # what a forward pass runs: the runner, or its TTA views averaged (segmentation only)
+        self.run = Augmented(self.backend, scales=self.scales, flip=self.flip) if self.tta else self.backend
 
     @property
     def spec(self) -> ModelSpec:
         """What the model predicts (heads, class counts and names, preprocessing): its runner's."""
         return self.backend.spec
-
-    @property
-    def classes(self) -> list[str] | None:
-        """The names results carry: the pixel classes, or a detector's box classes (None: unnamed)."""
-        return list(self.spec.label_names) or None
-
-    @property
-    def box_classes(self) -> list[str] | None:
-        """The names of the detection labels (a joint model's differ from ``classes``)."""
-        return list(self.spec.box_classes) or None
 
     @property
     def tta(self) -> bool:
@@ -238,11 +233,7 @@ class Predictor:
     def _outputs(self, x: Tensor) -> dict[str, Tensor]:
         """(N, 3, h, w) uint8 on the device -> the model's outputs (``spec.outputs``); with TTA
         (segmentation models only) ``"seg"`` holds the views' averaged log-probabilities."""
-        x = self.spec.preprocessing(x.float().div_(255.0))
-        if self.tta:
-            return {SEG_OUTPUT: augmented_logits(self.backend, x, scales=self.scales, flip=self.flip,
-                                                 multiple=self.spec.pad_multiple)}
-        return self.backend(x)
+        return self.run(self.spec.preprocessing(x.float().div_(255.0)))
 
     def _seg_logits(self, x: Tensor) -> Tensor:
         """(N, 3, h, w) uint8 -> (N, C, h, w) logits: what tiles are blended from."""
@@ -455,7 +446,7 @@ def decode_detections(maps: dict[str, Tensor], size: tuple[int, int], stride: in
     by the detection module's decoder (peaks, top-k, threshold, class-wise NMS at
     ``DEFAULT_NMS_IOU``; boxes clipped to the image)."""
     n = maps["heatmap"].shape[0]
-    results = decode({k: maps[k] for k in BOX_OUTPUTS}, stride=stride, image_sizes=[size] * n,
+    results = decode(maps, stride=stride, image_sizes=[size] * n,
                      threshold=conf)
     return [[{"box": [round(float(v), 2) for v in box], "label": int(label), "score": round(float(score), 4)}
              for box, label, score in zip(r["boxes"].tolist(), r["labels"].tolist(), r["scores"].tolist())]

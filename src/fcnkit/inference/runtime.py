@@ -101,16 +101,19 @@ class Runtime:
     def __call__(self, x: Tensor) -> dict[str, Tensor]:
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"{self.source}: expected a (N, 3, H, W) image batch, got {tuple(x.shape)}")
-        arr = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
-        arrays = self._run(arr)
-        missing = [k for k in self.spec.outputs if k not in arrays]
-        if missing:
-            raise ValueError(f"{self.source}: the graph's outputs are {', '.join(arrays)}; its spec needs "
-                             f"{', '.join(self.spec.outputs)}")
-        return {k: torch.from_numpy(np.asarray(arrays[k])).to(x.device) for k in self.spec.outputs}
+        arrays = self._run(np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy()))
+        return {k: torch.from_numpy(np.asarray(arrays[k])).to(x.device) for k in self.outputs}
 
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _expect_outputs(self, graph_names: Iterable[str]) -> None:
+        """Check once, when the file is opened, that the graph has every output its spec names."""
+        names = {LEGACY_OUTPUT_NAMES.get(n, n) for n in graph_names}
+        self.outputs = self.spec.outputs
+        if not set(self.outputs) <= names:
+            raise ValueError(f"{self.source}: the graph's outputs are {', '.join(sorted(names))}; its spec needs "
+                             f"{', '.join(self.outputs)}")
 
     @classmethod
     def open(cls, path: Path, *, device: torch.device, precision: str | None, threads: int | None,
@@ -178,6 +181,7 @@ class OnnxRuntimeModel(Runtime):
         self.precision = self.meta.get("precision", "fp32")
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self._expect_outputs(self.output_names)
 
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         return _named(zip(self.output_names, self.session.run(None, {self.input_name: x})))
@@ -223,6 +227,7 @@ class OpenVINOModel(Runtime):
             self.model = self.core.read_model(str(xml_path))
         except Exception as e:  # noqa: BLE001
             raise ValueError(f"{xml_path}: not an OpenVINO IR OpenVINO can read: {brief(e)}") from None
+        self._expect_outputs(name for port in self.model.outputs for name in port.get_names())
         self.ov_device = device  # OpenVINO's device name; inputs and outputs stay on the CPU
         self.ov_config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "bf16" if compute == "bf16" else "f32",
                                           "PERFORMANCE_HINT": "LATENCY"}

@@ -52,12 +52,12 @@ class TemporalFilter:
         self._frame = f
         return self._state.numpy()
 
-    def apply(self, prediction: Prediction, frame: np.ndarray, *, keep_probabilities: bool = False) -> Prediction:
-        """``prediction`` (made with probabilities) with its mask taken from the filtered
-        probabilities; those are kept (float16) only if asked. Without probabilities, as it is."""
+    def apply(self, prediction: Prediction, *, keep_probabilities: bool = False) -> Prediction:
+        """``prediction`` (of a frame, made with probabilities) with its mask taken from the
+        filtered probabilities; those are kept (float16) only if asked. Without probabilities, as it is."""
         if prediction.probabilities is None:
             return prediction
-        p = self(prediction.probabilities, frame)
+        p = self(prediction.probabilities, prediction.image)
         return replace(prediction, mask=p.argmax(0).astype(prediction.mask.dtype),
                        probabilities=p.astype(np.float16) if keep_probabilities else None)
 

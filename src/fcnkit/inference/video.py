@@ -59,10 +59,10 @@ def stream_rate(container) -> Fraction:
     return Fraction(stream.average_rate or stream.guessed_rate or 25)
 
 
-def decoded_frames(container) -> Iterator[tuple[np.ndarray, float]]:
+def decoded_frames(container, rate: Fraction | None = None) -> Iterator[tuple[np.ndarray, float]]:
     """(H, W, 3) uint8 RGB frames with their presentation time in seconds (from the frame
-    count and rate where a frame carries no timestamp)."""
-    rate = stream_rate(container)
+    count and ``rate``, default ``stream_rate``, where a frame carries no timestamp)."""
+    rate = rate or stream_rate(container)
     for i, frame in enumerate(container.decode(video=0)):
         t = frame.time if frame.time is not None else i / rate
         yield frame.to_ndarray(format="rgb24"), float(t)
@@ -187,7 +187,7 @@ class VideoSink:
             else:
                 result = next(fresh)
             if self.smooth is not None:
-                result = self.smooth.apply(result, frame, keep_probabilities=self.probs)
+                result = self.smooth.apply(result, keep_probabilities=self.probs)
             changed = None
             if result.mask is not None:
                 self.meter.update(result.mask)
@@ -277,7 +277,7 @@ def predict_video(predictor: Predictor, src: str | Path, dst: str | Path, *, bat
                               enabled=predictor.progress if progress is None else progress) as bar:
                 batch: list[tuple[np.ndarray, float]] = []
                 try:
-                    for frame, seconds in decoded_frames(inp):
+                    for frame, seconds in decoded_frames(inp, rate):
                         batch.append((frame, seconds))
                         if len(batch) >= batch_size:
                             sink.add(batch)
@@ -311,9 +311,8 @@ def video_info(path: str | Path) -> tuple[int, Fraction, tuple[int, int]]:
     import av
 
     with av.open(str(path)) as c:
-        stream = c.streams.video[0]
         n, size = 0, (0, 0)
         for frame in c.decode(video=0):
             n += 1
             size = (frame.height, frame.width)
-        return n, Fraction(stream.average_rate), size
+        return n, stream_rate(c), size

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import html
 import io
 import json
@@ -91,6 +92,15 @@ class ServeSettings:
                 raise ValueError(f"{name.replace('_', '-')} must be a number in [{low:g}, {high:g}], not {v!r}")
         if self.conf is not None and not 0 <= self.conf <= 1:
             raise ValueError(f"conf must be a score in [0, 1], not {self.conf!r}")
+
+
+def open_predictor(model: Any, settings: ServeSettings) -> Predictor:
+    """The model as the server runs it, with one forward pass done: a model that cannot load or
+    run fails here (``fcnkit serve`` exits 2 before the server starts; the app answers 503)."""
+    predictor = Predictor(model, device=settings.device, max_memory=settings.max_memory, conf=settings.conf,
+                          progress=False)
+    predictor.warm_up()
+    return predictor
 
 
 class _Metrics:
@@ -225,11 +235,7 @@ class ServedModel:
         """Open the model (from a path: with one forward pass, so "ok" means it runs) and start
         its batcher; a failure is logged and kept as ``error``."""
         try:
-            predictor = self.model
-            if not isinstance(predictor, Predictor):
-                s = self.settings
-                predictor = Predictor(predictor, device=s.device, max_memory=s.max_memory, conf=s.conf, progress=False)
-                predictor.warm_up()
+            predictor = self.model if isinstance(self.model, Predictor) else open_predictor(self.model, self.settings)
             self.predictor = predictor
             self.batcher = MicroBatcher(predictor.predict_batch, max_batch=self.settings.max_batch,
                                         max_wait_ms=self.settings.max_wait_ms, max_queue=self.settings.max_queue,
@@ -242,10 +248,10 @@ class ServedModel:
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
         """Load at start-up (a ready Predictor at once, anything else in the background); at
         shutdown, once uvicorn has finished the requests in flight, answer those still queued."""
-        loader = threading.Thread(target=self.load, name="fcnkit-load", daemon=True)
-        loader.start()
         if isinstance(self.model, Predictor):
-            loader.join()  # nothing slow to wait for
+            self.load()  # nothing slow to wait for
+        else:
+            threading.Thread(target=self.load, name="fcnkit-load", daemon=True).start()
         yield
         if self.batcher is not None:
             await run_in_threadpool(self.batcher.close)
@@ -268,22 +274,26 @@ class ServedModel:
             return JSONResponse({"status": "failed", "error": self.error}, status_code=503)
         return JSONResponse({"status": "loading"}, status_code=503)
 
-    def options(self, conf: str | None, filt: TemporalFilter | None) -> dict[str, Any]:
-        """What a request asks of ``predict_batch`` (the batcher runs like requests together):
-        probabilities for a temporal filter, a detector's box threshold (``conf`` as given in the
-        query; 0 means every box down to CONF_FLOOR). ValueError for a bad ``conf``."""
+    def options(self, conf: str | None, filt: TemporalFilter | None) -> tuple[dict[str, Any], float | None]:
+        """(what a request asks of ``predict_batch``, its box threshold). The options are the same
+        for every request of a kind, so the batcher runs them together: probabilities for a
+        temporal filter, and a detector's boxes decoded down to CONF_FLOOR. The threshold
+        (``conf`` as given in the query, 0 meaning CONF_FLOOR; else the server's) is applied to
+        the request's own answer (``keep_boxes``). ValueError for a bad ``conf``."""
         options: dict[str, Any] = {"probabilities": True} if filt is not None else {}
+        least = None
         if conf is not None:
             try:
-                value = float(conf)
+                least = float(conf)
             except ValueError:
-                value = math.nan
-            if not CONF_FLOOR <= value <= 1 and not value == 0:
+                least = math.nan
+            if not CONF_FLOOR <= least <= 1 and not least == 0:
                 raise ValueError(f"conf must be a score in [{CONF_FLOOR}, 1] (0: every box down to {CONF_FLOOR}), "
                                  f"not {conf!r}")
-            if BOXES in self.predictor.spec.heads:
-                options["conf"] = max(value, CONF_FLOOR)
-        return options
+        if BOXES not in self.predictor.spec.heads:
+            return options, None
+        options["conf"] = CONF_FLOOR
+        return options, self.predictor.conf if least is None else max(least, CONF_FLOOR)
 
 
 # --- a request's image in, its answer out ----------------------------------------------------
@@ -298,6 +308,15 @@ def _jpeg(image) -> bytes:
     buf = io.BytesIO()
     fit_jpeg(image).save(buf, format="JPEG", quality=90)
     return buf.getvalue()
+
+
+def keep_boxes(pred: Prediction, least: float | None) -> Prediction:
+    """``pred`` with only the boxes scoring above ``least`` (None: all): one request's threshold
+    applied to boxes decoded for a whole batch down to CONF_FLOOR (the same boxes a decode at
+    ``least`` gives: the decoder thresholds after its top-k, and NMS keeps higher scores first)."""
+    if least is None or not pred.detections:
+        return pred
+    return dataclasses.replace(pred, detections=[d for d in pred.detections if d["score"] > least])
 
 
 def describe(pred: Prediction, timing: Timing, *, total_ms: float, decode_ms: float) -> dict[str, Any]:
@@ -408,7 +427,7 @@ async def _queued(request: Request, served: ServedModel, options: dict[str, Any]
 
 
 async def _serve_stream(ws: WebSocket, served: ServedModel, filt: TemporalFilter | None,
-                        options: dict[str, Any]) -> None:
+                        options: dict[str, Any], least: float | None) -> None:
     """One stream: a receiver keeps only the newest frame; this loop answers frames one by one."""
     slot: dict[str, Any] = {"data": None, "index": -1, "dropped": 0, "closed": False}
     ready = asyncio.Event()
@@ -446,12 +465,13 @@ async def _serve_stream(ws: WebSocket, served: ServedModel, filt: TemporalFilter
                 image = await run_in_threadpool(decode_image_bytes, data, max_pixels=served.settings.max_pixels,
                                                 source=f"frame {index}")
                 pred, timing = await served.batcher.submit(image, **options)
+                pred = keep_boxes(pred, least)
             except (ImageReadError, QueueFull, Closed) as e:
                 await ws.send_json({"frame": index, "error": str(e), "dropped": slot["dropped"]})
                 continue
             decode_ms = 1000 * (time.perf_counter() - start) - timing.queue_ms - timing.inference_ms
             if filt is not None:
-                pred = filt.apply(pred, image)
+                pred = filt.apply(pred)
             body = await run_in_threadpool(describe, pred, timing, total_ms=1000 * (time.perf_counter() - start),
                                            decode_ms=max(0.0, decode_ms))
             body.update(frame=index, dropped=slot["dropped"])
@@ -490,13 +510,14 @@ async def predict(request: Request, format: str = "json", conf: str | None = Non
     if served.unavailable is not None:
         return _error(503, served.unavailable, **{"Retry-After": "1"})
     try:
-        options = served.options(conf, None)
+        options, least = served.options(conf, None)
     except ValueError as e:
         return _error(400, str(e))
     got = await _queued(request, served, options, deadline=start + served.settings.timeout)
     if isinstance(got, Response):
         return got
     pred, timing, decode_ms = got
+    pred = keep_boxes(pred, least)
     if format == "png":
         if pred.mask is None:
             return _error(400, "this model has no segmentation output; use format=json or overlay")
@@ -522,7 +543,7 @@ async def stream(ws: WebSocket, smooth: float = 0.0, gate: float = 0.1, conf: st
     elif problem is None:
         try:
             filt = TemporalFilter(smooth, gate) if smooth else None
-            options = served.options(conf, filt)
+            options, least = served.options(conf, filt)
         except ValueError as e:
             problem = str(e)
     if problem is not None:
@@ -531,7 +552,7 @@ async def stream(ws: WebSocket, smooth: float = 0.0, gate: float = 0.1, conf: st
         return
     served.streams += 1
     try:
-        await _serve_stream(ws, served, filt, options)
+        await _serve_stream(ws, served, filt, options, least)
     finally:
         served.streams -= 1
 

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Subset
 
 from fcnkit.cli.models import parse_size
 from fcnkit.data import CamVid, eval_transforms, pad_collate, train_transforms
-from fcnkit.models.weights import IMAGENET
+from fcnkit.preprocessing import IMAGENET
 
 REAL_CAMVID = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid"
 

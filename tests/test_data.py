@@ -14,7 +14,7 @@ from torchvision import tv_tensors
 
 from fcnkit.data import (CamVid, DataError, build_dataset, detect_format, eval_transforms, pad_collate,
                          parse_spec, train_transforms)
-from fcnkit.models.weights import CAFFE_VGG, IMAGENET, Preprocessing
+from fcnkit.preprocessing import CAFFE_VGG, IMAGENET, Preprocessing
 
 IDENTITY = Preprocessing("RGB", 1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 

@@ -15,7 +15,7 @@ from fcnkit.data import DataError, build_dataset, detect_format, pad_collate, tr
 from fcnkit.data.coco import COCODetection
 from fcnkit.data.splits import split_items
 from fcnkit.data.voc_xml import VOCDetection
-from fcnkit.models.weights import IMAGENET
+from fcnkit.preprocessing import IMAGENET
 
 
 # ---------------------------------------------------------------- splits

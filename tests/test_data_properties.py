@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from torchvision import tv_tensors
 
 from fcnkit.data import train_transforms
-from fcnkit.models.weights import Preprocessing
+from fcnkit.preprocessing import Preprocessing
 
 IDENTITY = Preprocessing("RGB", 1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import fcnkit
 from fcnkit.models.encoders import create_encoder, encoder_preprocessing
 from fcnkit.models.encoders.timm_encoders import lite_from_efficientnet_pytorch, lite_state_dict_from_package
-from fcnkit.models.weights import TF_INCEPTION
+from fcnkit.preprocessing import TF_INCEPTION
 
 pytest.importorskip("timm")
 ESPRESSO = 967

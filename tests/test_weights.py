@@ -9,7 +9,8 @@ import torchvision
 import fcnkit
 from fcnkit.models.encoders import create_encoder
 from fcnkit.models.encoders.vgg import vgg16_from_torchvision
-from fcnkit.models.weights import CAFFE_VGG, IMAGENET, load_state_dict_file
+from fcnkit.models.weights import load_state_dict_file
+from fcnkit.preprocessing import CAFFE_VGG, IMAGENET
 
 
 @pytest.fixture(scope="module")

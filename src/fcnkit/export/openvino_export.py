@@ -16,7 +16,6 @@ from pathlib import Path
 from torch import nn
 
 from ..extras import require
-from ..io import check_output_file
 from ..inference.runtime import BACKENDS, OpenVINOModel, export_meta, sidecar_path
 from .onnx_export import DEFAULT_OPSET, ONNX_MODULES, ExportReport, check_onnx, save_proto, to_onnx_proto
 from .verify import DEFAULT_SIZES, check_parity
@@ -59,9 +58,7 @@ def export_openvino(model: nn.Module, xml_path: str | Path, *, opset: int = DEFA
 
     ``onnx_path`` converts an ONNX export of ``model`` made earlier instead of exporting again.
     """
-    xml_path = check_output_file(xml_path, suffixes=(".xml",), what="OpenVINO IR")
-    for other in ir_files(xml_path)[:-1]:  # the .bin and .json written beside it
-        check_output_file(other, what="OpenVINO IR's companion file")
+    xml_path = BACKENDS["openvino"].check_output(xml_path, "OpenVINO IR")  # and the .bin and .json beside it
     require("export", "openvino", "onnx", *(() if onnx_path is not None else ONNX_MODULES))
     meta = dict(meta if meta is not None else export_meta(model))
     meta.setdefault("precision", "fp32")

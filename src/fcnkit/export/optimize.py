@@ -25,9 +25,9 @@ from torch import Tensor, nn
 from ..engine.samples import LabelledImage, agreement, load_samples, mean_iu, predict_all
 from ..extras import require
 from ..heads import SEG
-from ..inference.runtime import (BACKENDS, META_KEY, OnnxRuntimeModel, OpenVINOModel, Runtime, TorchRuntime,
+from ..inference.runtime import (BACKENDS, OnnxRuntimeModel, OpenVINOModel, Runtime, TorchRuntime,
                                  export_meta, sidecar_path)
-from ..io import atomic_write_text, check_output_dir, check_output_file, next_run_dir
+from ..io import atomic_write_text, check_output_dir, next_run_dir
 from ..models.fold import count_batchnorms, fold_batchnorm
 from ..models.saved import load_model
 from ..models.spec import spec_of
@@ -148,11 +148,7 @@ def _write_torch(v: Variant, out: Path, recipe: dict) -> None:
 
 
 def _write_onnx(v: Variant, out: Path, recipe: dict) -> None:
-    require("export", "onnx")
-    import onnx
-
-    meta = json.loads({p.key: p.value for p in onnx.load(str(v.staged[-1])).metadata_props}.get(META_KEY, "{}"))
-    _rewrite_onnx_meta(v.staged[-1], {**meta, "optimization": recipe}, out=out)
+    _rewrite_onnx_meta(v.staged[-1], {**v.export_meta(), "optimization": recipe}, out=out)  # what staging wrote
 
 
 def _write_openvino(v: Variant, out: Path, recipe: dict) -> None:
@@ -204,11 +200,7 @@ def backend_modules(backend: str, precision: str) -> tuple[str, ...]:
 def check_out(out: str | Path, backend: str) -> Path:
     """``out`` for a ``backend`` variant (``.pt`` / ``.onnx`` / ``.xml`` and an IR's ``.bin`` and
     ``.json``) can be written: ValueError naming it otherwise, before any work."""
-    *companions, _ = BACKENDS[backend].files(out)
-    out = check_output_file(out, suffixes=(BACKENDS[backend].suffix,), what=f"{backend} variant")
-    for other in companions:
-        check_output_file(other, what=f"{backend} variant's companion file")
-    return out
+    return BACKENDS[backend].check_output(out, f"{backend} variant")
 
 
 def svd_spectra(model: nn.Module) -> dict[str, Spectrum]:

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ..engine.probe import RunChoice, choose_run
 from ..extras import require
 from ..heads import SEG_OUTPUT
-from ..io import brief, printable
+from ..io import brief, check_output_file, printable
 from ..models.metadata import MetadataError, check_meta, read_spec
 from ..models.saved import FORMAT_V1, load_model, read_model_spec
 from ..models.spec import ModelSpec, spec_of
@@ -89,6 +89,7 @@ class Runtime:
     """
 
     backend: str = "?"
+    modules: tuple[str, ...] = ()  # what running it needs from the ``export`` extra
     precision: str = "fp32"
     module: nn.Module | None = None
     compiled = False  # run through torch.compile
@@ -149,6 +150,7 @@ class OnnxRuntimeModel(Runtime):
     """An ``.onnx`` file run by ONNX Runtime (CUDA provider first when present)."""
 
     backend = "onnxruntime"
+    modules = ("onnxruntime",)
 
     def __init__(self, path: str | Path, *, precision: str | None = None, threads: int | None = None,
                  providers: list[str] | None = None) -> None:
@@ -157,7 +159,7 @@ class OnnxRuntimeModel(Runtime):
             raise ValueError(f"{path}: ONNX Runtime runs the graph as stored; precision {precision!r} not available")
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such ONNX file")
-        require("export", "onnxruntime")
+        require("export", "onnxruntime")  # literal: tests/test_extras.py checks each optional import
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -196,6 +198,7 @@ class OpenVINOModel(Runtime):
     """
 
     backend = "openvino"
+    modules = ("openvino",)
 
     def __init__(self, xml_path: str | Path, *, threads: int | None = None, precision: str | None = None,
                  device: str = "CPU", static: bool = False) -> None:
@@ -390,27 +393,42 @@ class Backend:
     """How one backend's model files are named and opened (``fcnkit.export.optimize`` adds,
     under the same names, how they are built and written).
 
-    ``suffix``: its files' (a torch record may also have any suffix no other backend
-    claims); ``modules``: what running them needs from the ``export`` extra; ``runner``:
-    the Runtime whose ``open`` runs one; ``companions``: suffixes of the files beside it,
-    its weights first (an OpenVINO IR's ``.bin``, then the metadata sidecar)."""
+    ``runner``: the Runtime whose ``open`` runs one (its ``backend`` names it, its ``modules``
+    are what running needs from the ``export`` extra); ``suffix``: its files' (a torch record
+    may also have any suffix no other backend claims); ``companions``: suffixes of the files
+    beside it, its weights first (an OpenVINO IR's ``.bin``, then the metadata sidecar)."""
 
-    name: str
-    suffix: str
-    modules: tuple[str, ...]
     runner: type[Runtime]
+    suffix: str
     companions: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.runner.backend
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        return self.runner.modules
 
     def files(self, path: str | Path) -> list[Path]:
         """Every file of the model at ``path``, ``path`` last (written last, it marks the model done)."""
         path = Path(path)
         return [path.with_suffix(s) for s in self.companions] + [path]
 
+    def check_output(self, path: str | Path, what: str) -> Path:
+        """``path`` and the files written beside it can be written (``check_output_file`` on each):
+        a ValueError naming the one that cannot, before any work; returns ``Path(path)``."""
+        *companions, path = self.files(path)
+        path = check_output_file(path, suffixes=(self.suffix,), what=what)
+        for other in companions:
+            check_output_file(other, what=f"{what}'s companion file")
+        return path
+
 
 BACKENDS = {b.name: b for b in (
-    Backend("torch", ".pt", (), TorchRuntime),
-    Backend("onnxruntime", ".onnx", ("onnxruntime",), OnnxRuntimeModel),
-    Backend("openvino", ".xml", ("openvino",), OpenVINOModel, companions=(".bin", ".json")),
+    Backend(TorchRuntime, ".pt"),
+    Backend(OnnxRuntimeModel, ".onnx"),
+    Backend(OpenVINOModel, ".xml", companions=(".bin", ".json")),
 )}
 
 

@@ -33,7 +33,8 @@ from .metadata import MetadataError, check_config, check_meta, read_spec
 from .registry import create_model
 from .spec import ModelSpec, spec_of, with_names
 from .svd import apply_svd
-from .weights import Preprocessing, torch_load
+from ..preprocessing import Preprocessing
+from .weights import torch_load
 from .zoo import list_weights, resolve
 
 FORMAT = "fcnkit-model/2"

@@ -15,7 +15,6 @@ import torch
 from torch import Tensor
 
 from ..io import brief
-from ..preprocessing import CAFFE_VGG, IMAGENET, TF_INCEPTION, Preprocessing
 
 
 def torch_load(path: str | Path, *, what: str) -> Any:

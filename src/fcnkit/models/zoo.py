@@ -19,7 +19,7 @@ from ..data.camvid import PALETTE as CAMVID_PALETTE
 from ..data.fetch import file_digest
 from ..heads import BOXES, SEG, heads_of, task_name
 from ..io import cache_root
-from .weights import IMAGENET, TF_INCEPTION, Preprocessing
+from ..preprocessing import IMAGENET, TF_INCEPTION, Preprocessing
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "weights"
 CAMVID_LICENCE = "code MIT; weights derive from CamVid (personal and research use only, CC BY-NC 4.0)"

@@ -16,7 +16,8 @@ from typing import Callable
 from torch import Tensor
 
 from ..zoo import resolve
-from ..weights import IMAGENET, TF_INCEPTION, Preprocessing, check_and_load, load_state_dict_file
+from ...preprocessing import IMAGENET, TF_INCEPTION, Preprocessing
+from ..weights import check_and_load, load_state_dict_file
 from .base import Encoder, FeatureInfo
 from .mobilenet import MobileNetV3Encoder
 from .resnet import ResNetEncoder

@@ -7,6 +7,7 @@ quality 85) one after another, each as soon as the previous answer came back, fo
 server's resident memory at the start, the end and its maximum (sampled every 0.5 s).
 
     .venv/bin/python benchmarks/serve_stream.py --model runs/x/model.int8.xml --seconds 120
+    .venv/bin/python benchmarks/serve_stream.py --model ... --query 'smooth=0.8&gate=0.2&flow=true'
 Writes benchmarks/results/serve_stream.md (a row per run is appended). Run it on a quiet machine.
 """
 
@@ -60,6 +61,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="camvid-fcn8s-lite0")
     ap.add_argument("--seconds", type=float, default=120)
+    ap.add_argument("--query", default="", help="stream options, e.g. smooth=0.8&gate=0.2&flow=true (the page's "
+                                                 "'steady masks')")
     args = ap.parse_args()
     frames = []
     for png in sorted((CAMVID / "val").glob("*.png"))[:30]:
@@ -68,11 +71,12 @@ def main() -> None:
         frames.append(buf.getvalue())
     base, proc = spawn_server(args.model)
     try:
-        r = asyncio.run(stream(base.replace("http://", "ws://") + "/v1/stream", frames, args.seconds, proc.pid))
+        url = base.replace("http://", "ws://") + "/v1/stream" + (f"?{args.query}" if args.query else "")
+        r = asyncio.run(stream(url, frames, args.seconds, proc.pid))
     finally:
         proc.terminate()
         proc.wait(60)
-    row = (f"| `{Path(args.model).name}` | {r['seconds']:.0f} s | {r['frames']} | **{r['fps']:.1f}** | "
+    row = (f"| `{Path(args.model).name}{'?' + args.query if args.query else ''}` | {r['seconds']:.0f} s | {r['frames']} | **{r['fps']:.1f}** | "
            f"{r['rtt_median_ms']:.0f} / {r['rtt_p95_ms']:.0f} | {r['rss_start']:.0f} / {r['rss_end']:.0f} / "
            f"{r['rss_max']:.0f} | {r['errors']} | {cpu_model()} |")
     if not OUT.exists():

@@ -23,7 +23,7 @@ SRC = ROOT / "src" / "fcnkit"
 OPTIONAL = {"onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime", "openvino": "openvino",
             "nncf": "nncf", "pycocotools": "pycocotools", "av": "av", "scipy": "scipy", "tensorboard": "tensorboard",
             "fastapi": "fastapi", "uvicorn": "uvicorn", "multipart": "python-multipart",
-            "prometheus_client": "prometheus-client"}
+            "prometheus_client": "prometheus-client", "cv2": "opencv-python-headless"}
 
 
 def _extras() -> dict[str, set[str]]:

@@ -20,6 +20,7 @@ pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
+from fcnkit.extras import installed  # noqa: E402
 from fcnkit.inference import Predictor  # noqa: E402
 from fcnkit.serve.app import ServeSettings, create_app  # noqa: E402
 from fcnkit.serve.batching import MicroBatcher, QueueFull  # noqa: E402
@@ -281,7 +282,8 @@ def _chrome(*extra: str):
 
 def test_live_mode_streams_a_camera_in_headless_chromium(tmp_path) -> None:
     """The page's live mode with Chromium's fake camera playing CamVid val frames (a y4m clip):
-    frames go over the WebSocket and come back as masks of the camera's size."""
+    frames go over the WebSocket and come back as masks of the camera's size, steadied by the
+    temporal filter along the optical flow when "steady masks" is ticked."""
     from conftest import data_dir
 
     av = pytest.importorskip("av")
@@ -304,6 +306,8 @@ def test_live_mode_streams_a_camera_in_headless_chromium(tmp_path) -> None:
     try:
         driver.get(base + "/")
         WebDriverWait(driver, 30).until(lambda d: "camvid-fcn8s-lite0" in d.find_element(By.ID, "model").text)
+        if installed("cv2"):
+            driver.find_element(By.ID, "steady").click()
         driver.find_element(By.ID, "camera").click()
         WebDriverWait(driver, 180).until(lambda d: int(d.find_element(By.TAG_NAME, "body").get_attribute(
             "data-live-frames") or 0) >= 3, message=driver.find_element(By.ID, "status").text)
@@ -463,8 +467,10 @@ def test_stream_limits_and_options_are_checked(model_file) -> None:
         _ready(c)
         with c.websocket_connect("/v1/stream?smooth=1.5") as ws:
             assert "momentum must be in [0, 1)" in ws.receive_json()["error"]
-        with c.websocket_connect("/v1/stream?smooth=0.5") as first:
+        with c.websocket_connect("/v1/stream?smooth=0.5&flow=true") as first:
             first.send_bytes(_png(scene(32, 32)))
-            assert "mask_png" in first.receive_json()  # smoothing on: still a mask per frame
+            assert "mask_png" in first.receive_json()  # smoothing on (along the flow): still a mask per frame
+            first.send_bytes(_png(scene(32, 32)))
+            assert "mask_png" in first.receive_json()
             with c.websocket_connect("/v1/stream") as second:
                 assert "server busy" in second.receive_json()["error"]

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from fcnkit.cli import main
+from fcnkit.extras import installed
 from fcnkit.inference import Predictor
 from fcnkit.inference.temporal import TemporalFilter
 from fcnkit.metrics.temporal import FlickerMeter
@@ -62,6 +63,46 @@ def test_filter_keeps_a_one_frame_flip_out_where_the_picture_held_still() -> Non
     for bad in ({"momentum": 1.0}, {"momentum": -0.1}, {"momentum": float("nan")}, {"gate": 0.0}):
         with pytest.raises(ValueError, match="momentum|gate"):
             TemporalFilter(**bad)
+
+
+def _moving_street(shift: int, h: int = 64, w: int = 96) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Two frames of a textured scene panning ``shift`` pixels right, and (C=2) probabilities
+    that move with it: class 1 on columns 30-49 of the first frame."""
+    rng = np.random.default_rng(1)
+    texture = rng.integers(0, 256, (h // 4, w // 4 + 4, 3)).astype(np.uint8)
+    scene_ = np.asarray(Image.fromarray(texture).resize(((w + 16), h), Image.Resampling.BICUBIC))
+    frames = [np.ascontiguousarray(scene_[:, 8 - d:8 - d + w]) for d in (0, shift)]
+    probs = []
+    for d in (0, shift):
+        p1 = np.full((h, w), 0.1, dtype=np.float32)
+        p1[:, 30 + d:50 + d] = 0.9
+        probs.append(np.stack([1 - p1, p1]))
+    return frames, probs
+
+
+def test_flow_keeps_the_average_on_a_panning_scene_where_averaging_in_place_drags() -> None:
+    pytest.importorskip("cv2")
+    frames, probs = _moving_street(shift=4)
+    truth = probs[1].argmax(0)
+    for flow in (False, True):
+        f = TemporalFilter(momentum=0.8, gate=1.0, flow=flow)  # gate 1: never restart, only the warp helps
+        f(probs[0], frames[0])
+        mask = f(probs[1], frames[1]).argmax(0)
+        wrong = (mask != truth)[:, 8:-8]  # away from the borders, where the past leaves the frame
+        if flow:
+            assert wrong.mean() < 0.01
+        else:  # the 4 columns the stripe moved into keep the old class, and the 4 it left keep the stripe
+            assert wrong.sum() == 2 * 4 * 64
+    assert repr(f) == "TemporalFilter(momentum=0.8, gate=1, flow=True)"
+
+
+def test_flow_without_opencv_is_refused_with_the_extra(monkeypatch) -> None:
+    import fcnkit.extras
+
+    monkeypatch.setattr(fcnkit.extras, "installed", lambda m: m != "cv2")
+    with pytest.raises(RuntimeError, match=r"cv2.*fcnkit\[video\]"):
+        TemporalFilter(0.5, flow=True)
+    assert TemporalFilter(0.5).flow is False  # without flow OpenCV is not needed
 
 
 av = pytest.importorskip("av")
@@ -120,6 +161,10 @@ def test_smoothing_cuts_flicker_on_a_noisy_still_scene(tmp_path) -> None:
     assert raw.frames == smooth.frames == 12 and raw.rate == Fraction(8)
     assert raw.flicker["flicker"] > 0.002  # the noise does flip pixels near colour boundaries
     assert smooth.flicker["flicker"] < 0.5 * raw.flicker["flicker"]
+    if installed("cv2"):  # a still scene: the flow is ~0 and the warped average works as well
+        flowed = predict_video(predictor, tmp_path / "clip.mkv", tmp_path / "flow.mp4",
+                               smooth=TemporalFilter(0.7, gate=0.2, flow=True))
+        assert flowed.flicker["flicker"] < 0.5 * raw.flicker["flicker"]
     meter = FlickerMeter(3)  # the reported flicker is that of the written masks
     for png in sorted((tmp_path / "s").glob("*.png")):
         meter.update(np.asarray(Image.open(png)))
@@ -134,6 +179,10 @@ def test_bad_smoothing_is_refused_before_any_work(tmp_path, capsys) -> None:
                  "--smooth", "1.5"])
     assert code == 2 and "momentum must be in [0, 1)" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+    if installed("cv2"):
+        code = main(["predict", str(model), str(tmp_path / "clip.mkv"), "--out", str(tmp_path / "out"),
+                     "--smooth", "0.8", "--gate", "0.2", "--flow"])
+        assert code == 0 and len((tmp_path / "out" / "clip.frames.jsonl").read_text().splitlines()) == 2
 
 
 def test_evaluate_measures_flicker_of_predictions_and_ground_truth_in_frame_order() -> None:

@@ -68,6 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gate", type=float, default=0.1,
                    help="with --smooth: a pixel whose colour changed by more than this (0-1) since the last "
                         "frame starts afresh (default 0.1)")
+    p.add_argument("--flow", action="store_true",
+                   help="with --smooth: warp the average along the motion (optical flow, OpenCV) first, so a "
+                        "moving camera's masks hold still without lagging (e.g. --smooth 0.8 --gate 0.2 --flow)")
     add_quiet(p)
     p.set_defaults(func=_predict)
 
@@ -111,7 +114,7 @@ def _predict(args: argparse.Namespace) -> int:
                               amp=args.amp, bf16=args.bf16, conf=args.conf, progress=args.progress and dist.is_main)
         result = predict_to_folder(predictor, args.inputs, args.out, probs=args.probs, overwrite=args.overwrite,
                                    batch_size=args.batch_size, workers=args.workers, alpha=args.alpha,
-                                   smooth=args.smooth, gate=args.gate, save_txt=args.save_txt,
+                                   smooth=args.smooth, gate=args.gate, flow=args.flow, save_txt=args.save_txt,
                                    max_frames=args.max_frames, duration=args.duration)
     code = 1 if result.failures else 0  # the same on every rank: the result is merged
     if not dist.is_main:

@@ -168,7 +168,7 @@ class FolderResult:
 def predict_to_folder(predictor: Predictor, inputs: Sequence[str | Path], out: str | Path | None = None, *,
                       probs: bool = False,
                       overwrite: bool = False, batch_size: int = 1, workers: int = 2, alpha: float = 0.5,
-                      smooth: float = 0.0, gate: float = 0.1, save_txt: bool = False,
+                      smooth: float = 0.0, gate: float = 0.1, flow: bool = False, save_txt: bool = False,
                       max_frames: int | None = None, duration: float | None = None,
                       say: Callable[[str], None] = print) -> FolderResult:
     """Predict every image and video that ``inputs`` (files, folders, globs) name and write
@@ -177,7 +177,7 @@ def predict_to_folder(predictor: Predictor, inputs: Sequence[str | Path], out: s
     report each finished video to ``say``. Live sources (a camera index or ``/dev/videoN``,
     ``rtsp://``, ``http(s)://``, ``udp://`` ... URLs) run until ``max_frames`` / ``duration`` /
     their end (``fcnkit.inference.stream``). ``smooth`` > 0 filters videos' class
-    probabilities over time (``TemporalFilter(smooth, gate)``). An ``out`` that cannot
+    probabilities over time (``TemporalFilter(smooth, gate, flow=flow)``). An ``out`` that cannot
     be a folder we write in, or videos without the ``video`` extra, are refused (ValueError /
     RuntimeError) before anything is predicted.
 
@@ -190,8 +190,10 @@ def predict_to_folder(predictor: Predictor, inputs: Sequence[str | Path], out: s
     if out is None:  # every rank writes into rank 0's choice
         out = D.gather_objects(next_run_dir("predict"))[0]
     out = check_output_dir(out)
-    if smooth != 0:
-        TemporalFilter(smooth, gate)  # bad settings are refused before any work
+    def temporal_filter() -> TemporalFilter | None:  # one per video; bad settings refused before any work
+        return TemporalFilter(smooth, gate, flow=flow) if smooth != 0 else None
+
+    temporal_filter()
     live = [str(i) for i in inputs if is_live_source(str(i))]
     files, missing = collect_inputs([str(i) for i in inputs if not is_live_source(str(i))])
     if live or any(f.is_video for f in files):
@@ -220,11 +222,11 @@ def predict_to_folder(predictor: Predictor, inputs: Sequence[str | Path], out: s
             todo.append((job, paths))
     try:
         _predict_jobs(predictor, todo, result, probs=probs, batch_size=batch_size, workers=workers, alpha=alpha,
-                      smooth=smooth, gate=gate, say=say)
+                      temporal_filter=temporal_filter, say=say)
         if dist.is_main:  # a live source is watched by one process
             for source in live:
                 _predict_live(predictor, source, out, result, probs=probs, alpha=alpha, overwrite=overwrite,
-                              smooth=TemporalFilter(smooth, gate) if smooth != 0 else None,
+                              smooth=temporal_filter(),
                               max_frames=max_frames, duration=duration, say=say)
     finally:
         if dist.enabled:  # every rank reaches this, also after a failure of its own (then it re-raises)
@@ -263,8 +265,8 @@ def _merge(result: FolderResult, parts: list[tuple[int, int, list[Failure]]]) ->
 
 
 def _predict_jobs(predictor: Predictor, todo: list[tuple[OutputTarget, dict[str, Path]]], result: FolderResult, *,
-                  probs: bool, batch_size: int, workers: int, alpha: float, smooth: float, gate: float,
-                  say: Callable[[str], None]) -> None:
+                  probs: bool, batch_size: int, workers: int, alpha: float,
+                  temporal_filter: Callable[[], TemporalFilter | None], say: Callable[[str], None]) -> None:
     images = [(j, p) for j, p in todo if not j.input.is_video]
     videos = [(j, p) for j, p in todo if j.input.is_video]
     prob_files = ProbabilityFiles({j.input.path: p["probs"] for j, p in images if "probs" in p})
@@ -288,7 +290,7 @@ def _predict_jobs(predictor: Predictor, todo: list[tuple[OutputTarget, dict[str,
         try:
             info = predict_video(predictor, job.input.path, paths["video"], batch_size=max(1, batch_size), alpha=alpha,
                                  frames_dir=paths.get("frames"), frames_json=paths["frames_json"], probs=probs,
-                                 smooth=TemporalFilter(smooth, gate) if smooth != 0 else None)
+                                 smooth=temporal_filter())
         except (ValueError, OSError) as e:
             result.failures.append(Failure(job.input.path, str(e).removeprefix(f"{job.input.path}: ")))
             continue

@@ -159,8 +159,7 @@ class VideoSink:
         if smooth is not None:
             smooth.reset()
         self.tmp = str(temp_beside(dst, suffix=".mp4"))
-        origin = {"model": str(predictor.backend.source), "source": source, "smooth": repr(smooth and
-                  (smooth.momentum, smooth.gate)), "probs": probs}
+        origin = {"model": str(predictor.backend.source), "source": source, "smooth": repr(smooth), "probs": probs}
         # only a file's segmentation masks come back (a detector's boxes are not in them; a live
         # stream never shows the same frames twice)
         self.writer = _FrameWriter(frames_dir, frames_json, probs,

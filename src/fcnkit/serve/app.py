@@ -531,10 +531,11 @@ async def predict(request: Request, format: str = "json", conf: str | None = Non
 
 
 @api.websocket("/v1/stream")
-async def stream(ws: WebSocket, smooth: float = 0.0, gate: float = 0.1, conf: str | None = None) -> None:
+async def stream(ws: WebSocket, smooth: float = 0.0, gate: float = 0.1, flow: bool = False,
+                 conf: str | None = None) -> None:
     """Frames in (one encoded image per binary message), one JSON answer per frame out;
     the newest frame wins when frames come faster than the model (``dropped`` counts the
-    others); ``smooth``/``gate``: the temporal filter, per connection."""
+    others); ``smooth``/``gate``/``flow``: the temporal filter, per connection."""
     await ws.accept()
     served: ServedModel = ws.app.state.serve
     problem = served.unavailable
@@ -542,9 +543,9 @@ async def stream(ws: WebSocket, smooth: float = 0.0, gate: float = 0.1, conf: st
         problem = f"server busy: {served.streams} streams are open (--max-streams {served.settings.max_streams})"
     elif problem is None:
         try:
-            filt = TemporalFilter(smooth, gate) if smooth else None
+            filt = TemporalFilter(smooth, gate, flow=flow) if smooth else None
             options, least = served.options(conf, filt)
-        except ValueError as e:
+        except (ValueError, RuntimeError) as e:  # bad settings; flow without OpenCV
             problem = str(e)
     if problem is not None:
         await ws.send_json({"error": problem})

@@ -57,7 +57,7 @@ def _samples(seed=0):
 def test_evaluate_equals_direct_confusion_matrix_and_ignores_padding():
     samples = _samples()
     loader = torch.utils.data.DataLoader(samples, batch_size=2, collate_fn=pad_collate)
-    ev = evaluate(ChannelsAsLogits(3), loader, num_classes=3)
+    ev = evaluate(ChannelsAsLogits(3), loader)
     direct = sum(confusion_matrix(t["mask"], im.argmax(0), 3) for im, t in samples)
     assert torch.equal(ev.confusion.hist, direct)
     assert ev.metrics["pixels"] == 35 + 24 + 27 - 3  # padding (255) and the ignored corners excluded
@@ -66,7 +66,7 @@ def test_evaluate_equals_direct_confusion_matrix_and_ignores_padding():
 def test_evaluate_road_class_gives_kitti_metrics_from_softmax_probabilities():
     samples = [(im[:2], {"mask": t["mask"].clamp(max=1).where(t["mask"] != 255, 255)}) for im, t in _samples(1)]
     loader = torch.utils.data.DataLoader(samples, batch_size=3, collate_fn=pad_collate)
-    ev = evaluate(ChannelsAsLogits(2), loader, num_classes=2, road_class=1)
+    ev = evaluate(ChannelsAsLogits(2), loader, road_class=1)
     ref = RoadMaxF()
     for im, t in samples:
         ref.update((im * 10).softmax(0)[1], t["mask"].where(t["mask"] != 255, -1))
@@ -76,7 +76,7 @@ def test_evaluate_road_class_gives_kitti_metrics_from_softmax_probabilities():
 
 def test_write_report_is_strict_json_with_plots(tmp_path):
     loader = torch.utils.data.DataLoader(_samples(), batch_size=1, collate_fn=pad_collate)
-    ev = evaluate(ChannelsAsLogits(4), loader, num_classes=4)  # class 3 never occurs: NaN IU
+    ev = evaluate(ChannelsAsLogits(4), loader)  # class 3 never occurs: NaN IU
     report = write_report(ev, ["a", "b", "c", "d"], tmp_path, split="val")
     assert math.isnan(report["class_iu"][3])
 

@@ -205,7 +205,7 @@ def test_evaluate_measures_flicker_of_predictions_and_ground_truth_in_frame_orde
                {"mask": tv_tensors.Mask(torch.randint(0, 3, (5, 7), generator=g))}) for _ in range(5)]
     frames.append((tv_tensors.Image(torch.rand(3, 4, 4, generator=g)), {"mask": tv_tensors.Mask(torch.zeros(4, 4).long())}))
     loader = torch.utils.data.DataLoader(frames, batch_size=1, collate_fn=pad_collate)
-    metrics = evaluate(ChannelsAsLogits(), loader, num_classes=3, flicker=True).metrics
+    metrics = evaluate(ChannelsAsLogits(), loader, flicker=True).metrics
     pred, truth = FlickerMeter(3), FlickerMeter(3)
     for image, target in frames[:5]:  # the last frame's new size starts a new clip: no pair
         pred.update(image.argmax(0))
@@ -214,7 +214,7 @@ def test_evaluate_measures_flicker_of_predictions_and_ground_truth_in_frame_orde
     assert metrics["gt_flicker"] == pytest.approx(truth.scores()["flicker"])
     assert metrics["class_flicker"] == pytest.approx(pred.scores()["class_flicker"], nan_ok=True)
     assert 0.3 < metrics["gt_flicker"] < 1  # random masks: most pixels change
-    assert "flicker" not in evaluate(ChannelsAsLogits(), loader, num_classes=3).metrics
+    assert "flicker" not in evaluate(ChannelsAsLogits(), loader).metrics
 
 
 def test_an_interrupted_video_resumes_where_it_stopped(tmp_path) -> None:

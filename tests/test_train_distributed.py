@@ -35,7 +35,7 @@ SCRIPT = textwrap.dedent('''
     torch.save(model.state_dict(), f"{out}/rank{rank}.pt")
     if rank == 0:  # the same weights scored in one process, for comparison with the reduced metrics
         loader = torch.utils.data.DataLoader(va, batch_size=1, collate_fn=pad_collate)
-        single = evaluate(model, loader, num_classes=7, amp_dtype=None, channels_last=True).metrics
+        single = evaluate(model, loader, amp_dtype=None, channels_last=True).metrics
         json.dump({"ddp": result["metrics"], "single": single, "iteration": result["iteration"]},
                   open(f"{out}/result.json", "w"))
 ''')

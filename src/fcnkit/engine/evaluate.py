@@ -136,14 +136,14 @@ class _BoxScores:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int | None = None,
-             device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None, channels_last: bool = False,
-             road_class: int | None = None, nms_iou: float | None = DEFAULT_NMS_IOU, progress: bool = False,
-             desc: str = "eval", flicker: bool = False) -> Evaluation:
+def evaluate(model: nn.Module, loader: DataLoader, *, device: torch.device | str = "cpu",
+             amp_dtype: torch.dtype | None = None, channels_last: bool = False, road_class: int | None = None,
+             nms_iou: float | None = DEFAULT_NMS_IOU, progress: bool = False, desc: str = "eval",
+             flicker: bool = False) -> Evaluation:
     """Run ``model`` over ``loader`` (batches from its task's collate) and score what its
     spec's heads predict.
 
-    Masks (``num_classes`` defaults to the spec's): ``hist[gt, pred]`` over labelled pixels
+    Masks (the spec's classes): ``hist[gt, pred]`` over labelled pixels
     (and, with ``road_class``, KITTI road probability counts). Boxes: the top-100 decoded
     peaks per image (no score cut-off, as COCO's top-100; class-wise NMS at ``nms_iou``)
     against the ground truth. Each only on the samples labelled for it (``has_mask`` /
@@ -157,7 +157,7 @@ def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int | None = 
         raise ValueError("flicker needs the frames in order: run it in one process (not under torchrun)")
     spec = spec_of(model)
     device = torch.device(device)
-    masks = _MaskScores(num_classes or spec.num_classes, device, road_class, flicker) if SEG in spec.heads else None
+    masks = _MaskScores(spec.num_classes, device, road_class, flicker) if SEG in spec.heads else None
     boxes = None
     if BOXES in spec.heads:
         amp_dtype = None

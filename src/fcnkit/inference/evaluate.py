@@ -176,7 +176,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | list[str], *, split:
         loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                             sampler=ShardSampler(len(dataset), num_replicas=dist.world_size, rank=dist.rank),
                             collate_fn=task.collate(model, ignore_index))
-        ev = evaluate(model, loader, num_classes=spec.num_classes, device=dev, amp_dtype=None,
+        ev = evaluate(model, loader, device=dev, amp_dtype=None,
                       channels_last=bool(getattr(model, "channels_last", False)), road_class=road_class, nms_iou=nms_iou,
                       progress=progress and dist.is_main, flicker=flicker)
         if not dist.is_main:

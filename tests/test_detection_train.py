@@ -305,6 +305,15 @@ def test_old_detector_files_with_num_classes_still_load(tmp_path: Path) -> None:
     del rec["config"]["det_classes"]
     torch.save(rec, tmp_path / "old.pt")
     assert load_model(tmp_path / "old.pt").spec.det_classes == 1
+    # the old trainer wrote a detector's class names twice, as classes and as box_classes
+    rec["meta"] = {"classes": ["raccoon"], "box_classes": ["raccoon"]}
+    torch.save(rec, tmp_path / "old_named.pt")
+    spec = load_model(tmp_path / "old_named.pt").spec
+    assert spec.box_classes == ("raccoon",) and spec.classes == () and spec.label_names == ("raccoon",)
+    rec["meta"] = {"classes": ["cat"], "box_classes": ["raccoon"]}
+    torch.save(rec, tmp_path / "old_bad.pt")
+    with pytest.raises(ValueError, match="differ"):
+        load_model(tmp_path / "old_bad.pt")
 
 
 DDP_SCRIPT = textwrap.dedent('''

@@ -128,10 +128,13 @@ def spec_of(model: Any) -> ModelSpec:
 def with_names(spec: ModelSpec, classes: list[str] | tuple[str, ...] | None,
                box_classes: list[str] | tuple[str, ...] | None = None) -> ModelSpec:
     """``spec`` naming its classes; the counts must agree (a ValueError says which list does not).
-    ``classes`` alone on a model without a SEG head names its box classes: the names of what
-    it labels (``spec.label_names``)."""
-    if box_classes is None and SEG not in spec.heads:
-        classes, box_classes = None, classes
+    ``classes`` on a model without a SEG head name its box classes: the names of what it
+    labels (``spec.label_names``; old detector files wrote both lists, the same)."""
+    if SEG not in spec.heads:
+        if classes and box_classes and tuple(classes) != tuple(box_classes):
+            raise ValueError(f"classes {list(classes)} and box classes {list(box_classes)} differ on a model "
+                             f"that only predicts boxes")
+        classes, box_classes = None, box_classes or classes
     changes = {}
     for key, names, count in (("classes", classes, spec.num_classes), ("box_classes", box_classes, spec.det_classes)):
         if names:

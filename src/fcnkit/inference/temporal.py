@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -30,6 +31,14 @@ def _opencv():
     import cv2
 
     return cv2
+
+
+@lru_cache(maxsize=4)
+def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ys, xs) float32 pixel coordinates of an (h, w) frame: the same for every frame of a clip."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    ys.flags.writeable = xs.flags.writeable = False
+    return ys, xs
 
 
 class TemporalFilter:
@@ -84,7 +93,7 @@ class TemporalFilter:
 
     def _flow_gray(self, frame: np.ndarray) -> np.ndarray:
         cv2 = _opencv()
-        gray = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+        gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         scale = FLOW_MAX_SIDE / max(gray.shape)
         if scale < 1:
             size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
@@ -92,12 +101,11 @@ class TemporalFilter:
         return gray
 
     def _backward_flow(self, gray: np.ndarray) -> np.ndarray:
-        """(h, w, 2) flow at flow size: where each pixel of this frame was in the last one."""
+        """(h, w, 2) flow at flow size: where each pixel of this frame was in the last one (the
+        last frame's grey image is kept with the state, so it has this frame's size)."""
         cv2 = _opencv()
         if self._dis is None:
             self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
-        if self._gray is None or self._gray.shape != gray.shape:
-            return np.zeros((*gray.shape, 2), dtype=np.float32)
         return self._dis.calc(gray, self._gray, None)
 
     @staticmethod
@@ -111,7 +119,7 @@ class TemporalFilter:
         if flow.shape[:2] != (h, w):  # estimated at a smaller size: scale up, in pixels of this size
             fh, fw = flow.shape[:2]
             flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR) * np.array([w / fw, h / fh], np.float32)
-        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+        ys, xs = _pixel_grid(h, w)
         x, y = xs + flow[..., 0], ys + flow[..., 1]
         inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
         warped = np.empty_like(past)

@@ -4,7 +4,8 @@ A ``fcnkit serve MODEL`` process on loopback; a WebSocket client (the ``websocke
 package, as the page's JavaScript would do) sends CamVid val frames as JPEG (480x360,
 quality 85) one after another, each as soon as the previous answer came back, for
 ``--seconds``. Reported: frames per second end to end, round trip median / p95, the
-server's resident memory at the start, the end and its maximum (sampled every 0.5 s).
+server's resident memory at the start, the end and its maximum (sampled every 0.5 s), and
+at each quarter of the run (a leak climbs quarter after quarter; a warm-up settles).
 
     .venv/bin/python benchmarks/serve_stream.py --model runs/x/model.int8.xml --seconds 120
     .venv/bin/python benchmarks/serve_stream.py --model ... --query 'smooth=0.8&gate=0.2&flow=true'
@@ -35,7 +36,7 @@ OUT = ROOT / "benchmarks" / "results" / "serve_stream.md"
 async def stream(url: str, frames: list[bytes], seconds: float, pid: int) -> dict:
     import websockets
 
-    trips, memory, errors = [], [_rss_mb(pid)], 0
+    trips, memory, errors = [], [(0.0, _rss_mb(pid))], 0
     async with websockets.connect(url, max_size=2 ** 24) as ws:
         await ws.send(frames[0])  # warm-up: the first answer includes the model's first-call costs
         await ws.recv()
@@ -49,12 +50,16 @@ async def stream(url: str, frames: list[bytes], seconds: float, pid: int) -> dic
             errors += "error" in body
             i += 1
             if time.perf_counter() - last_sample > 0.5:
-                memory.append(_rss_mb(pid))
                 last_sample = time.perf_counter()
+                memory.append((last_sample - start, _rss_mb(pid)))
         elapsed = time.perf_counter() - start
+    memory.append((elapsed, _rss_mb(pid)))
+    rss = [m for _, m in memory]
+    quarters = [next(m for t, m in memory if t >= q * elapsed / 4) for q in (1, 2, 3, 4)]
     return {"frames": i, "fps": i / elapsed, "rtt_median_ms": 1000 * statistics.median(trips),
             "rtt_p95_ms": 1000 * sorted(trips)[int(0.95 * (len(trips) - 1))], "errors": errors,
-            "rss_start": memory[0], "rss_end": memory[-1], "rss_max": max(memory), "seconds": elapsed}
+            "rss_start": rss[0], "rss_end": rss[-1], "rss_max": max(rss), "rss_quarters": quarters,
+            "seconds": elapsed}
 
 
 def main() -> None:
@@ -78,14 +83,16 @@ def main() -> None:
         proc.wait(60)
     row = (f"| `{Path(args.model).name}{'?' + args.query if args.query else ''}` | {r['seconds']:.0f} s | {r['frames']} | **{r['fps']:.1f}** | "
            f"{r['rtt_median_ms']:.0f} / {r['rtt_p95_ms']:.0f} | {r['rss_start']:.0f} / {r['rss_end']:.0f} / "
-           f"{r['rss_max']:.0f} | {r['errors']} | {cpu_model()} |")
+           f"{r['rss_max']:.0f} | {' / '.join(f'{m:.0f}' for m in r['rss_quarters'])} | {r['errors']} | "
+           f"{cpu_model()} |")
     if not OUT.exists():
         OUT.write_text("# Live mode: frames over /v1/stream, one in flight (`benchmarks/serve_stream.py`)\n\n"
                        "CamVid val frames as 480x360 JPEG, client and server on the same 2 cores.\n\n"
                        "| model | run | frames | frames/s | round trip median / p95 ms | server RSS start / end / "
-                       "max MB | errors | CPU |\n|---|---|---|---|---|---|---|---|\n")
-    with OUT.open("a") as f:
-        f.write(row + "\n")
+                       "max MB | RSS at each quarter MB | errors | CPU |\n|---|---|---|---|---|---|---|---|---|\n")
+    lines = OUT.read_text().splitlines()
+    last = max(i for i, line in enumerate(lines) if line.startswith("|"))  # the row joins the table, above the notes
+    OUT.write_text("\n".join(lines[:last + 1] + [row] + lines[last + 1:]) + "\n")
     print(OUT.read_text())
 
 

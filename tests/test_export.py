@@ -12,6 +12,7 @@ import torch
 from fcnkit.cli import main
 from fcnkit.export.onnx_export import export_onnx, save_proto, set_metadata
 from fcnkit.export.openvino_export import export_openvino
+from fcnkit.export.verify import sample_input
 from fcnkit.heads import BOXES, SEG
 from fcnkit.inference.runtime import OnnxRuntimeModel, OpenVINOModel, open_model, sidecar_path
 from fcnkit.models import create_model
@@ -263,3 +264,84 @@ def test_an_export_v1_onnx_file_still_opens_and_predicts_the_same(exported, tmp_
         torch.testing.assert_close(out["seg"], model(x)["seg"], atol=1e-4, rtol=1e-4)
     image = (np.random.default_rng(1).random((50, 70, 3)) * 255).astype(np.uint8)
     assert np.array_equal(Predictor(old).predict(image).mask, Predictor(path).predict(image).mask)
+
+
+# --- exports with the argmax inside (issue 23.3) ---------------------------------------------
+
+def test_a_labels_export_gives_the_torch_models_classes_and_refuses_what_needs_scores(tmp_path, capsys,
+                                                                                       monkeypatch):
+    """``--output labels``: ONNX and OpenVINO files whose segmentation output is the (N, H, W)
+    uint8 argmax; predict and eval give what the torch model gives; probabilities, TTA and
+    tiles (which need class scores) are refused with the reason."""
+    from test_data_fixtures import write_camvid
+
+    from fcnkit import Predictor
+    from fcnkit.data.camvid import CamVid
+    from fcnkit.inference.evaluate import evaluate_checkpoint
+
+    model = create_model("fcn8s", num_classes=11, encoder="mobilenet_v3_large", width=0.25).eval()
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "score" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    model.spec = with_names(model.spec, CamVid.classes)
+    onnx_path, xml = tmp_path / "labels.onnx", tmp_path / "labels.xml"
+    report = export_onnx(model, onnx_path, sizes=SIZES, output="labels")
+    assert [p.output for p in report.parity] == ["labels", "labels"]
+    assert all(p.agreement >= 0.999 for p in report.parity)
+    ov_report = export_openvino(model, xml, sizes=SIZES, output="labels")
+    assert [p.output for p in ov_report.parity] == ["labels", "labels"]
+    assert json.loads(sidecar_path(xml).read_text())["output"] == "labels"
+    x = sample_input(model, 2, (45, 77))
+    with torch.no_grad():
+        expected = model(x)["seg"].argmax(1)  # (2, 45, 77)
+    image = (np.random.default_rng(0).random((50, 70, 3)) * 255).astype(np.uint8)
+    torch_mask = Predictor(model, device="cpu", amp="off", channels_last=False).predict(image).mask
+    for path in (onnx_path, xml):
+        runtime = open_model(path)
+        assert runtime.output_kind == "labels" and runtime.outputs == ("labels",)
+        labels = runtime(x)["labels"]
+        assert labels.dtype == torch.uint8 and labels.shape == (2, 45, 77)
+        assert (labels.long() == expected).float().mean() >= 0.999
+        pred = Predictor(path)
+        got = pred.predict(image)
+        assert got.mask.dtype == np.uint8 and got.mask.shape == (50, 70)
+        assert np.mean(got.mask == torch_mask) >= 0.999
+        with pytest.raises(ValueError, match="--output labels.*probabilities need an export with --output logits"):
+            pred.predict(image, probabilities=True)
+        for options in (dict(tta=True), dict(tile=64)):
+            with pytest.raises(ValueError, match="tiles and TTA need"):
+                Predictor(path, **options)
+    # fcnkit eval scores the classes the file gives: the torch model's confusion matrix
+    save_model(model, tmp_path / "m.pt")
+    write_camvid(tmp_path / "camvid", {"val": 2}, size=(40, 48))
+    kw = dict(workers=0, progress=False, device="cpu")
+    data = f"camvid:{tmp_path / 'camvid'}"
+    torch_report = evaluate_checkpoint(tmp_path / "m.pt", data, out_dir=tmp_path / "e-pt", amp="off", **kw)
+    file_report = evaluate_checkpoint(xml, data, out_dir=tmp_path / "e-xml", **kw)
+    assert file_report["confusion_matrix"] == torch_report["confusion_matrix"]
+    with pytest.raises(ValueError, match="TTA needs an export with --output logits"):
+        evaluate_checkpoint(xml, data, out_dir=tmp_path / "e-tta", tta=True, **kw)
+    # the CLI: --output labels for graphs, refused for a release file
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "m.pt", "--format", "onnx", "--output", "labels", "--out", "cli.onnx",
+                 "--check-sizes", "64x96", "45x77"]) == 0
+    assert "parity labels batch 1 64x96: argmax agreement" in capsys.readouterr().out
+    assert open_model(tmp_path / "cli.onnx").output_kind == "labels"
+    assert main(["export", "m.pt", "--format", "safetensors", "--output", "labels"]) == 2
+    assert "--output labels is for onnx and openvino" in capsys.readouterr().err
+
+
+def test_a_labels_export_refuses_a_detector_and_a_joint_model_keeps_its_box_maps(tmp_path):
+    from fcnkit.export.onnx_export import WithLabels
+
+    detector = create_model("fcn8s_det", det_classes=1, encoder="mobilenet_v3_large", width=0.25).eval()
+    with pytest.raises(ValueError, match="only predicts boxes"):
+        WithLabels(detector)
+    joint = create_model("fcn8s_joint", num_classes=4, det_classes=2, encoder="mobilenet_v3_large",
+                         width=0.25).eval()
+    report = export_onnx(joint, tmp_path / "joint.onnx", sizes=SIZES, output="labels")
+    assert [p.output for p in report.parity[:4]] == ["labels", "heatmap", "size", "offset"]
+    assert all(p.max_abs_diff < 1e-3 for p in report.parity if p.output != "labels")
+    assert open_model(tmp_path / "joint.onnx").outputs == ("labels", "heatmap", "size", "offset")

@@ -90,7 +90,8 @@ def test_svd_model_saves_and_loads(tmp_path):
 
 # --- BN folding ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("encoder,width", [("resnet18", 1.0), ("mobilenet_v3_large", 0.25)])
+@pytest.mark.parametrize("encoder,width", [("resnet18", 1.0), ("mobilenet_v3_large", 0.25),
+                                           ("efficientnet_lite0", 1.0)])  # timm's blocks: conv_pw, bn1, ...
 def test_fold_batchnorm_keeps_outputs(encoder, width):
     model = scored_model(3, encoder=encoder, width=width)
     with torch.no_grad():
@@ -117,6 +118,25 @@ def test_folded_bf16_model_predicts_from_its_file(tmp_path):
     image = np.random.default_rng(1).integers(0, 256, (64, 72, 3), dtype=np.uint8)
     expected = Predictor(folded, channels_last=False, bf16=True).predict(image).mask
     assert np.array_equal(predictor.predict(image).mask, expected)
+
+
+def test_a_model_file_runs_with_its_batchnorms_folded_and_a_given_module_is_left_alone(tmp_path):
+    """Opened from a file, a torch model runs BN-folded (eager PyTorch does not fold by itself):
+    the same scores; a module handed in by the caller keeps its BatchNorms."""
+    model = scored_model(3, encoder="efficientnet_lite0", width=1.0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    before = count_batchnorms(model)
+    save_model(model, tmp_path / "m.pt")
+    runtime = open_model(tmp_path / "m.pt", device="cpu", channels_last=False)
+    assert before > 0 and count_batchnorms(runtime.module) == 0
+    x = torch.randn(1, 3, 64, 72)
+    with torch.no_grad():
+        torch.testing.assert_close(runtime(x)["seg"], model(x)["seg"], atol=1e-4, rtol=1e-4)
+    assert count_batchnorms(open_model(model, device="cpu").module) == before
 
 
 # --- int8 on real images -------------------------------------------------------------------
@@ -234,6 +254,29 @@ def test_optimize_openvino_int8_with_accuracy_control(tmp_path, capsys):
     side = json.loads(out.with_suffix(".json").read_text())
     assert side["precision"] == "int8" and side["optimization"]["accuracy_control"] == 0.5
     assert side["optimization"]["results"]["mean_iu_change"] >= -0.5
+
+
+def test_optimize_writes_an_int8_file_with_the_argmax_inside(tmp_path, capsys):
+    """``--output labels``: the int8 IR gives uint8 classes, scored as the logits file is; the
+    torch backend, which runs the model itself, refuses it."""
+    model = fc7_driven_model()
+    save_model(model, tmp_path / "m.pt")
+    spec = self_labelled_camvid(tmp_path / "data", model, n=2)
+    common = ["--val", spec, "--calib", spec, "--max-drop", "100", "--repeats", "1", "--warmup", "0"]
+    for output in ("logits", "labels"):
+        assert main(["optimize", str(tmp_path / "m.pt"), "--backend", "openvino", "--precision", "int8",
+                     "--output", output, "--out", str(tmp_path / f"{output}.xml"), *common]) == 0
+    capsys.readouterr()
+    scores, labels = open_model(tmp_path / "logits.xml"), open_model(tmp_path / "labels.xml")
+    assert labels.output_kind == "labels" and labels.meta["optimization"]["output"] == "labels"
+    x = torch.randn(1, 3, 64, 96)
+    classes = labels(x)["labels"]
+    assert classes.dtype == torch.uint8 and classes.shape == (1, 64, 96)
+    assert (classes.long() == scores(x)["seg"].argmax(1)).float().mean() >= 0.99  # same calibration, same int8
+    results = [open_model(tmp_path / f"{o}.xml").meta["optimization"]["results"] for o in ("logits", "labels")]
+    assert abs(results[0]["mean_iu"] - results[1]["mean_iu"]) < 1.0
+    assert main(["optimize", str(tmp_path / "m.pt"), "--backend", "torch", "--output", "labels", *common]) == 2
+    assert "the torch backend runs the model itself" in capsys.readouterr().err
 
 
 def test_optimize_refuses_detection_models_with_a_reason(tmp_path, capsys):

@@ -474,3 +474,28 @@ def test_stream_limits_and_options_are_checked(model_file) -> None:
             assert "mask_png" in first.receive_json()
             with c.websocket_connect("/v1/stream") as second:
                 assert "server busy" in second.receive_json()["error"]
+
+
+def test_a_labels_export_serves_masks_and_refuses_steady_masks(tmp_path, model_file) -> None:
+    """A file exported with the argmax inside (``--output labels``) answers /v1/predict and
+    /v1/stream with the masks the logits file gives; the temporal filter, which needs class
+    scores, is refused when the stream opens, with the reason."""
+    pytest.importorskip("onnxruntime")
+    from fcnkit.export.onnx_export import export_onnx
+    from fcnkit.models.saved import load_model
+
+    labels_file = tmp_path / "colour.labels.onnx"
+    export_onnx(load_model(model_file), labels_file, sizes=((64, 96), (45, 77)), output="labels")
+    frame = scene(40, 56, seed=1)
+    expected = Predictor(model_file, progress=False).predict(frame).mask
+    with TestClient(create_app(labels_file)) as c:
+        _ready(c)
+        body = c.post("/v1/predict", content=_png(frame), headers={"content-type": "image/png"}).json()
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(base64.b64decode(body["mask_png"])))), expected)
+        with c.websocket_connect("/v1/stream") as ws:
+            ws.send_bytes(_png(frame))
+            mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(ws.receive_json()["mask_png"]))))
+            assert np.array_equal(mask, expected)
+        with c.websocket_connect("/v1/stream?smooth=0.5") as ws:
+            error = ws.receive_json()["error"]
+            assert "exported with --output labels" in error and "steady masks" in error

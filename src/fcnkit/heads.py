@@ -16,6 +16,8 @@ BOXES = "boxes"
 HEADS = (SEG, BOXES)
 BOX_OUTPUTS = ("heatmap", "size", "offset")  # the box head's dense maps, in this order
 SEG_OUTPUT = "seg"  # the segmentation head's (N, K, H, W) logits
+LABELS_OUTPUT = "labels"  # in place of SEG_OUTPUT in exports with the argmax inside: (N, H, W) uint8 classes
+OUTPUT_KINDS = ("logits", "labels")  # what an export gives for the SEG head: class scores, or classes
 
 _NAMES = {frozenset({SEG}): "segmentation", frozenset({BOXES}): "detection", frozenset({SEG, BOXES}): "joint"}
 
@@ -33,11 +35,15 @@ def task_name(heads: Iterable[str]) -> str:
     return _NAMES[heads_of(heads)]
 
 
-def output_names(heads: Iterable[str]) -> tuple[str, ...]:
-    """The keys of a model's ``forward`` dict, in the order exports list their outputs."""
+def output_names(heads: Iterable[str], kind: str = "logits") -> tuple[str, ...]:
+    """The keys of a model's ``forward`` dict, in the order exports list their outputs;
+    ``kind="labels"``: those of an export with the argmax inside (``LABELS_OUTPUT`` for the SEG head)."""
     heads = heads_of(heads)
-    return ((SEG_OUTPUT,) if SEG in heads else ()) + (BOX_OUTPUTS if BOXES in heads else ())
+    if kind not in OUTPUT_KINDS:
+        raise ValueError(f"output must be one of {', '.join(OUTPUT_KINDS)}, not {kind!r}")
+    seg = SEG_OUTPUT if kind == "logits" else LABELS_OUTPUT
+    return ((seg,) if SEG in heads else ()) + (BOX_OUTPUTS if BOXES in heads else ())
 
 
-__all__ = ["BOXES", "BOX_OUTPUTS", "HEADS", "SEG", "SEG_OUTPUT", "heads_of", "output_names",
-           "task_name"]
+__all__ = ["BOXES", "BOX_OUTPUTS", "HEADS", "LABELS_OUTPUT", "OUTPUT_KINDS", "SEG", "SEG_OUTPUT", "heads_of",
+           "output_names", "task_name"]

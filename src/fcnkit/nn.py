@@ -92,6 +92,32 @@ class Upsample(nn.ConvTranspose2d):
             for c in range(self.in_channels):
                 self.weight[c, c] = k
 
+    def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
+        """While the weight is diagonal (frozen, as released), one kernel per class: a grouped
+        transposed conv, C times fewer multiply-adds than the dense one, the same sums (the
+        off-diagonal weights are exact zeros). Learnable weights keep the dense path, so the
+        gradient can reach off-diagonal weights; exports keep it too (no data-dependent branch)."""
+        if torch.is_grad_enabled() and self.weight.requires_grad or torch.compiler.is_compiling() or output_size:
+            return super().forward(x, output_size)
+        w = self._per_class_weight()
+        if w is None:
+            return super().forward(x)
+        return F.conv_transpose2d(x, w, None, self.stride, self.padding, self.output_padding, self.in_channels,
+                                  self.dilation)
+
+    def _per_class_weight(self) -> Tensor | None:
+        """(C, 1, k, k) diagonal of the weight, or None if a class feeds another; cached until
+        the weight changes (a load, a move, a training step)."""
+        w = self.weight
+        key = (w.data_ptr(), w._version, w.dtype, w.device)
+        if getattr(self, "_per_class_key", None) != key:
+            eye = torch.eye(self.in_channels, dtype=torch.bool, device=w.device)[:, :, None, None]
+            diagonal = self.in_channels == self.out_channels and self.groups == 1 and not w[~eye.expand_as(w)].any()
+            self._per_class = w.detach()[eye.expand_as(w)].view(self.in_channels, 1, *w.shape[2:]).clone() \
+                if diagonal else None
+            self._per_class_key = key
+        return self._per_class
+
 
 # --- 3. skip connections ----------------------------------------------------------
 

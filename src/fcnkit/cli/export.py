@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "runs/export/N/ (the first free N) under the working directory, named after the model.",
                        epilog=examples("fcnkit export camvid-fcn8s-lite0 --format onnx",
                                        "fcnkit export runs/camvid_lite0/best.pt --format openvino --out camvid.xml",
+                                       "fcnkit export camvid-fcn8s-lite0 --format openvino --output labels",
                                        "fcnkit export runs/camvid_lite0/best.pt --format safetensors"))
     p.add_argument("checkpoint", type=Path, help="saved model, training checkpoint (.pt) or weights name")
     p.add_argument("--format", choices=sorted(SUFFIX), default="onnx",
@@ -35,6 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="output file (default: runs/export/N/<model name>.onnx / .xml / .safetensors)")
     p.add_argument("--check-sizes", type=parse_size, nargs=2, default=None, metavar="HxW",
                    help="the two input sizes of the parity check (default 224x288 201x263)")
+    p.add_argument("--output", choices=("logits", "labels"), default="logits",
+                   help="onnx/openvino: what the segmentation head gives: class scores (logits, default: what "
+                        "probabilities, TTA, tiling and the temporal filter need) or a uint8 class map with the "
+                        "argmax inside the graph (labels: fewer bytes out of the runtime; see docs/cli.md)")
     p.add_argument("--conf", type=float, default=None,
                    help="detectors: the box score threshold to recommend in the file (predict and serve use it "
                         "unless told otherwise; e.g. eval's best-F1 threshold on val)")
@@ -58,12 +63,14 @@ def _export(args: argparse.Namespace) -> int:
         raise ValueError(f"--conf must be a score in [0, 1], not {args.conf}")
     extra = {"conf": args.conf} if args.conf is not None else {}
     if args.format == "safetensors":
+        if args.output != "logits":
+            raise ValueError("--output labels is for onnx and openvino exports (a safetensors file holds weights)")
         return _release(args.checkpoint, out, extra)
     model = load_model(args.checkpoint)
     model.meta.update(extra)
     fn = export_onnx if args.format == "onnx" else export_openvino
     report = fn(model, out, opset=args.opset or DEFAULT_OPSET,
-                sizes=tuple(args.check_sizes) if args.check_sizes else DEFAULT_SIZES)
+                sizes=tuple(args.check_sizes) if args.check_sizes else DEFAULT_SIZES, output=args.output)
     print(report)
     print(f"wrote {out}")
     return 0

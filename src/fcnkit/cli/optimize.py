@@ -55,6 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs before timing")
     p.add_argument("--repeats", type=int, default=5, help="timed runs (the median is reported)")
+    p.add_argument("--output", choices=("logits", "labels"), default="logits",
+                   help="onnxruntime/openvino: the file gives class scores (logits, default) or a uint8 class map "
+                        "with the argmax inside the graph (labels; no probabilities, TTA or temporal filter)")
     p.add_argument("--out", type=Path, default=None,
                    help="output path (default: runs/optimize/N/<model>.<variant>.<ext>, N the next free number); "
                         "with auto, the folder for the chosen file and the report")
@@ -81,7 +84,7 @@ def _optimize(args: argparse.Namespace) -> int:
                           calib_limit=args.calib_limit, limit=args.limit, svd_rank=args.svd_rank,
                           svd_energy=args.svd_energy, max_drop=args.max_drop, accuracy_control=args.accuracy_control,
                           fold_bn=not args.no_fold_bn, compile=args.compile, threads=args.threads,
-                          warmup=args.warmup, repeats=args.repeats, out=args.out,
+                          warmup=args.warmup, repeats=args.repeats, out=args.out, output=args.output,
                           say=(lambda m: print(m, flush=True)) if args.progress else (lambda m: None))
     except BudgetExceeded as e:
         if e.row is not None:
@@ -106,7 +109,7 @@ def _optimize_auto(args: argparse.Namespace) -> int:
                                calib_split=args.calib_split, calib_limit=args.calib_limit, limit=args.limit,
                                max_drop=args.max_drop, backend=args.backend, precision=args.precision,
                                threads=args.threads, warmup=args.warmup, repeats=args.repeats, out_dir=args.out,
-                               say=say)
+                               output=args.output, say=say)
     except BudgetExceeded as e:
         print(f"fcnkit optimize: {e}", file=sys.stderr)
         return 3

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from ..detection.decode import DEFAULT_NMS_IOU, decode
-from ..heads import BOXES, SEG, SEG_OUTPUT
+from ..heads import BOXES, LABELS_OUTPUT, SEG, SEG_OUTPUT
 from ..metrics import ConfusionMatrix, RoadMaxF
 from ..metrics.detection import DetectionMAP, confidence_report
 from ..metrics.temporal import FlickerMeter
@@ -78,13 +78,17 @@ class _MaskScores:
         self.images = torch.zeros(1, device=device)
 
     def update(self, logits: Tensor, targets: dict[str, Any]) -> None:
+        """``logits`` (N, K, H, W) class scores, or (N, H, W) classes from an export with the argmax inside."""
         if "mask" not in targets:
             return
         sel = targets.get("has_mask", torch.ones(len(logits), dtype=torch.bool, device=logits.device))
         if not sel.any():
             return
-        mask, logits = targets["mask"][sel], logits[sel].float()  # (n, H, W), (n, K, H, W)
-        pred = logits.argmax(1)
+        if logits.ndim == 3 and self.road is not None:
+            raise ValueError("KITTI road scores need class scores; this model gives class labels (exported with "
+                             "--output labels)")
+        mask, logits = targets["mask"][sel], logits[sel]  # (n, H, W), (n, K, H, W) or (n, H, W)
+        pred = logits.float().argmax(1) if logits.ndim == 4 else logits.long()
         self.images += len(mask)
         self.confusion.update(mask, pred)
         if self.meters is not None:  # frame by frame, in order
@@ -94,7 +98,7 @@ class _MaskScores:
         if self.road is not None:
             valid = (mask >= 0) & (mask < self.num_classes)
             road_gt = torch.where(valid, (mask == self.road_class).long(), torch.full_like(mask, -1))
-            self.road.update(logits.softmax(1)[:, self.road_class], road_gt)
+            self.road.update(logits.float().softmax(1)[:, self.road_class], road_gt)
 
     def fill(self, ev: Evaluation) -> None:
         """Sum over ranks into ``ev``, unless no rank saw a mask (then nothing was scored)."""
@@ -172,8 +176,8 @@ def evaluate(model: nn.Module, loader: DataLoader, *, device: torch.device | str
             targets = to_device(targets, device)
             with autocast(device, amp_dtype):
                 outputs = model(images)
-            if masks is not None:
-                masks.update(outputs[SEG_OUTPUT], targets)
+            if masks is not None:  # class scores, or the classes of an export with the argmax inside
+                masks.update(outputs[SEG_OUTPUT] if SEG_OUTPUT in outputs else outputs[LABELS_OUTPUT], targets)
             if boxes is not None:
                 boxes.update(outputs, targets, seen)
             seen += len(images)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ..data import build_dataset, eval_transforms
-from ..heads import SEG_OUTPUT
+from ..heads import LABELS_OUTPUT, SEG_OUTPUT
 from ..metrics import ConfusionMatrix
 from ..preprocessing import Preprocessing
 
@@ -42,9 +42,14 @@ def load_samples(data: str, split: str, preprocessing: Preprocessing, *, limit: 
 
 
 def predict_all(run: Callable[[Tensor], dict[str, Tensor]], samples: list[LabelledImage]) -> list[Tensor]:
-    """Each sample's (1, H, W) argmax classes under ``run`` (a segmenting model or any runner)."""
+    """Each sample's (1, H, W) argmax classes under ``run`` (a segmenting model or any runner;
+    an export with the argmax inside gives them as they are)."""
     with torch.inference_mode():
-        return [run(s.image)[SEG_OUTPUT].argmax(1).cpu() for s in samples]  # each (1, H, W)
+        return [_classes(run(s.image)).cpu() for s in samples]  # each (1, H, W)
+
+
+def _classes(outputs: dict[str, Tensor]) -> Tensor:
+    return outputs[LABELS_OUTPUT].long() if LABELS_OUTPUT in outputs else outputs[SEG_OUTPUT].argmax(1)
 
 
 def mean_iu(preds: list[Tensor], samples: list[LabelledImage], num_classes: int) -> float:

@@ -85,11 +85,12 @@ def plan_candidates(backend: str = "auto", precision: str = "auto", *, calib: bo
 def optimize_auto(checkpoint: str | Path, *, val: str, val_split: str = "val", calib: str | None = None,
                   calib_split: str = "train", calib_limit: int = 32, limit: int | None = None, max_drop: float = 1.0,
                   backend: str = "auto", precision: str = "auto", threads: int | None = None, warmup: int = 2,
-                  repeats: int = 10, out_dir: str | Path | None = None,
+                  repeats: int = 10, out_dir: str | Path | None = None, output: str = "logits",
                   say: Callable[[str], None] = print) -> AutoResult:
     """Build, score and time every candidate (``plan_candidates``), write the fastest one whose
     mean IU is at most ``max_drop`` points below the fp32 model's into ``out_dir`` (default
-    ``runs/optimize/N``; its file name ends as its backend's files do), and a report of all."""
+    ``runs/optimize/N``; its file name ends as its backend's files do), and a report of all.
+    ``output="labels"``: the exported candidates give classes (torch candidates run as they are)."""
     candidates = plan_candidates(backend, precision, calib=calib is not None)
     out_dir = check_output_dir(out_dir if out_dir is not None else next_run_dir("optimize"), what="report folder")
     if threads:
@@ -112,7 +113,7 @@ def optimize_auto(checkpoint: str | Path, *, val: str, val_split: str = "val", c
             try:
                 variant = build_variant(model, backend=c.backend, precision=c.precision,
                                         workdir=Path(work) / c.name, calibration=calibration, threads=threads,
-                                        onnx_cache=onnx_cache)
+                                        onnx_cache=onnx_cache, output=output if c.backend != "torch" else "logits")
                 if flops is None:
                     flops, _ = count_flops(variant.torch_model, samples[0].image)
                 c.row = measure(variant, samples, reference, warmup=warmup, repeats=repeats, flops=flops)

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..extras import require
 from ..io import atomic_write, check_output_file, discard_temp, publish_temp, temp_beside
-from ..heads import SEG_OUTPUT
+from ..heads import LABELS_OUTPUT, SEG, SEG_OUTPUT, output_names
 from ..inference.runtime import INPUT_NAME, META_KEY, OnnxRuntimeModel, export_meta
 from ..models.spec import spec_of
 from .verify import DEFAULT_SIZES, Parity, check_parity
@@ -46,29 +46,58 @@ class ExportReport:
         return "\n".join(lines)
 
 
-def to_onnx_proto(model: nn.Module, *, opset: int = DEFAULT_OPSET, meta: dict | None = None):
-    """The ``onnx.ModelProto`` of ``model`` with dynamic (batch, height, width) and metadata."""
+class WithLabels(nn.Module):
+    """``model`` with its class scores reduced to classes inside the graph (``--output labels``):
+    a (N, H, W) uint8 map is 1/(4 C) of the float32 scores to copy out of the runtime, and the
+    argmax runs in the runtime's threads instead of numpy's one."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        spec = spec_of(model)
+        if SEG not in spec.heads:
+            raise ValueError("--output labels replaces the class scores of a segmenting model; this model only "
+                             "predicts boxes (its box maps are exported as they are)")
+        self.names = output_names(spec.heads, "labels")
+        self.dtype = torch.uint8 if spec.num_classes <= 256 else torch.int32
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = dict(self.model(x))
+        out[LABELS_OUTPUT] = out.pop(SEG_OUTPUT).argmax(1).to(self.dtype)  # (N, H, W)
+        return {k: out[k] for k in self.names}
+
+
+def to_onnx_proto(model: nn.Module, *, opset: int = DEFAULT_OPSET, meta: dict | None = None,
+                  output: str = "logits"):
+    """The ``onnx.ModelProto`` of ``model`` with dynamic (batch, height, width) and metadata;
+    ``output="labels"``: with the argmax inside (``WithLabels``), recorded in the metadata."""
     require("export", *ONNX_MODULES)
     from torch.export import Dim
 
     model = model.eval()
+    meta = dict(meta if meta is not None else export_meta(model))
+    outputs = output_names(spec_of(model).heads, output)  # the forward dict's keys, in its order
+    meta["output"] = output
+    if output == "labels":
+        model = WithLabels(model).eval()
     device = next(model.parameters()).device
     x = torch.zeros(*EXAMPLE_SHAPE, device=device)
     dims = {0: Dim("batch"), 2: Dim("height"), 3: Dim("width")}
-    outputs = spec_of(model).outputs  # the forward dict's keys, in its order
     with warnings.catch_warnings(), _quiet():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(model, (x,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
                                     output_names=list(outputs), dynamic_shapes=(dims,),
                                     verbose=False, optimize=True)
     proto = program.model_proto
-    # class scores come at the input's size: say so instead of the exporter's derived expressions
+    # class scores and classes come at the input's size: say so instead of the exporter's derived expressions
+    at_input_size = {SEG_OUTPUT: ((0, "batch"), (2, "height"), (3, "width")),
+                     LABELS_OUTPUT: ((0, "batch"), (1, "height"), (2, "width"))}
     for out in proto.graph.output:
         out_dims = out.type.tensor_type.shape.dim
-        for i, name in ((0, "batch"), (2, "height"), (3, "width")) if out.name == SEG_OUTPUT else ((0, "batch"),):
+        for i, name in at_input_size.get(out.name, ((0, "batch"),)):
             out_dims[i].ClearField("dim_value")
             out_dims[i].dim_param = name
-    set_metadata(proto, meta if meta is not None else export_meta(model))
+    set_metadata(proto, meta)
     proto.producer_name = "fcnkit"
     return proto
 
@@ -109,8 +138,9 @@ def check_onnx(path: str | Path) -> None:
 
 def export_onnx(model: nn.Module, path: str | Path, *, opset: int = DEFAULT_OPSET,
                 sizes: tuple[tuple[int, int], ...] = DEFAULT_SIZES, meta: dict | None = None,
-                verify: bool = True) -> ExportReport:
+                verify: bool = True, output: str = "logits") -> ExportReport:
     """Export, run the checker, check parity with eager PyTorch at ``sizes``, then move into place.
+    ``output="labels"``: the SEG head gives classes (argmax inside), not class scores.
 
     Nothing appears at ``path`` unless every check passed. A path that cannot be written
     (a folder, no ``.onnx`` suffix, a read-only folder) or a missing ``export`` extra is
@@ -118,7 +148,7 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = DEFAULT_OPSE
     """
     path = check_output_file(path, suffixes=(".onnx",), what="ONNX export")
     require("export", *ONNX_MODULES, *(("onnxruntime",) if verify else ()))
-    proto = to_onnx_proto(model, opset=opset, meta=meta)
+    proto = to_onnx_proto(model, opset=opset, meta=meta, output=output)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_beside(path, suffix=".onnx")
     try:
@@ -126,12 +156,13 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = DEFAULT_OPSE
         check_onnx(tmp)
         report = ExportReport(path, "onnx", size_bytes=tmp.stat().st_size)
         if verify:
-            report.parity = check_parity(model, OnnxRuntimeModel(tmp), sizes=sizes, name=f"ONNX export of {path.name}")
+            report.parity = check_parity(model, OnnxRuntimeModel(tmp), sizes=sizes, output=output,
+                                         name=f"ONNX export of {path.name}")
         publish_temp(tmp, path)
     finally:
         discard_temp(tmp)
     return report
 
 
-__all__ = ["ExportReport", "export_onnx", "to_onnx_proto", "save_proto", "set_metadata", "check_onnx",
+__all__ = ["ExportReport", "WithLabels", "export_onnx", "to_onnx_proto", "save_proto", "set_metadata", "check_onnx",
            "DEFAULT_OPSET", "ONNX_MODULES"]

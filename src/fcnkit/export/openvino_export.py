@@ -53,21 +53,24 @@ def onnx_to_openvino(onnx_path: str | Path):
 
 def export_openvino(model: nn.Module, xml_path: str | Path, *, opset: int = DEFAULT_OPSET,
                     sizes: tuple[tuple[int, int], ...] = DEFAULT_SIZES, meta: dict | None = None,
-                    verify: bool = True, onnx_path: str | Path | None = None) -> ExportReport:
+                    verify: bool = True, onnx_path: str | Path | None = None,
+                    output: str = "logits") -> ExportReport:
     """Export ``model`` to an OpenVINO IR; ONNX checker and OpenVINO-vs-torch parity must pass first.
 
-    ``onnx_path`` converts an ONNX export of ``model`` made earlier instead of exporting again.
+    ``onnx_path`` converts an ONNX export of ``model`` made earlier instead of exporting again
+    (made with the same ``output``); ``output="labels"``: classes instead of class scores.
     """
     xml_path = BACKENDS["openvino"].check_output(xml_path, "OpenVINO IR")  # and the .bin and .json beside it
     require("export", "openvino", "onnx", *(() if onnx_path is not None else ONNX_MODULES))
     meta = dict(meta if meta is not None else export_meta(model))
     meta.setdefault("precision", "fp32")
     meta.setdefault("inference_precision", "fp32")
+    meta["output"] = output
     xml_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=xml_path.parent, prefix=f".{xml_path.stem}.export.") as tmp:
         if onnx_path is None:
             onnx_path = Path(tmp) / "model.onnx"
-            save_proto(to_onnx_proto(model, opset=opset, meta=meta), onnx_path)
+            save_proto(to_onnx_proto(model, opset=opset, meta=meta, output=output), onnx_path)
         check_onnx(onnx_path)
         ov_model = onnx_to_openvino(onnx_path)
         staged = Path(tmp) / xml_path.name
@@ -75,7 +78,8 @@ def export_openvino(model: nn.Module, xml_path: str | Path, *, opset: int = DEFA
         report = ExportReport(xml_path, "openvino", size_bytes=staged.with_suffix(".bin").stat().st_size)
         if verify:
             runtime = OpenVINOModel(staged, precision="fp32")
-            report.parity = check_parity(model, runtime, sizes=sizes, name=f"OpenVINO export of {xml_path.name}")
+            report.parity = check_parity(model, runtime, sizes=sizes, output=output,
+                                         name=f"OpenVINO export of {xml_path.name}")
         for src, dst in zip(ir_files(staged), ir_files(xml_path)):
             os.replace(src, dst)
     return report

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ..engine.samples import LabelledImage, agreement, load_samples, mean_iu, predict_all
 from ..extras import require
-from ..heads import SEG
+from ..heads import SEG, output_names
 from ..inference.runtime import (BACKENDS, OnnxRuntimeModel, OpenVINOModel, Runtime, TorchRuntime,
                                  export_meta, sidecar_path)
 from ..io import atomic_write_text, check_output_dir, next_run_dir
@@ -80,8 +80,14 @@ class Variant:
     staged: list[Path] = field(default_factory=list)  # its files, in its backend's ``files`` order
     size_bytes: int = 0
 
+    @property
+    def output(self) -> str:
+        """What the SEG head of its file gives: "logits", or "labels" (the argmax inside)."""
+        return self.recipe.get("output", "logits")
+
     def export_meta(self) -> dict:
-        return export_meta(self.torch_model, precision=self.precision, optimization=dict(self.recipe))
+        return export_meta(self.torch_model, precision=self.precision, optimization=dict(self.recipe),
+                           output=self.output)
 
 
 # A backend's build takes the variant, its staging folder and the options of ``build_variant``.
@@ -96,11 +102,12 @@ def _build_torch(v: Variant, work: Path, *, threads: int | None, compile: bool, 
 def _onnx_fp32(v: Variant, work: Path, onnx_cache: dict | None) -> Path:
     """The verified fp32 ONNX export of the variant's model; ``onnx_cache`` (kept by the
     caller) reuses the export of an identical transform (minutes for full-width VGG-16)."""
-    key = json.dumps({k: v.recipe.get(k) for k in ("fold_bn", "svd")}, sort_keys=True)
+    key = json.dumps({k: v.recipe.get(k) for k in ("fold_bn", "svd", "output")}, sort_keys=True)
     path = (onnx_cache or {}).get(key)
     if path is None or not Path(path).is_file():
         path = work / f"{v.name}.fp32.onnx"
-        export_onnx(v.torch_model, path, meta=v.export_meta(), sizes=((64, 96), (45, 77)))  # parity of the transform
+        export_onnx(v.torch_model, path, meta=v.export_meta(), sizes=((64, 96), (45, 77)),  # parity of the transform
+                    output=v.output)
         if onnx_cache is not None:
             onnx_cache[key] = path
     return path
@@ -164,7 +171,8 @@ class Builder:
     are named and opened): ``build`` converts it in a staging folder, ``write`` puts an
     accepted one at ``out`` with its recipe; ``modules``: what building needs from the
     ``export`` extra (``int8_modules`` besides for int8); ``refuses``: precisions it has not,
-    with the reason; ``accuracy_control``: whether its int8 can keep costly layers in float."""
+    with the reason; ``accuracy_control``: whether its int8 can keep costly layers in float;
+    ``labels``: whether its files can give classes (the argmax inside the graph)."""
 
     build: Callable[..., None]
     write: Callable[[Variant, Path, dict], None]
@@ -172,10 +180,11 @@ class Builder:
     int8_modules: tuple[str, ...] = ()
     refuses: Mapping[str, str] = field(default_factory=dict)
     accuracy_control: bool = False
+    labels: bool = True
 
 
 BUILDERS = {
-    "torch": Builder(_build_torch, _write_torch, refuses={
+    "torch": Builder(_build_torch, _write_torch, labels=False, refuses={
         "int8": "int8 is provided by the onnxruntime and openvino backends (their quantisation tooling); the "
                 "torch backend runs fp32 or bf16"}),
     "onnxruntime": Builder(_build_onnxruntime, _write_onnx, modules=VIA_ONNX, refuses={
@@ -227,8 +236,10 @@ def build_variant(model: nn.Module, *, backend: str, precision: str, workdir: st
                   spectra: dict[str, Spectrum] | None = None, fold_bn: bool = True, compile: bool = False,
                   threads: int | None = None, static: bool = True,
                   accuracy_control: tuple[list[LabelledImage], float] | None = None,
-                  onnx_cache: dict | None = None) -> Variant:
+                  onnx_cache: dict | None = None, output: str = "logits") -> Variant:
     """Transform ``model`` and convert it for ``backend`` at ``precision``, staged in ``workdir``.
+
+    ``output="labels"`` (exported backends): the file gives classes, the argmax inside the graph.
 
     ``accuracy_control=(samples, max_drop)`` (OpenVINO int8) lets NNCF keep the layers that
     cost most mean IU on ``samples`` in float until the drop is within ``max_drop`` points.
@@ -244,9 +255,15 @@ def build_variant(model: nn.Module, *, backend: str, precision: str, workdir: st
         raise ValueError("accuracy-controlled quantisation is NNCF's: use --backend openvino --precision int8")
     if precision == "int8" and not calibration:
         raise ValueError("int8 needs calibration images (--calib DATA)")
+    if output == "labels" and not builder.labels:
+        raise ValueError(f"--output labels puts the argmax in an exported graph; the {backend} backend runs the "
+                         f"model itself (use onnxruntime or openvino)")
+    output_names(spec_of(model).heads, output)  # a known kind
     require("export", *backend_modules(backend, precision))
     m, recipe = transform(model, fold_bn=fold_bn, svd=svd, spectra=spectra)
     recipe.update(backend=backend, precision=precision)
+    if output != "logits":
+        recipe["output"] = output
     variant = Variant(_variant_name(backend, precision, recipe), backend, precision, recipe, m)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -260,6 +277,8 @@ def _variant_name(backend: str, precision: str, recipe: dict) -> str:
     if recipe.get("svd"):
         ranks = sorted(set(recipe["svd"].values()))
         name += "-svd" + "_".join(str(r) for r in ranks)
+    if recipe.get("output") == "labels":
+        name += "-labels"
     return name
 
 
@@ -350,12 +369,13 @@ def optimize(checkpoint: str | Path, *, val: str, val_split: str = "val", backen
              limit: int | None = None, svd_rank: str | None = None, svd_energy: float | None = None,
              max_drop: float = 1.0, accuracy_control: bool = False, fold_bn: bool = True, compile: bool = False,
              threads: int | None = None, warmup: int = 2, repeats: int = 10, out: str | Path | None = None,
-             say: Callable[[str], None] = print) -> Optimized:
+             output: str = "logits", say: Callable[[str], None] = print) -> Optimized:
     """``fcnkit optimize`` as one call: build the variant (fold BN, SVD of fc6/fc7 at
     ``svd_rank`` -- ranks "r" / "r6,r7" / "auto" -- or ``svd_energy``, then the backend at
     ``precision``, int8 calibrated on ``calib``), measure it against the fp32 model on
     ``val``, and write it (default: under a new ``runs/optimize/N``) only if it loses at most
-    ``max_drop`` mean IU points. Raises ``BudgetExceeded`` (nothing written) otherwise."""
+    ``max_drop`` mean IU points. Raises ``BudgetExceeded`` (nothing written) otherwise.
+    ``output="labels"``: the file gives classes (the argmax inside the graph)."""
     if precision == "int8" and not calib:
         raise ValueError("int8 needs calibration data (calib: real images to calibrate activation ranges)")
     if limit is not None and limit < 1:
@@ -393,7 +413,7 @@ def optimize(checkpoint: str | Path, *, val: str, val_split: str = "val", backen
     with staging_dir(out_dir) as work:
         variant = build_variant(model, backend=backend, precision=precision, workdir=work, calibration=calibration,
                                 svd=svd, spectra=spectra, fold_bn=fold_bn, compile=compile, threads=threads,
-                                accuracy_control=(samples, budget) if accuracy_control else None)
+                                accuracy_control=(samples, budget) if accuracy_control else None, output=output)
         flops, _ = count_flops(variant.torch_model, samples[0].image)
         row = measure(variant, samples, reference, warmup=warmup, repeats=repeats, flops=flops)
         try:

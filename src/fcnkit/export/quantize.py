@@ -119,7 +119,8 @@ def quantize_openvino_accuracy_control(ov_model, calibration: Sequence[Tensor],
         for image, mask in items:
             # its one output, the class scores (optimize quantises segmentation-only models); by position,
             # since NNCF may rename it while it tries layers in float
-            pred = torch.from_numpy(compiled(image)[compiled.output(0)]).argmax(1)  # (1, H, W)
+            out = torch.from_numpy(compiled(image)[compiled.output(0)])  # scores, or classes (argmax inside)
+            pred = out.argmax(1) if out.ndim == 4 else out.long()  # (1, H, W)
             one = ConfusionMatrix(num_classes)
             one.update(mask, pred)
             total.update(mask, pred)

@@ -3,7 +3,8 @@
 An export is only done once it computes what the torch model computes, on every
 output, matched by name: the same values up to float rounding, and for the class
 scores (the ``seg`` output) the same per-pixel class (argmax) almost everywhere. Box
-maps (heatmap, size, offset) are held to the value tolerance alone.
+maps (heatmap, size, offset) are held to the value tolerance alone; an export with the
+argmax inside (``labels``) to agreement alone, with the torch model's argmax.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..heads import SEG_OUTPUT
+from ..heads import LABELS_OUTPUT, SEG_OUTPUT, output_names
 from ..models.spec import spec_of
 
 MIN_AGREEMENT = 0.999
@@ -32,9 +33,11 @@ class Parity:
     output: str
 
     def __str__(self) -> str:
-        agree = "" if math.isnan(self.agreement) else f", argmax agreement {100 * self.agreement:.3f}%"
+        agree = "" if math.isnan(self.agreement) else f"argmax agreement {100 * self.agreement:.3f}%"
+        if math.isnan(self.max_abs_diff):  # classes: nothing to subtract
+            return f"{self.output} batch {self.batch} {self.size[0]}x{self.size[1]}: {agree}"
         return (f"{self.output} batch {self.batch} {self.size[0]}x{self.size[1]}: max |diff| "
-                f"{self.max_abs_diff:.3g} (values up to {self.logit_scale:.3g}){agree}")
+                f"{self.max_abs_diff:.3g} (values up to {self.logit_scale:.3g}){', ' + agree if agree else ''}")
 
 
 def sample_input(model: nn.Module, batch: int, size: tuple[int, int], *, seed: int = 0) -> Tensor:
@@ -52,6 +55,9 @@ def compare(reference: Tensor, candidate: Tensor, batch: int, size: tuple[int, i
     if reference.shape != candidate.shape:
         raise RuntimeError(f"exported model returned {output} of shape {tuple(candidate.shape)}, torch "
                            f"{tuple(reference.shape)}")
+    if output == LABELS_OUTPUT:  # (N, H, W) classes
+        agree = float((reference == candidate).float().mean())
+        return Parity(batch, size, math.nan, math.nan, agree, output)
     diff = float((reference - candidate).abs().max())
     agree = (float((reference.argmax(1) == candidate.argmax(1)).float().mean()) if output == SEG_OUTPUT
              else math.nan)
@@ -60,22 +66,25 @@ def compare(reference: Tensor, candidate: Tensor, batch: int, size: tuple[int, i
 
 def check_parity(model: nn.Module, candidate: Callable[[Tensor], Mapping[str, Tensor]], *,
                  sizes: tuple[tuple[int, int], ...] = DEFAULT_SIZES, min_agreement: float = MIN_AGREEMENT,
-                 rtol: float = 1e-3, name: str = "export") -> list[Parity]:
+                 rtol: float = 1e-3, name: str = "export", output: str = "logits") -> list[Parity]:
     """Run ``model`` and ``candidate`` at each size (batch 1, 2, 1, ...) and compare each of the
-    spec's outputs by name; RuntimeError on a mismatch.
+    spec's outputs by name; RuntimeError on a mismatch. ``output="labels"``: the candidate gives
+    classes (``LABELS_OUTPUT``), compared with the argmax of the model's class scores.
 
     Passing needs, on every output at every size, max |diff| <= ``rtol * max(1, max
     |value|)``, and for class scores argmax agreement >= ``min_agreement``.
     """
     results = []
     model = model.eval()
-    outputs = spec_of(model).outputs
+    outputs = output_names(spec_of(model).heads, output)
     device = next(model.parameters()).device
     for i, size in enumerate(sizes):
         batch = 1 + i % 2  # alternate so a fixed batch dimension would be caught
         x = sample_input(model, batch, size, seed=i)
         with torch.no_grad():
-            ref = model(x.to(device))
+            ref = dict(model(x.to(device)))
+        if output == "labels":
+            ref[LABELS_OUTPUT] = ref.pop(SEG_OUTPUT).argmax(1)
         out = candidate(x)
         if set(ref) != set(outputs) or set(out) != set(outputs):
             raise RuntimeError(f"{name} returns outputs {sorted(out)}, torch {sorted(ref)}; the spec names "

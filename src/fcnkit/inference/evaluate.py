@@ -165,6 +165,9 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | list[str], *, split:
                              channels_last=channels_last, say=print if progress and dist.is_main else None)
         views = tta_views(tta, scales, flip)
         if views != ((1.0,), False):
+            if model.output_kind == "labels":
+                raise ValueError(f"{checkpoint}: gives class labels (exported with --output labels), not class "
+                                 f"scores: TTA needs an export with --output logits (the default)")
             model = Augmented(model, scales=views[0], flip=views[1])
         _check_classes(checkpoint, data, split, spec, dataset)
         classes = list(getattr(dataset, "classes", []))

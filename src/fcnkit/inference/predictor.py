@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..detection.decode import DEFAULT_CONF, decode
-from ..heads import BOXES, SEG, SEG_OUTPUT
+from ..heads import BOXES, LABELS_OUTPUT, SEG, SEG_OUTPUT
 from ..models.spec import ModelSpec
 from ..progress import progress_bar
 from .runtime import Runtime, TorchRuntime, open_model
@@ -157,6 +157,10 @@ class Predictor:
             self.forced_plan = make_plan(tile, overlap, align)
         if BOXES in spec.heads and (self.forced_plan is not None or self.tta):
             raise ValueError("detection models run on whole images without TTA: drop tile/tta")
+        # an export with the argmax inside gives classes: nothing to average over views or blend over tiles
+        self.gives_labels = self.backend.output_kind == "labels"
+        if self.gives_labels and (self.forced_plan is not None or self.tta):
+            raise ValueError(self.no_scores("tiles and TTA", self.backend.source))
         meta = self.backend.meta
         self.max_size = int(meta["max_size"]) if meta.get("max_size") else None  # detectors: the trained scale
         # boxes kept: scores >= conf (given, else the one the model file recommends, else DEFAULT_CONF)
@@ -180,6 +184,12 @@ class Predictor:
     def tta(self) -> bool:
         return self.flip or self.scales != (1.0,)
 
+    @staticmethod
+    def no_scores(what: str, source: str = "this model") -> str:
+        """Why ``what`` cannot be had from an export that gives classes instead of class scores."""
+        return (f"{source} gives class labels (exported with --output labels), not class scores: "
+                f"{what} need an export with --output logits (the default)")
+
     @property
     def meta(self) -> dict:
         return self.backend.meta
@@ -192,7 +202,7 @@ class Predictor:
 
     def plan_for(self, height: int, width: int) -> TilePlan | None:
         """The tiling for an image of this size (``None``: whole image in one pass)."""
-        if self.force_whole or BOXES in self.spec.heads:
+        if self.force_whole or BOXES in self.spec.heads or self.gives_labels:
             return None
         if self.forced_plan is not None:
             plan = self.forced_plan
@@ -310,6 +320,8 @@ class Predictor:
                        probs_outs: list[np.ndarray | None] | None = None,
                        conf: float | None = None) -> list[Prediction]:
         """Same-size images in one forward pass."""
+        if probabilities and self.gives_labels:
+            raise ValueError(self.no_scores("probabilities", self.backend.source))
         h, w = arrays[0].shape[:2]
         self._choose_run_once((len(arrays), 3, h, w))
         x = torch.from_numpy(np.stack(arrays)).to(self.device).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
@@ -333,12 +345,17 @@ class Predictor:
                         x0, y0, x1, y1 = d["box"]
                         d["box"] = [round(min(w, x0 * sx), 2), round(min(h, y0 * sy), 2), round(min(w, x1 * sx), 2),
                                     round(min(h, y1 * sy), 2)]
-        logits = out[SEG_OUTPUT] if SEG in spec.heads else None  # (N, C, h', w')
+        logits = out[SEG_OUTPUT] if SEG in spec.heads and not self.gives_labels else None  # (N, C, h', w')
         if fit and logits is not None:
             logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)  # (N, C, H, W)
+        labels = out[LABELS_OUTPUT] if self.gives_labels else None  # (N, h', w'): the argmax ran in the graph
+        if fit and labels is not None:
+            labels = F.interpolate(labels[:, None].float(), size=(h, w), mode="nearest")[:, 0]  # (N, H, W)
         results = []
         for i, array in enumerate(arrays):
             mask = probs = None
+            if labels is not None:
+                mask = labels[i].cpu().numpy().astype(self.mask_dtype, copy=False)  # (H, W)
             if logits is not None:
                 mask = logits[i].argmax(0).cpu().numpy().astype(self.mask_dtype, copy=False)  # (H, W)
                 if probabilities:

@@ -26,8 +26,9 @@ from torch import Tensor, nn
 
 from ..engine.probe import RunChoice, choose_run
 from ..extras import require
-from ..heads import SEG_OUTPUT
+from ..heads import OUTPUT_KINDS, SEG_OUTPUT, output_names
 from ..io import brief, check_output_file, printable
+from ..models.fold import fold_batchnorm
 from ..models.metadata import MetadataError, check_meta, read_spec
 from ..models.saved import FORMAT_V1, load_model, read_model_spec
 from ..models.spec import ModelSpec, spec_of
@@ -63,6 +64,9 @@ def read_export_meta(meta: Any, source: str) -> tuple[ModelSpec, dict]:
         raise MetadataError(f"{source}: model metadata: format is {fmt!r}, not {META_FORMAT!r} "
                             f"(not exported by fcnkit, or by a newer one)")
     spec = read_spec(meta.pop("spec", None), source)
+    if meta.get("output", "logits") not in OUTPUT_KINDS:
+        raise MetadataError(f"{source}: model metadata: output is {meta['output']!r}, not one of "
+                            f"{', '.join(OUTPUT_KINDS)}")
     return spec, dict(check_meta(meta, source))
 
 
@@ -86,6 +90,8 @@ class Runtime:
     ``spec`` says what the model is (heads, class counts and names, preprocessing, pad
     multiple); ``meta`` holds the rest its file carries (palette, metrics, recommended
     ``conf``); ``module`` is the nn.Module of torch runners (None for exported graphs).
+    ``output_kind`` "labels": an export with the argmax inside gives (N, H, W) uint8 classes
+    under ``LABELS_OUTPUT`` instead of the SEG head's logits (``fcnkit export --output labels``).
     """
 
     backend: str = "?"
@@ -98,6 +104,8 @@ class Runtime:
     def __init__(self, spec: ModelSpec, meta: Mapping, source: str) -> None:
         self.spec, self.meta, self.source = spec, dict(meta), source
         self.device = torch.device("cpu")
+        self.output_kind: str = self.meta.get("output", "logits")
+        self.outputs = output_names(spec.heads, self.output_kind)
 
     def __call__(self, x: Tensor) -> dict[str, Tensor]:
         if x.ndim != 4 or x.shape[1] != 3:
@@ -111,7 +119,6 @@ class Runtime:
     def _expect_outputs(self, graph_names: Iterable[str]) -> None:
         """Check once, when the file is opened, that the graph has every output its spec names."""
         names = {LEGACY_OUTPUT_NAMES.get(n, n) for n in graph_names}
-        self.outputs = self.spec.outputs
         if not set(self.outputs) <= names:
             raise ValueError(f"{self.source}: the graph's outputs are {', '.join(sorted(names))}; its spec needs "
                              f"{', '.join(self.outputs)}")
@@ -292,14 +299,15 @@ class TorchRuntime(Runtime):
     ``precision="bf16"`` runs under CPU/CUDA autocast in bf16 (outputs come back
     float32); ``channels_last`` (default: on for CPU) uses the memory format oneDNN's
     convolutions prefer. The module is put in eval mode, on ``device`` (default: where
-    it is) and channels_last, in place.
+    it is) and channels_last, in place; ``fold_bn`` also folds its BatchNorms into the
+    convolutions before them, in place (files opened by path: their module is the runner's own).
     """
 
     backend = "torch"
 
     def __init__(self, model: nn.Module, *, device: torch.device | None = None, precision: str | None = "fp32",
                  compile: bool | None = False, channels_last: bool | None = None, threads: int | None = None,
-                 source: str = "<model>") -> None:
+                 source: str = "<model>", fold_bn: bool = False) -> None:
         precision = precision or "fp32"
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"the torch backend runs fp32 or bf16, not {precision!r} "
@@ -308,6 +316,8 @@ class TorchRuntime(Runtime):
         self.precision = precision
         self.compiled = bool(compile)
         self.module = model.eval() if device is None else model.eval().to(device)
+        if fold_bn:  # eager PyTorch runs BN as a pass of its own over every activation (ONNX/OpenVINO fold it)
+            fold_batchnorm(self.module, inplace=True)
         self.device = next(self.module.parameters()).device
         if threads:
             torch.set_num_threads(int(threads))
@@ -321,12 +331,13 @@ class TorchRuntime(Runtime):
     def open(cls, path: Path, *, device: torch.device, precision: str | None, threads: int | None,
              channels_last: bool | None, compile: bool | None, **options: Any) -> "TorchRuntime":
         """An fcnkit torch record, its optimisation recipe (e.g. SVD, folded BN) rebuilt and its
-        precision and compile setting the defaults (``options`` are exported runners')."""
+        precision and compile setting the defaults (``options`` are exported runners'); its
+        BatchNorms folded (a file's module is nobody else's)."""
         module = load_model(path)
         recipe = module.meta.get("optimization", {})
         return cls(module, device=device, precision=precision or recipe.get("precision"), threads=threads,
                    compile=recipe.get("compile", False) if compile is None else compile,
-                   channels_last=channels_last, source=str(path))
+                   channels_last=channels_last, source=str(path), fold_bn=True)
 
     @property
     def bf16(self) -> bool:

@@ -17,8 +17,11 @@ def fold_batchnorm(model: nn.Module, *, inplace: bool = False) -> tuple[nn.Modul
     """Fold every BatchNorm2d that directly follows a Conv2d; returns (model, folds).
 
     "Directly follows" means: the next sibling in an ``nn.Sequential`` (torchvision's
-    ``Conv2dNormActivation``, ResNet downsample), or the ``bnK`` sibling of a ``convK``
-    attribute (torchvision's ResNet blocks and stem). The BN becomes ``nn.Identity``.
+    ``Conv2dNormActivation``, ResNet downsample), the ``bnK`` sibling of a ``convK``
+    attribute (torchvision's ResNet blocks and stem), or a BN registered right after a conv
+    of as many channels in the same module, unless its name pairs it with another conv
+    (timm's EfficientNet blocks: ``conv_pw``, ``bn1``, ``conv_dw``, ``bn2``, ...). The BN
+    becomes ``nn.Identity`` (or the activation it carries).
     """
     if model.training:
         raise ValueError("fold BatchNorm in eval mode only (training BN uses batch statistics)")
@@ -27,9 +30,16 @@ def fold_batchnorm(model: nn.Module, *, inplace: bool = False) -> tuple[nn.Modul
     for parent in list(model.modules()):
         pairs: list[tuple[str, str]] = []
         names = list(parent._modules)
+        mods = parent._modules
         if isinstance(parent, nn.Sequential):
             pairs += list(zip(names, names[1:]))
-        pairs += [(n, "bn" + n[4:]) for n in names if n.startswith("conv") and "bn" + n[4:] in parent._modules]
+        named = {(n, "bn" + n[4:]) for n in names if n.startswith("conv") and "bn" + n[4:] in mods}
+        pairs += sorted(named)
+        for a, b in zip(names, names[1:]):  # registered one after the other, as timm's blocks run them
+            elsewhere = b.startswith("bn") and "conv" + b[2:] in mods and "conv" + b[2:] != a
+            if (a, b) not in named and not elsewhere and isinstance(mods[a], nn.Conv2d) and \
+                    isinstance(mods[b], nn.BatchNorm2d) and mods[b].num_features == mods[a].out_channels:
+                pairs.append((a, b))
         for conv_name, bn_name in pairs:
             conv, bn = parent._modules[conv_name], parent._modules[bn_name]
             if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:

@@ -4,7 +4,8 @@
 fp32, ``--threads`` threads, the path ``fcnkit predict`` takes on a CPU (channels_last;
 ``--fold-bn`` as ``fcnkit optimize --backend torch`` does). Prints each net's operators by
 self CPU time (the ones worth fixing are at the top) and the time per top-level stage
-(encoder stages, decoder), then the two nets' medians side by side.
+(encoder stages, decoder), then the two nets' medians side by side, and the time of the
+class argmax that follows on the host (torch's ``argmax(1)`` against ``class_map``).
 
     .venv/bin/python benchmarks/profile_eager.py
     .venv/bin/python benchmarks/profile_eager.py --size 64x96 --repeats 2   # smoke
@@ -26,6 +27,7 @@ import fcnkit
 from fcnkit.cli.models import parse_size
 from fcnkit.engine.runtime import cpu_model
 from fcnkit.export.optimize import transform
+from fcnkit.nn import class_map
 from pretrained_speed import LRASPP  # benchmarks/ is on the path when run as a script
 
 
@@ -91,6 +93,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {stage:<40} {t:7.2f} ms")
     print(f"\nours {medians['ours']:.1f} ms, LR-ASPP {medians['lraspp']:.1f} ms: "
           f"{medians['ours'] / medians['lraspp']:.2f}x")
+    # what the predictor does with the scores next: one class per pixel
+    scores = torch.randn(1, ours.spec.num_classes, h, w)
+    for name, fn in (("argmax(1)", lambda: scores.argmax(1)), ("fcnkit.nn.class_map", lambda: class_map(scores))):
+        fn()
+        t0 = time.perf_counter()
+        for _ in range(args.repeats):
+            fn()
+        print(f"{name:<22} on (1, {ours.spec.num_classes}, {h}, {w}) scores: "
+              f"{1000 * (time.perf_counter() - t0) / args.repeats:.1f} ms")
     return 0
 
 

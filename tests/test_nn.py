@@ -93,3 +93,16 @@ def test_frozen_upsample_runs_per_class_and_learnable_weights_keep_the_dense_pat
     learnt = Upsample(3, 2, padding=1, learnable=True)
     learnt(torch.randn(1, 3, 4, 4)).sum().backward()
     assert learnt.weight.grad[0, 1].abs().sum() > 0  # off-diagonal weights get a gradient
+
+
+def test_class_map_is_argmax_over_the_class_dimension_ties_to_the_lowest_class():
+    from fcnkit.nn import class_map
+
+    scores = torch.randint(0, 3, (2, 5, 7, 9)).float()  # many ties
+    expected = scores.argmax(1)
+    assert torch.equal(class_map(scores), expected)
+    assert torch.equal(class_map(scores.contiguous(memory_format=torch.channels_last)), expected)
+    assert torch.equal(class_map(scores[0], 0), expected[0])
+    tie = torch.zeros(1, 4, 1, 1)
+    tie[0, 1] = tie[0, 3] = 1.0
+    assert class_map(tie).item() == 1

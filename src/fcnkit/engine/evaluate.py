@@ -24,6 +24,7 @@ from ..metrics import ConfusionMatrix, RoadMaxF
 from ..metrics.detection import DetectionMAP, confidence_report
 from ..metrics.temporal import FlickerMeter
 from ..models.spec import spec_of
+from ..nn import class_map
 from ..progress import progress_bar
 from . import distributed as D
 from .runtime import autocast, memory_format
@@ -88,7 +89,7 @@ class _MaskScores:
             raise ValueError("KITTI road scores need class scores; this model gives class labels (exported with "
                              "--output labels)")
         mask, logits = targets["mask"][sel], logits[sel]  # (n, H, W), (n, K, H, W) or (n, H, W)
-        pred = logits.float().argmax(1) if logits.ndim == 4 else logits.long()
+        pred = class_map(logits) if logits.ndim == 4 else logits.long()
         self.images += len(mask)
         self.confusion.update(mask, pred)
         if self.meters is not None:  # frame by frame, in order

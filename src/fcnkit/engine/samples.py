@@ -17,6 +17,7 @@ from torch import Tensor
 from ..data import build_dataset, eval_transforms
 from ..heads import LABELS_OUTPUT, SEG_OUTPUT
 from ..metrics import ConfusionMatrix
+from ..nn import class_map
 from ..preprocessing import Preprocessing
 
 
@@ -49,7 +50,7 @@ def predict_all(run: Callable[[Tensor], dict[str, Tensor]], samples: list[Labell
 
 
 def _classes(outputs: dict[str, Tensor]) -> Tensor:
-    return outputs[LABELS_OUTPUT].long() if LABELS_OUTPUT in outputs else outputs[SEG_OUTPUT].argmax(1)
+    return outputs[LABELS_OUTPUT].long() if LABELS_OUTPUT in outputs else class_map(outputs[SEG_OUTPUT])
 
 
 def mean_iu(preds: list[Tensor], samples: list[LabelledImage], num_classes: int) -> float:

@@ -22,6 +22,7 @@ from torch import Tensor
 from ..extras import require
 from ..inference.runtime import INPUT_NAME
 from ..metrics import ConfusionMatrix
+from ..nn import class_map
 
 
 def _arrays(images: Sequence[Tensor]) -> list[np.ndarray]:
@@ -120,7 +121,7 @@ def quantize_openvino_accuracy_control(ov_model, calibration: Sequence[Tensor],
             # its one output, the class scores (optimize quantises segmentation-only models); by position,
             # since NNCF may rename it while it tries layers in float
             out = torch.from_numpy(compiled(image)[compiled.output(0)])  # scores, or classes (argmax inside)
-            pred = out.argmax(1) if out.ndim == 4 else out.long()  # (1, H, W)
+            pred = class_map(out) if out.ndim == 4 else out.long()  # (1, H, W)
             one = ConfusionMatrix(num_classes)
             one.update(mask, pred)
             total.update(mask, pred)

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..detection.decode import DEFAULT_CONF, decode
 from ..heads import BOXES, LABELS_OUTPUT, SEG, SEG_OUTPUT
 from ..models.spec import ModelSpec
+from ..nn import class_map
 from ..progress import progress_bar
 from .runtime import Runtime, TorchRuntime, open_model
 from .context import GlobalPoolContext
@@ -292,7 +293,7 @@ class Predictor:
         probs = self._probs_buffer(h, w, probs_out) if probabilities else None
 
         def emit(r0: int, r1: int, c0: int, c1: int, logits: Tensor) -> None:  # logits (C, r1 - r0, c1 - c0)
-            mask[r0:r1, c0:c1] = logits.argmax(0).cpu().numpy()
+            mask[r0:r1, c0:c1] = class_map(logits, 0).cpu().numpy()
             if probs is not None:
                 probs[:, r0:r1, c0:c1] = logits.softmax(0).half().cpu().numpy()
             guard()  # the tile's activations are freed by now
@@ -357,7 +358,7 @@ class Predictor:
             if labels is not None:
                 mask = labels[i].cpu().numpy().astype(self.mask_dtype, copy=False)  # (H, W)
             if logits is not None:
-                mask = logits[i].argmax(0).cpu().numpy().astype(self.mask_dtype, copy=False)  # (H, W)
+                mask = class_map(logits[i], 0).cpu().numpy().astype(self.mask_dtype, copy=False)  # (H, W)
                 if probabilities:
                     probs = self._probs_buffer(h, w, (probs_outs or [None] * len(arrays))[i])
                     probs[...] = logits[i].softmax(0).half().cpu().numpy()  # (C, H, W)

@@ -458,10 +458,13 @@ def open_model(model: nn.Module | str | Path | Callable, *, device: str | torch.
     A file opens with the backend its suffix names (``BACKENDS``: ``.onnx`` -> ONNX
     Runtime, ``.xml`` -> OpenVINO with its ``.json`` sidecar, anything else an fcnkit
     torch record whose recipe and settings are rebuilt); ``options`` go to the exported
-    runners. An nn.Module runs as it is; any other callable with a ``spec`` is wrapped.
+    runners. A runner is returned as it is, an nn.Module runs as it is; any other callable
+    with a ``spec`` is wrapped.
     ``device`` places torch models (default: CUDA when available); ``channels_last``
     defaults to on for CPU.
     """
+    if isinstance(model, Runtime):  # opened already (e.g. with options of its own): run it as it is
+        return model
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if isinstance(model, (str, Path)):
         path = resolve(model)  # a file, or the name of registered weights

@@ -18,8 +18,10 @@ from dataclasses import replace
 from functools import lru_cache
 
 import numpy as np
+import torch
 
 from ..extras import require
+from ..nn import class_map
 from .predictor import Prediction
 
 FLOW_MAX_SIDE = 512  # flow is estimated on frames scaled down to this (then scaled up): enough for masks
@@ -134,7 +136,8 @@ class TemporalFilter:
         if prediction.probabilities is None:
             return prediction
         p = self(prediction.probabilities, prediction.image)
-        return replace(prediction, mask=p.argmax(0).astype(prediction.mask.dtype),
+        mask = class_map(torch.from_numpy(p), 0).numpy()  # (H, W)
+        return replace(prediction, mask=mask.astype(prediction.mask.dtype),
                        probabilities=p.astype(np.float16) if keep_probabilities else None)
 
 

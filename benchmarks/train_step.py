@@ -25,6 +25,7 @@ from fcnkit.cli.models import parse_size
 from fcnkit.config import TrainConfig
 from fcnkit.engine.optim import build_optimizer
 from fcnkit.engine.runtime import autocast, memory_format
+from fcnkit.heads import SEG_OUTPUT
 from fcnkit.losses import SegmentationLoss
 from fcnkit.models import create_model
 
@@ -68,7 +69,7 @@ def build(encoder: str, row: dict, args: argparse.Namespace) -> dict:
 
     def step() -> None:
         with autocast(device, row["dtype"]):
-            logits = net(x)
+            logits = net(x)[SEG_OUTPUT]  # (N, C, H, W)
         loss = loss_fn(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()

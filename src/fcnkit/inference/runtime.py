@@ -33,6 +33,7 @@ from ..models.metadata import MetadataError, check_meta, read_spec
 from ..models.saved import FORMAT_V1, load_model, read_model_spec
 from ..models.spec import ModelSpec, spec_of
 from ..models.zoo import resolve
+from .memory import keep_freed_heap
 
 META_KEY = "fcnkit"
 META_FORMAT = "fcnkit-export/2"  # {"format", "spec": ModelSpec.to_dict(), palette, metrics, precision, ...}
@@ -318,6 +319,8 @@ class TorchRuntime(Runtime):
         self.module = model.eval() if device is None else model.eval().to(device)
         if fold_bn:  # eager PyTorch runs BN as a pass of its own over every activation (ONNX/OpenVINO fold it)
             fold_batchnorm(self.module, inplace=True)
+        if self.device.type == "cpu":
+            keep_freed_heap()  # each forward pass reuses the last one's pages instead of faulting in fresh ones
         self.device = next(self.module.parameters()).device
         if threads:
             torch.set_num_threads(int(threads))

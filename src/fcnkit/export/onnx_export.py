@@ -78,9 +78,8 @@ def to_onnx_proto(model: nn.Module, *, opset: int = DEFAULT_OPSET, meta: dict | 
     model = model.eval()
     meta = dict(meta if meta is not None else export_meta(model))
     outputs = output_names(spec_of(model).heads, output)  # the forward dict's keys, in its order
-    meta["output"] = output
-    if output == "labels":
-        model = WithLabels(model).eval()
+    if output == "labels":  # recorded only then: files without it give class scores, as before
+        model, meta["output"] = WithLabels(model).eval(), output
     device = next(model.parameters()).device
     x = torch.zeros(*EXAMPLE_SHAPE, device=device)
     dims = {0: Dim("batch"), 2: Dim("height"), 3: Dim("width")}

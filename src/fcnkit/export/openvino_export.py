@@ -65,7 +65,8 @@ def export_openvino(model: nn.Module, xml_path: str | Path, *, opset: int = DEFA
     meta = dict(meta if meta is not None else export_meta(model))
     meta.setdefault("precision", "fp32")
     meta.setdefault("inference_precision", "fp32")
-    meta["output"] = output
+    if output == "labels":
+        meta["output"] = output
     xml_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=xml_path.parent, prefix=f".{xml_path.stem}.export.") as tmp:
         if onnx_path is None:

@@ -86,8 +86,8 @@ class Variant:
         return self.recipe.get("output", "logits")
 
     def export_meta(self) -> dict:
-        return export_meta(self.torch_model, precision=self.precision, optimization=dict(self.recipe),
-                           output=self.output)
+        labels = {"output": "labels"} if self.output == "labels" else {}
+        return export_meta(self.torch_model, precision=self.precision, optimization=dict(self.recipe), **labels)
 
 
 # A backend's build takes the variant, its staging folder and the options of ``build_variant``.

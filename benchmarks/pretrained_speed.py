@@ -30,8 +30,8 @@ from fcnkit.engine.samples import agreement, load_samples, mean_iu, predict_all
 from fcnkit.cli.models import parse_size
 from fcnkit.export import optimize as opt
 from fcnkit.export.bench import BenchRow, format_table, time_callable
-from fcnkit.heads import SEG, SEG_OUTPUT
-from fcnkit.models.spec import ModelSpec
+from fcnkit.heads import SEG_OUTPUT
+from fcnkit.models import create_model, register_model
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid"
 RUNGS = [("eager-fp32", dict(backend="torch", precision="fp32")),
@@ -41,18 +41,27 @@ RUNGS = [("eager-fp32", dict(backend="torch", precision="fp32")),
          ("ov-int8", dict(backend="openvino", precision="int8"))]
 
 
-class LRASPP(nn.Module):
+class LRASPPNet(nn.Module):
     """torchvision's ``lraspp_mobilenet_v3_large`` returning ``{"seg": logits}``, as fcnkit's nets do."""
+
+    pad_multiple = 1  # torchvision's head resizes to the input itself
 
     def __init__(self, num_classes: int) -> None:
         super().__init__()
         self.net = torchvision.models.segmentation.lraspp_mobilenet_v3_large(
-            weights=None, weights_backbone=None)
-        self.spec = ModelSpec(name="lraspp_mobilenet_v3_large", config={"num_classes": num_classes}, heads={SEG})
-        self.meta = {}
+            weights=None, weights_backbone=None, num_classes=num_classes)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {SEG_OUTPUT: self.net(x)["out"]}
+
+
+@register_model  # registered, so its exported files open as any fcnkit model's (the spec names the builder)
+def lraspp_mobilenet_v3_large(*, num_classes: int = 11, encoder: str = "mobilenet_v3_large") -> nn.Module:
+    return LRASPPNet(num_classes)
+
+
+def LRASPP(num_classes: int) -> nn.Module:
+    return create_model("lraspp_mobilenet_v3_large", num_classes=num_classes)
 
 
 def main(argv: list[str] | None = None) -> int:

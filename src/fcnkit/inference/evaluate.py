@@ -173,6 +173,9 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | list[str], *, split:
         classes = list(getattr(dataset, "classes", []))
         if task.segments and road_class is None and len(classes) == 2 and "road" in [c.lower() for c in classes]:
             road_class = [c.lower() for c in classes].index("road")
+        if road_class is not None and model.output_kind == "labels":
+            raise ValueError(f"{checkpoint}: gives class labels (exported with --output labels), not class scores: "
+                             f"KITTI road MaxF/AP need an export with --output logits (the default)")
         ignore_index = int(getattr(dataset, "ignore_index", 255))
         if max_samples is not None and max_samples < len(dataset):
             dataset = Subset(dataset, range(max_samples))

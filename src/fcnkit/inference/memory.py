@@ -58,13 +58,20 @@ def keep_freed_heap() -> bool:
     and zero-fills it. Measured with ``benchmarks/profile_eager.py`` (360x480, 2 threads,
     AMD EPYC Zen 3, nets run alternately): the BN-folded CamVid FCN-8s 70 -> 40 ms per
     forward, torchvision's LR-ASPP 40 -> 34 ms. The price is a resident set that stays at
-    the peak working memory; tiled prediction still trims when it must (``HeapGuard``)."""
+    the peak working memory of the process (up to 1 GiB of free heap is kept); tiled
+    prediction still trims when it must (``HeapGuard``). ``FCNKIT_KEEP_HEAP=0`` in the
+    environment leaves glibc's defaults alone (e.g. a process embedding fcnkit that frees
+    a lot and must give it back)."""
+    if os.environ.get("FCNKIT_KEEP_HEAP", "1") == "0":
+        return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError, TypeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    if not mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD):  # first: without it the heap top would still go back
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
 def resident_bytes() -> int | None:

@@ -203,8 +203,10 @@ class Predictor:
 
     def plan_for(self, height: int, width: int) -> TilePlan | None:
         """The tiling for an image of this size (``None``: whole image in one pass)."""
-        if self.force_whole or BOXES in self.spec.heads or self.gives_labels:
+        if self.force_whole or BOXES in self.spec.heads:
             return None
+        if self.gives_labels:  # classes cannot be blended over overlapping tiles: whole images, whatever the
+            return None  # memory budget (documented: a huge image needs a logits export to be tiled)
         if self.forced_plan is not None:
             plan = self.forced_plan
             return None if plan.tile[0] >= height and plan.tile[1] >= width else plan
@@ -351,7 +353,7 @@ class Predictor:
             logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)  # (N, C, H, W)
         labels = out[LABELS_OUTPUT] if self.gives_labels else None  # (N, h', w'): the argmax ran in the graph
         if fit and labels is not None:
-            labels = F.interpolate(labels[:, None].float(), size=(h, w), mode="nearest")[:, 0]  # (N, H, W)
+            labels = F.interpolate(labels[:, None].float(), size=(h, w), mode="nearest-exact")[:, 0]  # (N, H, W)
         results = []
         for i, array in enumerate(arrays):
             mask = probs = None

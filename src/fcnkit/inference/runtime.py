@@ -319,9 +319,9 @@ class TorchRuntime(Runtime):
         self.module = model.eval() if device is None else model.eval().to(device)
         if fold_bn:  # eager PyTorch runs BN as a pass of its own over every activation (ONNX/OpenVINO fold it)
             fold_batchnorm(self.module, inplace=True)
+        self.device = next(self.module.parameters()).device
         if self.device.type == "cpu":
             keep_freed_heap()  # each forward pass reuses the last one's pages instead of faulting in fresh ones
-        self.device = next(self.module.parameters()).device
         if threads:
             torch.set_num_threads(int(threads))
         self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
@@ -335,12 +335,14 @@ class TorchRuntime(Runtime):
              channels_last: bool | None, compile: bool | None, **options: Any) -> "TorchRuntime":
         """An fcnkit torch record, its optimisation recipe (e.g. SVD, folded BN) rebuilt and its
         precision and compile setting the defaults (``options`` are exported runners'); its
-        BatchNorms folded (a file's module is nobody else's)."""
+        BatchNorms folded unless it is an optimised file (its recipe says; a file's module is
+        nobody else's)."""
         module = load_model(path)
         recipe = module.meta.get("optimization", {})
         return cls(module, device=device, precision=precision or recipe.get("precision"), threads=threads,
                    compile=recipe.get("compile", False) if compile is None else compile,
-                   channels_last=channels_last, source=str(path), fold_bn=True)
+                   channels_last=channels_last, source=str(path),
+                   fold_bn=not recipe)  # an optimised file runs as it was measured (--no-fold-bn too)
 
     @property
     def bf16(self) -> bool:
@@ -467,6 +469,11 @@ def open_model(model: nn.Module | str | Path | Callable, *, device: str | torch.
     defaults to on for CPU.
     """
     if isinstance(model, Runtime):  # opened already (e.g. with options of its own): run it as it is
+        asked = dict(device=device, precision=precision, threads=threads, channels_last=channels_last,
+                     compile=compile, **options)
+        given = {k: v for k, v in asked.items() if v is not None}
+        if given:
+            raise ValueError(f"{model.source} is opened already; open it with {', '.join(sorted(given))} instead")
         return model
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if isinstance(model, (str, Path)):

@@ -20,8 +20,10 @@ def fold_batchnorm(model: nn.Module, *, inplace: bool = False) -> tuple[nn.Modul
     ``Conv2dNormActivation``, ResNet downsample), the ``bnK`` sibling of a ``convK``
     attribute (torchvision's ResNet blocks and stem), or a BN registered right after a conv
     of as many channels in the same module, unless its name pairs it with another conv
-    (timm's EfficientNet blocks: ``conv_pw``, ``bn1``, ``conv_dw``, ``bn2``, ...). The BN
-    becomes ``nn.Identity`` (or the activation it carries).
+    (timm's EfficientNet blocks: ``conv_pw``, ``bn1``, ``conv_dw``, ``bn2``, ...); that last
+    rule only for a plain ``nn.Conv2d`` or a subclass declaring ``weights_as_stored`` (not,
+    e.g., a conv that standardises its weights in ``forward``). The BN becomes
+    ``nn.Identity`` (or the activation it carries).
     """
     if model.training:
         raise ValueError("fold BatchNorm in eval mode only (training BN uses batch statistics)")
@@ -37,7 +39,8 @@ def fold_batchnorm(model: nn.Module, *, inplace: bool = False) -> tuple[nn.Modul
         pairs += sorted(named)
         for a, b in zip(names, names[1:]):  # registered one after the other, as timm's blocks run them
             elsewhere = b.startswith("bn") and "conv" + b[2:] in mods and "conv" + b[2:] != a
-            if (a, b) not in named and not elsewhere and isinstance(mods[a], nn.Conv2d) and \
+            plain = type(mods[a]) is nn.Conv2d or getattr(type(mods[a]), "weights_as_stored", False)
+            if (a, b) not in named and not elsewhere and plain and \
                     isinstance(mods[b], nn.BatchNorm2d) and mods[b].num_features == mods[a].out_channels:
                 pairs.append((a, b))
         for conv_name, bn_name in pairs:

@@ -46,6 +46,8 @@ class StaticSamePadConv2d(nn.Conv2d):
     sees even sizes and a constant pad gives the same result.
     """
 
+    weights_as_stored = True  # it only pads its input: BN folding may rescale its weights (``models.fold``)
+
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, 0, conv.dilation,
                          conv.groups, conv.bias is not None)

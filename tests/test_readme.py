@@ -25,7 +25,9 @@ SMOKE = {  # command prefix -> arguments appended so the command runs in seconds
                      "--set", "out_dir=run", "--set", "progress=false", "--set", "workers=0",
                      "--set", f"class_weights={REPO / 'configs/camvid_median_freq.json'}"],
     "fcnkit eval": ["--max-samples", "2"],
-    "fcnkit optimize": ["--limit", "2", "--calib-limit", "2", "--repeats", "1", "--warmup", "0"],
+    # 2 images calibrated on 2: the command must run and write its file; its 1-point budget is for
+    # the README's 20 images (-0.57 measured there), on 2 the int8 drop is noise around 1 point
+    "fcnkit optimize": ["--limit", "2", "--calib-limit", "2", "--repeats", "1", "--warmup", "0", "--max-drop", "3"],
     "fcnkit bench": ["--repeats", "1", "--warmup", "0"],
 }
 

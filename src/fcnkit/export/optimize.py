@@ -95,7 +95,7 @@ class Variant:
 def _build_torch(v: Variant, work: Path, *, threads: int | None, compile: bool, **_: object) -> None:
     v.recipe["compile"] = compile
     v.runtime = TorchRuntime(copy.deepcopy(v.torch_model), precision=v.precision, compile=compile, threads=threads,
-                             channels_last=True)
+                             channels_last=True, fold_bn=bool(v.recipe.get("fold_bn")))  # timm's blocks too
     v.size_bytes = sum(t.numel() * t.element_size() for t in v.torch_model.state_dict().values())
 
 

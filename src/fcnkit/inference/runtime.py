@@ -318,7 +318,7 @@ class TorchRuntime(Runtime):
         self.compiled = bool(compile)
         self.module = model.eval() if device is None else model.eval().to(device)
         if fold_bn:  # eager PyTorch runs BN as a pass of its own over every activation (ONNX/OpenVINO fold it)
-            fold_batchnorm(self.module, inplace=True)
+            fold_batchnorm(self.module, inplace=True, by_order=True)
         self.device = next(self.module.parameters()).device
         if self.device.type == "cpu":
             keep_freed_heap()  # each forward pass reuses the last one's pages instead of faulting in fresh ones
@@ -342,7 +342,7 @@ class TorchRuntime(Runtime):
         return cls(module, device=device, precision=precision or recipe.get("precision"), threads=threads,
                    compile=recipe.get("compile", False) if compile is None else compile,
                    channels_last=channels_last, source=str(path),
-                   fold_bn=not recipe)  # an optimised file runs as it was measured (--no-fold-bn too)
+                   fold_bn=not recipe or bool(recipe.get("fold_bn")))  # as measured (--no-fold-bn too)
 
     @property
     def bf16(self) -> bool:

@@ -13,13 +13,14 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
-def fold_batchnorm(model: nn.Module, *, inplace: bool = False) -> tuple[nn.Module, int]:
+def fold_batchnorm(model: nn.Module, *, inplace: bool = False, by_order: bool = False) -> tuple[nn.Module, int]:
     """Fold every BatchNorm2d that directly follows a Conv2d; returns (model, folds).
 
     "Directly follows" means: the next sibling in an ``nn.Sequential`` (torchvision's
     ``Conv2dNormActivation``, ResNet downsample), the ``bnK`` sibling of a ``convK``
-    attribute (torchvision's ResNet blocks and stem), or a BN registered right after a conv
-    of as many channels in the same module, unless its name pairs it with another conv
+    attribute (torchvision's ResNet blocks and stem), or with ``by_order`` (what the eager
+    runner does; exports leave BN to their runtime, as their int8 was calibrated) a BN
+    registered right after a conv of as many channels in the same module, unless its name pairs it with another conv
     (timm's EfficientNet blocks: ``conv_pw``, ``bn1``, ``conv_dw``, ``bn2``, ...); that last
     rule only for a plain ``nn.Conv2d`` or a subclass declaring ``weights_as_stored`` (not,
     e.g., a conv that standardises its weights in ``forward``). The BN becomes
@@ -37,7 +38,7 @@ def fold_batchnorm(model: nn.Module, *, inplace: bool = False) -> tuple[nn.Modul
             pairs += list(zip(names, names[1:]))
         named = {(n, "bn" + n[4:]) for n in names if n.startswith("conv") and "bn" + n[4:] in mods}
         pairs += sorted(named)
-        for a, b in zip(names, names[1:]):  # registered one after the other, as timm's blocks run them
+        for a, b in zip(names, names[1:]) if by_order else ():  # registered one after the other (timm's blocks)
             elsewhere = b.startswith("bn") and "conv" + b[2:] in mods and "conv" + b[2:] != a
             plain = type(mods[a]) is nn.Conv2d or getattr(type(mods[a]), "weights_as_stored", False)
             if (a, b) not in named and not elsewhere and plain and \

@@ -30,14 +30,13 @@ import torch
 from PIL import Image
 
 import fcnkit
-from fcnkit.cli.models import parse_size
 from fcnkit.engine.runtime import cpu_model
 from fcnkit.engine.samples import load_samples, mean_iu, predict_all
 from fcnkit.export import optimize as opt
 from fcnkit.inference import Predictor
+from pretrained_speed import add_model_and_data  # benchmarks/ is on the path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "camvid"
 PATHS = [("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "int8")]
 
 
@@ -52,12 +51,7 @@ def ms(fn, rounds: int) -> list[float]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="camvid-fcn8s-lite0", help="weights name or model file")
-    p.add_argument("--size", type=parse_size, default=(360, 480))
-    p.add_argument("--data", default=f"camvid:{DEFAULT_DATA}")
-    p.add_argument("--val-limit", type=int, default=20, help="val images for mean IU (default 20)")
-    p.add_argument("--calib-limit", type=int, default=32)
-    p.add_argument("--threads", type=int, default=2)
+    add_model_and_data(p)
     p.add_argument("--rounds", type=int, default=8, help="interleaved rounds of --repeats calls per file")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--keep", type=Path, default=None, help="copy the int8 files here (for serve_stream.py)")

@@ -64,14 +64,19 @@ def LRASPP(num_classes: int) -> nn.Module:
     return create_model("lraspp_mobilenet_v3_large", num_classes=num_classes)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_model_and_data(p: argparse.ArgumentParser) -> None:
+    """The arguments the CamVid speed benchmarks share: the model, its input, its val and calibration data."""
     p.add_argument("--model", default="camvid-fcn8s-lite0", help="weights name or model file")
     p.add_argument("--size", type=parse_size, default=(360, 480))
     p.add_argument("--data", default=f"camvid:{DEFAULT_DATA}")
     p.add_argument("--val-limit", type=int, default=20, help="val images for mean IU (default 20)")
     p.add_argument("--calib-limit", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_model_and_data(p)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))

@@ -7,15 +7,20 @@
    interpolation and optionally learned.
 3. ``crop_like`` / ``fuse``: a skip connection adds a coarse, upsampled score map
    to a finer one after aligning them exactly.
+
+And from scores to classes: ``class_map`` / ``pixel_classes``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .heads import LABELS_OUTPUT, SEG_OUTPUT
 
 
 # --- 1. fully connected -> convolution -------------------------------------------
@@ -161,3 +166,11 @@ def class_map(scores: Tensor, dim: int = 1) -> Tensor:
     if scores.device.type != "cpu":
         return scores.argmax(dim)
     return scores.movedim(dim, -1).contiguous().argmax(-1)
+
+
+def pixel_classes(outputs: Mapping[str, Tensor]) -> Tensor:
+    """The (N, H, W) classes of a segmenting model's outputs: an export's ``labels`` as they
+    are (the argmax ran in its graph), else the ``class_map`` of its ``seg`` scores."""
+    if LABELS_OUTPUT in outputs:
+        return outputs[LABELS_OUTPUT].long()
+    return class_map(outputs[SEG_OUTPUT])

@@ -19,12 +19,12 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from ..detection.decode import DEFAULT_NMS_IOU, decode
-from ..heads import BOXES, LABELS_OUTPUT, SEG, SEG_OUTPUT
+from ..heads import BOXES, SEG, SEG_OUTPUT
 from ..metrics import ConfusionMatrix, RoadMaxF
 from ..metrics.detection import DetectionMAP, confidence_report
 from ..metrics.temporal import FlickerMeter
 from ..models.spec import spec_of
-from ..nn import class_map
+from ..nn import pixel_classes
 from ..progress import progress_bar
 from . import distributed as D
 from .runtime import autocast, memory_format
@@ -78,18 +78,18 @@ class _MaskScores:
         self.meters = tuple(FlickerMeter(num_classes, resize_starts_clip=True) for _ in range(2)) if flicker else None
         self.images = torch.zeros(1, device=device)
 
-    def update(self, logits: Tensor, targets: dict[str, Any]) -> None:
-        """``logits`` (N, K, H, W) class scores, or (N, H, W) classes from an export with the argmax inside."""
+    def update(self, outputs: dict[str, Tensor], targets: dict[str, Any]) -> None:
+        """``outputs``: the model's; its classes are ``pixel_classes`` (an export's argmax or ours)."""
         if "mask" not in targets:
             return
-        sel = targets.get("has_mask", torch.ones(len(logits), dtype=torch.bool, device=logits.device))
+        masks = targets["mask"]  # (N, H, W)
+        sel = targets.get("has_mask", torch.ones(len(masks), dtype=torch.bool, device=masks.device))
         if not sel.any():
             return
-        if logits.ndim == 3 and self.road is not None:
+        if self.road is not None and SEG_OUTPUT not in outputs:
             raise ValueError("KITTI road scores need class scores; this model gives class labels (exported with "
                              "--output labels)")
-        mask, logits = targets["mask"][sel], logits[sel]  # (n, H, W), (n, K, H, W) or (n, H, W)
-        pred = class_map(logits) if logits.ndim == 4 else logits.long()
+        mask, pred = masks[sel], pixel_classes(outputs)[sel]  # (n, H, W) each
         self.images += len(mask)
         self.confusion.update(mask, pred)
         if self.meters is not None:  # frame by frame, in order
@@ -99,7 +99,8 @@ class _MaskScores:
         if self.road is not None:
             valid = (mask >= 0) & (mask < self.num_classes)
             road_gt = torch.where(valid, (mask == self.road_class).long(), torch.full_like(mask, -1))
-            self.road.update(logits.float().softmax(1)[:, self.road_class], road_gt)
+            scores = outputs[SEG_OUTPUT][sel].float()  # (n, K, H, W)
+            self.road.update(scores.softmax(1)[:, self.road_class], road_gt)
 
     def fill(self, ev: Evaluation) -> None:
         """Sum over ranks into ``ev``, unless no rank saw a mask (then nothing was scored)."""
@@ -177,8 +178,8 @@ def evaluate(model: nn.Module, loader: DataLoader, *, device: torch.device | str
             targets = to_device(targets, device)
             with autocast(device, amp_dtype):
                 outputs = model(images)
-            if masks is not None:  # class scores, or the classes of an export with the argmax inside
-                masks.update(outputs[SEG_OUTPUT] if SEG_OUTPUT in outputs else outputs[LABELS_OUTPUT], targets)
+            if masks is not None:
+                masks.update(outputs, targets)
             if boxes is not None:
                 boxes.update(outputs, targets, seen)
             seen += len(images)

@@ -15,9 +15,8 @@ import torch
 from torch import Tensor
 
 from ..data import build_dataset, eval_transforms
-from ..heads import LABELS_OUTPUT, SEG_OUTPUT
 from ..metrics import ConfusionMatrix
-from ..nn import class_map
+from ..nn import pixel_classes
 from ..preprocessing import Preprocessing
 
 
@@ -46,11 +45,7 @@ def predict_all(run: Callable[[Tensor], dict[str, Tensor]], samples: list[Labell
     """Each sample's (1, H, W) argmax classes under ``run`` (a segmenting model or any runner;
     an export with the argmax inside gives them as they are)."""
     with torch.inference_mode():
-        return [_classes(run(s.image)).cpu() for s in samples]  # each (1, H, W)
-
-
-def _classes(outputs: dict[str, Tensor]) -> Tensor:
-    return outputs[LABELS_OUTPUT].long() if LABELS_OUTPUT in outputs else class_map(outputs[SEG_OUTPUT])
+        return [pixel_classes(run(s.image)).cpu() for s in samples]  # each (1, H, W)
 
 
 def mean_iu(preds: list[Tensor], samples: list[LabelledImage], num_classes: int) -> float:

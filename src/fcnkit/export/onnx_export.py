@@ -25,6 +25,7 @@ from ..io import atomic_write, check_output_file, discard_temp, publish_temp, te
 from ..heads import LABELS_OUTPUT, SEG, SEG_OUTPUT, output_names
 from ..inference.runtime import INPUT_NAME, META_KEY, OnnxRuntimeModel, export_meta
 from ..models.spec import spec_of
+from ..nn import class_map
 from .verify import DEFAULT_SIZES, Parity, check_parity
 
 DEFAULT_OPSET = 18
@@ -63,8 +64,8 @@ class WithLabels(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = dict(self.model(x))
-        # over the innermost axis after a transpose: OpenVINO ran that faster than ArgMax over channels
-        out[LABELS_OUTPUT] = out.pop(SEG_OUTPUT).permute(0, 2, 3, 1).argmax(-1).to(self.dtype)  # (N, H, W)
+        # class_map's transpose then ArgMax over the innermost axis: OpenVINO ran that faster than over channels
+        out[LABELS_OUTPUT] = class_map(out.pop(SEG_OUTPUT)).to(self.dtype)  # (N, H, W)
         return {k: out[k] for k in self.names}
 
 

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ..heads import LABELS_OUTPUT, SEG_OUTPUT, output_names
 from ..models.spec import spec_of
+from ..nn import class_map
 
 MIN_AGREEMENT = 0.999
 DEFAULT_SIZES = ((224, 288), (201, 263))  # one multiple of 32, one not (exercises the padding)
@@ -84,7 +85,7 @@ def check_parity(model: nn.Module, candidate: Callable[[Tensor], Mapping[str, Te
         with torch.no_grad():
             ref = dict(model(x.to(device)))
         if output == "labels":
-            ref[LABELS_OUTPUT] = ref.pop(SEG_OUTPUT).argmax(1)
+            ref[LABELS_OUTPUT] = class_map(ref.pop(SEG_OUTPUT))
         out = candidate(x)
         if set(ref) != set(outputs) or set(out) != set(outputs):
             raise RuntimeError(f"{name} returns outputs {sorted(out)}, torch {sorted(ref)}; the spec names "

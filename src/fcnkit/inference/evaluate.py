@@ -165,17 +165,14 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | list[str], *, split:
                              channels_last=channels_last, say=print if progress and dist.is_main else None)
         views = tta_views(tta, scales, flip)
         if views != ((1.0,), False):
-            if model.output_kind == "labels":
-                raise ValueError(f"{checkpoint}: gives class labels (exported with --output labels), not class "
-                                 f"scores: TTA needs an export with --output logits (the default)")
+            model.require_scores("TTA needs")
             model = Augmented(model, scales=views[0], flip=views[1])
         _check_classes(checkpoint, data, split, spec, dataset)
         classes = list(getattr(dataset, "classes", []))
         if task.segments and road_class is None and len(classes) == 2 and "road" in [c.lower() for c in classes]:
             road_class = [c.lower() for c in classes].index("road")
-        if road_class is not None and model.output_kind == "labels":
-            raise ValueError(f"{checkpoint}: gives class labels (exported with --output labels), not class scores: "
-                             f"KITTI road MaxF/AP need an export with --output logits (the default)")
+        if road_class is not None:  # before the data is read, not at the first batch
+            model.require_scores("KITTI road MaxF/AP need")
         ignore_index = int(getattr(dataset, "ignore_index", 255))
         if max_samples is not None and max_samples < len(dataset):
             dataset = Subset(dataset, range(max_samples))

@@ -23,19 +23,20 @@ import os
 
 
 @functools.cache
-def _malloc_trim():
-    """glibc's ``malloc_trim``, or ``None`` on other C libraries (musl, macOS, Windows)."""
+def _glibc(name: str, *argtypes):
+    """glibc's function ``name`` (from the C library this process already has loaded), or
+    ``None`` on other C libraries (musl, macOS, Windows)."""
     try:
-        trim = ctypes.CDLL(None).malloc_trim  # the C library this process already has loaded
+        fn = getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError, TypeError):
         return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim
+    fn.argtypes, fn.restype = list(argtypes), ctypes.c_int
+    return fn
 
 
 def release_freed_memory() -> bool:
     """Return the C heap's free pages to the OS; ``True`` if that was possible here."""
-    trim = _malloc_trim()
+    trim = _glibc("malloc_trim", ctypes.c_size_t)
     if trim is None:
         return False
     trim(0)
@@ -64,12 +65,8 @@ def keep_freed_heap() -> bool:
     a lot and must give it back)."""
     if os.environ.get("FCNKIT_KEEP_HEAP", "1") == "0":
         return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError, TypeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    if not mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD):  # first: without it the heap top would still go back
+    mallopt = _glibc("mallopt", ctypes.c_int, ctypes.c_int)
+    if mallopt is None or not mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD):  # first: without it the heap top would still go back
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 

@@ -158,10 +158,8 @@ class Predictor:
             self.forced_plan = make_plan(tile, overlap, align)
         if BOXES in spec.heads and (self.forced_plan is not None or self.tta):
             raise ValueError("detection models run on whole images without TTA: drop tile/tta")
-        # an export with the argmax inside gives classes: nothing to average over views or blend over tiles
-        self.gives_labels = self.backend.output_kind == "labels"
-        if self.gives_labels and (self.forced_plan is not None or self.tta):
-            raise ValueError(self.no_scores("tiles and TTA", self.backend.source))
+        if self.forced_plan is not None or self.tta:  # views are averaged and tiles blended as class scores
+            self.backend.require_scores("tiles and TTA need")
         meta = self.backend.meta
         self.max_size = int(meta["max_size"]) if meta.get("max_size") else None  # detectors: the trained scale
         # boxes kept: scores >= conf (given, else the one the model file recommends, else DEFAULT_CONF)
@@ -185,11 +183,10 @@ class Predictor:
     def tta(self) -> bool:
         return self.flip or self.scales != (1.0,)
 
-    @staticmethod
-    def no_scores(what: str, source: str = "this model") -> str:
-        """Why ``what`` cannot be had from an export that gives classes instead of class scores."""
-        return (f"{source} gives class labels (exported with --output labels), not class scores: "
-                f"{what} need an export with --output logits (the default)")
+    @property
+    def gives_labels(self) -> bool:
+        """The model is an export with the argmax inside: it gives classes, not class scores."""
+        return self.backend.output_kind == "labels"
 
     @property
     def meta(self) -> dict:
@@ -323,8 +320,8 @@ class Predictor:
                        probs_outs: list[np.ndarray | None] | None = None,
                        conf: float | None = None) -> list[Prediction]:
         """Same-size images in one forward pass."""
-        if probabilities and self.gives_labels:
-            raise ValueError(self.no_scores("probabilities", self.backend.source))
+        if probabilities:
+            self.backend.require_scores("probabilities need")
         h, w = arrays[0].shape[:2]
         self._choose_run_once((len(arrays), 3, h, w))
         x = torch.from_numpy(np.stack(arrays)).to(self.device).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8

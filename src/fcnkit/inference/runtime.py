@@ -108,6 +108,13 @@ class Runtime:
         self.output_kind: str = self.meta.get("output", "logits")
         self.outputs = output_names(spec.heads, self.output_kind)
 
+    def require_scores(self, need: str, name: str | None = None) -> None:
+        """ValueError if this runner gives classes instead of class scores; ``need`` says what
+        needs them ("probabilities need"), ``name`` how to call the model (default: its file)."""
+        if self.output_kind == "labels":
+            raise ValueError(f"{name or self.source} gives class labels (exported with --output labels), not class "
+                             f"scores: {need} an export with --output logits (the default)")
+
     def __call__(self, x: Tensor) -> dict[str, Tensor]:
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"{self.source}: expected a (N, 3, H, W) image batch, got {tuple(x.shape)}")

@@ -20,8 +20,8 @@ def fold_batchnorm(model: nn.Module, *, inplace: bool = False, by_order: bool = 
     ``Conv2dNormActivation``, ResNet downsample), the ``bnK`` sibling of a ``convK``
     attribute (torchvision's ResNet blocks and stem), or with ``by_order`` (what the eager
     runner does; exports leave BN to their runtime, as their int8 was calibrated) a BN
-    registered right after a conv of as many channels in the same module, unless its name pairs it with another conv
-    (timm's EfficientNet blocks: ``conv_pw``, ``bn1``, ``conv_dw``, ``bn2``, ...); that last
+    registered right after a conv of as many channels in the same module, unless its name
+    pairs it with another conv (timm's EfficientNet blocks: ``conv_pw``, ``bn1``, ``conv_dw``, ``bn2``, ...); that last
     rule only for a plain ``nn.Conv2d`` or a subclass declaring ``weights_as_stored`` (not,
     e.g., a conv that standardises its weights in ``forward``). The BN becomes
     ``nn.Identity`` (or the activation it carries).
@@ -31,19 +31,12 @@ def fold_batchnorm(model: nn.Module, *, inplace: bool = False, by_order: bool = 
     model = model if inplace else copy.deepcopy(model)
     folds = 0
     for parent in list(model.modules()):
-        pairs: list[tuple[str, str]] = []
-        names = list(parent._modules)
         mods = parent._modules
-        if isinstance(parent, nn.Sequential):
-            pairs += list(zip(names, names[1:]))
-        named = {(n, "bn" + n[4:]) for n in names if n.startswith("conv") and "bn" + n[4:] in mods}
-        pairs += sorted(named)
-        for a, b in zip(names, names[1:]) if by_order else ():  # registered one after the other (timm's blocks)
-            elsewhere = b.startswith("bn") and "conv" + b[2:] in mods and "conv" + b[2:] != a
-            plain = type(mods[a]) is nn.Conv2d or getattr(type(mods[a]), "weights_as_stored", False)
-            if (a, b) not in named and not elsewhere and plain and \
-                    isinstance(mods[b], nn.BatchNorm2d) and mods[b].num_features == mods[a].out_channels:
-                pairs.append((a, b))
+        names = list(mods)
+        pairs = list(zip(names, names[1:])) if isinstance(parent, nn.Sequential) else []
+        pairs += [(n, "bn" + n[4:]) for n in names if n.startswith("conv") and "bn" + n[4:] in mods]
+        if by_order:  # registered one after the other, as timm's blocks run them (a pair met twice folds once)
+            pairs += [(a, b) for a, b in zip(names, names[1:]) if _in_order(mods, a, b)]
         for conv_name, bn_name in pairs:
             conv, bn = parent._modules[conv_name], parent._modules[bn_name]
             if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
@@ -53,6 +46,15 @@ def fold_batchnorm(model: nn.Module, *, inplace: bool = False, by_order: bool = 
                 parent._modules[bn_name] = act if isinstance(act, nn.Module) else nn.Identity()
                 folds += 1
     return model, folds
+
+
+def _in_order(mods: dict[str, nn.Module], a: str, b: str) -> bool:
+    """``b`` is a BN of ``a``'s channels that no ``convK`` name claims, and ``a`` a conv that
+    uses its weights as stored (``nn.Conv2d``, or a subclass declaring ``weights_as_stored``)."""
+    conv, bn = mods[a], mods[b]
+    claimed = b.startswith("bn") and "conv" + b[2:] in mods and "conv" + b[2:] != a
+    plain = type(conv) is nn.Conv2d or getattr(type(conv), "weights_as_stored", False)
+    return plain and not claimed and isinstance(bn, nn.BatchNorm2d) and bn.num_features == conv.out_channels
 
 
 def count_batchnorms(model: nn.Module) -> int:

@@ -280,8 +280,8 @@ class ServedModel:
         temporal filter, and a detector's boxes decoded down to CONF_FLOOR. The threshold
         (``conf`` as given in the query, 0 meaning CONF_FLOOR; else the server's) is applied to
         the request's own answer (``keep_boxes``). ValueError for a bad ``conf``."""
-        if filt is not None and self.predictor.gives_labels:
-            raise ValueError(self.predictor.no_scores("steady masks (the temporal filter)"))
+        if filt is not None:
+            self.predictor.backend.require_scores("steady masks (the temporal filter) need", name="this model")
         options: dict[str, Any] = {"probabilities": True} if filt is not None else {}
         least = None
         if conf is not None:

@@ -26,6 +26,7 @@ import torchvision
 from torch import nn
 
 import fcnkit
+from fcnkit.engine.runtime import cpu_model
 from fcnkit.engine.samples import agreement, load_samples, mean_iu, predict_all
 from fcnkit.cli.models import parse_size
 from fcnkit.export import optimize as opt
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append((label, row))
                 print(f"{label:<38} {name:<11} {t.median_ms:8.1f} ms  mIU {miu:6.2f} ({miu - reference.mean_iu:+.2f})"
                       f"  {variant.size_bytes / 2**20:6.1f} MB", flush=True)
-    title = (f"{h}x{w}, batch 1, {args.threads} threads, median of {args.repeats}; mean IU on "
+    title = (f"{cpu_model()}, {h}x{w}, batch 1, {args.threads} threads, median of {args.repeats}; mean IU on "
              f"{args.val_limit} CamVid val images (LR-ASPP's head is untrained: speed only)")
     lines = [f"# Pretrained CamVid FCN-8s vs LR-ASPP, {title}", "",
              "| model | path | ms / image | images/s | model MB | mean IU | change vs fp32 | pixels as fp32 |",

@@ -327,3 +327,40 @@ def test_confidence_report_finds_the_threshold_that_separates_true_from_false_pe
     assert r["true_score_median"] == pytest.approx(0.7) and r["false_score_max"] == pytest.approx(0.8)
     empty = confidence_report([], [])
     assert math.isnan(empty["conf_best_f1"])
+
+
+def test_flip_averaged_box_maps_follow_the_mirror_and_average_the_two_views() -> None:
+    """CenterNet's flip test: for an input as wide as the encoder's multiple the averaged heatmap and
+    sizes are mirror-equivariant; for any width they are the mean of the plain view and the mirrored
+    view (padded on the left, mirrored back, cut to the plain maps), offsets the plain view's."""
+    import torch.nn.functional as F
+
+    from fcnkit.inference.tta import Augmented, flip_averaged
+
+    torch.manual_seed(3)
+    model = create_model("fcn8s_joint", num_classes=3, det_classes=2, encoder="mobilenet_v3_large", width=0.25).eval()
+    for p in model.parameters():  # heads start at their prior: give every map an opinion
+        p.data.normal_(0, 0.3)
+    multiple = model.spec.pad_multiple
+    with torch.no_grad():
+        x = torch.randn(1, 3, 40, 2 * multiple)
+        a, b = flip_averaged(model, x, multiple=multiple), flip_averaged(model, x.flip(-1), multiple=multiple)
+        for key in ("heatmap", "size", "seg"):
+            torch.testing.assert_close(b[key], a[key].flip(-1), atol=1e-4, rtol=1e-4)
+
+        x = torch.randn(1, 3, 37, 50)  # pads on the left by 14 pixels when mirrored
+        plain, out = model(x), flip_averaged(model, x, multiple=multiple)
+        mirrored = model(F.pad(x.flip(-1), (14, 0)))
+        heat = mirrored["heatmap"].flip(-1)[..., :13]
+        expected = ((plain["heatmap"].sigmoid() + heat.sigmoid()) / 2).logit()
+        assert out["heatmap"].shape == plain["heatmap"].shape == (1, 2, 10, 13)
+        torch.testing.assert_close(out["heatmap"], expected, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(out["size"], (plain["size"] + mirrored["size"].flip(-1)[..., :13]) / 2)
+        assert torch.equal(out["offset"], plain["offset"])
+        seg = (plain["seg"].softmax(1) + mirrored["seg"].flip(-1)[..., :50].softmax(1)) / 2
+        torch.testing.assert_close(out["seg"], seg.log(), atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(out["heatmap"], plain["heatmap"], atol=1e-3)  # the mirrored view counted
+
+        torch.testing.assert_close(Augmented(model, scales=(1.0,), flip=True)(x)["heatmap"], out["heatmap"])
+    with pytest.raises(ValueError, match="horizontal flip only.*--flip instead"):
+        Augmented(model, scales=(0.75, 1.0, 1.25), flip=True)

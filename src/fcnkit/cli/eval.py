@@ -52,7 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", action="store_true",
                    help="score test-time augmentation: flip + scales 0.75,1,1.25 (as fcnkit predict --tta)")
     p.add_argument("--scales", type=parse_scales, default=None, help="TTA scales, e.g. 0.75,1,1.25")
-    p.add_argument("--flip", action="store_true", help="TTA with horizontal flip")
+    p.add_argument("--flip", action="store_true",
+                   help="TTA with horizontal flip (detectors: the flip only, centre scores and sizes averaged)")
     p.add_argument("--flicker", action="store_true",
                    help="the split is a clip's frames in file order (CamVid val is): also report the share of "
                         "pixels changing class from frame to frame, predicted and in the ground truth")

@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="working-memory budget beyond image and outputs, e.g. 2G (default 2G)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: flip + scales 0.75,1,1.25")
     p.add_argument("--scales", type=parse_scales, default=None, help="TTA scales, e.g. 0.5,1,1.5")
-    p.add_argument("--flip", action="store_true", help="TTA with horizontal flip")
+    p.add_argument("--flip", action="store_true",
+                   help="TTA with horizontal flip (detectors: the flip only, centre scores and sizes averaged)")
     p.add_argument("--probs", action="store_true", help="also write float16 class probabilities (.npy)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     p.add_argument("--batch-size", type=int, default=1, help="images per forward pass (same-size images)")

@@ -3,6 +3,8 @@
 Averaging probabilities (not logits) is the usual rule: each view votes with a
 calibrated distribution. The result is returned as log-probabilities so that it can
 be blended across tiles and soft-maxed again like plain logits (softmax of log p is p).
+Box maps take the flip only, as in CenterNet's flip test: the centre probabilities and
+log-sizes of both views are averaged, the offsets are the plain view's.
 """
 
 from __future__ import annotations
@@ -40,15 +42,17 @@ class Augmented:
 
     def __init__(self, runner: Any, *, scales: Sequence[float], flip: bool) -> None:
         self.spec = spec_of(runner)
-        if BOXES in self.spec.heads:
-            raise ValueError(f"test-time augmentation averages class probabilities; a {self.spec.task} model's "
-                             f"boxes are not averaged: drop --tta/--flip/--scales")
         self.runner, self.scales, self.flip = runner, tuple(scales), flip
+        if BOXES in self.spec.heads and self.scales != (1.0,):
+            raise ValueError(f"a {self.spec.task} model's box maps are averaged over the horizontal flip only, "
+                             f"not over scales {list(self.scales)}: use --flip instead of --tta/--scales")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.runner, name)
 
     def __call__(self, x: Tensor) -> dict[str, Tensor]:
+        if BOXES in self.spec.heads:
+            return flip_averaged(self.runner, x, multiple=self.spec.pad_multiple) if self.flip else self.runner(x)
         return {SEG_OUTPUT: augmented_logits(self.runner, x, scales=self.scales, flip=self.flip,
                                              multiple=self.spec.pad_multiple)}
 
@@ -59,6 +63,40 @@ class Augmented:
     def train(self, mode: bool = True) -> "Augmented":
         self.runner.train(mode)
         return self
+
+
+def _mirrored(run: Callable[[Tensor], Mapping[str, Tensor]], x: Tensor, multiple: int) -> dict[str, Tensor]:
+    """``run``'s outputs for ``x`` mirrored, mirrored back onto ``x``'s grid.
+
+    The mirrored image is padded on the left to the encoder's multiple, so each output
+    cell covers the same pixels as the plain view's (which the model pads on the right);
+    mirrored back, the padding's cells are on the right and are cut to the plain
+    output's width (``ceil(W / stride)`` for maps at a stride, ``W`` for logits)."""
+    w = x.shape[-1]
+    pad = (-w) % multiple
+    outputs = run(F.pad(x.flip(-1), (pad, 0)))
+    back = {}
+    for name, out in outputs.items():
+        stride = (w + pad) // out.shape[-1]
+        back[name] = out.flip(-1)[..., :-(-w // stride)]
+    return back
+
+
+def flip_averaged(run: Callable[[Tensor], Mapping[str, Tensor]], x: Tensor, *, multiple: int = 1
+                  ) -> dict[str, Tensor]:
+    """A box (or joint) model's outputs for ``x`` averaged with its mirrored view's.
+
+    ``heatmap``: the logit of the mean centre probability; ``size``: the mean log-size
+    (a horizontal flip keeps width and height); ``offset``: the plain view's (a cell's
+    offset does not mirror onto the same cell); ``seg``: log of the mean softmax."""
+    plain, mirrored = dict(run(x)), _mirrored(run, x, multiple)
+    heat = (plain["heatmap"].float().sigmoid() + mirrored["heatmap"].float().sigmoid()) / 2
+    out = {"heatmap": heat.logit(eps=1e-6), "size": (plain["size"].float() + mirrored["size"].float()) / 2,
+           "offset": plain["offset"]}
+    if SEG_OUTPUT in plain:
+        probs = (plain[SEG_OUTPUT].float().softmax(1) + mirrored[SEG_OUTPUT].float().softmax(1)) / 2
+        out[SEG_OUTPUT] = probs.clamp_min_(torch.finfo(torch.float32).tiny).log_()
+    return out
 
 
 def augmented_logits(run: Callable[[Tensor], Mapping[str, Tensor]], x: Tensor, *, scales: Sequence[float] = (1.0,),
@@ -83,11 +121,9 @@ def augmented_logits(run: Callable[[Tensor], Mapping[str, Tensor]], x: Tensor, *
                                                     antialias=s < 1)  # (N, 3, sH, sW)
         for mirrored in ((False, True) if flip else (False,)):
             if mirrored:
-                # Mirror, then pad on the left to the encoder's multiple: the pooling grid then
-                # sits exactly where the unmirrored view's does (the model pads that one on
-                # the right), so a tile's mirrored view agrees with the whole image's.
-                pad = (-size[1]) % multiple
-                logits = run(F.pad(xs.flip(-1), (pad, 0)))[SEG_OUTPUT][..., pad:].flip(-1)  # (N, C, sH, sW)
+                # the pooling grid sits exactly where the unmirrored view's does (_mirrored), so a
+                # tile's mirrored view agrees with the whole image's
+                logits = _mirrored(run, xs, multiple)[SEG_OUTPUT]  # (N, C, sH, sW)
             else:
                 logits = run(xs)[SEG_OUTPUT]  # (N, C, sH, sW)
             if size != (h, w):

@@ -156,9 +156,10 @@ class Predictor:
             th, tw = (tile, tile) if isinstance(tile, int) else tile
             align = self.align if min(th, tw) >= 2 * self.align else spec.pad_multiple
             self.forced_plan = make_plan(tile, overlap, align)
-        if BOXES in spec.heads and (self.forced_plan is not None or self.tta):
-            raise ValueError("detection models run on whole images without TTA: drop tile/tta")
-        if self.forced_plan is not None or self.tta:  # views are averaged and tiles blended as class scores
+        if BOXES in spec.heads and self.forced_plan is not None:
+            raise ValueError("detection models run on whole images (their boxes are not blended across tiles): "
+                             "drop tile")
+        if self.forced_plan is not None or self.scales != (1.0,) or (self.flip and SEG in spec.heads):  # views are averaged and tiles blended as class scores
             self.backend.require_scores("tiles and TTA need")
         meta = self.backend.meta
         self.max_size = int(meta["max_size"]) if meta.get("max_size") else None  # detectors: the trained scale
@@ -171,7 +172,7 @@ class Predictor:
         # the names results carry: the pixel classes (a detector's: its box classes), and the box labels'
         self.classes: list[str] | None = list(spec.label_names) or None
         self.box_classes: list[str] | None = list(spec.box_classes) or None
-        # what a forward pass runs: the runner, or its TTA views averaged (segmentation only)
+        # what a forward pass runs: the runner, or its TTA views averaged (box maps: the flip only)
         self.run = Augmented(self.backend, scales=self.scales, flip=self.flip) if self.tta else self.backend
 
     @property
@@ -242,7 +243,7 @@ class Predictor:
     # --- the forward pass ----------------------------------------------------------------
     def _outputs(self, x: Tensor) -> dict[str, Tensor]:
         """(N, 3, h, w) uint8 on the device -> the model's outputs (``spec.outputs``); with TTA
-        (segmentation models only) ``"seg"`` holds the views' averaged log-probabilities."""
+        ``"seg"`` holds the views' averaged log-probabilities (box maps: ``tta.flip_averaged``)."""
         return self.run(self.spec.preprocessing(x.float().div_(255.0)))
 
     def _seg_logits(self, x: Tensor) -> Tensor:

@@ -2,7 +2,8 @@
 
 Both nets go through the same paths, side by side: eager PyTorch fp32 (BN folded,
 channels_last) and bf16 autocast, ONNX Runtime int8 (static, calibrated) and OpenVINO
-int8 (NNCF), at ``--size`` with batch 1. LR-ASPP is what a user would pick instead
+int8 (NNCF), at ``--size`` with batch 1; ours also with its upscore8 as conv +
+depth-to-space (``-subpixel`` rows: what ``fcnkit optimize --subpixel`` builds). LR-ASPP is what a user would pick instead
 (torchvision's fast segmentation net); its 11-class head is untrained here (no weights
 can be downloaded), so its rows give speed only. Ours also gives mean IU on CamVid val
 and the change against its own fp32 model; the target is <= 8 ms with OpenVINO int8 and
@@ -16,6 +17,7 @@ a drop <= 0.5 (the README's figure comes from ``fcnkit optimize`` on all 101 ima
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import tempfile
@@ -33,13 +35,18 @@ from fcnkit.export import optimize as opt
 from fcnkit.export.bench import BenchRow, format_table, time_callable
 from fcnkit.heads import SEG_OUTPUT
 from fcnkit.models import create_model, register_model
+from fcnkit.models.subpixel import subpixel_upsampling
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid"
 RUNGS = [("eager-fp32", dict(backend="torch", precision="fp32")),
          ("eager-bf16", dict(backend="torch", precision="bf16")),
          ("ort-int8", dict(backend="onnxruntime", precision="int8")),
          ("ov-fp32", dict(backend="openvino", precision="fp32")),
-         ("ov-int8", dict(backend="openvino", precision="int8"))]
+         ("ov-int8", dict(backend="openvino", precision="int8")),
+         # the large upsampling as conv + depth-to-space (fcnkit.models.subpixel), for nets that have one
+         ("ort-int8-subpixel", dict(backend="onnxruntime", precision="int8", subpixel=True)),
+         ("ov-fp32-subpixel", dict(backend="openvino", precision="fp32", subpixel=True)),
+         ("ov-int8-subpixel", dict(backend="openvino", precision="int8", subpixel=True))]
 
 
 class LRASPPNet(nn.Module):
@@ -96,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
             reference = opt.Reference.of(net, samples)
             x = prep(torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)))
             onnx_cache: dict = {}
+            rewritable = subpixel_upsampling(copy.deepcopy(net)) > 0
             for name, recipe in RUNGS:
+                if recipe.get("subpixel") and not rewritable:
+                    continue
                 variant = opt.build_variant(net, workdir=Path(work) / f"{len(rows)}-{name}", calibration=calib,
                                             threads=args.threads, onnx_cache=onnx_cache, **recipe)
                 preds = predict_all(variant.runtime, samples)
@@ -107,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                                mean_iu_change=miu - reference.mean_iu,
                                agreement=agreement(preds, reference.preds))
                 rows.append((label, row))
-                print(f"{label:<38} {name:<11} {t.median_ms:8.1f} ms  mIU {miu:6.2f} ({miu - reference.mean_iu:+.2f})"
+                print(f"{label:<38} {name:<17} {t.median_ms:8.1f} ms  mIU {miu:6.2f} ({miu - reference.mean_iu:+.2f})"
                       f"  {variant.size_bytes / 2**20:6.1f} MB", flush=True)
     title = (f"{cpu_model()}, {h}x{w}, batch 1, {args.threads} threads, median of {args.repeats}; mean IU on "
              f"{args.val_limit} CamVid val images (LR-ASPP's head is untrained: speed only)")

@@ -8,11 +8,13 @@ the two nets' profiles sit side by side.
 
     .venv/bin/python benchmarks/profile_openvino.py                  # int8, 360x480, 2 threads
     .venv/bin/python benchmarks/profile_openvino.py --precision fp32 --top 30
+    .venv/bin/python benchmarks/profile_openvino.py --subpixel       # also ours with upscore8 as conv + depth-to-space
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -24,6 +26,7 @@ import fcnkit
 from fcnkit.engine.runtime import cpu_model
 from fcnkit.engine.samples import load_samples
 from fcnkit.export import optimize as opt
+from fcnkit.models.subpixel import subpixel_upsampling
 
 from pretrained_speed import LRASPP, add_model_and_data
 
@@ -56,10 +59,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", default="int8", choices=("fp32", "int8"))
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--top", type=int, default=20, help="slowest nodes of ours to list")
+    p.add_argument("--subpixel", action="store_true", help="also profile ours with its large upsampling rewritten "
+                   "as conv + depth-to-space (fcnkit.models.subpixel)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     ours = fcnkit.load(args.model).eval()
     nets = [("ours", ours), ("LR-ASPP", LRASPP(ours.spec.num_classes).eval())]
+    if args.subpixel:
+        rewritten = copy.deepcopy(ours)
+        subpixel_upsampling(rewritten)
+        nets.insert(1, ("ours, sub-pixel", rewritten))
     h, w = args.size
     by_type: dict[str, dict[str, float]] = {}
     totals = {}
@@ -78,20 +87,20 @@ def main(argv: list[str] | None = None) -> int:
             for _, kind, t in nodes:
                 kinds[kind] += t
             by_type[label] = dict(kinds)
-            if label == "ours":
-                print(f"\nslowest {args.top} nodes of ours (ms per inference):")
+            if label.startswith("ours"):
+                print(f"\nslowest {args.top} nodes of {label} (ms per inference):")
                 for name, kind, t in nodes[:args.top]:
                     print(f"  {t:6.2f}  {kind:<40} {name}")
     print(f"\n{cpu_model()}, {args.threads} threads, {h}x{w}, OpenVINO {args.precision}, mean of {args.repeats} runs")
-    print("| layer type (exec) | ours ms | LR-ASPP ms |\n| --- | --- | --- |")
-    kinds = sorted(set(by_type["ours"]) | set(by_type["LR-ASPP"]),
-                   key=lambda k: -(by_type["ours"].get(k, 0) + by_type["LR-ASPP"].get(k, 0)))
+    labels = [label for label, _ in nets]
+    print("| layer type (exec) | " + " | ".join(f"{n} ms" for n in labels) + " |\n|" + " --- |" * (len(labels) + 1))
+    kinds = sorted(set().union(*by_type.values()), key=lambda k: -sum(t.get(k, 0.0) for t in by_type.values()))
     for kind in kinds:
-        a, b = by_type["ours"].get(kind, 0.0), by_type["LR-ASPP"].get(kind, 0.0)
-        if a + b >= 0.05:
-            print(f"| {kind} | {a:.2f} | {b:.2f} |")
-    print(f"| **sum of nodes** | **{totals['ours'][1]:.1f}** | **{totals['LR-ASPP'][1]:.1f}** |")
-    print(f"| median latency | {totals['ours'][0]:.1f} | {totals['LR-ASPP'][0]:.1f} |")
+        row = [by_type[n].get(kind, 0.0) for n in labels]
+        if sum(row) >= 0.05:
+            print(f"| {kind} | " + " | ".join(f"{t:.2f}" for t in row) + " |")
+    print("| **sum of nodes** | " + " | ".join(f"**{totals[n][1]:.1f}**" for n in labels) + " |")
+    print("| median latency | " + " | ".join(f"{totals[n][0]:.1f}" for n in labels) + " |")
     return 0
 
 

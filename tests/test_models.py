@@ -277,3 +277,38 @@ def test_foreign_safetensors_is_refused(tmp_path):
     save_file({"w": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
     with pytest.raises(ValueError, match="plain.safetensors: not a fcnkit model .*: safetensors without fcnkit metadata"):
         load_model(tmp_path / "plain.safetensors")
+
+
+@pytest.mark.parametrize("factor", [2, 4, 8])
+def test_subpixel_rewrite_of_a_transposed_conv_gives_the_same_output(factor: int) -> None:
+    """conv (phases as channels) + pixel_shuffle == the learnt transposed conv, for any weights."""
+    from fcnkit.models.subpixel import SubpixelUpsample
+    from fcnkit.nn import Upsample
+
+    up = Upsample(5, factor, padding=factor // 2, learnable=True)
+    with torch.no_grad():
+        up.weight.normal_()
+    x = torch.randn(2, 5, 7, 11)
+    with torch.no_grad():
+        expected, got = up(x), SubpixelUpsample(up)(x)
+    assert got.shape == expected.shape == (2, 5, 7 * factor, 11 * factor)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="kernel 2s, padding s/2"):
+        SubpixelUpsample(Upsample(5, factor, padding=0))  # the reference geometry's crop-aligned upsampling
+
+
+def test_subpixel_upsampling_swaps_only_the_final_upsampling_of_an_fcn() -> None:
+    import copy
+
+    from fcnkit.models.subpixel import SubpixelUpsample, subpixel_upsampling
+
+    model = fcnkit.create_model("fcn8s", num_classes=4, encoder="mobilenet_v3_large", width=0.25).eval()
+    for p in model.decoder.parameters():
+        p.data.normal_(0, 0.2)
+    rewritten = copy.deepcopy(model)
+    assert subpixel_upsampling(rewritten) == 1
+    assert isinstance(rewritten.decoder.upscore8, SubpixelUpsample)
+    assert not isinstance(rewritten.decoder.upscore2, SubpixelUpsample)
+    x = torch.randn(1, 3, 45, 70)
+    with torch.no_grad():
+        torch.testing.assert_close(rewritten(x)["seg"], model(x)["seg"], atol=1e-4, rtol=1e-4)

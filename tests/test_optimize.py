@@ -303,8 +303,10 @@ def test_auto_picks_the_fastest_candidate_within_the_bound_by_measured_times(tmp
             "onnxruntime-int8": (10.0, -3.0), "openvino-fp32": (20.0, 0.0), "openvino-bf16": (25.0, -0.2),
             "openvino-int8": (15.0, -0.4)}
 
+    fake["openvino-int8-subpixel"] = (12.0, -0.5)  # the upsampling rewritten: its own measurement
+
     def measured(variant, samples, reference, **kw):
-        ms, change = fake[f"{variant.backend}-{variant.precision}"]
+        ms, change = fake.get(variant.name, fake[f"{variant.backend}-{variant.precision}"])
         return BenchRow(variant.name, variant.backend, variant.precision, ms, ms * 1.1, 1000 / ms, size_mb=1.0,
                         mean_iu=reference.mean_iu + change, mean_iu_change=change, agreement=0.99)
 
@@ -313,11 +315,15 @@ def test_auto_picks_the_fastest_candidate_within_the_bound_by_measured_times(tmp
     result = choose.optimize_auto(tmp_path / "m.pt", val=spec, calib=spec, limit=2, max_drop=1.0,
                                   out_dir=tmp_path / "out", say=lambda m: None)
     status = {c.name: c.status for c in result.candidates}
-    assert result.chosen.name == "openvino-int8" and status["onnxruntime-int8"] == "dropped"
-    assert status["openvino-fp32"] == "kept" and "onnxruntime-int8 is faster but was dropped" in result.chosen.reason
-    assert result.path == tmp_path / "out" / "m.openvino-int8.xml" and open_model(result.path).precision == "int8"
+    # every planned candidate also as sub-pixel upsampling (the model's upscore8 fits the rewrite)
+    assert {f"{n}-subpixel" for n in fake if status.get(n) == "kept"} <= set(status)
+    assert result.chosen.name == "openvino-int8-subpixel" and status["onnxruntime-int8"] == "dropped"
+    assert status["openvino-int8"] == status["openvino-fp32"] == "kept"
+    assert "onnxruntime-int8 is faster but was dropped" in result.chosen.reason
+    assert result.path == tmp_path / "out" / "m.openvino-int8-subpixel.xml"
+    assert open_model(result.path).precision == "int8"
     report = (tmp_path / "out" / "report.md").read_text()
-    assert "| openvino-int8 | **chosen** | 15.0 |" in report and "beyond --max-drop 1" in report
+    assert "| openvino-int8-subpixel | **chosen** | 12.0 |" in report and "beyond --max-drop 1" in report
     assert (tmp_path / "out" / "candidates.png").stat().st_size > 5000
     data = json.loads((tmp_path / "out" / "candidates.json").read_text())
     assert [c["status"] for c in data["candidates"]].count("chosen") == 1
@@ -328,6 +334,23 @@ def test_auto_picks_the_fastest_candidate_within_the_bound_by_measured_times(tmp
     with pytest.raises(choose.BudgetExceeded, match="no candidate kept"):
         choose.optimize_auto(tmp_path / "m.pt", val=spec, limit=2, max_drop=0.01, backend="openvino",
                              precision="fp32", out_dir=tmp_path / "out2", say=lambda m: None)
+
+
+def test_subpixel_torch_variant_reopens_with_its_structure_and_the_same_masks(tmp_path):
+    """A torch file whose upscore8 became conv + depth-to-space records that in its recipe, and
+    loading rebuilds the rewritten structure before its weights (strict), same outputs."""
+    from fcnkit.export.optimize import build_variant, write_variant
+    from fcnkit.models.subpixel import SubpixelUpsample
+
+    model = fc7_driven_model()
+    variant = build_variant(model, backend="torch", precision="fp32", workdir=tmp_path / "w", subpixel=True)
+    assert variant.name == "torch-fp32-subpixel" and variant.recipe["subpixel"] == 1
+    path = write_variant(variant, tmp_path / "m.pt", {})
+    reopened = load_model(path)
+    assert isinstance(reopened.decoder.upscore8, SubpixelUpsample)
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(reopened(x)["seg"], model.eval()(x)["seg"], atol=1e-3, rtol=1e-4)
 
 
 def test_auto_on_a_tiny_model_writes_a_valid_file_and_report(tmp_path, capsys):

@@ -51,6 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="openvino int8: NNCF's quantize_with_accuracy_control keeps the layers costing most "
                    "mean IU in float until the drop on --val is within the budget")
     p.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorm layers separate")
+    p.add_argument("--subpixel", action="store_true",
+                   help="run the large transposed-conv upsampling (FCN-8s upscore8) as conv + depth-to-space: the "
+                        "same sums, which runtimes may quantise where they keep a transposed conv in float "
+                        "(--backend auto tries both forms and keeps the faster)")
     p.add_argument("--compile", action="store_true", help="torch backend: run through torch.compile")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs before timing")
@@ -83,8 +87,8 @@ def _optimize(args: argparse.Namespace) -> int:
                           precision=args.precision, calib=args.calib, calib_split=args.calib_split,
                           calib_limit=args.calib_limit, limit=args.limit, svd_rank=args.svd_rank,
                           svd_energy=args.svd_energy, max_drop=args.max_drop, accuracy_control=args.accuracy_control,
-                          fold_bn=not args.no_fold_bn, compile=args.compile, threads=args.threads,
-                          warmup=args.warmup, repeats=args.repeats, out=args.out, output=args.output,
+                          fold_bn=not args.no_fold_bn, subpixel=args.subpixel, compile=args.compile,
+                          threads=args.threads, warmup=args.warmup, repeats=args.repeats, out=args.out, output=args.output,
                           say=(lambda m: print(m, flush=True)) if args.progress else (lambda m: None))
     except BudgetExceeded as e:
         if e.row is not None:

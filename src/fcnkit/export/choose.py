@@ -5,7 +5,8 @@ Which backend and precision is fastest depends on the CPU (bf16 is 15x slower th
 for depthwise convolutions on one of our machines and faster on another; int8 pays for
 dense convolutions more than for depthwise ones), so nothing is assumed: each candidate
 (PyTorch fp32 / bf16, ONNX Runtime fp32 / int8, OpenVINO fp32 / bf16 / int8, where
-installed and possible) is built, scored against the fp32 model on the validation images,
+installed and possible; for a model with a large transposed-conv upsampling, each also
+with it as conv + depth-to-space, ``fcnkit.models.subpixel``) is built, scored against the fp32 model on the validation images,
 timed at their size, and either kept (within ``max_drop`` mean IU points) or dropped with
 the reason. The fastest kept one is written; ``report.md``, ``candidates.json`` and
 ``candidates.png`` beside it say what each candidate measured.
@@ -13,6 +14,7 @@ the reason. The fastest kept one is written; ``report.md``, ``candidates.json`` 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
@@ -26,6 +28,7 @@ from ..engine.runtime import cpu_has_fast_bf16, cpu_model
 from ..extras import installed
 from ..io import atomic_write_text, check_output_dir, next_run_dir
 from ..models.spec import spec_of
+from ..models.subpixel import subpixel_upsampling
 from ..profile import count_flops
 from .bench import BenchRow, format_table, plot_rows  # noqa: F401 (BenchRow: Candidate.row)
 from .optimize import (BUILDERS, PRECISIONS, BudgetExceeded, Reference, backend_modules, build_variant, check_budget,
@@ -41,14 +44,15 @@ class Candidate:
     status: str  # "chosen", "kept" (within the bound, slower), "dropped" (with ``reason``), "skipped"
     reason: str = ""
     row: BenchRow | None = None
+    subpixel: bool = False  # its large upsampling as conv + depth-to-space
 
     @property
     def name(self) -> str:
-        return f"{self.backend}-{self.precision}"
+        return f"{self.backend}-{self.precision}" + ("-subpixel" if self.subpixel else "")
 
     def to_dict(self) -> dict:
-        return {"backend": self.backend, "precision": self.precision, "status": self.status, "reason": self.reason,
-                **({"measured": self.row.to_dict()} if self.row else {})}
+        return {"backend": self.backend, "precision": self.precision, "subpixel": self.subpixel,
+                "status": self.status, "reason": self.reason, **({"measured": self.row.to_dict()} if self.row else {})}
 
 
 @dataclass
@@ -99,6 +103,9 @@ def optimize_auto(checkpoint: str | Path, *, val: str, val_split: str = "val", c
     if threads:
         torch.set_num_threads(threads)
     model = load_segmenter(checkpoint)
+    if subpixel_upsampling(copy.deepcopy(model)):  # each planned candidate also with the rewrite: measured, not assumed
+        candidates = [t for c in candidates for t in
+                      ((c, dataclasses.replace(c, subpixel=True)) if c.status == "planned" else (c,))]
     prep = spec_of(model).preprocessing
     say(f"loading {val} ({val_split}) ...")
     samples = load_samples(val, val_split, prep, limit=limit)
@@ -116,7 +123,7 @@ def optimize_auto(checkpoint: str | Path, *, val: str, val_split: str = "val", c
             try:
                 variant = build_variant(model, backend=c.backend, precision=c.precision,
                                         workdir=Path(work) / c.name, calibration=calibration, threads=threads,
-                                        onnx_cache=onnx_cache, output=output)
+                                        onnx_cache=onnx_cache, output=output, subpixel=c.subpixel)
                 if flops is None:
                     flops, _ = count_flops(variant.torch_model, samples[0].image)
                 c.row = measure(variant, samples, reference, warmup=warmup, repeats=repeats, flops=flops)

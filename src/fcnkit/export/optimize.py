@@ -32,6 +32,7 @@ from ..models.fold import count_batchnorms, fold_batchnorm
 from ..models.saved import load_model
 from ..models.spec import spec_of
 from ..models.svd import Spectrum, apply_svd, fc_convs, spectrum
+from ..models.subpixel import subpixel_upsampling
 from ..profile import count_flops
 from .bench import BenchRow, time_callable
 from .onnx_export import ONNX_MODULES, export_onnx, save_proto, set_metadata
@@ -102,7 +103,7 @@ def _build_torch(v: Variant, work: Path, *, threads: int | None, compile: bool, 
 def _onnx_fp32(v: Variant, work: Path, onnx_cache: dict | None) -> Path:
     """The verified fp32 ONNX export of the variant's model; ``onnx_cache`` (kept by the
     caller) reuses the export of an identical transform (minutes for full-width VGG-16)."""
-    key = json.dumps({k: v.recipe.get(k) for k in ("fold_bn", "svd", "output")}, sort_keys=True)
+    key = json.dumps({k: v.recipe.get(k) for k in ("fold_bn", "svd", "subpixel", "output")}, sort_keys=True)
     path = (onnx_cache or {}).get(key)
     if path is None or not Path(path).is_file():
         path = work / f"{v.name}.fp32.onnx"
@@ -217,8 +218,9 @@ def svd_spectra(model: nn.Module) -> dict[str, Spectrum]:
 
 
 def transform(model: nn.Module, *, fold_bn: bool = True, svd: dict[str, int] | None = None,
-              spectra: dict[str, Spectrum] | None = None) -> tuple[nn.Module, dict]:
-    """A transformed copy of ``model`` and the recipe describing it (the input is untouched)."""
+              spectra: dict[str, Spectrum] | None = None, subpixel: bool = False) -> tuple[nn.Module, dict]:
+    """A transformed copy of ``model`` and the recipe describing it (the input is untouched);
+    ``subpixel``: large transposed-conv upsamplings become conv + depth-to-space (same sums)."""
     m = copy.deepcopy(model).eval()
     recipe: dict = {}
     if fold_bn and count_batchnorms(m):
@@ -228,6 +230,8 @@ def transform(model: nn.Module, *, fold_bn: bool = True, svd: dict[str, int] | N
     if svd:
         apply_svd(m, svd, spectra)
         recipe["svd"] = {k: int(v) for k, v in svd.items()}
+    if subpixel:
+        recipe["subpixel"] = subpixel_upsampling(m)
     return m, recipe
 
 
@@ -236,7 +240,7 @@ def build_variant(model: nn.Module, *, backend: str, precision: str, workdir: st
                   spectra: dict[str, Spectrum] | None = None, fold_bn: bool = True, compile: bool = False,
                   threads: int | None = None, static: bool = True,
                   accuracy_control: tuple[list[LabelledImage], float] | None = None,
-                  onnx_cache: dict | None = None, output: str = "logits") -> Variant:
+                  onnx_cache: dict | None = None, output: str = "logits", subpixel: bool = False) -> Variant:
     """Transform ``model`` and convert it for ``backend`` at ``precision``, staged in ``workdir``.
 
     ``output="labels"`` (exported backends): the file gives classes, the argmax inside the graph.
@@ -260,7 +264,7 @@ def build_variant(model: nn.Module, *, backend: str, precision: str, workdir: st
                          f"model itself (use onnxruntime or openvino)")
     output_names(spec_of(model).heads, output)  # a known kind
     require("export", *backend_modules(backend, precision))
-    m, recipe = transform(model, fold_bn=fold_bn, svd=svd, spectra=spectra)
+    m, recipe = transform(model, fold_bn=fold_bn, svd=svd, spectra=spectra, subpixel=subpixel)
     recipe.update(backend=backend, precision=precision)
     if output != "logits":
         recipe["output"] = output
@@ -277,6 +281,8 @@ def _variant_name(backend: str, precision: str, recipe: dict) -> str:
     if recipe.get("svd"):
         ranks = sorted(set(recipe["svd"].values()))
         name += "-svd" + "_".join(str(r) for r in ranks)
+    if recipe.get("subpixel"):
+        name += "-subpixel"
     if recipe.get("output") == "labels":
         name += "-labels"
     return name
@@ -367,7 +373,8 @@ class Optimized:
 def optimize(checkpoint: str | Path, *, val: str, val_split: str = "val", backend: str = "openvino",
              precision: str = "fp32", calib: str | None = None, calib_split: str = "train", calib_limit: int = 32,
              limit: int | None = None, svd_rank: str | None = None, svd_energy: float | None = None,
-             max_drop: float = 1.0, accuracy_control: bool = False, fold_bn: bool = True, compile: bool = False,
+             max_drop: float = 1.0, accuracy_control: bool = False, fold_bn: bool = True, subpixel: bool = False,
+             compile: bool = False,
              threads: int | None = None, warmup: int = 2, repeats: int = 10, out: str | Path | None = None,
              output: str = "logits", say: Callable[[str], None] = print) -> Optimized:
     """``fcnkit optimize`` as one call: build the variant (fold BN, SVD of fc6/fc7 at
@@ -375,7 +382,8 @@ def optimize(checkpoint: str | Path, *, val: str, val_split: str = "val", backen
     ``precision``, int8 calibrated on ``calib``), measure it against the fp32 model on
     ``val``, and write it (default: under a new ``runs/optimize/N``) only if it loses at most
     ``max_drop`` mean IU points. Raises ``BudgetExceeded`` (nothing written) otherwise.
-    ``output="labels"``: the file gives classes (the argmax inside the graph)."""
+    ``output="labels"``: the file gives classes (the argmax inside the graph); ``subpixel``: the
+    large upsampling as conv + depth-to-space (``fcnkit.models.subpixel``)."""
     if precision == "int8" and not calib:
         raise ValueError("int8 needs calibration data (calib: real images to calibrate activation ranges)")
     if limit is not None and limit < 1:
@@ -413,7 +421,8 @@ def optimize(checkpoint: str | Path, *, val: str, val_split: str = "val", backen
     with staging_dir(out_dir) as work:
         variant = build_variant(model, backend=backend, precision=precision, workdir=work, calibration=calibration,
                                 svd=svd, spectra=spectra, fold_bn=fold_bn, compile=compile, threads=threads,
-                                accuracy_control=(samples, budget) if accuracy_control else None, output=output)
+                                accuracy_control=(samples, budget) if accuracy_control else None, output=output,
+                                subpixel=subpixel)
         flops, _ = count_flops(variant.torch_model, samples[0].image)
         row = measure(variant, samples, reference, warmup=warmup, repeats=repeats, flops=flops)
         try:

@@ -33,6 +33,7 @@ from .metadata import MetadataError, check_config, check_meta, read_spec
 from .registry import create_model
 from .spec import ModelSpec, spec_of, with_names
 from .svd import apply_svd
+from .subpixel import subpixel_upsampling
 from ..preprocessing import Preprocessing
 from .weights import torch_load
 from .zoo import list_weights, resolve
@@ -161,7 +162,7 @@ def _build(config: dict) -> nn.Module:
 
 def build_structure(spec: ModelSpec, recipe: dict) -> nn.Module:
     """The module structure an optimisation ``recipe`` gives the model of ``spec`` (weights:
-    fresh init): BN folded into convolutions, fc6/fc7 factorised by SVD. How an optimised
+    fresh init): BN folded into convolutions, fc6/fc7 factorised by SVD, sub-pixel upsampling. How an optimised
     record, or an exported file's torch twin (e.g. to count FLOPs), is rebuilt."""
     model = _build(spec.builder_config).eval()
     built = model.spec.replace(classes=spec.classes, box_classes=spec.box_classes, preprocessing=spec.preprocessing)
@@ -171,6 +172,8 @@ def build_structure(spec: ModelSpec, recipe: dict) -> nn.Module:
         model, _ = fold_batchnorm(model, inplace=True)
     if recipe.get("svd"):
         apply_svd(model, {k: int(v) for k, v in recipe["svd"].items()}, weights=False)
+    if recipe.get("subpixel"):
+        subpixel_upsampling(model)
     model.spec = spec
     return model
 

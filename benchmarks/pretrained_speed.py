@@ -17,7 +17,6 @@ a drop <= 0.5 (the README's figure comes from ``fcnkit optimize`` on all 101 ima
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from fcnkit.export import optimize as opt
 from fcnkit.export.bench import BenchRow, format_table, time_callable
 from fcnkit.heads import SEG_OUTPUT
 from fcnkit.models import create_model, register_model
-from fcnkit.models.subpixel import subpixel_upsampling
+from fcnkit.models.subpixel import rewritable_upsamplings
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid"
 RUNGS = [("eager-fp32", dict(backend="torch", precision="fp32")),
@@ -103,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             reference = opt.Reference.of(net, samples)
             x = prep(torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)))
             onnx_cache: dict = {}
-            rewritable = subpixel_upsampling(copy.deepcopy(net)) > 0
+            rewritable = bool(rewritable_upsamplings(net))
             for name, recipe in RUNGS:
                 if recipe.get("subpixel") and not rewritable:
                     continue

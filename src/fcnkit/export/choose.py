@@ -14,7 +14,6 @@ the reason. The fastest kept one is written; ``report.md``, ``candidates.json`` 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
@@ -28,7 +27,7 @@ from ..engine.runtime import cpu_has_fast_bf16, cpu_model
 from ..extras import installed
 from ..io import atomic_write_text, check_output_dir, next_run_dir
 from ..models.spec import spec_of
-from ..models.subpixel import subpixel_upsampling
+from ..models.subpixel import rewritable_upsamplings
 from ..profile import count_flops
 from .bench import BenchRow, format_table, plot_rows  # noqa: F401 (BenchRow: Candidate.row)
 from .optimize import (BUILDERS, PRECISIONS, BudgetExceeded, Reference, backend_modules, build_variant, check_budget,
@@ -103,7 +102,7 @@ def optimize_auto(checkpoint: str | Path, *, val: str, val_split: str = "val", c
     if threads:
         torch.set_num_threads(threads)
     model = load_segmenter(checkpoint)
-    if subpixel_upsampling(copy.deepcopy(model)):  # each planned candidate also with the rewrite: measured, not assumed
+    if rewritable_upsamplings(model):  # each planned candidate also with the rewrite: measured, not assumed
         candidates = [t for c in candidates for t in
                       ((c, dataclasses.replace(c, subpixel=True)) if c.status == "planned" else (c,))]
     prep = spec_of(model).preprocessing

@@ -46,17 +46,23 @@ def subpixel_weight(weight: Tensor, stride: int, padding: int) -> tuple[Tensor, 
     return out.reshape(c_out * s * s, c_in, size, size), d_max
 
 
+def _fits(up: Upsample) -> bool:
+    """The rewrite is exact for the fast geometry's upsampling: kernel 2s, padding s/2."""
+    (s, _), (p, _), (k, _) = up.stride, up.padding, up.kernel_size
+    return k == 2 * s and p == s // 2 and up.output_padding == (0, 0) and up.groups == 1 and up.dilation == (1, 1)
+
+
 class SubpixelUpsample(nn.Module):
     """``Upsample`` as conv (phases as channels) + ``pixel_shuffle``: the same output."""
 
     def __init__(self, up: Upsample) -> None:
         super().__init__()
         (s, _), (p, _), (k, _) = up.stride, up.padding, up.kernel_size
-        if k != 2 * s or p != s // 2 or up.output_padding != (0, 0) or up.groups != 1 or up.dilation != (1, 1):
+        if not _fits(up):
             raise ValueError(f"sub-pixel rewrite is exact for kernel 2s, padding s/2; got kernel {k}, stride {s}, "
                              f"padding {p}")
-        weight, self.pad = subpixel_weight(up.weight.detach(), s, p)
-        self.conv = nn.Conv2d(up.in_channels, weight.shape[0], weight.shape[-1], padding=self.pad, bias=False)
+        weight, pad = subpixel_weight(up.weight.detach(), s, p)
+        self.conv = nn.Conv2d(up.in_channels, weight.shape[0], weight.shape[-1], padding=pad, bias=False)
         self.conv.weight = nn.Parameter(weight, requires_grad=False)
         self.factor = s
 
@@ -64,21 +70,22 @@ class SubpixelUpsample(nn.Module):
         return F.pixel_shuffle(self.conv(x), self.factor)  # (N, C, s*H, s*W)
 
 
+def rewritable_upsamplings(model: nn.Module, *, min_factor: int = 4) -> list[str]:
+    """Names of the ``Upsample`` modules ``subpixel_upsampling`` would replace. The 2x steps
+    stay transposed convs (tiny maps, nothing to gain)."""
+    return [name for name, m in model.named_modules() if isinstance(m, Upsample) and m.factor >= min_factor
+            and _fits(m)]
+
+
 def subpixel_upsampling(model: nn.Module, *, min_factor: int = 4) -> int:
-    """Replace, in place, every ``Upsample`` of factor >= ``min_factor`` that the rewrite fits;
-    returns how many. The 2x steps stay transposed convs (tiny maps, nothing to gain)."""
-    swaps = [(name, m) for name, m in model.named_modules() if isinstance(m, Upsample) and m.factor >= min_factor]
-    n = 0
-    for name, up in swaps:
-        try:
-            new = SubpixelUpsample(up)
-        except ValueError:
-            continue
-        parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
-        setattr(parent, name.rpartition(".")[2], new.to(up.weight.device))
-        n += 1
-    return n
+    """Replace, in place, every rewritable upsampling (``rewritable_upsamplings``); returns how many."""
+    names = rewritable_upsamplings(model, min_factor=min_factor)
+    for name in names:
+        up = model.get_submodule(name)
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name), child, SubpixelUpsample(up).to(up.weight.device))
+    return len(names)
 
 
-__all__ = ["SubpixelUpsample", "subpixel_upsampling", "subpixel_weight"]
+__all__ = ["SubpixelUpsample", "rewritable_upsamplings", "subpixel_upsampling", "subpixel_weight"]
 

@@ -91,6 +91,25 @@ def test_openvino_parity_two_sizes(exported, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin", "model.json", "model.xml"]
 
 
+def test_openvino_reads_an_onnx_file_in_a_folder_with_a_comma(exported, tmp_path):
+    """ovc takes a comma in a path as a list of files; such a path is read as the one file it is."""
+    import shutil
+
+    import openvino as ov
+
+    from fcnkit.export.openvino_export import onnx_to_openvino
+
+    model, onnx_path, _ = exported
+    folder = tmp_path / "run 3, calibrated"
+    folder.mkdir()
+    copy = shutil.copy(onnx_path, folder / "model.onnx")
+    compiled = ov.Core().compile_model(onnx_to_openvino(copy), "CPU")
+    x = torch.randn(1, 3, 40, 70)
+    with torch.no_grad():
+        ref = model(x)["seg"]
+    torch.testing.assert_close(torch.from_numpy(compiled(x.numpy())[0]), ref, atol=1e-4, rtol=1e-4)
+
+
 def test_load_runtime_carries_metadata_and_matches_torch_argmax(exported):
     model, path, _ = exported
     runtime = open_model(path)

@@ -46,6 +46,8 @@ def onnx_to_openvino(onnx_path: str | Path):
     import openvino as ov
 
     try:
+        if "," in str(onnx_path):  # ovc reads a comma as a list of model files: read this one as it is
+            return ov.Core().read_model(str(onnx_path))
         return ov.convert_model(str(onnx_path))
     except Exception as e:  # noqa: BLE001
         raise RuntimeError(f"OpenVINO could not convert {onnx_path} ({type(e).__name__}: {e})") from e

@@ -6,8 +6,8 @@ for depthwise convolutions on one of our machines and faster on another; int8 pa
 dense convolutions more than for depthwise ones), so nothing is assumed: each candidate
 (PyTorch fp32 / bf16, ONNX Runtime fp32 / int8, OpenVINO fp32 / bf16 / int8, where
 installed and possible; for a model with a large transposed-conv upsampling, each also
-with it as conv + depth-to-space, ``fcnkit.models.subpixel``) is built, scored against the fp32 model on the validation images,
-timed at their size, and either kept (within ``max_drop`` mean IU points) or dropped with
+with it as conv + depth-to-space, ``fcnkit.models.subpixel``) is built, scored against the
+fp32 model on the validation images, timed at their size, and either kept (within ``max_drop`` mean IU points) or dropped with
 the reason. The fastest kept one is written; ``report.md``, ``candidates.json`` and
 ``candidates.png`` beside it say what each candidate measured.
 """
@@ -103,8 +103,7 @@ def optimize_auto(checkpoint: str | Path, *, val: str, val_split: str = "val", c
         torch.set_num_threads(threads)
     model = load_segmenter(checkpoint)
     if rewritable_upsamplings(model):  # each planned candidate also with the rewrite: measured, not assumed
-        candidates = [t for c in candidates for t in
-                      ((c, dataclasses.replace(c, subpixel=True)) if c.status == "planned" else (c,))]
+        candidates += [dataclasses.replace(c, subpixel=True) for c in candidates if c.status == "planned"]
     prep = spec_of(model).preprocessing
     say(f"loading {val} ({val_split}) ...")
     samples = load_samples(val, val_split, prep, limit=limit)

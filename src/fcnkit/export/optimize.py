@@ -374,9 +374,8 @@ def optimize(checkpoint: str | Path, *, val: str, val_split: str = "val", backen
              precision: str = "fp32", calib: str | None = None, calib_split: str = "train", calib_limit: int = 32,
              limit: int | None = None, svd_rank: str | None = None, svd_energy: float | None = None,
              max_drop: float = 1.0, accuracy_control: bool = False, fold_bn: bool = True, subpixel: bool = False,
-             compile: bool = False,
-             threads: int | None = None, warmup: int = 2, repeats: int = 10, out: str | Path | None = None,
-             output: str = "logits", say: Callable[[str], None] = print) -> Optimized:
+             compile: bool = False, threads: int | None = None, warmup: int = 2, repeats: int = 10,
+             out: str | Path | None = None, output: str = "logits", say: Callable[[str], None] = print) -> Optimized:
     """``fcnkit optimize`` as one call: build the variant (fold BN, SVD of fc6/fc7 at
     ``svd_rank`` -- ranks "r" / "r6,r7" / "auto" -- or ``svd_energy``, then the backend at
     ``precision``, int8 calibrated on ``calib``), measure it against the fp32 model on

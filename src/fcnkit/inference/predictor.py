@@ -159,7 +159,8 @@ class Predictor:
         if BOXES in spec.heads and self.forced_plan is not None:
             raise ValueError("detection models run on whole images (their boxes are not blended across tiles): "
                              "drop tile")
-        if self.forced_plan is not None or self.scales != (1.0,) or (self.flip and SEG in spec.heads):  # views are averaged and tiles blended as class scores
+        averages_scores = self.scales != (1.0,) or (self.flip and SEG in spec.heads)  # box maps take the flip alone
+        if self.forced_plan is not None or averages_scores:  # tiles are blended and views averaged as class scores
             self.backend.require_scores("tiles and TTA need")
         meta = self.backend.meta
         self.max_size = int(meta["max_size"]) if meta.get("max_size") else None  # detectors: the trained scale

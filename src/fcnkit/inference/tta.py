@@ -94,9 +94,13 @@ def flip_averaged(run: Callable[[Tensor], Mapping[str, Tensor]], x: Tensor, *, m
     out = {"heatmap": heat.logit(eps=1e-6), "size": (plain["size"].float() + mirrored["size"].float()) / 2,
            "offset": plain["offset"]}
     if SEG_OUTPUT in plain:
-        probs = (plain[SEG_OUTPUT].float().softmax(1) + mirrored[SEG_OUTPUT].float().softmax(1)) / 2
-        out[SEG_OUTPUT] = probs.clamp_min_(torch.finfo(torch.float32).tiny).log_()
+        out[SEG_OUTPUT] = _log_mean(plain[SEG_OUTPUT].float().softmax(1) + mirrored[SEG_OUTPUT].float().softmax(1), 2)
     return out
+
+
+def _log_mean(total: Tensor, views: int) -> Tensor:
+    """log(``total`` / ``views``) in place, for a sum of the views' class probabilities (no log 0)."""
+    return total.div_(views).clamp_min_(torch.finfo(torch.float32).tiny).log_()
 
 
 def augmented_logits(run: Callable[[Tensor], Mapping[str, Tensor]], x: Tensor, *, scales: Sequence[float] = (1.0,),
@@ -133,4 +137,4 @@ def augmented_logits(run: Callable[[Tensor], Mapping[str, Tensor]], x: Tensor, *
             views += 1
     if total is None:
         raise ValueError("test-time augmentation needs at least one scale")
-    return total.div_(views).clamp_min_(torch.finfo(torch.float32).tiny).log_()
+    return _log_mean(total, views)

@@ -31,13 +31,21 @@ from fcnkit.models.subpixel import subpixel_upsampling
 from pretrained_speed import LRASPP, add_model_and_data
 
 
-def _profile(xml: Path, x: np.ndarray, *, threads: int, repeats: int) -> tuple[float, list[tuple[str, str, float]]]:
-    """(median ms per inference, [(node, layer type, mean ms per inference)]) of executed nodes."""
+def _profile(xml: Path, x: np.ndarray, *, threads: int, repeats: int,
+             dynamic: bool) -> tuple[float, list[tuple[str, str, float]]]:
+    """(median ms per inference, [(node, layer type, mean ms per inference)]) of executed nodes.
+
+    Compiled for ``x``'s shape, as fcnkit's OpenVINO runtime compiles the first shapes it sees,
+    unless ``dynamic``: the dynamic-shape network keeps a reference Pad, an fp32 first conv and
+    fp32 small transposed convs that the static one folds or runs in int8."""
     import openvino as ov
 
     core = ov.Core()
-    compiled = core.compile_model(core.read_model(xml), "CPU", {"PERF_COUNT": "YES", "INFERENCE_NUM_THREADS": threads,
-                                                              "PERFORMANCE_HINT": "LATENCY"})
+    model = core.read_model(xml)
+    if not dynamic:
+        model.reshape({0: list(x.shape)})
+    compiled = core.compile_model(model, "CPU", {"PERF_COUNT": "YES", "INFERENCE_NUM_THREADS": threads,
+                                                 "PERFORMANCE_HINT": "LATENCY"})
     request = compiled.create_infer_request()
     for _ in range(3):
         request.infer({0: x})
@@ -61,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top", type=int, default=20, help="slowest nodes of ours to list")
     p.add_argument("--subpixel", action="store_true", help="also profile ours with its large upsampling rewritten "
                    "as conv + depth-to-space (fcnkit.models.subpixel)")
+    p.add_argument("--dynamic", action="store_true", help="profile the dynamic-shape network (what fcnkit's "
+                   "runtime falls back to after a few distinct input shapes) instead of one compiled for --size")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     ours = fcnkit.load(args.model).eval()
@@ -80,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                                         workdir=Path(work) / label)
             xml = next(f for f in variant.staged if f.suffix == ".xml")
             x = prep(torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))).numpy()
-            median, nodes = _profile(xml, x, threads=args.threads, repeats=args.repeats)
+            median, nodes = _profile(xml, x, threads=args.threads, repeats=args.repeats, dynamic=args.dynamic)
             counted = sum(t for *_, t in nodes)
             totals[label] = (median, counted)
             kinds: dict[str, float] = defaultdict(float)
@@ -91,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\nslowest {args.top} nodes of {label} (ms per inference):")
                 for name, kind, t in nodes[:args.top]:
                     print(f"  {t:6.2f}  {kind:<40} {name}")
-    print(f"\n{cpu_model()}, {args.threads} threads, {h}x{w}, OpenVINO {args.precision}, mean of {args.repeats} runs")
+    shapes = "dynamic-shape network" if args.dynamic else "network compiled for this shape"
+    print(f"\n{cpu_model()}, {args.threads} threads, {h}x{w}, OpenVINO {args.precision}, {shapes}, "
+          f"mean of {args.repeats} runs")
     labels = [label for label, _ in nets]
     print("| layer type (exec) | " + " | ".join(f"{n} ms" for n in labels) + " |\n|" + " --- |" * (len(labels) + 1))
     kinds = sorted(set().union(*by_type.values()), key=lambda k: -sum(t.get(k, 0.0) for t in by_type.values()))

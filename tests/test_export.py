@@ -91,6 +91,36 @@ def test_openvino_parity_two_sizes(exported, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin", "model.json", "model.xml"]
 
 
+def test_openvino_compiles_per_shape_then_shares_a_dynamic_network(tmp_path):
+    """The first few input shapes get a static network each (faster on OpenVINO's CPU plugin);
+    later shapes share one dynamic network instead of a compile per photo; all agree with torch."""
+    from fcnkit.inference.runtime import STATIC_SHAPES
+
+    model = tiny_model(**FAMILIES["resnet18"])
+    xml = tmp_path / "model.xml"
+    export_openvino(model, xml, sizes=SIZES)
+    runtime = OpenVINOModel(xml)
+    shapes = [(1, 3, 40 + 8 * i, 70) for i in range(STATIC_SHAPES + 2)]
+    for shape in shapes + shapes[:1]:
+        x = torch.randn(shape)
+        with torch.no_grad():
+            ref = model(x)
+        torch.testing.assert_close(runtime(x), ref, atol=1e-4, rtol=1e-4)
+    compiled = list(runtime._compiled)
+    assert compiled == shapes[:STATIC_SHAPES] + [()]  # 5th and 6th shape: the one dynamic network
+    static_inputs = runtime._compiled[shapes[0]].inputs[0].get_partial_shape()
+    assert static_inputs.is_static and list(static_inputs.to_shape()) == list(shapes[0])
+    assert runtime._compiled[()].inputs[0].get_partial_shape().is_dynamic
+
+    pinned = OpenVINOModel(xml, static=True)  # a fixed-size benchmark: always per shape, the last few kept
+    for shape in shapes:
+        pinned(torch.randn(shape))
+    assert list(pinned._compiled) == shapes[-STATIC_SHAPES:]
+    dynamic = OpenVINOModel(xml, static=False)
+    dynamic(torch.randn(shapes[0]))
+    assert list(dynamic._compiled) == [()]
+
+
 def test_openvino_reads_an_onnx_file_in_a_folder_with_a_comma(exported, tmp_path):
     """ovc takes a comma in a path as a list of files; such a path is read as the one file it is."""
     import shutil

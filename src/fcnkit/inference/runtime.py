@@ -204,19 +204,27 @@ class OnnxRuntimeModel(Runtime):
         return _named(zip(self.output_names, self.session.run(None, {self.input_name: x})))
 
 
+STATIC_SHAPES = 4  # input shapes OpenVINO compiles a network for before it shares a dynamic one
+
+
 class OpenVINOModel(Runtime):
     """An OpenVINO IR (``.xml`` + ``.bin`` + ``.json`` sidecar).
 
     ``precision`` ("fp32" or "bf16") sets the CPU plugin's inference precision hint;
-    by default the one recorded at export. ``static=True`` compiles one network per
-    input shape (cached), which OpenVINO runs faster than a dynamic-shape network.
+    by default the one recorded at export. OpenVINO runs a network compiled for one input
+    shape faster than a dynamic-shape one (it folds the padding into the first conv and
+    keeps the small transposed convs in int8; compiling it also takes half the time), so
+    by default the first ``STATIC_SHAPES`` shapes seen each get their own network and any
+    later shape shares one dynamic network (a folder of photos of many sizes is not
+    recompiled per photo). ``static=True`` always compiles per shape (keeping the last
+    few), ``static=False`` always runs the dynamic network.
     """
 
     backend = "openvino"
     modules = ("openvino",)
 
     def __init__(self, xml_path: str | Path, *, threads: int | None = None, precision: str | None = None,
-                 device: str = "CPU", static: bool = False) -> None:
+                 device: str = "CPU", static: bool | None = None) -> None:
         xml_path = Path(xml_path)
         if not xml_path.is_file():
             raise FileNotFoundError(f"{xml_path}: no such OpenVINO IR file")
@@ -252,22 +260,25 @@ class OpenVINOModel(Runtime):
         if threads:
             self.ov_config["INFERENCE_NUM_THREADS"] = int(threads)
         self.static = static
-        self._compiled: dict[tuple[int, ...], Any] = {}
+        self._compiled: dict[tuple[int, ...], Any] = {}  # input shape -> network; () -> the dynamic one
 
     def expect_one_shape(self) -> None:
         self.static = True
 
     def _compiled_for(self, shape: tuple[int, ...]):
-        key = shape if self.static else ()
-        if key not in self._compiled:
-            model = self.model
-            if self.static:
-                model = self.model.clone()
-                model.reshape({0: list(shape)})  # (N, 3, H, W) fixed
-                if len(self._compiled) >= 4:  # keep a few sizes, not every size ever seen
-                    self._compiled.pop(next(iter(self._compiled)))
-            self._compiled[key] = self.core.compile_model(model, self.ov_device, self.ov_config)
-        return self._compiled[key]
+        if shape in self._compiled:
+            return self._compiled[shape]
+        per_shape = [k for k in self._compiled if k]
+        if self.static or (self.static is None and len(per_shape) < STATIC_SHAPES):
+            if self.static and len(per_shape) >= STATIC_SHAPES:  # keep a few sizes, not every size ever seen
+                self._compiled.pop(per_shape[0])
+            model = self.model.clone()
+            model.reshape({0: list(shape)})  # (N, 3, H, W) fixed
+            self._compiled[shape] = self.core.compile_model(model, self.ov_device, self.ov_config)
+            return self._compiled[shape]
+        if () not in self._compiled:
+            self._compiled[()] = self.core.compile_model(self.model, self.ov_device, self.ov_config)
+        return self._compiled[()]
 
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         compiled = self._compiled_for(tuple(x.shape))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -31,7 +32,8 @@ from fcnkit.engine.runtime import cpu_model
 from fcnkit.engine.samples import agreement, load_samples, mean_iu, predict_all
 from fcnkit.cli.models import parse_size
 from fcnkit.export import optimize as opt
-from fcnkit.export.bench import BenchRow, format_table, time_callable
+from fcnkit.export.bench import BenchRow, format_table, time_interleaved
+from fcnkit.export.optimize import with_timing
 from fcnkit.heads import SEG_OUTPUT
 from fcnkit.models import create_model, register_model
 from fcnkit.models.subpixel import rewritable_upsamplings
@@ -86,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     add_model_and_data(p)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=5, help="the timed runs of every path are spread over this many "
+                   "rounds that visit each path in turn, so a slow minute on a shared machine hits all alike")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -94,13 +98,15 @@ def main(argv: list[str] | None = None) -> int:
                                                                    LRASPP(ours.spec.num_classes).eval())]
     h, w = args.size
     rows: list[tuple[str, BenchRow]] = []
+    runtimes = {}
+    # the same input for both nets: a uniform random image in each net's own preprocessing (both TF/ImageNet-like)
+    x = ours.spec.preprocessing(torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)))
     with tempfile.TemporaryDirectory(prefix="fcnkit-speed.") as work:
         for label, net in nets:
             prep = net.spec.preprocessing
             samples = load_samples(args.data, "val", prep, limit=args.val_limit)
             calib = [s.image for s in load_samples(args.data, "train", prep, limit=args.calib_limit)]
             reference = opt.Reference.of(net, samples)
-            x = prep(torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)))
             onnx_cache: dict = {}
             rewritable = bool(rewritable_upsamplings(net))
             for name, recipe in RUNGS:
@@ -110,15 +116,21 @@ def main(argv: list[str] | None = None) -> int:
                                             threads=args.threads, onnx_cache=onnx_cache, **recipe)
                 preds = predict_all(variant.runtime, samples)
                 miu = mean_iu(preds, samples, reference.num_classes)
-                t = time_callable(variant.runtime, x, warmup=args.warmup, repeats=args.repeats)
-                row = BenchRow(name, variant.backend, variant.precision, t.median_ms, t.p90_ms, t.images_per_s,
+                row = BenchRow(name, variant.backend, variant.precision, math.nan, math.nan, math.nan,
                                size_mb=variant.size_bytes / 2**20, mean_iu=miu,
                                mean_iu_change=miu - reference.mean_iu,
                                agreement=agreement(preds, reference.preds))
                 rows.append((label, row))
-                print(f"{label:<38} {name:<17} {t.median_ms:8.1f} ms  mIU {miu:6.2f} ({miu - reference.mean_iu:+.2f})"
+                runtimes[len(rows) - 1] = variant.runtime
+                print(f"{label:<38} {name:<17} mIU {miu:6.2f} ({miu - reference.mean_iu:+.2f})"
                       f"  {variant.size_bytes / 2**20:6.1f} MB", flush=True)
-    title = (f"{cpu_model()}, {h}x{w}, batch 1, {args.threads} threads, median of {args.repeats}; mean IU on "
+        print(f"timing {len(rows)} paths side by side, {args.rounds} rounds ...", flush=True)
+        timings = time_interleaved(runtimes, x, warmup=args.warmup, repeats=args.repeats, rounds=args.rounds)
+        rows = [(label, with_timing(row, timings[i])) for i, (label, row) in enumerate(rows)]
+        for label, row in rows:
+            print(f"{label:<38} {row.name:<17} {row.median_ms:8.1f} ms", flush=True)
+    title = (f"{cpu_model()}, {h}x{w}, batch 1, {args.threads} threads, median of {args.repeats} timed in "
+             f"{args.rounds} interleaved rounds; mean IU on "
              f"{args.val_limit} CamVid val images (LR-ASPP's head is untrained: speed only)")
     lines = [f"# Pretrained CamVid FCN-8s vs LR-ASPP, {title}", "",
              "| model | path | ms / image | images/s | model MB | mean IU | change vs fp32 | pixels as fp32 |",

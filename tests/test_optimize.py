@@ -294,7 +294,7 @@ def test_auto_picks_the_fastest_candidate_within_the_bound_by_measured_times(tmp
     """Fake timings decide: the fastest candidate is dropped for its accuracy, the next fastest within
     the bound is written, the slower ones are kept but not chosen, and the report says why."""
     from fcnkit.export import choose
-    from fcnkit.export.bench import BenchRow
+    from fcnkit.export.bench import BenchRow, Timing
 
     model = fc7_driven_model()
     save_model(model, tmp_path / "m.pt", classes=[f"c{i}" for i in range(11)], ignore_index=255)
@@ -305,12 +305,20 @@ def test_auto_picks_the_fastest_candidate_within_the_bound_by_measured_times(tmp
 
     fake["openvino-int8-subpixel"] = (12.0, -0.5)  # the upsampling rewritten: its own measurement
 
-    def measured(variant, samples, reference, **kw):
-        ms, change = fake.get(variant.name, fake[f"{variant.backend}-{variant.precision}"])
-        return BenchRow(variant.name, variant.backend, variant.precision, ms, ms * 1.1, 1000 / ms, size_mb=1.0,
-                        mean_iu=reference.mean_iu + change, mean_iu_change=change, agreement=0.99)
+    def faked(name: str) -> tuple[float, float]:
+        return fake.get(name, fake[name.removesuffix("-subpixel")])
+
+    def measured(variant, samples, reference, *, timed=True, **kw):
+        assert not timed  # candidates are timed side by side afterwards
+        change = faked(variant.name)[1]
+        return BenchRow(variant.name, variant.backend, variant.precision, float("nan"), float("nan"), float("nan"),
+                        size_mb=1.0, mean_iu=reference.mean_iu + change, mean_iu_change=change, agreement=0.99)
+
+    def timed_side_by_side(fns, x, **kw):
+        return {name: Timing(faked(name)[0], faked(name)[0] * 1.1, 1) for name in fns}
 
     monkeypatch.setattr(choose, "measure", measured)
+    monkeypatch.setattr(choose, "time_interleaved", timed_side_by_side)
     monkeypatch.setattr(choose, "cpu_has_fast_bf16", lambda: True)
     result = choose.optimize_auto(tmp_path / "m.pt", val=spec, calib=spec, limit=2, max_drop=1.0,
                                   out_dir=tmp_path / "out", say=lambda m: None)
@@ -334,6 +342,19 @@ def test_auto_picks_the_fastest_candidate_within_the_bound_by_measured_times(tmp
     with pytest.raises(choose.BudgetExceeded, match="no candidate kept"):
         choose.optimize_auto(tmp_path / "m.pt", val=spec, limit=2, max_drop=0.01, backend="openvino",
                              precision="fp32", out_dir=tmp_path / "out2", say=lambda m: None)
+
+
+def test_time_interleaved_visits_every_path_each_round_in_a_rotated_order():
+    from fcnkit.export.bench import time_interleaved
+
+    calls = []
+    fns = {n: (lambda x, n=n: calls.append(n)) for n in "abc"}
+    timings = time_interleaved(fns, torch.zeros(2, 3, 4, 4), warmup=1, repeats=6, rounds=3)
+    assert calls[:3] == ["a", "b", "c"]  # one warm-up call each
+    rounds = calls[3:]
+    assert rounds == ["a"] * 2 + ["b"] * 2 + ["c"] * 2 + ["b"] * 2 + ["c"] * 2 + ["a"] * 2 + ["c"] * 2 + ["a"] * 2 + ["b"] * 2
+    assert {n: len(t.samples_ms) for n, t in timings.items()} == {"a": 6, "b": 6, "c": 6}
+    assert all(t.batch == 2 and t.median_ms >= 0 for t in timings.values())
 
 
 def test_subpixel_torch_variant_reopens_with_its_structure_and_the_same_masks(tmp_path):

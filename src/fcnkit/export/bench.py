@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -49,6 +49,30 @@ def time_callable(fn: Callable[[Tensor], object], x: Tensor, *, warmup: int = 2,
             samples.append(1000.0 * (time.perf_counter() - t0))
     arr = np.asarray(samples)
     return Timing(float(np.median(arr)), float(np.percentile(arr, 90)), x.shape[0], samples)
+
+
+def time_interleaved(fns: Mapping[str, Callable[[Tensor], object]], x: Tensor, *, warmup: int = 2,
+                     repeats: int = 10, rounds: int = 5) -> dict[str, Timing]:
+    """``time_callable`` for several paths side by side: ``repeats`` timed calls of each, spread
+    over ``rounds`` rounds that visit every path in turn (the order rotated each round).
+
+    On a shared machine the speed drifts over minutes; timed one after the other, the path
+    measured in a slow minute loses. Interleaved, every path sees the same minutes."""
+    names = list(fns)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    per_round = -(-repeats // max(1, rounds))
+    with torch.inference_mode():
+        for n in names:
+            for _ in range(warmup):
+                fns[n](x)
+    for r in range(max(1, rounds)):
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            samples[n] += time_callable(fns[n], x, warmup=0, repeats=per_round).samples_ms
+    out = {}
+    for n, ms in samples.items():
+        arr = np.asarray(ms)
+        out[n] = Timing(float(np.median(arr)), float(np.percentile(arr, 90)), x.shape[0], ms)
+    return out
 
 
 def matmul_peak_gflops(dtype: torch.dtype = torch.float32, *, n: int = 2048, seconds: float = 1.0) -> float:

@@ -29,9 +29,9 @@ from ..io import atomic_write_text, check_output_dir, next_run_dir
 from ..models.spec import spec_of
 from ..models.subpixel import rewritable_upsamplings
 from ..profile import count_flops
-from .bench import BenchRow, format_table, plot_rows  # noqa: F401 (BenchRow: Candidate.row)
+from .bench import BenchRow, format_table, plot_rows, time_interleaved  # noqa: F401 (BenchRow: Candidate.row)
 from .optimize import (BUILDERS, PRECISIONS, BudgetExceeded, Reference, backend_modules, build_variant, check_budget,
-                       default_output, load_segmenter, measure, staging_dir, write_variant)
+                       default_output, load_segmenter, measure, staging_dir, with_timing, write_variant)
 
 CANDIDATES = tuple((b, p) for b, builder in BUILDERS.items() for p in PRECISIONS if p not in builder.refuses)
 
@@ -124,16 +124,24 @@ def optimize_auto(checkpoint: str | Path, *, val: str, val_split: str = "val", c
                                         onnx_cache=onnx_cache, output=output, subpixel=c.subpixel)
                 if flops is None:
                     flops, _ = count_flops(variant.torch_model, samples[0].image)
-                c.row = measure(variant, samples, reference, warmup=warmup, repeats=repeats, flops=flops)
+                c.row = measure(variant, samples, reference, flops=flops, timed=False)
+                variants[c.name] = variant
                 check_budget(c.row, max_drop)
-                c.status, variants[c.name] = "kept", variant
+                c.status = "kept"
             except BudgetExceeded:
                 c.status, c.reason = "dropped", (f"mean IU {c.row.mean_iu_change:+.2f} points, beyond --max-drop "
                                                  f"{max_drop:g}")
             except (RuntimeError, ValueError, OSError) as e:  # a converter or runtime that fails here
                 c.status, c.reason = "dropped", f"failed: {str(e).splitlines()[0][:200]}"
-            say(f"  {c.name}: {c.status}" + (f", {c.row.median_ms:.1f} ms, mean IU {c.row.mean_iu_change:+.2f}"
-                                               if c.row else "") + (f" ({c.reason})" if c.reason else ""))
+            say(f"  {c.name}: {c.status}" + (f", mean IU {c.row.mean_iu_change:+.2f}" if c.row else "")
+                + (f" ({c.reason})" if c.reason else ""))
+        timed = [c for c in candidates if c.row]  # within the bound or not: the report gives every latency
+        say(f"timing {len(timed)} candidates side by side ({repeats} runs each, interleaved) ...")
+        timings = time_interleaved({c.name: variants[c.name].runtime for c in timed}, samples[0].image,
+                                   warmup=warmup, repeats=repeats)
+        for c in timed:
+            c.row = with_timing(c.row, timings[c.name])
+            say(f"  {c.name}: {c.row.median_ms:.1f} ms")
         kept = [c for c in candidates if c.status == "kept"]
         if not kept:
             raise BudgetExceeded(f"no candidate kept mean IU within --max-drop {max_drop:g}; nothing written")

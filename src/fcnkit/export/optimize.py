@@ -12,7 +12,9 @@ budget is refused, and nothing is written.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -34,7 +36,7 @@ from ..models.spec import spec_of
 from ..models.svd import Spectrum, apply_svd, fc_convs, spectrum
 from ..models.subpixel import subpixel_upsampling
 from ..profile import count_flops
-from .bench import BenchRow, time_callable
+from .bench import BenchRow, Timing, time_callable
 from .onnx_export import ONNX_MODULES, export_onnx, save_proto, set_metadata
 from .openvino_export import onnx_to_openvino, save_ir
 from .quantize import quantize_onnx, quantize_openvino, quantize_openvino_accuracy_control
@@ -289,15 +291,22 @@ def _variant_name(backend: str, precision: str, recipe: dict) -> str:
 
 
 def measure(variant: Variant, samples: list[LabelledImage], reference: Reference, *, warmup: int = 2,
-            repeats: int = 5, flops: float | None = None) -> BenchRow:
-    """Accuracy on every sample against ``reference``, then latency on the first sample."""
+            repeats: int = 5, flops: float | None = None, timed: bool = True) -> BenchRow:
+    """Accuracy on every sample against ``reference``, then latency on the first sample
+    (``timed=False``: none yet, to be set with ``with_timing`` when paths are timed side by side)."""
     preds = predict_all(variant.runtime, samples)
     miu = mean_iu(preds, samples, reference.num_classes)
-    timing = time_callable(variant.runtime, samples[0].image, warmup=warmup, repeats=repeats)
+    timing = (time_callable(variant.runtime, samples[0].image, warmup=warmup, repeats=repeats) if timed
+              else Timing(math.nan, math.nan, 1))
     return BenchRow(variant.name, variant.backend, variant.precision, timing.median_ms, timing.p90_ms,
                     timing.images_per_s, gflop=None if flops is None else flops / 1e9,
                     size_mb=variant.size_bytes / 2**20, mean_iu=miu, mean_iu_change=miu - reference.mean_iu,
                     agreement=agreement(preds, reference.preds))
+
+
+def with_timing(row: BenchRow, timing: Timing) -> BenchRow:
+    return dataclasses.replace(row, median_ms=timing.median_ms, p90_ms=timing.p90_ms,
+                               images_per_s=timing.images_per_s)
 
 
 def check_budget(row: BenchRow, max_drop: float) -> None:

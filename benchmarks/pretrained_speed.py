@@ -17,8 +17,8 @@ a drop <= 0.5 (the README's figure comes from ``fcnkit optimize`` on all 101 ima
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import math
 import sys
 import tempfile
 from pathlib import Path
@@ -29,7 +29,7 @@ from torch import nn
 
 import fcnkit
 from fcnkit.engine.runtime import cpu_model
-from fcnkit.engine.samples import agreement, load_samples, mean_iu, predict_all
+from fcnkit.engine.samples import load_samples
 from fcnkit.cli.models import parse_size
 from fcnkit.export import optimize as opt
 from fcnkit.export.bench import BenchRow, format_table, time_interleaved
@@ -114,16 +114,11 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 variant = opt.build_variant(net, workdir=Path(work) / f"{len(rows)}-{name}", calibration=calib,
                                             threads=args.threads, onnx_cache=onnx_cache, **recipe)
-                preds = predict_all(variant.runtime, samples)
-                miu = mean_iu(preds, samples, reference.num_classes)
-                row = BenchRow(name, variant.backend, variant.precision, math.nan, math.nan, math.nan,
-                               size_mb=variant.size_bytes / 2**20, mean_iu=miu,
-                               mean_iu_change=miu - reference.mean_iu,
-                               agreement=agreement(preds, reference.preds))
+                row = dataclasses.replace(opt.measure(variant, samples, reference, timed=False), name=name)
                 rows.append((label, row))
                 runtimes[len(rows) - 1] = variant.runtime
-                print(f"{label:<38} {name:<17} mIU {miu:6.2f} ({miu - reference.mean_iu:+.2f})"
-                      f"  {variant.size_bytes / 2**20:6.1f} MB", flush=True)
+                print(f"{label:<38} {name:<17} mIU {row.mean_iu:6.2f} ({row.mean_iu_change:+.2f})"
+                      f"  {row.size_mb:6.1f} MB", flush=True)
         print(f"timing {len(rows)} paths side by side, {args.rounds} rounds ...", flush=True)
         timings = time_interleaved(runtimes, x, warmup=args.warmup, repeats=args.repeats, rounds=args.rounds)
         rows = [(label, with_timing(row, timings[i])) for i, (label, row) in enumerate(rows)]

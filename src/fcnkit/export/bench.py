@@ -30,6 +30,11 @@ class Timing:
     def images_per_s(self) -> float:
         return 1000.0 * self.batch / self.median_ms
 
+    @classmethod
+    def of(cls, samples_ms: list[float], batch: int) -> "Timing":
+        arr = np.asarray(samples_ms)
+        return cls(float(np.median(arr)), float(np.percentile(arr, 90)), batch, samples_ms)
+
 
 def time_callable(fn: Callable[[Tensor], object], x: Tensor, *, warmup: int = 2, repeats: int = 10) -> Timing:
     """Median and 90th percentile wall time of ``fn(x)`` after ``warmup`` untimed calls."""
@@ -47,8 +52,7 @@ def time_callable(fn: Callable[[Tensor], object], x: Tensor, *, warmup: int = 2,
             if x.is_cuda:
                 torch.cuda.synchronize()
             samples.append(1000.0 * (time.perf_counter() - t0))
-    arr = np.asarray(samples)
-    return Timing(float(np.median(arr)), float(np.percentile(arr, 90)), x.shape[0], samples)
+    return Timing.of(samples, x.shape[0])
 
 
 def time_interleaved(fns: Mapping[str, Callable[[Tensor], object]], x: Tensor, *, warmup: int = 2,
@@ -68,11 +72,7 @@ def time_interleaved(fns: Mapping[str, Callable[[Tensor], object]], x: Tensor, *
     for r in range(max(1, rounds)):
         for n in names[r % len(names):] + names[:r % len(names)]:
             samples[n] += time_callable(fns[n], x, warmup=0, repeats=per_round).samples_ms
-    out = {}
-    for n, ms in samples.items():
-        arr = np.asarray(ms)
-        out[n] = Timing(float(np.median(arr)), float(np.percentile(arr, 90)), x.shape[0], ms)
-    return out
+    return {n: Timing.of(ms, x.shape[0]) for n, ms in samples.items()}
 
 
 def matmul_peak_gflops(dtype: torch.dtype = torch.float32, *, n: int = 2048, seconds: float = 1.0) -> float:

@@ -9,11 +9,20 @@ import numpy as np
 import pytest
 import torch
 
-from fcnkit.detection import decode, detection_loss, heatmap_focal_loss, joint_loss, masked_l1, render_batch, render_targets
+from fcnkit.detection import (
+    decode,
+    detection_loss,
+    heatmap_focal_loss,
+    joint_loss,
+    masked_l1,
+    render_batch,
+    render_targets,
+)
+from fcnkit.detection.targets import TARGET_KEYS
 from fcnkit.metrics.detection import DetectionMAP
 from fcnkit.models import create_model
-from fcnkit.models.registry import list_models
 from fcnkit.models.encoders import list_encoders
+from fcnkit.models.registry import list_models
 from fcnkit.models.saved import load_model, save_model
 from fcnkit.models.spec import with_names
 
@@ -49,6 +58,35 @@ def test_render_targets_skips_degenerate_and_outside_boxes_and_overlaps_take_max
     torch.testing.assert_close(t["heatmap"], torch.maximum(a, b))
     with pytest.raises(ValueError, match="outside 0..0"):
         render_targets(boxes[:1], torch.tensor([1]), num_classes=1, map_size=(8, 8), stride=4)
+
+
+def test_render_targets_regression_region_weights_sizes_and_displacements() -> None:
+    # 12.5 x 17.5 cells centred at (8.75, 13.75): the central 54% spans |dx| <= 3.375, |dy| <= 4.725 cells
+    box = torch.tensor([[10.0, 20, 60, 90]])
+    t = render_targets(box, torch.tensor([0]), num_classes=1, map_size=(30, 20), stride=4)
+    region = t["reg_weight"] > 0
+    xs = [x for x in range(20) if abs(x - 8.75) <= 3.375]
+    ys = [y for y in range(30) if abs(y - 13.75) <= 4.725]
+    assert region.sum() == len(xs) * len(ys) and region[ys[0], xs[0]] and region[ys[-1], xs[-1]]
+    assert t["reg_weight"].sum().item() == pytest.approx(1.0, rel=1e-6)  # one object, weight 1 in all
+    # weights follow the splat: the centre cell weighs most, each cell by its heatmap value
+    torch.testing.assert_close(t["reg_weight"], t["heatmap"][0] * region / (t["heatmap"][0] * region).sum())
+    assert t["reg_weight"].argmax().item() == 13 * 20 + 8
+    # every region cell stores the box's log-size and the displacement from the cell to the centre
+    assert t["size"][:, region].unique(dim=1).T.tolist() == [pytest.approx([math.log(12.5), math.log(17.5)])]
+    assert t["offset"][:, 10, 6].tolist() == [2.75, 3.75] and t["offset"][:, 17, 11].tolist() == [-2.25, -3.25]
+    # region 0: the centre cell alone (CenterNet), weight 1
+    c = render_targets(box, torch.tensor([0]), num_classes=1, map_size=(30, 20), stride=4, region=0.0)
+    assert (c["reg_weight"] > 0).sum() == 1 and c["reg_weight"][13, 8] == 1.0 and c["reg_mask"][13, 8]
+
+
+def test_render_targets_smaller_box_wins_overlapping_regions() -> None:
+    big, small = [0.0, 0, 64, 64], [24.0, 24, 40, 40]  # 16x16 and 4x4 cells sharing the centre (8, 8)
+    for order in ([big, small], [small, big]):  # drawn largest first whatever the input order
+        t = render_targets(torch.tensor(order), torch.tensor([0, 0]), num_classes=1, map_size=(16, 16), stride=4)
+        assert t["size"][:, 8, 8].tolist() == pytest.approx([math.log(4.0)] * 2)
+        assert t["size"][:, 4, 8].tolist() == pytest.approx([math.log(16.0)] * 2)  # outside the small region
+        assert t["reg_mask"].sum() == 1  # one centre cell for both: the regression counts it once
 
 
 @pytest.mark.parametrize("stride", [4, 8])
@@ -126,7 +164,7 @@ def test_joint_loss_uses_only_the_labels_each_sample_has() -> None:
     t["has_mask"] = torch.tensor([False, True, True])
     losses = joint_loss(outputs, t)
     det = detection_loss({key: outputs[key][[0, 2]] for key in ("heatmap", "size", "offset")},
-                         {key: t[key][[0, 2]] for key in ("heatmap", "size", "offset", "reg_mask")})
+                         {key: t[key][[0, 2]] for key in TARGET_KEYS})
     seg = torch.nn.functional.cross_entropy(outputs["seg"][1:], t["mask"][1:], ignore_index=255)
     torch.testing.assert_close(losses["det"], det["det"])
     torch.testing.assert_close(losses["seg"], seg)
@@ -278,32 +316,32 @@ def test_decoding_suppresses_duplicate_peaks_by_default():
     torch.testing.assert_close(one["boxes"][0], torch.tensor([16.0, 16.0, 48.0, 48.0]))  # (8 +- 4) cells x 4 px
 
 
-def test_centre_box_giou_loss_is_zero_for_exact_boxes_and_rewards_overlap() -> None:
-    from fcnkit.detection.losses import centre_box_giou_loss, detection_loss
+def test_region_box_giou_loss_is_zero_for_exact_boxes_and_rewards_overlap() -> None:
+    from fcnkit.detection.losses import detection_loss, region_box_giou_loss
 
     t = render_targets(torch.tensor([[8.0, 4.0, 40.0, 28.0]]), torch.tensor([0]), num_classes=1, map_size=(8, 12),
                        stride=4)
     size, offset, mask = t["size"][None], t["offset"][None], t["reg_mask"][None]
-    assert centre_box_giou_loss(size, offset, size, offset, mask).item() == pytest.approx(0.0, abs=1e-6)
+    assert region_box_giou_loss(size, offset, size, offset, mask).item() == pytest.approx(0.0, abs=1e-6)
     # 8 x 6 cells; predicting 10% too wide AND 10% too tall is worse in IoU than only 20% too wide
     both = size.clone()
     both[:, :, mask[0]] += math.log(1.1)
     wide = size.clone()
     wide[:, 0][mask] += math.log(1.2)
-    loss_both = centre_box_giou_loss(both, offset, size, offset, mask).item()
-    loss_wide = centre_box_giou_loss(wide, offset, size, offset, mask).item()
+    loss_both = region_box_giou_loss(both, offset, size, offset, mask).item()
+    loss_wide = region_box_giou_loss(wide, offset, size, offset, mask).item()
     assert loss_both == pytest.approx(1 - 1 / 1.21, abs=1e-5) and loss_wide == pytest.approx(1 - 1 / 1.2, abs=1e-5)
     # a box shifted 1.5 widths away does not overlap at all: GIoU loss above 1 (the gap counts)
     shifted = offset.clone()
-    shifted[:, 0][mask] += 12.0
-    assert centre_box_giou_loss(size, shifted, size, offset, mask).item() > 1.0
+    shifted[:, 0] += 12.0  # every region cell's box, not only the centre's
+    assert region_box_giou_loss(size, shifted, size, offset, mask).item() > 1.0
     # it is part of the detection loss, and no centre cell means 0 (with a graph)
     maps = {"heatmap": torch.zeros(1, 1, 8, 12, requires_grad=True), "size": size.clone().requires_grad_(),
             "offset": shifted.requires_grad_()}
     parts = detection_loss(maps, {**{k: v[None] for k, v in t.items()}})
     assert parts["giou"].item() > 1.0 and parts["det"].item() == pytest.approx(
         parts["heatmap"].item() + parts["size"].item() + parts["offset"].item() + parts["giou"].item(), rel=1e-6)
-    empty = centre_box_giou_loss(size.requires_grad_(), offset, size, offset, torch.zeros_like(mask))
+    empty = region_box_giou_loss(size.requires_grad_(), offset, size, offset, torch.zeros_like(mask))
     assert empty.item() == 0.0 and empty.requires_grad
 
 

@@ -2,11 +2,13 @@
 
 Heatmaps: the penalty-reduced pixel-wise focal loss of CornerNet / CenterNet
 (alpha = 2, beta = 4): negatives near a centre are penalised less, by
-``(1 - target) ** beta``. Log-size and offset: L1 at centre cells only. Boxes: the
-generalized IoU loss (Rezatofighi et al. 2019) of the box decoded at each centre cell
-against its ground truth, which rewards overlap itself: L1 on log-sizes treats a box 10%
-too wide and 10% too tall like one 20% too wide, IoU does not (and AP75 is an IoU
-threshold). Everything is normalised by the number of objects in the batch, as in the paper.
+``(1 - target) ** beta``. Sub-cell offset: L1 at centre cells. Log-size: L1 over each
+box's regression region, weighted by ``reg_weight`` (``targets.py``). Boxes: the
+generalized IoU loss (Rezatofighi et al. 2019) of the box decoded at each region cell
+(cell + offset, exp(log-size)) against its ground truth, weighted the same way, which
+rewards overlap itself: L1 on log-sizes treats a box 10% too wide and 10% too tall like
+one 20% too wide, IoU does not (and AP75 is an IoU threshold). Everything is normalised
+by the number of objects in the batch, as in the paper.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from torch import Tensor
 from torchvision.ops import generalized_box_iou_loss
 
 from ..heads import BOX_OUTPUTS, SEG_OUTPUT
+from .targets import TARGET_KEYS
 
 SIZE_WEIGHT = 1.0  # log-sizes are of the offsets' order (CenterNet's 0.1 was for sizes in cells)
 OFFSET_WEIGHT = 1.0
@@ -39,17 +42,20 @@ def heatmap_focal_loss(logits: Tensor, target: Tensor, *, alpha: float = 2.0, be
     return -(pos_term.sum() + neg_term.sum()) / pos.sum().clamp(min=1)
 
 
-def masked_l1(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """L1 between (N, 2, h, w) maps at cells where ``mask`` (N, h, w) is set, per object."""
-    m = mask.unsqueeze(1).float()  # (N, 1, h, w), broadcast over the two channels
-    return (pred.float() * m - target * m).abs().sum() / m.sum().clamp(min=1)
+def masked_l1(pred: Tensor, target: Tensor, weight: Tensor, objects: int | Tensor | None = None) -> Tensor:
+    """L1 between (N, 2, h, w) maps, weighted per cell by ``weight`` (N, h, w; a bool mask
+    weighs its cells 1), summed and divided by ``objects`` (default: the weights' sum)."""
+    m = weight.unsqueeze(1).float()  # (N, 1, h, w), broadcast over the two channels
+    denom = m.sum() if objects is None else torch.as_tensor(objects, dtype=torch.float32)
+    return (pred.float() * m - target * m).abs().sum() / denom.clamp(min=1)
 
 
-def centre_box_giou_loss(pred_size: Tensor, pred_offset: Tensor, target_size: Tensor, target_offset: Tensor,
-                         mask: Tensor) -> Tensor:
-    """Mean GIoU loss over centre cells (``mask`` (N, h, w)) of the boxes decoded there:
-    centre = cell + offset, width/height = exp(log-size), all in map cells."""
-    m = mask.bool()
+def region_box_giou_loss(pred_size: Tensor, pred_offset: Tensor, target_size: Tensor, target_offset: Tensor,
+                         weight: Tensor, objects: int | Tensor | None = None) -> Tensor:
+    """GIoU loss of the boxes decoded at the cells where ``weight`` (N, h, w) > 0 (centre =
+    cell + offset, width/height = exp(log-size), in map cells), weighted and divided by
+    ``objects`` (default: the weights' sum; a bool mask of centre cells gives the mean)."""
+    m = weight > 0
     if not m.any():
         return pred_size.sum() * 0.0
 
@@ -58,19 +64,23 @@ def centre_box_giou_loss(pred_size: Tensor, pred_offset: Tensor, target_size: Te
         o = offset.float().permute(0, 2, 3, 1)[m]  # (K, 2) dx, dy (the cell itself cancels out)
         return torch.cat([o - s / 2, o + s / 2], dim=1)
 
-    return generalized_box_iou_loss(boxes(pred_size, pred_offset), boxes(target_size, target_offset),
-                                    reduction="mean")
+    w = weight[m].float()
+    denom = w.sum() if objects is None else torch.as_tensor(objects, dtype=torch.float32)
+    losses = generalized_box_iou_loss(boxes(pred_size, pred_offset), boxes(target_size, target_offset),
+                                      reduction="none")
+    return (losses * w).sum() / denom.clamp(min=1e-6)
 
 
 def detection_loss(outputs: dict[str, Tensor], targets: dict[str, Tensor], *, size_weight: float = SIZE_WEIGHT,
                    offset_weight: float = OFFSET_WEIGHT, giou_weight: float = GIOU_WEIGHT) -> dict[str, Tensor]:
-    """Heatmap focal + weighted size and offset L1 + weighted GIoU of the centre boxes;
-    ``"det"`` is their weighted sum."""
+    """Heatmap focal + weighted size L1 over the regression regions, offset L1 at the
+    centres, GIoU of the region boxes; ``"det"`` is their weighted sum."""
+    objects = targets["reg_mask"].sum().clamp(min=1)
     heat = heatmap_focal_loss(outputs["heatmap"], targets["heatmap"])
-    size = masked_l1(outputs["size"], targets["size"], targets["reg_mask"])
-    offset = masked_l1(outputs["offset"], targets["offset"], targets["reg_mask"])
-    giou = centre_box_giou_loss(outputs["size"], outputs["offset"], targets["size"], targets["offset"],
-                                targets["reg_mask"])
+    size = masked_l1(outputs["size"], targets["size"], targets["reg_weight"], objects)
+    offset = masked_l1(outputs["offset"], targets["offset"], targets["reg_mask"], objects)
+    giou = region_box_giou_loss(outputs["size"], outputs["offset"], targets["size"], targets["offset"],
+                                targets["reg_weight"], objects)
     return {"heatmap": heat, "size": size, "offset": offset, "giou": giou,
             "det": heat + size_weight * size + offset_weight * offset + giou_weight * giou}
 
@@ -95,7 +105,7 @@ def joint_loss(outputs: dict[str, Tensor], targets: dict[str, Tensor], *, ignore
     has_boxes = targets.get("has_boxes")
     if has_boxes is not None and has_boxes.any():
         det = detection_loss({k: outputs[k][has_boxes] for k in BOX_OUTPUTS},
-                             {k: targets[k][has_boxes] for k in ("heatmap", "size", "offset", "reg_mask")})
+                             {k: targets[k][has_boxes] for k in TARGET_KEYS})
         out.update(det)
         total = total + det["det"]
     has_mask = targets.get("has_mask")

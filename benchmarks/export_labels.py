@@ -37,7 +37,8 @@ from fcnkit.inference import Predictor
 from pretrained_speed import add_model_and_data  # benchmarks/ is on the path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
-PATHS = [("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "int8")]
+PATHS = [("onnxruntime", "fp32", False), ("openvino", "fp32", False), ("openvino", "int8", False),
+         ("openvino", "int8", True)]  # (backend, precision, sub-pixel upsampling: labels take the argmax before it)
 
 
 def ms(fn, rounds: int) -> list[float]:
@@ -69,21 +70,22 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="fcnkit-labels.") as work:
         files = {}
-        for backend, precision in PATHS:
+        for backend, precision, subpixel in PATHS:
             cache: dict = {}
+            path = f"{backend} {precision}" + (" sub-pixel" if subpixel else "")
             for output in ("logits", "labels"):
                 v = opt.build_variant(model, backend=backend, precision=precision, output=output, threads=args.threads,
-                                      workdir=Path(work) / f"{backend}-{precision}-{output}", calibration=calib,
-                                      onnx_cache=cache)
-                files[(backend, precision, output)] = v
+                                      workdir=Path(work) / f"{path.replace(' ', '-')}-{output}", calibration=calib,
+                                      onnx_cache=cache, subpixel=subpixel)
+                files[(path, precision, output)] = v
                 print(f"built {v.name} ({output})", flush=True)
         # predict opens the staged files as `fcnkit predict FILE` would
         predictors = {k: Predictor(v.staged[-1], progress=False) for k, v in files.items()}
-        for (backend, precision, output), v in files.items():
+        for (path, precision, output), v in files.items():
             if args.keep and precision == "int8":
                 args.keep.mkdir(parents=True, exist_ok=True)
                 for f in v.staged:
-                    shutil.copy(f, args.keep / f"{Path(args.model).stem}.{backend}-int8.{output}{f.suffix}")
+                    shutil.copy(f, args.keep / f"{Path(args.model).stem}.{path.replace(' ', '-')}.{output}{f.suffix}")
         times = {k: {"runner": [], "predict": []} for k in files}
         with torch.inference_mode():
             for k, v in files.items():  # warm-up: compile, first-call costs
@@ -106,12 +108,12 @@ def main(argv: list[str] | None = None) -> int:
              "| path | output | runner ms | predict ms | saved per image | bytes out of the runtime | mean IU |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     by_key = {k: (run, pred, nb, miu) for k, run, pred, nb, miu in rows}
-    for (backend, precision, output), (run, pred, nb, miu) in by_key.items():
+    for (path, precision, output), (run, pred, nb, miu) in by_key.items():
         saved = "-"
         if output == "labels":
-            base = by_key[(backend, precision, "logits")][1]
+            base = by_key[(path, precision, "logits")][1]
             saved = f"**{base - pred:.1f} ms ({100 * (base - pred) / base:.0f}%)**"
-        lines.append(f"| {backend} {precision} | {output} | {run:.1f} | {pred:.1f} | {saved} | {nb:,} | {miu:.2f} |")
+        lines.append(f"| {path} | {output} | {run:.1f} | {pred:.1f} | {saved} | {nb:,} | {miu:.2f} |")
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -403,3 +403,38 @@ def test_the_labels_wrapper_refuses_a_detector_and_keeps_a_joint_models_box_maps
     assert list(out) == ["labels", "heatmap", "size", "offset"]  # the export's outputs, in this order
     assert out["labels"].dtype == torch.uint8 and torch.equal(out["labels"].long(), ref["seg"].argmax(1))
     assert all(torch.equal(out[k], ref[k]) for k in ("heatmap", "size", "offset"))
+
+
+def test_labels_of_a_subpixel_model_take_the_argmax_before_the_depth_to_space(tmp_path):
+    """With the final upsampling as conv + depth-to-space, ``--output labels`` takes the argmax per
+    phase first: the same classes as the argmax of the full scores, one byte per pixel through the
+    depth-to-space and the crop, and the caller's model is left as it was."""
+    import copy
+
+    import onnx
+
+    from fcnkit.export.onnx_export import WithLabels
+    from fcnkit.models.subpixel import subpixel_upsampling
+    from fcnkit.nn import class_map
+
+    model = create_model("fcn8s", num_classes=5, encoder="mobilenet_v3_large", width=0.25).eval()
+    for p in model.decoder.parameters():
+        p.data.normal_(0, 0.2)
+    sub = copy.deepcopy(model)
+    assert subpixel_upsampling(sub) == 1
+    wrapped, plain = WithLabels(sub), WithLabels(model)
+    assert wrapped.classes_first and not plain.classes_first
+    assert not sub.decoder.upscore8.classes_only  # the wrapper changed a copy
+    x = torch.randn(2, 3, 45, 70)
+    with torch.no_grad():
+        got, scores = wrapped(x)["labels"], sub(x)["seg"]
+    assert got.dtype == torch.uint8 and got.shape == (2, 45, 70)
+    assert torch.equal(got, class_map(scores).to(torch.uint8))
+    # in the graph: DepthToSpace after the ArgMax, on uint8
+    path = tmp_path / "sub.onnx"
+    report = export_onnx(sub, path, sizes=SIZES, output="labels")
+    assert all(p.agreement >= 0.999 for p in report.parity)
+    graph = onnx.load(path).graph
+    ops = [n.op_type for n in graph.node]
+    assert ops.index("ArgMax") < ops.index("DepthToSpace")
+    assert torch.equal(open_model(path)(x)["labels"], got)

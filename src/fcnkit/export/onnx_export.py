@@ -9,6 +9,7 @@ the example size -- the legacy TorchScript tracer gets this wrong silently.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import warnings
@@ -24,7 +25,9 @@ from ..extras import require
 from ..io import atomic_write, check_output_file, discard_temp, publish_temp, temp_beside
 from ..heads import LABELS_OUTPUT, SEG, SEG_OUTPUT, output_names
 from ..inference.runtime import INPUT_NAME, META_KEY, OnnxRuntimeModel, export_meta
+from ..models.fcn import FINAL_UPSAMPLE_NAMES, FCNDecoder
 from ..models.spec import spec_of
+from ..models.subpixel import SubpixelUpsample
 from ..nn import class_map
 from .verify import DEFAULT_SIZES, Parity, check_parity
 
@@ -50,23 +53,43 @@ class ExportReport:
 class WithLabels(nn.Module):
     """``model`` with its class scores reduced to classes inside the graph (``--output labels``):
     a (N, H, W) uint8 map is 1/(4 C) of the float32 scores to copy out of the runtime, and the
-    argmax runs in the runtime's threads instead of numpy's one."""
+    argmax runs in the runtime's threads instead of numpy's one. When the final upsampling is
+    a sub-pixel conv (``fcnkit optimize --subpixel``), the argmax runs before its
+    depth-to-space and the crop (``SubpixelUpsample.classes_only``, on a copy of the model)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model = model
         spec = spec_of(model)
         if SEG not in spec.heads:
             raise ValueError("--output labels replaces the class scores of a segmenting model; this model only "
                              "predicts boxes (its box maps are exported as they are)")
         self.names = output_names(spec.heads, "labels")
         self.dtype = torch.uint8 if spec.num_classes <= 256 else torch.int32
+        final = _final_subpixel(model) if self.dtype == torch.uint8 else None
+        if final is not None:
+            model = copy.deepcopy(model)
+            _final_subpixel(model).classes_only = True
+        self.classes_first = final is not None
+        self.model = model
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = dict(self.model(x))
-        # class_map's transpose then ArgMax over the innermost axis: OpenVINO ran that faster than over channels
-        out[LABELS_OUTPUT] = class_map(out.pop(SEG_OUTPUT)).to(self.dtype)  # (N, H, W)
+        seg = out.pop(SEG_OUTPUT)
+        if self.classes_first:  # (N, 1, H, W) classes already
+            out[LABELS_OUTPUT] = seg[:, 0]
+        else:  # class_map's transpose then ArgMax over the innermost axis: OpenVINO ran that faster
+            out[LABELS_OUTPUT] = class_map(seg).to(self.dtype)  # (N, H, W)
         return {k: out[k] for k in self.names}
+
+
+def _final_subpixel(model: nn.Module) -> SubpixelUpsample | None:
+    """The FCN decoder's final upsampling when it is a sub-pixel conv: the one whose output
+    only a crop separates from the class scores."""
+    decoder = getattr(model, "decoder", None)
+    if not isinstance(decoder, FCNDecoder):
+        return None
+    final = getattr(decoder, FINAL_UPSAMPLE_NAMES[decoder.output_stride], None)
+    return final if isinstance(final, SubpixelUpsample) else None
 
 
 def to_onnx_proto(model: nn.Module, *, opset: int = DEFAULT_OPSET, meta: dict | None = None,

@@ -43,7 +43,12 @@ def _fits(up: Upsample) -> bool:
 
 
 class SubpixelUpsample(nn.Module):
-    """``Upsample`` as conv (phases as channels) + ``pixel_shuffle``: the same output."""
+    """``Upsample`` as conv (phases as channels) + ``pixel_shuffle``: the same output.
+
+    ``classes_only``: return each output pixel's class instead of its scores, as a (N, 1,
+    s*H, s*W) uint8 map. ``pixel_shuffle`` only moves values, so the argmax over classes can
+    run per phase *before* it: the depth-to-space and whatever crop follows then move one
+    byte per pixel instead of C floats (what an export with ``--output labels`` wants)."""
 
     def __init__(self, up: Upsample) -> None:
         super().__init__()
@@ -55,9 +60,16 @@ class SubpixelUpsample(nn.Module):
         self.conv = nn.Conv2d(up.in_channels, weight.shape[0], 3, padding=1, bias=False)
         self.conv.weight = nn.Parameter(weight, requires_grad=False)
         self.factor = s
+        self.classes_only = False
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.pixel_shuffle(self.conv(x), self.factor)  # (N, C, s*H, s*W)
+        y = self.conv(x)  # (N, C*s*s, H, W): channel c*s*s + phase
+        if not self.classes_only:
+            return F.pixel_shuffle(y, self.factor)  # (N, C, s*H, s*W)
+        n, _, h, w = y.shape
+        phases = y.view(n, -1, self.factor ** 2, h, w)  # (N, C, s*s, H, W)
+        classes = phases.movedim(1, -1).argmax(-1).to(torch.uint8)  # (N, s*s, H, W); classes innermost, as class_map
+        return F.pixel_shuffle(classes, self.factor)  # (N, 1, s*H, s*W)
 
 
 def rewritable_upsamplings(model: nn.Module) -> list[str]:

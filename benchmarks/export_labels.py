@@ -69,13 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     x = prep(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)  # (1, 3, H, W)
     rows = []
     with tempfile.TemporaryDirectory(prefix="fcnkit-labels.") as work:
-        files = {}
+        files, slugs = {}, {}
         for backend, precision, subpixel in PATHS:
             cache: dict = {}
             path = f"{backend} {precision}" + (" sub-pixel" if subpixel else "")
+            slugs[path] = path.replace(" ", "-")
             for output in ("logits", "labels"):
                 v = opt.build_variant(model, backend=backend, precision=precision, output=output, threads=args.threads,
-                                      workdir=Path(work) / f"{path.replace(' ', '-')}-{output}", calibration=calib,
+                                      workdir=Path(work) / f"{slugs[path]}-{output}", calibration=calib,
                                       onnx_cache=cache, subpixel=subpixel)
                 files[(path, precision, output)] = v
                 print(f"built {v.name} ({output})", flush=True)
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.keep and precision == "int8":
                 args.keep.mkdir(parents=True, exist_ok=True)
                 for f in v.staged:
-                    shutil.copy(f, args.keep / f"{Path(args.model).stem}.{path.replace(' ', '-')}.{output}{f.suffix}")
+                    shutil.copy(f, args.keep / f"{Path(args.model).stem}.{slugs[path]}.{output}{f.suffix}")
         times = {k: {"runner": [], "predict": []} for k in files}
         with torch.inference_mode():
             for k, v in files.items():  # warm-up: compile, first-call costs

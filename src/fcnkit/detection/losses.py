@@ -46,8 +46,13 @@ def masked_l1(pred: Tensor, target: Tensor, weight: Tensor, objects: int | Tenso
     """L1 between (N, 2, h, w) maps, weighted per cell by ``weight`` (N, h, w; a bool mask
     weighs its cells 1), summed and divided by ``objects`` (default: the weights' sum)."""
     m = weight.unsqueeze(1).float()  # (N, 1, h, w), broadcast over the two channels
-    denom = m.sum() if objects is None else torch.as_tensor(objects, dtype=torch.float32)
-    return (pred.float() * m - target * m).abs().sum() / denom.clamp(min=1)
+    return _per_object((pred.float() * m - target * m).abs().sum(), m, objects)
+
+
+def _per_object(total: Tensor, weight: Tensor, objects: int | Tensor | None) -> Tensor:
+    """``total`` divided by ``objects``, or by the weights' sum when not given (0 when nothing is weighted)."""
+    denom = weight.sum() if objects is None else torch.as_tensor(objects, dtype=torch.float32)
+    return total / denom.clamp(min=1e-6)
 
 
 def region_box_giou_loss(pred_size: Tensor, pred_offset: Tensor, target_size: Tensor, target_offset: Tensor,
@@ -65,10 +70,9 @@ def region_box_giou_loss(pred_size: Tensor, pred_offset: Tensor, target_size: Te
         return torch.cat([o - s / 2, o + s / 2], dim=1)
 
     w = weight[m].float()
-    denom = w.sum() if objects is None else torch.as_tensor(objects, dtype=torch.float32)
     losses = generalized_box_iou_loss(boxes(pred_size, pred_offset), boxes(target_size, target_offset),
                                       reduction="none")
-    return (losses * w).sum() / denom.clamp(min=1e-6)
+    return _per_object((losses * w).sum(), w, objects)
 
 
 def detection_loss(outputs: dict[str, Tensor], targets: dict[str, Tensor], *, size_weight: float = SIZE_WEIGHT,

@@ -30,6 +30,7 @@ from torch import Tensor
 
 SIGMA_SCALE = 0.54 / 6  # TTFNet's alpha / 6: the splat's sigma as a fraction of the box side
 MIN_SIGMA = 0.5  # cells; a tiny box still gets a splat wider than one cell
+TARGET_KEYS = ("heatmap", "size", "offset", "reg_mask", "reg_weight")  # what render_batch gives, per image
 REGRESSION_REGION = 0.54  # TTFNet's beta: box regression at cells within this central part of the box (0: centre only)
 
 
@@ -79,8 +80,8 @@ def render_targets(boxes: Tensor, labels: Tensor, *, num_classes: int, map_size:
         torch.maximum(heatmap[c], splat, out=heatmap[c])
         inside = ((xs - cx).abs() <= region * bw / 2) & ((ys - cy).abs() <= region * bh / 2) & ~mask
         inside[iy, ix] = True  # its centre cell always regresses it; other boxes' centres never do
-        cell_weight = splat * inside
-        weight = torch.where(inside, cell_weight / cell_weight.sum(), weight)
+        share = splat[inside]
+        weight[inside] = share / share.sum()
         size[:, inside] = torch.tensor([[math.log(bw)], [math.log(bh)]])
         offset[0, inside] = cx - xs.expand(h, w)[inside]
         offset[1, inside] = cy - ys.expand(h, w)[inside]
@@ -95,5 +96,3 @@ def render_batch(boxes: list[Tensor], labels: list[Tensor], *, num_classes: int,
                  for b, l in zip(boxes, labels)]
     return {k: torch.stack([t[k] for t in per_image]) for k in TARGET_KEYS}
 
-
-TARGET_KEYS = ("heatmap", "size", "offset", "reg_mask", "reg_weight")

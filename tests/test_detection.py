@@ -169,6 +169,9 @@ def test_joint_loss_uses_only_the_labels_each_sample_has() -> None:
     torch.testing.assert_close(losses["det"], det["det"])
     torch.testing.assert_close(losses["seg"], seg)
     torch.testing.assert_close(losses["total"], det["det"] + seg)
+    weighted = joint_loss(outputs, t, det_weight=0.1)  # the box losses' share of the shared encoder's gradient
+    torch.testing.assert_close(weighted["total"], 0.1 * det["det"] + seg)
+    torch.testing.assert_close(weighted["det"], det["det"])  # parts are reported unscaled
     losses["total"].backward()
     assert outputs["heatmap"].grad[1].abs().sum() == 0 and outputs["heatmap"].grad[0].abs().sum() > 0
     assert outputs["seg"].grad[0].abs().sum() == 0 and outputs["seg"].grad[1].abs().sum() > 0

@@ -62,7 +62,7 @@ def test_bad_config_errors_name_the_source_and_key(tmp_path):
     ("lr=0", "lr must be > 0, not 0.0"), ("weight_decay=-1e-4", "weight_decay must be >= 0, not -0.0001"),
     ("momentum=1.5", "momentum must be >= 0 and <= 1, not 1.5"), ("grad_clip=0", "grad_clip must be > 0 or null"),
     ("betas=[0.9, 1.0]", r"betas must be in \[0, 1\)"), ("width=0", "width must be > 0"),
-    ("warmup_factor=2", "warmup_factor must be > 0 and <= 1"),
+    ("warmup_factor=2", "warmup_factor must be > 0 and <= 1"), ("det_loss_weight=0", "det_loss_weight must be > 0"),
 ])
 def test_numbers_are_validated_non_finite_included(tmp_path, override, message):
     with pytest.raises(ValueError, match=f"--set: {message}"):

@@ -63,6 +63,8 @@ class TrainConfig:
     class_weight_power: float = 1.0  # weights ** this: 0.5 = their square root (milder), 0 = unweighted
     focal_gamma: float = 2.0
     ohem_fraction: float = 0.25  # loss "ohem": the share of labelled pixels (the hardest) that count
+    det_loss_weight: float = 1.0  # joint models: the box losses x this in the total, so the shared encoder's
+    # gradient is not all detection's (trained joint model: box losses' encoder gradient ~15x the masks')
     # --- optimiser and schedule ---------------------------------------------------
     optimizer: str = "sgd"  # sgd | adamw
     lr: float = 0.01
@@ -116,7 +118,7 @@ class TrainConfig:
         ranges = {"lr": (0, None, False), "encoder_lr_mult": (0, None, True), "bias_lr_mult": (0, None, True),
                   "weight_decay": (0, None, True), "momentum": (0, 1, True), "poly_power": (0, None, False),
                   "warmup_factor": (0, 1, False), "focal_gamma": (0, None, True), "class_weight_power": (0, None, True),
-                  "ohem_fraction": (0, 1, False), "color_jitter": (0, None, True), "width": (0, None, False)}
+                  "det_loss_weight": (0, None, False), "ohem_fraction": (0, 1, False), "color_jitter": (0, None, True), "width": (0, None, False)}
         for name, (low, high, closed) in ranges.items():
             v = getattr(self, name)
             if (v < low if closed else v <= low) or (high is not None and v > high):

@@ -90,7 +90,7 @@ def detection_loss(outputs: dict[str, Tensor], targets: dict[str, Tensor], *, si
 
 
 def joint_loss(outputs: dict[str, Tensor], targets: dict[str, Tensor], *, ignore_index: int = 255,
-               seg_weight: float = 1.0, seg_loss: Callable[[Tensor, Tensor], Tensor] | None = None
+               seg_weight: float = 1.0, det_weight: float = 1.0, seg_loss: Callable[[Tensor, Tensor], Tensor] | None = None
                ) -> dict[str, Tensor]:
     """Sum of the losses each sample has labels for.
 
@@ -101,7 +101,8 @@ def joint_loss(outputs: dict[str, Tensor], targets: dict[str, Tensor], *, ignore
     A sample annotated with boxes but containing none still teaches the heatmap what
     background looks like, so presence is a flag, not "has at least one box".
     ``seg_loss(logits, target)`` replaces the default cross-entropy (e.g. a
-    ``fcnkit.losses.SegmentationLoss``).
+    ``fcnkit.losses.SegmentationLoss``). ``seg_weight`` / ``det_weight`` scale the two in
+    ``"total"`` (the parts are reported unscaled).
     """
     device = next(iter(outputs.values())).device
     out: dict[str, Tensor] = {}
@@ -111,7 +112,7 @@ def joint_loss(outputs: dict[str, Tensor], targets: dict[str, Tensor], *, ignore
         det = detection_loss({k: outputs[k][has_boxes] for k in BOX_OUTPUTS},
                              {k: targets[k][has_boxes] for k in TARGET_KEYS})
         out.update(det)
-        total = total + det["det"]
+        total = total + det_weight * det["det"]
     has_mask = targets.get("has_mask")
     if has_mask is not None and has_mask.any() and SEG_OUTPUT in outputs:  # a detector has no seg head
         logits, labels = outputs[SEG_OUTPUT][has_mask].float(), targets["mask"][has_mask]  # (n, K, H, W), (n, H, W)

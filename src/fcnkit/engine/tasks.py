@@ -67,15 +67,16 @@ class Task:
         return partial(pad_collate, ignore_index=ignore_index)
 
     def loss(self, outputs: dict[str, Tensor], targets: dict[str, Any],
-             seg_loss: Callable[[Tensor, Tensor], Tensor]) -> dict[str, Tensor]:
+             seg_loss: Callable[[Tensor, Tensor], Tensor], det_weight: float = 1.0) -> dict[str, Tensor]:
         """``{"total": ..., parts...}`` in fp32. For detecting models each term sees only the
         samples labelled for it (``fcnkit.detection.joint_loss``), and every output enters
         the graph (times 0 when unlabelled), so a batch without masks still reaches every
-        parameter: DDP needs that, and a batch with no labels at all makes a zero step."""
+        parameter: DDP needs that, and a batch with no labels at all makes a zero step.
+        ``det_weight`` scales the box losses in ``"total"`` (joint models)."""
         if not self.detects:
             loss = seg_loss(outputs[SEG_OUTPUT], targets["mask"])
             return {"total": loss, "seg": loss}
-        parts = joint_loss(outputs, targets, seg_loss=seg_loss if self.segments else None)
+        parts = joint_loss(outputs, targets, seg_loss=seg_loss if self.segments else None, det_weight=det_weight)
         parts["total"] = parts["total"] + sum(v.float().sum() for v in outputs.values()) * 0.0
         return parts
 

@@ -471,7 +471,7 @@ class _Trainer:
         targets = to_device(targets, self.device)
         with autocast(self.device, self.amp_dtype):
             outputs = self.net(images)  # {output name: map}, as the spec lists them
-        loss = self.task.loss(outputs, targets, self.criterion)["total"]  # fp32
+        loss = self.task.loss(outputs, targets, self.criterion, self.cfg.det_loss_weight)["total"]  # fp32
         # agree across ranks on the loss and on whether it is finite, before any update
         stats = torch.stack([loss.detach().float(), (~torch.isfinite(loss.detach())).float()])
         D.all_reduce_sum(stats)

@@ -59,9 +59,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs before timing")
     p.add_argument("--repeats", type=int, default=5, help="timed runs (the median is reported)")
-    p.add_argument("--output", choices=("logits", "labels"), default="logits",
-                   help="onnxruntime/openvino: the file gives class scores (logits, default) or a uint8 class map "
-                        "with the argmax inside the graph (labels; no probabilities, TTA or temporal filter)")
+    p.add_argument("--output", choices=("logits", "labels", "auto"), default=None,
+                   help="onnxruntime/openvino: the file gives class scores (logits) or a uint8 class map with the "
+                        "argmax inside the graph (labels; no probabilities, TTA or temporal filter); auto (the "
+                        "default with --backend/--precision auto): labels only where measured to save 5%%, else "
+                        "logits (the default with a named backend)")
     p.add_argument("--out", type=Path, default=None,
                    help="output path (default: runs/optimize/N/<model>.<variant>.<ext>, N the next free number); "
                         "with auto, the folder for the chosen file and the report")
@@ -75,7 +77,8 @@ def _optimize(args: argparse.Namespace) -> int:
     from ..export.optimize import BudgetExceeded, optimize
     from ..inference.runtime import BACKENDS
 
-    auto = "auto" in (args.backend, args.precision)
+    auto = "auto" in (args.backend, args.precision, args.output)
+    args.output = args.output or ("auto" if auto else "logits")
     if args.out is not None:  # a file (an OpenVINO IR's .bin and .json too), or with auto a folder
         refuse_existing(*([args.out] if auto else BACKENDS[args.backend].files(args.out)), overwrite=args.overwrite)
     if auto:

@@ -8,8 +8,13 @@ dense convolutions more than for depthwise ones), so nothing is assumed: each ca
 installed and possible; for a model with a large transposed-conv upsampling, each also
 with it as conv + depth-to-space, ``fcnkit.models.subpixel``) is built, scored against the
 fp32 model on the validation images, timed at their size, and either kept (within ``max_drop`` mean IU points) or dropped with
-the reason. The fastest kept one is written; ``report.md``, ``candidates.json`` and
-``candidates.png`` beside it say what each candidate measured.
+the reason. Every candidate is timed up to the class map, as predict and serve use it.
+With ``output="auto"`` the fastest kept exported file is then built once more with the
+argmax inside its graph (``--output labels``) and timed against it side by side: the
+twin is written only if it saves at least ``LABELS_MIN_SAVING`` (a file of classes gives
+no scores, so no TTA or temporal filter; that costs something, so it must pay). The chosen
+one is written; ``report.md``, ``candidates.json`` and ``candidates.png`` beside it say
+what each candidate measured.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ from ..models.subpixel import rewritable_upsamplings
 from ..profile import count_flops
 from .bench import BenchRow, format_table, plot_rows, time_interleaved  # noqa: F401 (BenchRow: Candidate.row)
 from .optimize import (BUILDERS, PRECISIONS, BudgetExceeded, Reference, backend_modules, build_variant, check_budget,
-                       default_output, load_segmenter, measure, staging_dir, with_timing, write_variant)
+                       default_output, load_segmenter, measure, staging_dir, to_classes, with_timing, write_variant)
 
+LABELS_MIN_SAVING = 0.05  # the share of the class-scores file's time a labels twin must save to be chosen
 CANDIDATES = tuple((b, p) for b, builder in BUILDERS.items() for p in PRECISIONS if p not in builder.refuses)
 
 
@@ -44,14 +50,16 @@ class Candidate:
     reason: str = ""
     row: BenchRow | None = None
     subpixel: bool = False  # its large upsampling as conv + depth-to-space
+    output: str = "logits"  # "labels": the argmax inside the graph
 
     @property
     def name(self) -> str:
-        return f"{self.backend}-{self.precision}" + ("-subpixel" if self.subpixel else "")
+        return (f"{self.backend}-{self.precision}" + ("-subpixel" if self.subpixel else "")
+                + ("-labels" if self.output == "labels" else ""))
 
     def to_dict(self) -> dict:
         return {"backend": self.backend, "precision": self.precision, "subpixel": self.subpixel,
-                "status": self.status, "reason": self.reason, **({"measured": self.row.to_dict()} if self.row else {})}
+                "output": self.output, "status": self.status, "reason": self.reason, **({"measured": self.row.to_dict()} if self.row else {})}
 
 
 @dataclass
@@ -88,16 +96,23 @@ def plan_candidates(backend: str = "auto", precision: str = "auto", *, calib: bo
 def optimize_auto(checkpoint: str | Path, *, val: str, val_split: str = "val", calib: str | None = None,
                   calib_split: str = "train", calib_limit: int = 32, limit: int | None = None, max_drop: float = 1.0,
                   backend: str = "auto", precision: str = "auto", threads: int | None = None, warmup: int = 2,
-                  repeats: int = 10, out_dir: str | Path | None = None, output: str = "logits",
+                  repeats: int = 10, out_dir: str | Path | None = None, output: str = "auto",
                   say: Callable[[str], None] = print) -> AutoResult:
     """Build, score and time every candidate (``plan_candidates``), write the fastest one whose
     mean IU is at most ``max_drop`` points below the fp32 model's into ``out_dir`` (default
     ``runs/optimize/N``; its file name ends as its backend's files do), and a report of all.
-    ``output="labels"``: the exported candidates give classes (torch candidates are skipped)."""
+    ``output``: "logits" (class scores), "labels" (the exported candidates give classes; torch
+    candidates are skipped) or "auto" (class scores, or the chosen file's labels twin where
+    it saves ``LABELS_MIN_SAVING``)."""
+    if output not in ("logits", "labels", "auto"):
+        raise ValueError(f"output must be logits, labels or auto, not {output!r}")
     candidates = plan_candidates(backend, precision, calib=calib is not None)
     for c in candidates:
-        if output == "labels" and c.backend == "torch" and c.status == "planned":
-            c.status, c.reason = "skipped", "--output labels: the torch backend runs the model itself (class scores)"
+        if output == "labels" and c.status == "planned":
+            if c.backend == "torch":
+                c.status, c.reason = "skipped", "--output labels: the torch backend runs the model itself (class scores)"
+            else:
+                c.output = "labels"
     out_dir = check_output_dir(out_dir if out_dir is not None else next_run_dir("optimize"), what="report folder")
     if threads:
         torch.set_num_threads(threads)
@@ -114,14 +129,14 @@ def optimize_auto(checkpoint: str | Path, *, val: str, val_split: str = "val", c
     flops = None
     with staging_dir(out_dir) as work:
         variants, onnx_cache = {}, {}
-        for c in candidates:
-            if c.status != "planned":
-                say(f"  {c.name}: skipped ({c.reason})")
-                continue
+
+        def build(c: Candidate) -> None:
+            """Build, score and bound-check ``c``: "kept" or "dropped" with the reason."""
+            nonlocal flops
             try:
                 variant = build_variant(model, backend=c.backend, precision=c.precision,
                                         workdir=Path(work) / c.name, calibration=calibration, threads=threads,
-                                        onnx_cache=onnx_cache, output=output, subpixel=c.subpixel)
+                                        onnx_cache=onnx_cache, output=c.output, subpixel=c.subpixel)
                 if flops is None:
                     flops, _ = count_flops(variant.torch_model, samples[0].image)
                 c.row = measure(variant, samples, reference, flops=flops, timed=False)
@@ -135,21 +150,33 @@ def optimize_auto(checkpoint: str | Path, *, val: str, val_split: str = "val", c
                 c.status, c.reason = "dropped", f"failed: {str(e).splitlines()[0][:200]}"
             say(f"  {c.name}: {c.status}" + (f", mean IU {c.row.mean_iu_change:+.2f}" if c.row else "")
                 + (f" ({c.reason})" if c.reason else ""))
+
+        def time_side_by_side(group: list[Candidate]) -> None:
+            timings = time_interleaved({c.name: to_classes(variants[c.name].runtime) for c in group},
+                                       samples[0].image, warmup=warmup, repeats=repeats)
+            for c in group:
+                c.row = with_timing(c.row, timings[c.name])
+                say(f"  {c.name}: {c.row.median_ms:.1f} ms")
+
+        for c in candidates:
+            if c.status == "planned":
+                build(c)
+            else:
+                say(f"  {c.name}: skipped ({c.reason})")
         timed = [c for c in candidates if c.row]  # within the bound or not: the report gives every latency
-        say(f"timing {len(timed)} candidates side by side ({repeats} runs each, interleaved) ...")
-        timings = time_interleaved({c.name: variants[c.name].runtime for c in timed}, samples[0].image,
-                                   warmup=warmup, repeats=repeats)
-        for c in timed:
-            c.row = with_timing(c.row, timings[c.name])
-            say(f"  {c.name}: {c.row.median_ms:.1f} ms")
+        say(f"timing {len(timed)} candidates side by side ({repeats} runs each, interleaved, up to the class map) ...")
+        time_side_by_side(timed)
         kept = [c for c in candidates if c.status == "kept"]
         if not kept:
             raise BudgetExceeded(f"no candidate kept mean IU within --max-drop {max_drop:g}; nothing written")
         chosen = min(kept, key=lambda c: c.row.median_ms)
-        chosen.status = "chosen"
+        if output == "auto" and BUILDERS[chosen.backend].labels:
+            chosen = _try_labels_twin(chosen, candidates, build, time_side_by_side, say)
         fastest = min((c for c in candidates if c.row), key=lambda c: c.row.median_ms)
-        if fastest is not chosen:
-            chosen.reason = f"fastest within the bound ({fastest.name} is faster but was dropped)"
+        if fastest.row.median_ms < chosen.row.median_ms:
+            chosen.reason = "; ".join(filter(None, [chosen.reason, f"fastest within the bound ({fastest.name} is "
+                                                                   f"faster but was dropped)"]))
+        chosen.status = "chosen"
         variant = variants[chosen.name]
         path = default_output(checkpoint, variant, out_dir)
         results = {k: v for k, v in chosen.row.to_dict().items() if k not in ("name", "backend", "precision")}
@@ -158,6 +185,32 @@ def optimize_auto(checkpoint: str | Path, *, val: str, val_split: str = "val", c
         write_variant(variant, path, results)
     report = write_choice_report(path.parent, checkpoint, candidates, reference.mean_iu, len(samples), max_drop, path)
     return AutoResult(path, chosen, candidates, reference.mean_iu, report)
+
+
+def _try_labels_twin(chosen: Candidate, candidates: list[Candidate], build: Callable[[Candidate], None],
+                     time_side_by_side: Callable[[list[Candidate]], None], say: Callable[[str], None]) -> Candidate:
+    """``chosen`` built again with the argmax inside; every measured candidate and the twin
+    timed side by side once more (one run behind every figure of the report); the twin if
+    it is kept and saves ``LABELS_MIN_SAVING`` of the then fastest kept file's time, else
+    that file."""
+    twin = dataclasses.replace(chosen, status="planned", reason="", row=None, output="labels")
+    candidates.append(twin)
+    say(f"the argmax inside {chosen.name}'s graph (--output labels) ...")
+    build(twin)
+    if twin.status != "kept":
+        return chosen
+    timed = [c for c in candidates if c.row]
+    say(f"timing {len(timed)} candidates again, with the labels twin ...")
+    time_side_by_side(timed)
+    best = min((c for c in candidates if c.status == "kept" and c is not twin), key=lambda c: c.row.median_ms)
+    saving = 1 - twin.row.median_ms / best.row.median_ms
+    pair = f"{twin.row.median_ms:.1f} vs {best.row.median_ms:.1f} ms for {best.name} ({100 * saving:+.0f}%)"
+    if saving >= LABELS_MIN_SAVING:
+        twin.reason = f"the argmax inside pays: {pair}"
+        return twin
+    twin.reason = (f"saves under {100 * LABELS_MIN_SAVING:.0f}%: {pair}; class scores kept (probabilities, TTA, "
+                   f"temporal filter)")
+    return best
 
 
 def write_choice_report(folder: Path, checkpoint: str | Path, candidates: Sequence[Candidate], fp32_mean_iu: float,

@@ -35,6 +35,7 @@ from ..models.saved import load_model
 from ..models.spec import spec_of
 from ..models.svd import Spectrum, apply_svd, fc_convs, spectrum
 from ..models.subpixel import subpixel_upsampling
+from ..nn import pixel_classes
 from ..profile import count_flops
 from .bench import BenchRow, Timing, time_callable
 from .onnx_export import ONNX_MODULES, export_onnx, save_proto, set_metadata
@@ -290,13 +291,20 @@ def _variant_name(backend: str, precision: str, recipe: dict) -> str:
     return name
 
 
+def to_classes(runtime: Callable[[Tensor], Mapping[str, Tensor]]) -> Callable[[Tensor], Tensor]:
+    """``runtime`` up to the (N, H, W) class map, as predict and serve use it: so a file with
+    the argmax inside and one giving class scores are timed for the same result."""
+    return lambda x: pixel_classes(runtime(x))
+
+
 def measure(variant: Variant, samples: list[LabelledImage], reference: Reference, *, warmup: int = 2,
             repeats: int = 5, flops: float | None = None, timed: bool = True) -> BenchRow:
     """Accuracy on every sample against ``reference``, then latency on the first sample
-    (``timed=False``: none yet, to be set with ``with_timing`` when paths are timed side by side)."""
+    (``timed=False``: none yet, to be set with ``with_timing`` when paths are timed side by side);
+    timed to the class map (``to_classes``)."""
     preds = predict_all(variant.runtime, samples)
     miu = mean_iu(preds, samples, reference.num_classes)
-    timing = (time_callable(variant.runtime, samples[0].image, warmup=warmup, repeats=repeats) if timed
+    timing = (time_callable(to_classes(variant.runtime), samples[0].image, warmup=warmup, repeats=repeats) if timed
               else Timing(math.nan, math.nan, 1))
     return BenchRow(variant.name, variant.backend, variant.precision, timing.median_ms, timing.p90_ms,
                     timing.images_per_s, gflop=None if flops is None else flops / 1e9,

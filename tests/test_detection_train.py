@@ -167,7 +167,7 @@ def test_cli_train_stop_after_resume_and_eval_on_a_detector(tmp_path: Path, caps
     out = tmp_path / "run"
     sets = ["model=fcn8s-det", "encoder=mobilenet_v3_large", "width=0.25", f"data=voc_xml:{tmp_path / 'voc'}",
             "epochs=2", "batch_size=2", "workers=0", "progress=false", "optimizer=adamw", "schedule=cosine",
-            "lr=0.001", f"out_dir={out}", "max_size=40"]
+            "lr=0.001", f"out_dir={out}", "max_size=40", "mosaic=0.5", "crop_size=[32,32]"]  # mosaic: tiles, crops
     args = ["train", *[a for s in sets for a in ("--set", s)]]
     assert main([*args, "--stop-after", "1"]) == 0
     assert read_record(out / "last.pt")["progress"]["iteration"] == 1

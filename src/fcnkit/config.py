@@ -41,6 +41,7 @@ class TrainConfig:
     scale_range: tuple[float, float] | None = None  # random rescale; None = off (the paper used none)
     hflip: bool = False
     color_jitter: float = 0.0  # brightness/contrast/saturation strength; 0 = off
+    mosaic: float = 0.0  # the share of training samples tiled with three others (fcnkit.data.mosaic); needs crop_size
     batch_size: int = 1  # per process; > 1 pads with fcnkit.data.pad_collate
     val_batch_size: int = 1
     workers: int = 2
@@ -130,6 +131,10 @@ class TrainConfig:
             raise ValueError(f"grad_clip must be > 0 or null, not {self.grad_clip}")
         if not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas must be in [0, 1), not {self.betas}")
+        if not 0 <= self.mosaic <= 1:
+            raise ValueError(f"mosaic must be a probability in [0, 1], not {self.mosaic}")
+        if self.mosaic and self.crop_size is None:
+            raise ValueError("mosaic needs crop_size: the mosaic canvas is twice the crop, shrunk to it")
         if self.output_stride not in (None, 4, 8):
             raise ValueError(f"output_stride must be 4, 8 or null, not {self.output_stride}")
         if self.max_size is not None and self.max_size < 1:

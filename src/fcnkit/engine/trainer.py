@@ -39,6 +39,7 @@ from ..data.stats import class_weights_of
 from ..io import FolderLock, cache_root, check_output_dir
 from ..data import FORMATS, build_dataset, eval_transforms, train_transforms
 from ..data.mixed import box_classes_of, dataset_heads
+from ..data.mosaic import Mosaic
 from ..losses import SegmentationLoss, load_class_weights
 from ..models import create_model
 from ..models.registry import model_heads
@@ -282,10 +283,15 @@ class _Trainer:
         fit = [v2.Resize(size=None, max_size=cfg.max_size)] if cfg.max_size else []  # longer side; boxes follow
         train, val = data.train, data.val
         if data.raw_train:
-            cj = cfg.color_jitter
-            train = _Transformed(train, v2.Compose([*fit, train_transforms(
+            cj, ignore_index = cfg.color_jitter, data.info["ignore_index"]
+            first = fit
+            if cfg.mosaic:  # tiles of photos already fitted to max_size, then the usual augmentation
+                train = Mosaic(_Transformed(train, v2.Compose(fit)) if fit else train, cfg.crop_size,
+                               cfg.mosaic, ignore_index=ignore_index)
+                first = []
+            train = _Transformed(train, v2.Compose([*first, train_transforms(
                 preprocessing, crop_size=cfg.crop_size, scale_range=cfg.scale_range, hflip=cfg.hflip,
-                color_jitter=(cj, cj, cj, 0.0) if cj else None, ignore_index=data.info["ignore_index"])]))
+                color_jitter=(cj, cj, cj, 0.0) if cj else None, ignore_index=ignore_index)]))
         if data.raw_val:
             val = _Transformed(val, v2.Compose([*fit, eval_transforms(preprocessing)]))
         train = _subset(train, cfg.max_train_samples)

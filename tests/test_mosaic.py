@@ -73,7 +73,7 @@ def test_probability_zero_or_mixed_labels_give_the_sample_as_it_is() -> None:
 
 def test_the_trainer_tiles_with_the_seeded_draws_of_each_sample(tmp_path) -> None:
     """mosaic in a recipe: needs a crop; the same sample and epoch tile the same (resumable)."""
-    from fcnkit.config import from_dict, TrainConfig
+    from fcnkit.config import TrainConfig, from_dict
     from fcnkit.engine.sampling import SeededSamples
 
     with pytest.raises(ValueError, match="mosaic needs crop_size"):

@@ -10,7 +10,7 @@ with it as conv + depth-to-space, ``fcnkit.models.subpixel``) is built, scored a
 fp32 model on the validation images, timed at their size, and either kept (within ``max_drop`` mean IU points) or dropped with
 the reason. Every candidate is timed up to the class map, as predict and serve use it.
 With ``output="auto"`` the fastest kept exported file is then built once more with the
-argmax inside its graph (``--output labels``) and timed against it side by side: the
+argmax inside its graph (``--output labels``) and all are timed side by side again: the
 twin is written only if it saves at least ``LABELS_MIN_SAVING`` (a file of classes gives
 no scores, so no TTA or temporal filter; that costs something, so it must pay). The chosen
 one is written; ``report.md``, ``candidates.json`` and ``candidates.png`` beside it say
@@ -59,7 +59,8 @@ class Candidate:
 
     def to_dict(self) -> dict:
         return {"backend": self.backend, "precision": self.precision, "subpixel": self.subpixel,
-                "output": self.output, "status": self.status, "reason": self.reason, **({"measured": self.row.to_dict()} if self.row else {})}
+                "output": self.output, "status": self.status, "reason": self.reason,
+                **({"measured": self.row.to_dict()} if self.row else {})}
 
 
 @dataclass
@@ -172,8 +173,9 @@ def optimize_auto(checkpoint: str | Path, *, val: str, val_split: str = "val", c
         chosen = min(kept, key=lambda c: c.row.median_ms)
         if output == "auto" and BUILDERS[chosen.backend].labels:
             chosen = _try_labels_twin(chosen, candidates, build, time_side_by_side, say)
-        fastest = min((c for c in candidates if c.row), key=lambda c: c.row.median_ms)
-        if fastest.row.median_ms < chosen.row.median_ms:
+        faster = [c for c in candidates if c.status == "dropped" and c.row and c.row.median_ms < chosen.row.median_ms]
+        if faster:
+            fastest = min(faster, key=lambda c: c.row.median_ms)
             chosen.reason = "; ".join(filter(None, [chosen.reason, f"fastest within the bound ({fastest.name} is "
                                                                    f"faster but was dropped)"]))
         chosen.status = "chosen"

@@ -402,7 +402,7 @@ def test_a_detector_answers_boxes_with_names() -> None:
     val = VOCDetection(data_dir("raccoon"), "val")
     photo = val.files[0][0].read_bytes()
     truth = val[0][1]["boxes"].as_subclass(torch.Tensor)  # in the photo's own pixels
-    with TestClient(create_app("raccoon-fcn8s-det-lite0")) as c:  # the file's recommended threshold (0.3)
+    with TestClient(create_app("raccoon-fcn8s-det-lite0")) as c:  # the file's recommended threshold (0.4)
         assert _ready(c)["task"] == "detection"
         body = c.post("/v1/predict", files={"image": ("r.jpg", photo, "image/jpeg")}).json()
         assert "mask_png" not in body and body["box_classes"] == ["raccoon"]
@@ -413,7 +413,7 @@ def test_a_detector_answers_boxes_with_names() -> None:
         r = c.post("/v1/predict?format=png", content=photo, headers={"content-type": "image/jpeg"})
         assert r.status_code == 400 and "no segmentation output" in r.json()["error"]
         # per request: conf=0 gives every box down to the floor (the page's slider filters them)
-        assert _ready(c)["conf"] == 0.3
+        assert _ready(c)["conf"] == 0.4
         everything = c.post("/v1/predict?conf=0", content=photo, headers={"content-type": "image/jpeg"}).json()
         strict = c.post("/v1/predict?conf=0.9", content=photo, headers={"content-type": "image/jpeg"}).json()
         scores = [d["score"] for d in everything["detections"]]

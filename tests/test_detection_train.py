@@ -113,6 +113,8 @@ def test_joint_task_loss_uses_each_label_only_where_it_exists() -> None:
     images, t = collate([ds[1], ds[3]])  # boxes only
     parts = JOINT.loss(model(images), t, ce)
     assert "seg" not in parts and float(parts["total"].detach()) == pytest.approx(float(parts["det"].detach()))
+    weighted = JOINT.loss(model(images), t, ce, det_weight=0.1)  # the recipe's det_loss_weight
+    assert float(weighted["total"].detach()) == pytest.approx(0.1 * float(parts["det"].detach()), rel=1e-5)
     parts["total"].backward()  # every parameter is in the graph, the unlabelled head with zero gradient
     seg_grads = [p.grad for n, p in model.named_parameters() if n.startswith("seg_decoder") and p.requires_grad]
     assert seg_grads and all(g is not None and g.abs().sum() == 0 for g in seg_grads)

@@ -206,7 +206,8 @@ def _try_labels_twin(chosen: Candidate, candidates: list[Candidate], build: Call
     time_side_by_side(timed)
     best = min((c for c in candidates if c.status == "kept" and c is not twin), key=lambda c: c.row.median_ms)
     saving = 1 - twin.row.median_ms / best.row.median_ms
-    pair = f"{twin.row.median_ms:.1f} vs {best.row.median_ms:.1f} ms for {best.name} ({100 * saving:+.0f}%)"
+    pair = (f"{twin.row.median_ms:.1f} vs {best.row.median_ms:.1f} ms for {best.name} "
+            f"({100 * abs(saving):.0f}% {'less' if saving >= 0 else 'more'})")
     if saving >= LABELS_MIN_SAVING:
         twin.reason = f"the argmax inside pays: {pair}"
         return twin

@@ -5,7 +5,8 @@ Runs the joint recipe's first ``--steps`` training steps (its data, crops and co
 fp32) from a checkpoint's weights (``--init``, e.g. a trained joint model) or from the
 ImageNet encoder, and prints per step the gradient norm of the box losses and of the mask
 loss, over all parameters and over the encoder alone, then the median encoder ratio.
-The steps update a throw-away copy in ``--out``; the checkpoint is not touched.
+The steps (the trainer's own, after an extra forward pass for the measurement) update a
+throw-away copy in ``--out``; the checkpoint is not touched.
 
     .venv/bin/python benchmarks/joint_gradients.py --init runs/joint_camvid_raccoon_lite0/last.pt
 """
@@ -13,6 +14,7 @@ The steps update a throw-away copy in ``--out``; the checkpoint is not touched.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import tempfile
 
@@ -38,25 +40,21 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="scratch run folder (default: a temporary one)")
     args = ap.parse_args()
     ratios: list[float] = []
+    steps = itertools.count(1)
+    train_step = trainer._Trainer.step
 
-    def step(self, images, targets):  # the trainer's step, with the two losses' gradients measured first
+    def step(self, images, targets):  # the two losses' gradients measured, then the trainer's own step
         images, targets = images.to(self.device), to_device(targets, self.device)
-        parts = joint_loss(self.net(images), targets, seg_loss=self.criterion, det_weight=self.cfg.det_loss_weight)
+        parts = joint_loss(self.net(images), targets, seg_loss=self.criterion)
         everything = [p for p in self.model.parameters() if p.requires_grad]
         encoder = [p for n, p in self.model.named_parameters() if n.startswith("encoder") and p.requires_grad]
         norms = {k: (grad_norm(parts[k], everything), grad_norm(parts[k], encoder)) for k in ("det", "seg") if k in parts}
         line = "  ".join(f"{k}: loss {float(parts[k]):.3f} grad {a:.2f} (encoder {e:.3f})" for k, (a, e) in norms.items())
-        print(f"step {len(ratios) + 1}: {int(targets['has_boxes'].sum())} box / {int(targets['has_mask'].sum())} "
+        print(f"step {next(steps)}: {int(targets['has_boxes'].sum())} box / {int(targets['has_mask'].sum())} "
               f"mask images  {line}", flush=True)
         if len(norms) == 2 and norms["seg"][1] > 0:
             ratios.append(norms["det"][1] / norms["seg"][1])
-        self.optimizer.zero_grad(set_to_none=True)
-        parts["total"].backward()
-        if self.cfg.grad_clip:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
-        return float(parts["total"])
+        return train_step(self, images, targets)
 
     trainer._Trainer.step = step
     with tempfile.TemporaryDirectory() as scratch:

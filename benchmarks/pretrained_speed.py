@@ -129,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = [(label, with_timing(row, timings[i])) for i, (label, row) in enumerate(rows)]
         for label, row in rows:
             print(f"{label:<38} {row.name:<17} {row.median_ms:8.1f} ms", flush=True)
-    title = (f"{cpu_model()}, {h}x{w}, batch 1, {args.threads} threads, up to the class map, median of {args.repeats} timed in "
-             f"{args.rounds} interleaved rounds; mean IU on "
+    title = (f"{cpu_model()}, {h}x{w}, batch 1, {args.threads} threads, up to the class map, median of "
+             f"{args.repeats} timed in {args.rounds} interleaved rounds; mean IU on "
              f"{args.val_limit} CamVid val images (LR-ASPP's head is untrained: speed only)")
     lines = [f"# Pretrained CamVid FCN-8s vs LR-ASPP, {title}", "",
              "| model | path | ms / image | images/s | model MB | mean IU | change vs fp32 | pixels as fp32 |",

@@ -119,7 +119,8 @@ class TrainConfig:
         ranges = {"lr": (0, None, False), "encoder_lr_mult": (0, None, True), "bias_lr_mult": (0, None, True),
                   "weight_decay": (0, None, True), "momentum": (0, 1, True), "poly_power": (0, None, False),
                   "warmup_factor": (0, 1, False), "focal_gamma": (0, None, True), "class_weight_power": (0, None, True),
-                  "det_loss_weight": (0, None, False), "ohem_fraction": (0, 1, False), "color_jitter": (0, None, True), "width": (0, None, False)}
+                  "det_loss_weight": (0, None, False), "ohem_fraction": (0, 1, False), "color_jitter": (0, None, True),
+                  "width": (0, None, False)}
         for name, (low, high, closed) in ranges.items():
             v = getattr(self, name)
             if (v < low if closed else v <= low) or (high is not None and v > high):

@@ -16,9 +16,10 @@ import random
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
+from torchvision.ops import box_area
+from torchvision.transforms import v2
 
 from .base import IGNORE_INDEX
 
@@ -65,39 +66,31 @@ class Mosaic(Dataset):
         canvas = torch.zeros(3, H, W, dtype=samples[0][0].dtype)
         has_mask = all("mask" in t for _, t in samples)
         has_boxes = all("boxes" in t for _, t in samples)
-        mask = torch.full((H, W), self.ignore_index, dtype=torch.int64) if has_mask else None
+        mask = torch.full((H, W), self.ignore_index, dtype=samples[0][1]["mask"].dtype) if has_mask else None
         boxes, labels = [], []
         for k, (image, target) in enumerate(samples):
             ih, iw = image.shape[-2:]
-            # canvas region [y0, y1) x [x0, x1) and the image region it shows
-            y0, x0 = (yc - ih, xc - iw) if k == 0 else (yc - ih, xc) if k == 1 else (yc, xc - iw) if k == 2 else (yc, xc)
-            cy0, cx0, cy1, cx1 = max(y0, 0), max(x0, 0), min(y0 + ih, H), min(x0 + iw, W)
+            y0, x0 = yc - ih if k < 2 else yc, xc - iw if k % 2 == 0 else xc  # the image's corner on the canvas
+            cy0, cx0, cy1, cx1 = max(y0, 0), max(x0, 0), min(y0 + ih, H), min(x0 + iw, W)  # the part that shows
             if cy1 <= cy0 or cx1 <= cx0:
                 continue
             canvas[:, cy0:cy1, cx0:cx1] = image[:, cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
             if mask is not None:
-                mask[cy0:cy1, cx0:cx1] = torch.as_tensor(target["mask"])[..., cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+                mask[cy0:cy1, cx0:cx1] = target["mask"][..., cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
             if has_boxes and len(target["boxes"]):
-                b = torch.as_tensor(target["boxes"]).float() + torch.tensor([x0, y0, x0, y0], dtype=torch.float32)
-                cut = torch.stack([b[:, 0].clamp(cx0, cx1), b[:, 1].clamp(cy0, cy1),
-                                   b[:, 2].clamp(cx0, cx1), b[:, 3].clamp(cy0, cy1)], 1)
-                area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-                left = (cut[:, 2] - cut[:, 0]) * (cut[:, 3] - cut[:, 1])
-                keep = left >= MIN_KEPT_AREA * area.clamp(min=1e-6)
+                b = target["boxes"].as_subclass(torch.Tensor).float() + torch.tensor([x0, y0, x0, y0])
+                cut = b.clamp(min=torch.tensor([cx0, cy0, cx0, cy0]), max=torch.tensor([cx1, cy1, cx1, cy1]))
+                keep = box_area(cut) >= MIN_KEPT_AREA * box_area(b).clamp(min=1e-6)
                 boxes.append(cut[keep])
                 labels.append(torch.as_tensor(target["labels"])[keep])
-        h, w = self.size
-        image = F.interpolate(canvas[None].float(), size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-        out_image = tv_tensors.Image(image[0].round().clamp(0, 255).to(canvas.dtype))
         target: dict[str, Any] = {}
         if mask is not None:
-            target["mask"] = tv_tensors.Mask(F.interpolate(mask[None, None].float(), size=(h, w), mode="nearest")[0, 0]
-                                             .to(torch.as_tensor(samples[0][1]["mask"]).dtype))
+            target["mask"] = tv_tensors.Mask(mask)
         if has_boxes:
-            b = torch.cat(boxes) / 2 if boxes else torch.zeros(0, 4)
-            target["boxes"] = tv_tensors.BoundingBoxes(b, format="XYXY", canvas_size=(h, w))
+            target["boxes"] = tv_tensors.BoundingBoxes(torch.cat(boxes) if boxes else torch.zeros(0, 4),
+                                                       format="XYXY", canvas_size=(H, W))
             target["labels"] = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.int64)
-        return out_image, target
+        return v2.Resize(self.size, antialias=True)(tv_tensors.Image(canvas), target)  # masks nearest, boxes scaled
 
 
 __all__ = ["MIN_KEPT_AREA", "Mosaic"]

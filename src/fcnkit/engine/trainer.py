@@ -284,12 +284,10 @@ class _Trainer:
         train, val = data.train, data.val
         if data.raw_train:
             cj, ignore_index = cfg.color_jitter, data.info["ignore_index"]
-            first = fit
             if cfg.mosaic:  # tiles of photos already fitted to max_size, then the usual augmentation
                 train = Mosaic(_Transformed(train, v2.Compose(fit)) if fit else train, cfg.crop_size,
                                cfg.mosaic, ignore_index=ignore_index)
-                first = []
-            train = _Transformed(train, v2.Compose([*first, train_transforms(
+            train = _Transformed(train, v2.Compose([*([] if cfg.mosaic else fit), train_transforms(
                 preprocessing, crop_size=cfg.crop_size, scale_range=cfg.scale_range, hflip=cfg.hflip,
                 color_jitter=(cj, cj, cj, 0.0) if cj else None, ignore_index=ignore_index)]))
         if data.raw_val:

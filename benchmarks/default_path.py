@@ -1,0 +1,156 @@
+"""Is the precision and layout fcnkit picks by default the fastest on this machine?
+
+For each shipped model: its predict path (``Predictor`` on a real image, preprocessing to
+class map) and its recipe's training step (the trainer's own step on a real batch of the
+recipe's data: loss, backward, optimiser, EMA) are run in every precision and layout the
+probe considers, side by side (round-robin, so a noisy minute slows every candidate alike),
+and the probe's choice, measured fresh in an empty cache as a first run would, is set
+against the fastest. Issue 23's targets: the default within 5% of the fastest path, the
+probe under 3 s the first time and nothing after (the cached call is timed too).
+
+    .venv/bin/python benchmarks/default_path.py                 # every shipped model, predict and train
+    .venv/bin/python benchmarks/default_path.py --models raccoon-fcn8s-det-lite0 --what predict --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from fcnkit import Predictor
+from fcnkit.engine import trainer
+from fcnkit.engine.probe import RunChoice, choose_run
+from fcnkit.engine.run import train_run
+from fcnkit.engine.runtime import cpu_has_fast_bf16, cpu_model, memory_format
+from fcnkit.export.bench import time_interleaved
+from fcnkit.inference.images import read_rgb_array
+from fcnkit.models.zoo import get_weights
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+IMAGES = {"camvid": DATA / "camvid" / "val" / "0016E5_07959.png", "raccoon": DATA / "raccoon" / "images" / "raccoon-1.jpg"}
+MODELS = ["camvid-fcn8s-lite0", "camvid-fcn8s-resnet18", "raccoon-fcn8s-det-lite0"]
+
+
+def candidates(detector: bool = False) -> list[tuple[torch.dtype | None, bool]]:
+    """What the probe chooses among on this CPU (bf16 only with bf16 arithmetic; predict keeps
+    detectors in fp32, as ``Predictor`` does)."""
+    dtypes = [None, torch.bfloat16] if cpu_has_fast_bf16() and not detector else [None]
+    return [(d, cl) for d in dtypes for cl in (True, False)]
+
+
+def label(c: tuple[torch.dtype | None, bool]) -> str:
+    return RunChoice(c[0], c[1], "").label
+
+
+def report(kind: str, name: str, times_ms: dict[str, list[float]], chosen: str, first_s: float,
+           cached_s: float) -> str:
+    med = {k: statistics.median(v) for k, v in times_ms.items()}
+    fastest = min(med, key=med.get)
+    rows = "  ".join(f"{k} {med[k]:.1f}" for k in sorted(med, key=med.get))
+    return (f"{name:26s} {kind:7s} chosen {chosen:18s} {med[chosen] / med[fastest]:.3f}x the fastest ({fastest})"
+            f"  probe {first_s:.2f} s first, {cached_s * 1000:.1f} ms cached  | ms: {rows}")
+
+
+def predict_row(name: str, rounds: int) -> str:
+    image = IMAGES["raccoon" if "raccoon" in name else "camvid"]
+    array = read_rgb_array(image)
+    p = Predictor(name, progress=False)
+    runtime, probe_s = p.backend, []
+
+    def timing_probe(predictor: Predictor) -> None:  # what a predictor's first image pays for its choice
+        probe = predictor.backend.choose_run
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return probe(*args, **kwargs)
+            finally:
+                probe_s.append(time.perf_counter() - t0)
+        predictor.backend.choose_run = timed
+
+    timing_probe(p)
+    p.predict(array)  # empty cache: the probe measures
+    chosen = p.run_choice.label
+    again = Predictor(name, progress=False)
+    timing_probe(again)
+    again.predict(array)  # a second process on this machine: the probe reads its cache
+
+    def run_as(c: tuple[torch.dtype | None, bool]):
+        def fn(_x: torch.Tensor) -> None:
+            runtime.precision, runtime.channels_last = ("bf16" if c[0] else "fp32"), c[1]
+            runtime.module.to(memory_format=memory_format(c[1]))
+            p.predict(array)
+        return fn
+
+    fns = {label(c): run_as(c) for c in candidates(detector="det" in name)}
+    timings = time_interleaved(fns, torch.zeros(1), warmup=1, repeats=rounds * 3, rounds=rounds)
+    print(f"predict probe: {p.run_choice.label}: {p.run_choice.reason}")
+    return report("predict", name, {k: t.samples_ms for k, t in timings.items()}, chosen, probe_s[0], probe_s[1])
+
+
+def train_row(name: str, rounds: int) -> str:
+    recipe = get_weights(name).recipe
+    settle, step = trainer._Trainer._settle_run, trainer._Trainer.step
+    out: dict = {}
+
+    def timed_settle(self, shape):  # the trainer's own probe, in an empty cache: a first run's cost
+        t0 = time.perf_counter()
+        settle(self, shape)
+        out["first"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        choose_run(self.model, device=self.device, shape=tuple(shape), train=True, amp=self.cfg.amp,
+                   channels_last=self.cfg.channels_last, say=None)
+        out["cached"] = time.perf_counter() - t0
+
+    def side_by_side(self, images, targets):  # every candidate runs the trainer's step on this batch
+        chosen = (self.amp_dtype, self.channels_last)
+        times: dict[str, list[float]] = {label(c): [] for c in candidates()}
+        cs = candidates()
+        for r in range(rounds + 1):  # round 0 warms each layout up
+            for c in cs[r % len(cs):] + cs[:r % len(cs)]:
+                self.amp_dtype, self.channels_last, self.mf = c[0], c[1], memory_format(c[1])
+                self.model.to(memory_format=self.mf)
+                self.kept.to(memory_format=self.mf)
+                t0 = time.perf_counter()
+                step(self, images, targets)
+                if r:
+                    times[label(c)].append(1000 * (time.perf_counter() - t0))
+        out["row"] = report("train", name, times, label(chosen), out["first"], out["cached"])
+        self.amp_dtype, self.channels_last, self.mf = chosen[0], chosen[1], memory_format(chosen[1])
+        return step(self, images, targets)
+
+    trainer._Trainer._settle_run, trainer._Trainer.step = timed_settle, side_by_side
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            train_run(recipe, out_dir=scratch, workers=0, val_every=10**6, stop_after=1, progress=False)
+    finally:
+        trainer._Trainer._settle_run, trainer._Trainer.step = settle, step
+    return out["row"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--what", choices=["predict", "train", "both"], default="both")
+    ap.add_argument("--rounds", type=int, default=5, help="timed rounds (predict: 3 calls per candidate each)")
+    args = ap.parse_args()
+    if not DATA.is_dir():
+        raise SystemExit(f"{DATA}: the shared data is needed (a real image and each recipe's training data)")
+    print(f"{cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}; medians of side-by-side runs")
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["FCNKIT_CACHE"] = cache  # the probes measure as on a machine they never ran on
+        for name in args.models.split(","):
+            if args.what in ("predict", "both"):
+                print(predict_row(name, args.rounds), flush=True)
+            if args.what in ("train", "both"):
+                print(train_row(name, args.rounds), flush=True)
+
+
+if __name__ == "__main__":
+    main()

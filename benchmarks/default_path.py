@@ -25,9 +25,9 @@ import torch
 
 from fcnkit import Predictor
 from fcnkit.engine import trainer
-from fcnkit.engine.probe import RunChoice, choose_run
+from fcnkit.engine.probe import RunChoice, choose_run, cpu_candidates
 from fcnkit.engine.run import train_run
-from fcnkit.engine.runtime import cpu_has_fast_bf16, cpu_model, memory_format
+from fcnkit.engine.runtime import cpu_model
 from fcnkit.export.bench import time_interleaved
 from fcnkit.inference.images import read_rgb_array
 from fcnkit.models.zoo import get_weights
@@ -37,15 +37,9 @@ IMAGES = {"camvid": DATA / "camvid" / "val" / "0016E5_07959.png", "raccoon": DAT
 MODELS = ["camvid-fcn8s-lite0", "camvid-fcn8s-resnet18", "raccoon-fcn8s-det-lite0"]
 
 
-def candidates(detector: bool = False) -> list[tuple[torch.dtype | None, bool]]:
-    """What the probe chooses among on this CPU (bf16 only with bf16 arithmetic; predict keeps
-    detectors in fp32, as ``Predictor`` does)."""
-    dtypes = [None, torch.bfloat16] if cpu_has_fast_bf16() and not detector else [None]
-    return [(d, cl) for d in dtypes for cl in (True, False)]
-
-
-def label(c: tuple[torch.dtype | None, bool]) -> str:
-    return RunChoice(c[0], c[1], "").label
+def choices(amp: str = "auto") -> list[RunChoice]:
+    """Every path the probe chooses among on this CPU, whatever a recipe fixes."""
+    return [RunChoice(d, cl, "") for d, cl in cpu_candidates(amp)]
 
 
 def report(kind: str, name: str, times_ms: dict[str, list[float]], chosen: str, first_s: float,
@@ -81,14 +75,13 @@ def predict_row(name: str, rounds: int) -> str:
     timing_probe(again)
     again.predict(array)  # a second process on this machine: the probe reads its cache
 
-    def run_as(c: tuple[torch.dtype | None, bool]):
+    def run_as(c: RunChoice):
         def fn(_x: torch.Tensor) -> None:
-            runtime.precision, runtime.channels_last = ("bf16" if c[0] else "fp32"), c[1]
-            runtime.module.to(memory_format=memory_format(c[1]))
+            runtime.use(c)
             p.predict(array)
         return fn
 
-    fns = {label(c): run_as(c) for c in candidates(detector="det" in name)}
+    fns = {c.label: run_as(c) for c in choices("off" if "det" in name else "auto")}  # detectors predict in fp32
     timings = time_interleaved(fns, torch.zeros(1), warmup=1, repeats=rounds * 3, rounds=rounds)
     print(f"predict probe: {p.run_choice.label}: {p.run_choice.reason}")
     return report("predict", name, {k: t.samples_ms for k, t in timings.items()}, chosen, probe_s[0], probe_s[1])
@@ -109,20 +102,17 @@ def train_row(name: str, rounds: int) -> str:
         out["cached"] = time.perf_counter() - t0
 
     def side_by_side(self, images, targets):  # every candidate runs the trainer's step on this batch
-        chosen = (self.amp_dtype, self.channels_last)
-        times: dict[str, list[float]] = {label(c): [] for c in candidates()}
-        cs = candidates()
+        cs = choices()
+        times: dict[str, list[float]] = {c.label: [] for c in cs}
         for r in range(rounds + 1):  # round 0 warms each layout up
             for c in cs[r % len(cs):] + cs[:r % len(cs)]:
-                self.amp_dtype, self.channels_last, self.mf = c[0], c[1], memory_format(c[1])
-                self.model.to(memory_format=self.mf)
-                self.kept.to(memory_format=self.mf)
+                self.use(c)
                 t0 = time.perf_counter()
                 step(self, images, targets)
                 if r:
-                    times[label(c)].append(1000 * (time.perf_counter() - t0))
-        out["row"] = report("train", name, times, label(chosen), out["first"], out["cached"])
-        self.amp_dtype, self.channels_last, self.mf = chosen[0], chosen[1], memory_format(chosen[1])
+                    times[c.label].append(1000 * (time.perf_counter() - t0))
+        out["row"] = report("train", name, times, self.run_choice.label, out["first"], out["cached"])
+        self.use(self.run_choice)
         return step(self, images, targets)
 
     trainer._Trainer._settle_run, trainer._Trainer.step = timed_settle, side_by_side

@@ -61,7 +61,7 @@ def _model_key(model: nn.Module) -> str:
 
 def _cache_key(model: nn.Module, shape: tuple[int, ...], train: bool, candidates: list[tuple]) -> str:
     parts = {"cpu": cpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-             "model": _model_key(model), "shape": list(shape), "timed": list(_timed_shape(shape, train)),
+             "model": _model_key(model), "shape": list(shape), "timed": _timed_batch(shape, train),
              "train": train, "candidates": [[DTYPES[d], cl] for d, cl in candidates]}
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
@@ -147,10 +147,7 @@ def _choose(model: nn.Module, *, device: torch.device, shape: tuple[int, ...], t
                            else "CUDA: bf16 where supported, else fp16")
         model.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
         return choice
-    dtypes = [resolve_amp(amp, device)] if amp != "auto" else (
-        [None, torch.bfloat16] if cpu_has_fast_bf16() else [None])
-    layouts = [channels_last] if channels_last is not None else [True, False]
-    candidates = [(d, cl) for d in dtypes for cl in layouts]
+    candidates = cpu_candidates(amp, channels_last)
     if len(candidates) == 1:
         (dtype, cl), = candidates
         model.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
@@ -162,24 +159,27 @@ def _choose(model: nn.Module, *, device: torch.device, shape: tuple[int, ...], t
     cached = _read_cache(path).get(key) if use_cache else None
     if cached:
         seconds = {(next(d for d, n in DTYPES.items() if n == rec[0]), rec[1]): rec[2] for rec in cached["times"]}
-        timed = cached.get("timed", shape[0])
+        timed = cached["timed"]
         source = "measured earlier on this machine"
     else:
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         was_training = model.training
         model.train(train)
         repeats = repeats or (1 if train else 2)
+
+        def time_at(batch: int) -> dict[tuple, float]:
+            x = torch.randn(batch, *shape[1:], device=device)
+            return _time_steps(model, x, candidates, train=train, repeats=repeats, device=device)
+
+        timed = _timed_batch(shape, train)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # dropout, inputs
-            timed = _timed_shape(shape, train)[0]
             try:
-                seconds = _time_steps(model, torch.randn(timed, *shape[1:], device=device), candidates, train=train,
-                                      repeats=repeats, device=device)
+                seconds = time_at(timed)
             except ValueError:  # batch norm over a 1x1 map needs two images: time the batch itself
                 if timed == shape[0]:
                     raise
                 timed = shape[0]
-                seconds = _time_steps(model, torch.randn(*shape, device=device), candidates, train=train,
-                                      repeats=repeats, device=device)
+                seconds = time_at(timed)
         model.load_state_dict(state)
         model.train(was_training)
         model.zero_grad(set_to_none=True)
@@ -196,8 +196,8 @@ def _choose(model: nn.Module, *, device: torch.device, shape: tuple[int, ...], t
                 pass  # an unwritable cache only costs a probe next time
     (dtype, cl) = min(seconds, key=seconds.get)
     model.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
-    what = ("training step" + (f" of {timed} image{'s' * (timed > 1)}" if timed != shape[0] else "")
-            if train else "forward")
+    what = "forward" if not train else "training step" if timed == shape[0] else \
+        f"training step of {timed} image{'s' * (timed > 1)}"
     others = ", ".join(f"{RunChoice(d, c, '').label} {_fmt(t)}" for (d, c), t in sorted(seconds.items(),
                                                                                          key=lambda kv: kv[1])
                        if (d, c) != (dtype, cl))
@@ -208,13 +208,22 @@ def _choose(model: nn.Module, *, device: torch.device, shape: tuple[int, ...], t
     return choice
 
 
-def _timed_shape(shape: tuple[int, ...], train: bool) -> tuple[int, ...]:
-    """The input the probe times: training steps on at most ``TRAIN_PROBE_BATCH`` images."""
-    return (min(shape[0], TRAIN_PROBE_BATCH), *shape[1:]) if train else tuple(shape)
+def cpu_candidates(amp: str = "auto", channels_last: bool | None = None) -> list[tuple[torch.dtype | None, bool]]:
+    """The (autocast dtype, channels_last) pairs a CPU probe chooses among: bf16 besides fp32
+    only with ``amp`` auto on a CPU with bf16 arithmetic, both layouts unless one is given."""
+    dtypes = [resolve_amp(amp, torch.device("cpu"))] if amp != "auto" else (
+        [None, torch.bfloat16] if cpu_has_fast_bf16() else [None])
+    layouts = [channels_last] if channels_last is not None else [True, False]
+    return [(d, cl) for d in dtypes for cl in layouts]
+
+
+def _timed_batch(shape: tuple[int, ...], train: bool) -> int:
+    """Images per timed call: training steps on at most ``TRAIN_PROBE_BATCH``, forwards on the batch."""
+    return min(shape[0], TRAIN_PROBE_BATCH) if train else shape[0]
 
 
 def _fmt(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
-__all__ = ["RunChoice", "choose_run", "probe_cache_path"]
+__all__ = ["RunChoice", "choose_run", "cpu_candidates", "probe_cache_path"]

@@ -379,16 +379,20 @@ class _Trainer:
         cfg = self.cfg
         self.run_choice = choose_run(self.model, device=self.device, shape=tuple(shape), train=True, amp=cfg.amp,
                                      channels_last=cfg.channels_last, say=None)
-        self.amp_dtype, self.channels_last = self.run_choice.amp_dtype, self.run_choice.channels_last
-        self.mf = memory_format(self.channels_last)
-        self.model.to(memory_format=self.mf)
-        self.kept.to(memory_format=self.mf)  # the averaged copy, when there is one
+        self.use(self.run_choice)
         self.say(f"precision and layout: {self.run_choice.label}: {self.run_choice.reason}")
         if self.dist.is_main:
             write_run_info(self.out, cfg, device=str(self.device), amp=str(self.amp_dtype),
                            world_size=self.dist.world_size, channels_last=self.channels_last,
                            run_choice=self.run_choice.reason, threads=torch.get_num_threads(),
                            resumed_at=self.resumed_at)
+
+    def use(self, choice: RunChoice) -> None:
+        """Train from now on in ``choice``'s precision and layout (the weights and their average)."""
+        self.amp_dtype, self.channels_last = choice.amp_dtype, choice.channels_last
+        self.mf = memory_format(self.channels_last)
+        self.model.to(memory_format=self.mf)
+        self.kept.to(memory_format=self.mf)  # the averaged copy, when there is one
 
     def say(self, msg: str) -> None:
         if self.dist.is_main:

@@ -372,9 +372,14 @@ class TorchRuntime(Runtime):
         of ``shape`` on this machine (``fcnkit.engine.probe``); ``amp`` "off" keeps fp32."""
         choice = choose_run(self.module, device=self.device, shape=shape, train=False, amp=amp,
                             channels_last=channels_last, say=say)
-        self.precision = "bf16" if choice.amp_dtype == torch.bfloat16 else "fp32"  # (no fp16 autocast here)
-        self.channels_last = choice.channels_last
+        self.use(choice)
         return choice
+
+    def use(self, choice: RunChoice) -> None:
+        """Run from now on in ``choice``'s precision and layout (no fp16 autocast here)."""
+        self.precision = "bf16" if choice.amp_dtype == torch.bfloat16 else "fp32"
+        self.channels_last = choice.channels_last
+        self.module.to(memory_format=torch.channels_last if choice.channels_last else torch.contiguous_format)
 
     def __call__(self, x: Tensor) -> dict[str, Tensor]:
         x = x.to(self.device, torch.float32)

@@ -28,7 +28,7 @@ def fake_times(times):
     calls = []
 
     def timed(model, x, candidates, *, train, repeats, device):
-        calls.append((tuple(x.shape), train, repeats))
+        calls.append((tuple(x.shape), train))
         return {c: times[probe.RunChoice(*c, "").label] for c in candidates}
     return timed, calls
 
@@ -41,17 +41,15 @@ def test_the_fastest_candidate_wins_and_the_reason_names_the_others(cache, monke
     said = []
     choice = choose_run(tiny(), device=CPU, shape=(8, 3, 64, 96), train=True, say=said.append)
     assert (choice.amp_dtype, choice.channels_last) == (torch.bfloat16, True)
-    # a training step of the batch costs seconds: one image of the real size is timed, once after the warm-up
-    assert calls == [((1, 3, 64, 96), True, 1)]
-    assert said[0].startswith("precision and layout: bf16 channels_last: 2.17 s per training step of 1 image vs "
-                              "bf16 NCHW 2.19 s")
-    assert "fp32 NCHW 6.70 s" in said[0] and "measured (" in said[0] and "input 8x3x64x96)" in said[0]
+    assert calls == [((8, 3, 64, 96), True)]
+    assert said[0].startswith("precision and layout: bf16 channels_last: 2.17 s per training step vs bf16 NCHW 2.19 s")
+    assert "fp32 NCHW 6.70 s" in said[0] and "measured (" in said[0]
     # the second time the same model and shape come from the cache, measured nothing
     again = choose_run(tiny(), device=CPU, shape=(8, 3, 64, 96), train=True, say=said.append)
     assert again.label == choice.label and len(calls) == 1 and "measured earlier" in said[1]
     # another input shape, or inference instead of training, is measured anew
     choose_run(tiny(), device=CPU, shape=(1, 3, 64, 96), train=False, say=None)
-    assert calls[-1] == ((1, 3, 64, 96), False, 2)
+    assert calls[-1] == ((1, 3, 64, 96), False)
     assert len(json.loads(cache.read_text())) == 2
 
 
@@ -87,16 +85,6 @@ def test_a_real_probe_leaves_weights_statistics_and_randomness_as_they_were(cach
     assert model.encoder.layer1[0].conv1.weight.is_contiguous(memory_format=fmt)
     (record,) = json.loads(cache.read_text()).values()
     assert record["shape"] == [2, 3, 32, 32] and record["train"] is True and len(record["times"]) >= 2
-    # the encoder's last map is 1x1 here, where training batch norm needs two images: the batch itself was timed
-    assert record["timed"] == 2
-
-
-def test_a_real_training_probe_times_one_image_where_batch_norm_allows(cache):
-    said = []
-    choose_run(tiny(), device=CPU, shape=(4, 3, 64, 64), train=True, say=said.append)
-    (record,) = json.loads(cache.read_text()).values()
-    assert record["shape"] == [4, 3, 64, 64] and record["timed"] == 1
-    assert "per training step of 1 image vs" in said[0] and "input 4x3x64x64)" in said[0]
 
 
 def test_a_damaged_cache_is_measured_again(cache, monkeypatch):
@@ -124,7 +112,7 @@ def test_the_predictor_measures_on_its_first_image_and_exported_files_run_as_sto
     assert p.run_choice is None  # nothing measured before there is an input
     p.predict(image)
     p.predict(np.zeros((64, 64, 3), np.uint8))
-    assert calls == [((1, 3, 40, 56), False, 2)]  # once, at the first image's size, for inference
+    assert calls == [((1, 3, 40, 56), False)]  # once, at the first image's size, for inference
     assert (p.run_choice.label, p.backend.precision, p.backend.channels_last) == ("bf16 NCHW", "bf16", False)
     fixed = Predictor(tiny(), amp="off", channels_last=True, progress=False)
     fixed.predict(image)

@@ -7,11 +7,10 @@ Xeon with AMX both are faster. No rule learnt on one machine holds on the next, 
 ``choose_run`` times a few steps of each candidate (forward only, or forward + backward
 for training) at the real input size, keeps the fastest, caches the answer on disk per
 (CPU, torch version, model, input shape, threads, task) and says in one line what it
-chose and why. Training steps are timed on one image of the real size, once each after a
-warm-up: a step of the real batch costs seconds, and the candidates rank the same per
-image (``benchmarks/default_path.py`` sets the choice against every path at the real
-batch). An explicit ``amp`` / ``channels_last`` always wins; CUDA keeps its rule (bf16
-where supported, else fp16, channels_last).
+chose and why. Training steps are timed at the real batch: on one image, fp32 NCHW ran
+level with the fastest layout for the raccoon detector while a batch of 8 ran it 1.2-1.3x
+slower (``benchmarks/results/default_path.md``). An explicit ``amp`` / ``channels_last``
+always wins; CUDA keeps its rule (bf16 where supported, else fp16, channels_last).
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ from .runtime import autocast, cpu_has_fast_bf16, cpu_model, resolve_amp
 
 DTYPES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 SLOWER_DROPPED = 3.0  # a candidate whose warm-up step is this many times the best is not timed further
-TRAIN_PROBE_BATCH = 1  # images per timed training step (the probe's cost stays under 3 s at 360x480)
 
 
 @dataclass(frozen=True)
@@ -61,8 +59,8 @@ def _model_key(model: nn.Module) -> str:
 
 def _cache_key(model: nn.Module, shape: tuple[int, ...], train: bool, candidates: list[tuple]) -> str:
     parts = {"cpu": cpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-             "model": _model_key(model), "shape": list(shape), "timed": _timed_batch(shape, train),
-             "train": train, "candidates": [[DTYPES[d], cl] for d, cl in candidates]}
+             "model": _model_key(model), "shape": list(shape), "train": train,
+             "candidates": [[DTYPES[d], cl] for d, cl in candidates]}
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -114,13 +112,12 @@ def _time_steps(model: nn.Module, x: Tensor, candidates: list[tuple], *, train: 
 
 
 def choose_run(model: nn.Module, *, device: torch.device, shape: tuple[int, ...], train: bool,
-               amp: str = "auto", channels_last: bool | None = None, repeats: int | None = None,
-               use_cache: bool = True, say: Callable[[str], None] | None = print) -> RunChoice:
+               amp: str = "auto", channels_last: bool | None = None, repeats: int = 2, use_cache: bool = True,
+               say: Callable[[str], None] | None = print) -> RunChoice:
     """The fastest (autocast dtype, memory layout) for ``model`` on ``device`` at input ``shape``
     (N, 3, H, W): measured by a probe on CPU when more than one candidate is allowed.
 
-    ``amp`` is auto|bf16|fp16|off; ``channels_last`` None means "measure"; ``repeats`` timed
-    rounds after the warm-up (default 2 forward passes, 1 training step). bf16 is a candidate
+    ``amp`` is auto|bf16|fp16|off; ``channels_last`` None means "measure". bf16 is a candidate
     only on CPUs with bf16 arithmetic (AVX512-BF16 or AMX). The model's weights, buffers
     (batch-norm statistics), gradients, memory layout and the RNG are as before the probe;
     the model is left in the chosen layout. Under ``torchrun`` rank 0 measures (alone, so
@@ -138,7 +135,7 @@ def choose_run(model: nn.Module, *, device: torch.device, shape: tuple[int, ...]
 
 
 def _choose(model: nn.Module, *, device: torch.device, shape: tuple[int, ...], train: bool, amp: str,
-            channels_last: bool | None, repeats: int | None, use_cache: bool,
+            channels_last: bool | None, repeats: int, use_cache: bool,
             say: Callable[[str], None] | None) -> RunChoice:
     if device.type == "cuda" or (amp != "auto" and channels_last is not None):
         dtype = resolve_amp(amp, device)
@@ -159,27 +156,14 @@ def _choose(model: nn.Module, *, device: torch.device, shape: tuple[int, ...], t
     cached = _read_cache(path).get(key) if use_cache else None
     if cached:
         seconds = {(next(d for d, n in DTYPES.items() if n == rec[0]), rec[1]): rec[2] for rec in cached["times"]}
-        timed = cached["timed"]
         source = "measured earlier on this machine"
     else:
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         was_training = model.training
         model.train(train)
-        repeats = repeats or (1 if train else 2)
-
-        def time_at(batch: int) -> dict[tuple, float]:
-            x = torch.randn(batch, *shape[1:], device=device)
-            return _time_steps(model, x, candidates, train=train, repeats=repeats, device=device)
-
-        timed = _timed_batch(shape, train)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # dropout, inputs
-            try:
-                seconds = time_at(timed)
-            except ValueError:  # batch norm over a 1x1 map needs two images: time the batch itself
-                if timed == shape[0]:
-                    raise
-                timed = shape[0]
-                seconds = time_at(timed)
+            x = torch.randn(*shape, device=device)
+            seconds = _time_steps(model, x, candidates, train=train, repeats=repeats, device=device)
         model.load_state_dict(state)
         model.train(was_training)
         model.zero_grad(set_to_none=True)
@@ -187,7 +171,7 @@ def _choose(model: nn.Module, *, device: torch.device, shape: tuple[int, ...], t
         if use_cache:
             records = _read_cache(path)
             records[key] = {"cpu": cpu_model(), "torch": torch.__version__, "shape": list(shape), "train": train,
-                            "timed": timed, "model": _model_key(model)[:200],
+                            "model": _model_key(model)[:200],
                             "times": [[DTYPES[d], cl, t] for (d, cl), t in seconds.items()]}
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -196,8 +180,7 @@ def _choose(model: nn.Module, *, device: torch.device, shape: tuple[int, ...], t
                 pass  # an unwritable cache only costs a probe next time
     (dtype, cl) = min(seconds, key=seconds.get)
     model.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
-    what = "forward" if not train else "training step" if timed == shape[0] else \
-        f"training step of {timed} image{'s' * (timed > 1)}"
+    what = "training step" if train else "forward"
     others = ", ".join(f"{RunChoice(d, c, '').label} {_fmt(t)}" for (d, c), t in sorted(seconds.items(),
                                                                                          key=lambda kv: kv[1])
                        if (d, c) != (dtype, cl))
@@ -215,11 +198,6 @@ def cpu_candidates(amp: str = "auto", channels_last: bool | None = None) -> list
         [None, torch.bfloat16] if cpu_has_fast_bf16() else [None])
     layouts = [channels_last] if channels_last is not None else [True, False]
     return [(d, cl) for d in dtypes for cl in layouts]
-
-
-def _timed_batch(shape: tuple[int, ...], train: bool) -> int:
-    """Images per timed call: training steps on at most ``TRAIN_PROBE_BATCH``, forwards on the batch."""
-    return min(shape[0], TRAIN_PROBE_BATCH) if train else shape[0]
 
 
 def _fmt(seconds: float) -> str:

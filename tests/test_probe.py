@@ -3,6 +3,7 @@ caches per machine and model, and never overrides an explicit setting."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -119,3 +120,15 @@ def test_the_predictor_measures_on_its_first_image_and_exported_files_run_as_sto
     assert fixed.run_choice.reason == "as configured" and fixed.backend.precision == "fp32" and len(calls) == 1
     with pytest.raises(ValueError, match="amp must be"):
         Predictor(tiny(), amp="fp8")
+
+
+def test_a_detector_is_probed_at_the_size_it_runs_at(cache, monkeypatch):
+    from fcnkit.inference.predictor import Predictor
+
+    timed, calls = fake_times({"fp32 channels_last": 2.0, "fp32 NCHW": 1.0})
+    monkeypatch.setattr(probe, "_time_steps", timed)
+    detector = fcnkit.create_model("fcn8s-det", det_classes=1, encoder="resnet18")
+    detector.meta = {"max_size": 64}  # trained with the longer side at 64: larger photos are shrunk to it
+    p = Predictor(detector, progress=False)
+    p.predict(np.zeros((96, 128, 3), np.uint8))
+    assert calls == [((1, 3, 48, 64), False)]

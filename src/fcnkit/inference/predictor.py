@@ -325,7 +325,6 @@ class Predictor:
         if probabilities:
             self.backend.require_scores("probabilities need")
         h, w = arrays[0].shape[:2]
-        self._choose_run_once((len(arrays), 3, h, w))
         x = torch.from_numpy(np.stack(arrays)).to(self.device).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
         spec = self.spec
         fit = BOXES in spec.heads and self.max_size and max(h, w) > self.max_size
@@ -334,6 +333,7 @@ class Predictor:
             small = (max(1, round(h * scale)), max(1, round(w * scale)))
             x = F.interpolate(x.float(), size=small, mode="bilinear", antialias=True,
                               align_corners=False).round().clamp(0, 255).to(torch.uint8)  # (N, 3, h', w')
+        self._choose_run_once(tuple(x.shape))  # at the size the model runs at
         out = self._outputs(x)
         detections: list[list[dict] | None] = [None] * len(arrays)
         if BOXES in spec.heads:

@@ -4,9 +4,11 @@ For each shipped model: its predict path (``Predictor`` on a real image, preproc
 class map) and its recipe's training step (the trainer's own step on a real batch of the
 recipe's data: loss, backward, optimiser, EMA) are run in every precision and layout the
 probe considers, side by side (round-robin, so a noisy minute slows every candidate alike),
-and the probe's choice, measured fresh in an empty cache as a first run would, is set
-against the fastest. Issue 23's targets: the default within 5% of the fastest path, the
-probe under 3 s the first time and nothing after (the cached call is timed too).
+and fcnkit's own choice, measured fresh in an empty cache as a first run would (predict: the
+probe; training: the trial over the run's first steps), is set against the fastest. Issue
+23's targets: the default within 5% of the fastest path, the probe under 3 s the first time
+and nothing after (the cached call is timed too); for training, the trial's cost is what its
+steps took beyond as many steps of the chosen path.
 
     .venv/bin/python benchmarks/default_path.py                 # every shipped model, predict and train
     .venv/bin/python benchmarks/default_path.py --models raccoon-fcn8s-det-lite0 --what predict --rounds 3
@@ -24,8 +26,8 @@ from pathlib import Path
 import torch
 
 from fcnkit import Predictor
-from fcnkit.engine import trainer
-from fcnkit.engine.probe import RunChoice, choose_run, cpu_candidates
+from fcnkit.engine import probe, trainer
+from fcnkit.engine.probe import RunChoice, cpu_candidates, known_choice
 from fcnkit.engine.run import train_run
 from fcnkit.engine.runtime import cpu_model
 from fcnkit.export.bench import time_interleaved
@@ -48,7 +50,8 @@ def report(kind: str, name: str, times_ms: dict[str, list[float]], chosen: str, 
     fastest = min(med, key=med.get)
     rows = "  ".join(f"{k} {med[k]:.1f}" for k in sorted(med, key=med.get))
     return (f"{name:26s} {kind:7s} chosen {chosen:18s} {med[chosen] / med[fastest]:.3f}x the fastest ({fastest})"
-            f"  probe {first_s:.2f} s first, {cached_s * 1000:.1f} ms cached  | ms: {rows}")
+            f"  {'trial' if kind == 'train' else 'probe'} {first_s:.2f} s first, {cached_s * 1000:.1f} ms cached"
+            f"  | ms: {rows}")
 
 
 def predict_row(name: str, rounds: int) -> str:
@@ -58,12 +61,12 @@ def predict_row(name: str, rounds: int) -> str:
     runtime, probe_s = p.backend, []
 
     def timing_probe(predictor: Predictor) -> None:  # what a predictor's first image pays for its choice
-        probe = predictor.backend.choose_run
+        original = predictor.backend.choose_run
 
         def timed(*args, **kwargs):
             t0 = time.perf_counter()
             try:
-                return probe(*args, **kwargs)
+                return original(*args, **kwargs)
             finally:
                 probe_s.append(time.perf_counter() - t0)
         predictor.backend.choose_run = timed
@@ -89,19 +92,20 @@ def predict_row(name: str, rounds: int) -> str:
 
 def train_row(name: str, rounds: int) -> str:
     recipe = get_weights(name).recipe
-    settle, step = trainer._Trainer._settle_run, trainer._Trainer.step
+    result, step = probe.StepTrial.result, trainer._Trainer.step
     out: dict = {}
 
-    def timed_settle(self, shape):  # the trainer's own probe, in an empty cache: a first run's cost
+    def timed_result(self, model, **kwargs):  # the trial over the run's first steps, in an empty cache
+        choice = result(self, model, **kwargs)
+        out["first"] = self.excess  # what its steps cost beyond as many steps of the chosen path
         t0 = time.perf_counter()
-        settle(self, shape)
-        out["first"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        choose_run(self.model, device=self.device, shape=tuple(shape), train=True, amp=self.cfg.amp,
-                   channels_last=self.cfg.channels_last, say=None)
-        out["cached"] = time.perf_counter() - t0
+        assert known_choice(model, device=torch.device("cpu"), shape=kwargs["shape"], train=True) is not None
+        out["cached"] = time.perf_counter() - t0  # what the next run on this machine pays
+        return choice
 
-    def side_by_side(self, images, targets):  # every candidate runs the trainer's step on this batch
+    def side_by_side(self, images, targets):  # after the trial: every candidate runs the trainer's step on a batch
+        if self.run_choice is None or "row" in out:
+            return step(self, images, targets)
         cs = choices()
         times: dict[str, list[float]] = {c.label: [] for c in cs}
         for r in range(rounds + 1):  # round 0 warms each layout up
@@ -115,12 +119,13 @@ def train_row(name: str, rounds: int) -> str:
         self.use(self.run_choice)
         return step(self, images, targets)
 
-    trainer._Trainer._settle_run, trainer._Trainer.step = timed_settle, side_by_side
+    probe.StepTrial.result, trainer._Trainer.step = timed_result, side_by_side
     try:
-        with tempfile.TemporaryDirectory() as scratch:
-            train_run(recipe, out_dir=scratch, workers=0, val_every=10**6, stop_after=1, progress=False)
+        with tempfile.TemporaryDirectory() as scratch:  # the trial's steps (at most two per candidate), then one
+            train_run(recipe, out_dir=scratch, workers=0, val_every=10**6, stop_after=2 * len(choices()) + 1,
+                      progress=False)
     finally:
-        trainer._Trainer._settle_run, trainer._Trainer.step = settle, step
+        probe.StepTrial.result, trainer._Trainer.step = result, step
     return out["row"]
 
 

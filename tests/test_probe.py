@@ -100,8 +100,6 @@ def test_a_damaged_cache_is_measured_again(cache, monkeypatch):
 
 
 def test_the_predictor_measures_on_its_first_image_and_exported_files_run_as_stored(cache, monkeypatch, tmp_path):
-    import numpy as np
-
     from fcnkit.inference.predictor import Predictor
 
     monkeypatch.setattr(probe, "cpu_has_fast_bf16", lambda: True)
@@ -132,3 +130,75 @@ def test_a_detector_is_probed_at_the_size_it_runs_at(cache, monkeypatch):
     p = Predictor(detector, progress=False)
     p.predict(np.zeros((96, 128, 3), np.uint8))
     assert calls == [((1, 3, 48, 64), False)]
+
+
+def fake_trial_times(monkeypatch, times):
+    """StepTrial.record given ``times`` (label -> seconds) for each step instead of the clock's;
+    returns the labels of the steps recorded, in order."""
+    labels, real = [], probe.StepTrial.record
+
+    def record(self, seconds):
+        labels.append(self.candidate.label)
+        real(self, times[self.candidate.label])
+    monkeypatch.setattr(probe.StepTrial, "record", record)
+    return labels
+
+
+def tiny_run(out, stop_after=None, resume=False, **kw):
+    """A 3-epoch run (12 steps) of a 1/16-width VGG FCN on 4 synthetic street scenes."""
+    from fcnkit.config import TrainConfig
+    from fcnkit.data import train_transforms
+    from fcnkit.data.synthetic import SyntheticStreets
+    from fcnkit.engine import train
+    from fcnkit.models import IMAGENET
+
+    data = SyntheticStreets(4, size=(32, 48), seed=0, transforms=train_transforms(IMAGENET, crop_size=(32, 48)))
+    cfg = TrainConfig(width=1 / 16, workers=0, progress=False, out_dir=str(out), **{"epochs": 3, **kw})
+    return train(cfg, train_set=data, stop_after=stop_after, resume=resume)
+
+
+TRIAL_TIMES = {"fp32 channels_last": 2.0, "fp32 NCHW": 3.0, "bf16 channels_last": 1.0, "bf16 NCHW": 9.0}
+
+
+def test_training_puts_precision_and_layout_on_trial_over_its_own_first_steps(cache, monkeypatch, tmp_path):
+    monkeypatch.setattr(probe, "cpu_has_fast_bf16", lambda: True)
+    steps = fake_trial_times(monkeypatch, TRIAL_TIMES)
+    run = tiny_run(tmp_path / "a")
+    assert run["iteration"] == 12  # the trial's steps are the run's first steps, not steps on top
+    assert steps == ["fp32 channels_last", "fp32 NCHW", "bf16 channels_last", "bf16 NCHW",  # warm-ups
+                     "fp32 channels_last", "fp32 NCHW", "bf16 channels_last"]  # bf16 NCHW took 9x the best: dropped
+    why = json.loads((tmp_path / "a" / "environment.json").read_text())["run_choice"]
+    # the 7 steps took 2+3+1+9+2+3+1 = 21 s, 14 s more than 7 steps of the chosen 1 s
+    assert why.startswith("1.00 s per training step vs fp32 channels_last 2.00 s, fp32 NCHW 3.00 s, bf16 NCHW "
+                          "9.00 s, measured on the run's first 7 steps (they cost 14.00 s more than at the chosen path)")
+    conv = next(p for p in run["model"].parameters() if p.dim() == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    (record,) = json.loads(cache.read_text()).values()
+    assert sorted(record["times"]) == [["bf16", False, 9.0], ["bf16", True, 1.0], ["fp32", False, 3.0],
+                                       ["fp32", True, 2.0]]
+    # the next run of this model at this size on this machine: the cached answer, no trial
+    steps.clear()
+    tiny_run(tmp_path / "b")
+    assert steps == []
+    why = json.loads((tmp_path / "b" / "environment.json").read_text())["run_choice"]
+    assert why.startswith("1.00 s per training step vs") and "measured earlier on this machine" in why
+    # an explicit setting is never put on trial
+    steps.clear()
+    tiny_run(tmp_path / "c", amp="off", channels_last=False)
+    assert steps == [] and json.loads((tmp_path / "c" / "environment.json").read_text())["run_choice"] == "as configured"
+
+
+def test_a_run_paused_mid_trial_goes_on_with_its_trial_and_matches_the_uninterrupted_run(monkeypatch, tmp_path):
+    from fcnkit.models.saved import read_record
+
+    monkeypatch.setattr(probe, "cpu_has_fast_bf16", lambda: True)
+    fake_trial_times(monkeypatch, TRIAL_TIMES)
+    monkeypatch.setenv("FCNKIT_CACHE", str(tmp_path / "cache_a"))  # each run measures, as on a new machine
+    straight = tiny_run(tmp_path / "a")
+    monkeypatch.setenv("FCNKIT_CACHE", str(tmp_path / "cache_b"))
+    assert tiny_run(tmp_path / "b", stop_after=3)["status"] == "paused"
+    assert len(read_record(tmp_path / "b" / "last.pt")["progress"]["trial"]["steps"]) == 3
+    resumed = tiny_run(tmp_path / "b", resume=True)
+    assert resumed["iteration"] == straight["iteration"] == 12
+    for (name, a), b in zip(straight["model"].state_dict().items(), resumed["model"].state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)

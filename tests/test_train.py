@@ -363,7 +363,8 @@ def test_bn_momentum_override_for_training_from_scratch(tmp_path):
 
 def test_weight_ema_is_what_is_validated_and_saved_and_resumes_exactly(tmp_path):
     tr, va = _sets()
-    a = train(_cfg(tmp_path / "a", ema_decay=0.9, epochs=2), train_set=tr, val_set=va)
+    fixed = dict(amp="off", channels_last=False)  # two runs compared bit for bit: no precision on trial
+    a = train(_cfg(tmp_path / "a", ema_decay=0.9, epochs=2, **fixed), train_set=tr, val_set=va)
     rec = read_record(tmp_path / "a" / "last.pt")
     raw, avg = rec["train_model"], rec["model"]
     assert raw.keys() == avg.keys()
@@ -373,7 +374,7 @@ def test_weight_ema_is_what_is_validated_and_saved_and_resumes_exactly(tmp_path)
     assert _same(model.state_dict(), avg) and a["model"].state_dict().keys() == avg.keys()
     assert _same({k: v.cpu() for k, v in a["model"].state_dict().items()}, avg)
     # paused and resumed, the raw and the averaged weights both match the uninterrupted run
-    cfg_b = _cfg(tmp_path / "b", ema_decay=0.9, epochs=2)
+    cfg_b = _cfg(tmp_path / "b", ema_decay=0.9, epochs=2, **fixed)
     train(cfg_b, train_set=tr, val_set=va, stop_after=3)
     b = train(cfg_b, train_set=tr, val_set=va, resume=True)
     rb = read_record(tmp_path / "b" / "last.pt")

@@ -56,3 +56,42 @@ def test_two_cpu_processes_train_in_lockstep(tmp_path):
     assert res["ddp"]["pixels"] == res["single"]["pixels"] == 3 * 32 * 48  # every val pixel exactly once
     assert res["ddp"]["mean_iu"] == res["single"]["mean_iu"]
     assert json.dumps(res["ddp"]["class_iu"]) == json.dumps(res["single"]["class_iu"])  # NaN-safe
+
+
+TRIAL_SCRIPT = textwrap.dedent('''
+    import os, sys
+    import torch
+    from fcnkit.config import TrainConfig
+    from fcnkit.data import train_transforms
+    from fcnkit.data.synthetic import SyntheticStreets
+    from fcnkit.engine import probe, train
+    from fcnkit.models import IMAGENET
+
+    out, rank = sys.argv[1], int(os.environ["RANK"])
+    os.environ["FCNKIT_CACHE"] = f"{out}/cache"  # measured afresh, whatever other tests cached
+    probe.cpu_has_fast_bf16 = lambda: True  # four candidates on any CPU
+    # each rank's clock disagrees: alone, rank 1 would drop both fp32 paths after their warm-ups
+    times = [{"fp32 channels_last": 2.0, "fp32 NCHW": 1.0, "bf16 channels_last": 2.5, "bf16 NCHW": 2.5},
+             {"fp32 channels_last": 9.0, "fp32 NCHW": 9.0, "bf16 channels_last": 1.0, "bf16 NCHW": 1.5}][rank]
+    record, steps = probe.StepTrial.record, []
+    def fake(self, seconds):
+        steps.append(self.candidate.label)
+        record(self, times[self.candidate.label])
+    probe.StepTrial.record = fake
+    tr = SyntheticStreets(4, size=(32, 48), seed=0, transforms=train_transforms(IMAGENET, crop_size=(32, 48)))
+    cfg = TrainConfig(width=1 / 16, workers=0, progress=False, epochs=5, out_dir=out)
+    model = train(cfg, train_set=tr)["model"]
+    conv = next(p for p in model.parameters() if p.dim() == 4)
+    torch.save({"weights": model.state_dict(), "steps": steps,
+                "channels_last": conv.is_contiguous(memory_format=torch.channels_last)}, f"{out}/rank{rank}.pt")
+''')
+
+
+def test_ranks_share_one_trial_and_rank_0s_clock_decides(tmp_path):
+    out = torchrun_two_cpu_ranks(TRIAL_SCRIPT, tmp_path)
+    r0, r1 = torch.load(out / "rank0.pt"), torch.load(out / "rank1.pt")
+    assert r0["steps"] == r1["steps"] == 2 * ["fp32 channels_last", "fp32 NCHW", "bf16 channels_last", "bf16 NCHW"]
+    assert r0["channels_last"] is r1["channels_last"] is False  # rank 0's fastest: fp32 NCHW
+    assert all(torch.equal(r0["weights"][k], r1["weights"][k]) for k in r0["weights"])
+    why = json.loads((out / "environment.json").read_text())["run_choice"]
+    assert why.startswith("1.00 s per training step vs fp32 channels_last 2.00 s")

@@ -4,13 +4,15 @@ Whether bf16 autocast or channels_last pays depends on the CPU, the model and wh
 trains: on an AMD Zen 4 core, bf16 depthwise convolutions run 15x slower than fp32 in
 inference but a bf16 training step of the same EfficientNet-Lite FCN is 1.7x faster; on a
 Xeon with AMX both are faster. No rule learnt on one machine holds on the next, so
-``choose_run`` times a few steps of each candidate (forward only, or forward + backward
-for training) at the real input size, keeps the fastest, caches the answer on disk per
-(CPU, torch version, model, input shape, threads, task) and says in one line what it
-chose and why. Training steps are timed at the real batch: on one image, fp32 NCHW ran
-level with the fastest layout for the raccoon detector while a batch of 8 ran it 1.2-1.3x
-slower (``benchmarks/results/default_path.md``). An explicit ``amp`` / ``channels_last``
-always wins; CUDA keeps its rule (bf16 where supported, else fp16, channels_last).
+``choose_run`` times a few forward steps of each candidate at the real input size, keeps
+the fastest, caches the answer on disk per (CPU, torch version, model, input shape,
+threads, task) and says in one line what it chose and why. Training is measured on the
+run's own first steps (``StepTrial``: real steps of the real batch, so the trial costs only
+the slower candidates' extra seconds); a step must be timed at the real batch: on one image,
+fp32 NCHW ran level with the fastest layout for the raccoon detector while a batch of 8 ran
+it 1.2-1.3x slower (``benchmarks/results/default_path.md``). An explicit ``amp`` /
+``channels_last`` always wins; CUDA keeps its rule (bf16 where supported, else fp16,
+channels_last).
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def _model_key(model: nn.Module) -> str:
 def _cache_key(model: nn.Module, shape: tuple[int, ...], train: bool, candidates: list[tuple]) -> str:
     parts = {"cpu": cpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads(),
              "model": _model_key(model), "shape": list(shape), "train": train,
-             "candidates": [[DTYPES[d], cl] for d, cl in candidates]}
+             "candidates": sorted([DTYPES[d], cl] for d, cl in candidates)}
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -137,27 +139,10 @@ def choose_run(model: nn.Module, *, device: torch.device, shape: tuple[int, ...]
 def _choose(model: nn.Module, *, device: torch.device, shape: tuple[int, ...], train: bool, amp: str,
             channels_last: bool | None, repeats: int, use_cache: bool,
             say: Callable[[str], None] | None) -> RunChoice:
-    if device.type == "cuda" or (amp != "auto" and channels_last is not None):
-        dtype = resolve_amp(amp, device)
-        cl = True if channels_last is None else channels_last
-        choice = RunChoice(dtype, cl, "as configured" if device.type != "cuda" or amp != "auto"
-                           else "CUDA: bf16 where supported, else fp16")
-        model.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
-        return choice
-    candidates = cpu_candidates(amp, channels_last)
-    if len(candidates) == 1:
-        (dtype, cl), = candidates
-        model.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
-        why = "as configured" if amp != "auto" else "fp32: this CPU has no bf16 arithmetic"
-        return RunChoice(dtype, cl, why)
-
-    path = probe_cache_path()
-    key = _cache_key(model, tuple(shape), train, candidates)
-    cached = _read_cache(path).get(key) if use_cache else None
-    if cached:
-        seconds = {(next(d for d, n in DTYPES.items() if n == rec[0]), rec[1]): rec[2] for rec in cached["times"]}
-        source = "measured earlier on this machine"
-    else:
+    choice = known_choice(model, device=device, shape=shape, train=train, amp=amp, channels_last=channels_last,
+                          use_cache=use_cache)
+    if choice is None:
+        candidates = cpu_candidates(amp, channels_last)
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         was_training = model.training
         model.train(train)
@@ -167,28 +152,129 @@ def _choose(model: nn.Module, *, device: torch.device, shape: tuple[int, ...], t
         model.load_state_dict(state)
         model.train(was_training)
         model.zero_grad(set_to_none=True)
-        source = "measured"
-        if use_cache:
-            records = _read_cache(path)
-            records[key] = {"cpu": cpu_model(), "torch": torch.__version__, "shape": list(shape), "train": train,
-                            "model": _model_key(model)[:200],
-                            "times": [[DTYPES[d], cl, t] for (d, cl), t in seconds.items()]}
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(path, json.dumps(records, indent=1) + "\n")
-            except OSError:
-                pass  # an unwritable cache only costs a probe next time
+        choice = decide(model, seconds, shape=shape, train=train, source="measured", use_cache=use_cache)
+    model.to(memory_format=torch.channels_last if choice.channels_last else torch.contiguous_format)
+    if say is not None:
+        say(f"precision and layout: {choice.label}: {choice.reason}")
+    return choice
+
+
+def known_choice(model: nn.Module, *, device: torch.device, shape: tuple[int, ...], train: bool, amp: str = "auto",
+                 channels_last: bool | None = None, use_cache: bool = True) -> RunChoice | None:
+    """The choice when nothing needs timing (CUDA's rule, an explicit setting, a CPU without
+    bf16 arithmetic, or a measurement cached on this machine); None when it must be measured."""
+    if device.type == "cuda" or (amp != "auto" and channels_last is not None):
+        cl = True if channels_last is None else channels_last
+        return RunChoice(resolve_amp(amp, device), cl, "as configured" if device.type != "cuda" or amp != "auto"
+                         else "CUDA: bf16 where supported, else fp16")
+    candidates = cpu_candidates(amp, channels_last)
+    if len(candidates) == 1:
+        (dtype, cl), = candidates
+        return RunChoice(dtype, cl, "as configured" if amp != "auto" else "fp32: this CPU has no bf16 arithmetic")
+    cached = _read_cache(probe_cache_path()).get(_cache_key(model, tuple(shape), train, candidates)) if use_cache \
+        else None
+    if not cached:
+        return None
+    seconds = {(_dtype(rec[0]), rec[1]): rec[2] for rec in cached["times"]}
+    return decide(model, seconds, shape=shape, train=train, source="measured earlier on this machine",
+                  use_cache=False)
+
+
+def decide(model: nn.Module, seconds: dict[tuple, float], *, shape: tuple[int, ...], train: bool, source: str,
+           use_cache: bool = True) -> RunChoice:
+    """The fastest of the measured ``seconds`` ((dtype, channels_last) -> s per step), with the
+    reason in one line; with ``use_cache`` the times are kept for the next run on this machine."""
+    if use_cache:
+        path = probe_cache_path()
+        records = _read_cache(path)
+        records[_cache_key(model, tuple(shape), train, list(seconds))] = {
+            "cpu": cpu_model(), "torch": torch.__version__, "shape": list(shape), "train": train,
+            "model": _model_key(model)[:200], "times": [[DTYPES[d], cl, t] for (d, cl), t in seconds.items()]}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps(records, indent=1) + "\n")
+        except OSError:
+            pass  # an unwritable cache only costs a probe next time
     (dtype, cl) = min(seconds, key=seconds.get)
-    model.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
     what = "training step" if train else "forward"
     others = ", ".join(f"{RunChoice(d, c, '').label} {_fmt(t)}" for (d, c), t in sorted(seconds.items(),
                                                                                          key=lambda kv: kv[1])
                        if (d, c) != (dtype, cl))
-    choice = RunChoice(dtype, cl, f"{_fmt(seconds[(dtype, cl)])} per {what} vs {others}, {source} "
-                                  f"({cpu_model()}, {torch.get_num_threads()} threads, input {'x'.join(map(str, shape))})")
-    if say is not None:
-        say(f"precision and layout: {choice.label}: {choice.reason}")
-    return choice
+    return RunChoice(dtype, cl, f"{_fmt(seconds[(dtype, cl)])} per {what} vs {others}, {source} "
+                                f"({cpu_model()}, {torch.get_num_threads()} threads, input {'x'.join(map(str, shape))})")
+
+
+class StepTrial:
+    """Precision and layout measured on a training run's own first steps.
+
+    Each candidate trains one step to warm up (oneDNN builds its kernels for that precision
+    and layout) and then one timed step; a candidate whose warm-up took over ``SLOWER_DROPPED``
+    times the best skips its timed step. The steps are real training steps, so the trial
+    costs only what the slower candidates' steps took beyond the chosen one's (``excess``),
+    not a probe's dozen extra steps, and it times the real step: the recipe's batch, loss,
+    optimiser and weight average. The trainer asks ``candidate`` before each step and
+    gives the step's seconds to ``record``; ``done`` says when ``result`` is ready.
+    """
+
+    def __init__(self, candidates: list[tuple[torch.dtype | None, bool]]) -> None:
+        if len(candidates) < 2:
+            raise ValueError(f"a trial needs two or more candidates, got {candidates}")
+        self.plan = list(candidates)  # warm-up round first; the timed round is added once it is over
+        self.warm: dict[tuple, float] = {}
+        self.seconds: dict[tuple, float] = {}
+        self.steps: list[float] = []
+
+    @property
+    def done(self) -> bool:
+        return len(self.steps) == len(self.plan) and len(self.warm) == len(set(self.plan))
+
+    @property
+    def candidate(self) -> RunChoice:
+        dtype, cl = self.plan[len(self.steps)]
+        return RunChoice(dtype, cl, "on trial")
+
+    def record(self, seconds: float) -> None:
+        c = self.plan[len(self.steps)]
+        self.steps.append(seconds)
+        if c not in self.warm:
+            self.warm[c] = seconds
+            if len(self.warm) == len(self.plan):  # warm-up round over: rank 0's times decide every rank's plan
+                self.warm = D.gather_objects(self.warm)[0]
+                best = min(self.warm.values())
+                timed = [c for c in self.plan if self.warm[c] <= SLOWER_DROPPED * best]
+                self.seconds = {c: t for c, t in self.warm.items() if c not in timed}  # dropped: warm-up as evidence
+                self.plan += timed
+        else:
+            self.seconds[c] = seconds
+
+    def result(self, model: nn.Module, *, shape: tuple[int, ...], use_cache: bool = True) -> RunChoice:
+        """The fastest candidate (rank 0's times on every rank), cached like a probe's answer."""
+        self.seconds = D.gather_objects(self.seconds)[0]
+        return decide(model, self.seconds, shape=shape, train=True, use_cache=use_cache and D.current().is_main,
+                      source=f"measured on the run's first {len(self.steps)} steps (they cost {_fmt(self.excess)} "
+                             f"more than at the chosen path)")
+
+    def state(self) -> dict:
+        """Plain data for a checkpoint: a run resumed mid-trial goes on with the same steps."""
+        def rows(times: dict[tuple, float]) -> list[list]:
+            return [[DTYPES[d], cl, t] for (d, cl), t in times.items()]
+        return {"plan": [[DTYPES[d], cl] for d, cl in self.plan], "warm": rows(self.warm),
+                "seconds": rows(self.seconds), "steps": list(self.steps)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> StepTrial:
+        plan = [(_dtype(n), cl) for n, cl in state["plan"]]
+        trial = cls(plan[:len(set(plan))])  # the warm-up round: every candidate once
+        trial.plan = plan
+        trial.warm = {(_dtype(n), cl): t for n, cl, t in state["warm"]}
+        trial.seconds = {(_dtype(n), cl): t for n, cl, t in state["seconds"]}
+        trial.steps = list(state["steps"])
+        return trial
+
+    @property
+    def excess(self) -> float:
+        """Seconds the trial's steps took beyond as many steps of the fastest candidate."""
+        return sum(self.steps) - len(self.steps) * min(self.seconds.values())
 
 
 def cpu_candidates(amp: str = "auto", channels_last: bool | None = None) -> list[tuple[torch.dtype | None, bool]]:
@@ -200,8 +286,12 @@ def cpu_candidates(amp: str = "auto", channels_last: bool | None = None) -> list
     return [(d, cl) for d in dtypes for cl in layouts]
 
 
+def _dtype(name: str) -> torch.dtype | None:
+    return next(d for d, n in DTYPES.items() if n == name)
+
+
 def _fmt(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
-__all__ = ["RunChoice", "choose_run", "cpu_candidates", "probe_cache_path"]
+__all__ = ["RunChoice", "StepTrial", "choose_run", "cpu_candidates", "decide", "known_choice", "probe_cache_path"]

@@ -51,7 +51,7 @@ from .evaluate import evaluate
 from .tasks import Task, task_for, to_device
 from .optim import build_optimizer, build_scheduler, warmup_for
 from .runlog import RunLog, write_run_info
-from .probe import RunChoice, choose_run
+from .probe import RunChoice, StepTrial, choose_run, cpu_candidates, known_choice
 from .runtime import autocast, memory_format, resolve_amp, resolve_device
 from .sampling import EpochSampler, SeededSamples, ShardSampler, ignore_stop_signals_in_worker
 
@@ -74,6 +74,7 @@ class Progress:
     images: int = 0
     seconds: float = 0.0  # training time of the current epoch so far
     elapsed: float = 0.0  # training + validation time of all completed epochs (the budget spent)
+    trial: dict | None = None  # precision and layout on trial (StepTrial.state): a resumed run goes on with it
 
 
 class StopSignal:
@@ -303,6 +304,7 @@ class _Trainer:
         training). Precision and layout are measured on the first batch (``_settle_run``)."""
         cfg, device = self.cfg, self.device
         self.run_choice: RunChoice | None = None
+        self.trial: StepTrial | None = None  # precision and layout on trial over the first steps
         self.amp_dtype = resolve_amp(cfg.amp, device) if device.type == "cuda" else None
         self.channels_last = bool(cfg.channels_last)
         self.mf = memory_format(self.channels_last)
@@ -374,18 +376,44 @@ class _Trainer:
         return weights ** cfg.class_weight_power  # ** 0.5: a milder balance
 
     def _settle_run(self, shape: tuple[int, ...]) -> None:
-        """bf16 or fp32, channels_last or not: measured on this machine for this model on the
-        first batch it trains on (``fcnkit.engine.probe``), then the run's record is written."""
+        """bf16 or fp32, channels_last or not, for this model on this machine, at the first batch:
+        known without timing (an explicit setting, CUDA, this machine's cache) or put on trial
+        over the run's own first steps (``StepTrial``; a run resumed mid-trial goes on with it).
+        A compiled run is probed on the uncompiled model instead: recompiling for every
+        candidate would cost more than it finds."""
         cfg = self.cfg
-        self.run_choice = choose_run(self.model, device=self.device, shape=tuple(shape), train=True, amp=cfg.amp,
-                                     channels_last=cfg.channels_last, say=None)
-        self.use(self.run_choice)
-        self.say(f"precision and layout: {self.run_choice.label}: {self.run_choice.reason}")
+        candidates = cpu_candidates(cfg.amp, cfg.channels_last)
+        saved = StepTrial.from_state(self.progress.trial) if self.progress.trial else None
+        if saved is not None and set(saved.plan) == set(candidates) and self.device.type == "cpu":
+            self._start_trial(saved, shape)
+            return
+        known = known_choice(self.model, device=self.device, shape=tuple(shape), train=True, amp=cfg.amp,
+                             channels_last=cfg.channels_last) if self.dist.is_main else None
+        known = D.gather_objects(known)[0]
+        if known is None and not cfg.compile:
+            self._start_trial(StepTrial(candidates), shape)
+            return
+        self._settled(known or choose_run(self.model, device=self.device, shape=tuple(shape), train=True,
+                                          amp=cfg.amp, channels_last=cfg.channels_last, say=None))
+
+    def _start_trial(self, trial: StepTrial, shape: tuple[int, ...]) -> None:
+        self.trial, self.trial_shape = trial, tuple(shape)
+        labels = ", ".join(dict.fromkeys(RunChoice(d, cl, "").label for d, cl in trial.plan))
+        self.say(f"precision and layout: on trial over the first steps ({labels}; each a warm-up and a timed step)")
+        self._write_run_info(f"on trial: {labels}")
+
+    def _settled(self, choice: RunChoice) -> None:
+        """Train in ``choice`` from now on; say so, and write the run's record."""
+        self.run_choice = choice
+        self.use(choice)
+        self.say(f"precision and layout: {choice.label}: {choice.reason}")
+        self._write_run_info(choice.reason)
+
+    def _write_run_info(self, run_choice: str) -> None:
         if self.dist.is_main:
-            write_run_info(self.out, cfg, device=str(self.device), amp=str(self.amp_dtype),
+            write_run_info(self.out, self.cfg, device=str(self.device), amp=str(self.amp_dtype),
                            world_size=self.dist.world_size, channels_last=self.channels_last,
-                           run_choice=self.run_choice.reason, threads=torch.get_num_threads(),
-                           resumed_at=self.resumed_at)
+                           run_choice=run_choice, threads=torch.get_num_threads(), resumed_at=self.resumed_at)
 
     def use(self, choice: RunChoice) -> None:
         """Train from now on in ``choice``'s precision and layout (the weights and their average)."""
@@ -499,6 +527,22 @@ class _Trainer:
             self.ema.update(self.model, step=self.progress.iteration + 1)
         return float(stats[0]) / self.dist.world_size
 
+    def _step_or_trial(self, images: torch.Tensor, targets: dict[str, Any]) -> float:
+        """A training step; while precision and layout are on trial, in the trial's next
+        candidate and timed (the step's float loss has waited for the step to finish)."""
+        trial = self.trial
+        if trial is None:
+            return self.step(images, targets)
+        self.use(trial.candidate)
+        t0 = time.perf_counter()
+        loss = self.step(images, targets)
+        trial.record(time.perf_counter() - t0)
+        self.progress.trial = trial.state()
+        if trial.done:
+            self.trial = self.progress.trial = None
+            self._settled(trial.result(self.model, shape=self.trial_shape))
+        return loss
+
     # --- the loop -----------------------------------------------------------------
     def run(self, stop_after: int | None) -> dict[str, Any]:
         cfg, p = self.cfg, self.progress
@@ -547,10 +591,10 @@ class _Trainer:
         halt = None
         t0 = time.perf_counter()
         for images, targets in self.loader:
-            if self.run_choice is None:
+            if self.run_choice is None and self.trial is None:
                 self._settle_run(images.shape)
-                t0 = time.perf_counter()  # the probe is not training time
-            loss = self.step(images, targets)
+                t0 = time.perf_counter()  # reading the cache (or a compiled run's probe) is not training time
+            loss = self._step_or_trial(images, targets)
             self._count_step(loss, images.shape[0], time.perf_counter() - t0, bar)
             halt = self._halt(stop, pause_at)
             if halt is None and self._checkpoint_due():

@@ -249,10 +249,10 @@ class StepTrial:
 
     def result(self, model: nn.Module, *, shape: tuple[int, ...], use_cache: bool = True) -> RunChoice:
         """The fastest candidate (rank 0's times on every rank), cached like a probe's answer."""
-        self.seconds = D.gather_objects(self.seconds)[0]
+        self.seconds = D.gather_objects(self.seconds)[0]  # (the warm-ups are rank 0's already)
         return decide(model, self.seconds, shape=shape, train=True, use_cache=use_cache and D.current().is_main,
-                      source=f"measured on the run's first {len(self.steps)} steps (they cost {_fmt(self.excess)} "
-                             f"more than at the chosen path)")
+                      source=f"measured on the run's first {len(self.steps)} steps ({_fmt(self.excess)} more than "
+                             f"a run that knew the answer)")
 
     def state(self) -> dict:
         """Plain data for a checkpoint: a run resumed mid-trial goes on with the same steps."""
@@ -273,8 +273,10 @@ class StepTrial:
 
     @property
     def excess(self) -> float:
-        """Seconds the trial's steps took beyond as many steps of the fastest candidate."""
-        return sum(self.steps) - len(self.steps) * min(self.seconds.values())
+        """Seconds the trial's steps took beyond as many steps of a run that knew the answer
+        (its first step a warm-up of the chosen path, the rest at its timed pace)."""
+        best = min(self.seconds, key=self.seconds.get)
+        return sum(self.steps) - self.warm[best] - (len(self.steps) - 1) * self.seconds[best]
 
 
 def cpu_candidates(amp: str = "auto", channels_last: bool | None = None) -> list[tuple[torch.dtype | None, bool]]:

@@ -102,8 +102,12 @@ def train_row(name: str, rounds: int) -> str:
 
     def timed_settled(self, choice):
         settled(self, choice)
+        shape = getattr(self, "trial_shape", None)
+        if shape is None:  # one candidate on this CPU (e.g. a recipe that fixes the layout, no bf16): nothing timed
+            out.update(first=0.0, cached=0.0)
+            return
         t0 = time.perf_counter()  # what the next run on this machine pays: reading the cache
-        again = known_choice(self.model, device=self.device, shape=self.trial_shape, train=True, amp=self.cfg.amp,
+        again = known_choice(self.model, device=self.device, shape=shape, train=True, amp=self.cfg.amp,
                              channels_last=self.cfg.channels_last)
         out["cached"] = time.perf_counter() - t0
         assert again is not None and again.label == choice.label

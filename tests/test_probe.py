@@ -154,7 +154,8 @@ def tiny_run(out, stop_after=None, resume=False, **kw):
     from fcnkit.models import IMAGENET
 
     data = SyntheticStreets(4, size=(32, 48), seed=0, transforms=train_transforms(IMAGENET, crop_size=(32, 48)))
-    cfg = TrainConfig(width=1 / 16, workers=0, progress=False, out_dir=str(out), **{"epochs": 3, **kw})
+    cfg = TrainConfig(width=1 / 16, workers=0, progress=False, out_dir=str(out),
+                      **{"epochs": 3, "crop_size": (32, 48), **kw})  # batches of one shape: a trial fits
     return train(cfg, train_set=data, stop_after=stop_after, resume=resume)
 
 
@@ -174,7 +175,8 @@ def test_training_puts_precision_and_layout_on_trial_over_its_own_first_steps(ca
     assert why.startswith("1.00 s per training step vs fp32 channels_last 2.00 s, fp32 NCHW 3.00 s, bf16 NCHW "
                           "9.00 s, measured on the run's first 7 steps (14.50 s more than a run that knew the answer)")
     conv = next(p for p in run["model"].parameters() if p.dim() == 4)
-    assert conv.is_contiguous(memory_format=torch.channels_last)
+    env = json.loads((tmp_path / "a" / "environment.json").read_text())
+    assert conv.is_contiguous(memory_format=torch.channels_last) and env["amp"] == "torch.bfloat16"
     (record,) = json.loads(cache.read_text()).values()
     assert sorted(record["times"]) == [["bf16", False, 9.0], ["bf16", True, 1.0], ["fp32", False, 3.0],
                                        ["fp32", True, 2.0]]
@@ -194,13 +196,53 @@ def test_a_run_paused_mid_trial_goes_on_with_its_trial_and_matches_the_uninterru
     from fcnkit.models.saved import read_record
 
     monkeypatch.setattr(probe, "cpu_has_fast_bf16", lambda: True)
-    fake_trial_times(monkeypatch, TRIAL_TIMES)
+    steps = fake_trial_times(monkeypatch, TRIAL_TIMES)
     monkeypatch.setenv("FCNKIT_CACHE", str(tmp_path / "cache_a"))  # each run measures, as on a new machine
     straight = tiny_run(tmp_path / "a")
+
+    def same_weights(run):
+        assert run["iteration"] == straight["iteration"] == 12
+        for (name, a), b in zip(straight["model"].state_dict().items(), run["model"].state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+    # paused after the warm-ups and one timed step: the resumed process goes on with the same trial
     monkeypatch.setenv("FCNKIT_CACHE", str(tmp_path / "cache_b"))
-    assert tiny_run(tmp_path / "b", stop_after=3)["status"] == "paused"
-    assert len(read_record(tmp_path / "b" / "last.pt")["progress"]["trial"]["steps"]) == 3
-    resumed = tiny_run(tmp_path / "b", resume=True)
-    assert resumed["iteration"] == straight["iteration"] == 12
-    for (name, a), b in zip(straight["model"].state_dict().items(), resumed["model"].state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    assert tiny_run(tmp_path / "b", stop_after=5)["status"] == "paused"
+    assert len(read_record(tmp_path / "b" / "last.pt")["progress"]["trial"]["steps"]) == 5
+    steps.clear()
+    same_weights(tiny_run(tmp_path / "b", resume=True))
+    assert steps == ["fp32 NCHW", "bf16 channels_last"]  # the two timed steps left
+    why = json.loads((tmp_path / "b" / "environment-resume-5.json").read_text())["run_choice"]
+    assert "resumed mid-trial, so it is not cached" in why  # two processes' clocks: serves the run, not the next
+    assert not (tmp_path / "cache_b" / "probe.json").exists()
+    # paused after the trial, resumed where the cache is gone: the run keeps its own choice, no second trial
+    monkeypatch.setenv("FCNKIT_CACHE", str(tmp_path / "cache_c"))
+    tiny_run(tmp_path / "c", stop_after=9)
+    (tmp_path / "cache_c" / "probe.json").unlink()
+    steps.clear()
+    same_weights(tiny_run(tmp_path / "c", resume=True))
+    why = json.loads((tmp_path / "c" / "environment-resume-9.json").read_text())["run_choice"]
+    assert steps == [] and why == "chosen by this run before it was resumed, on this CPU"
+
+
+def test_a_run_shorter_than_its_trial_settles_on_what_it_measured_and_caches_nothing(cache, monkeypatch, tmp_path):
+    monkeypatch.setattr(probe, "cpu_has_fast_bf16", lambda: True)
+    steps = fake_trial_times(monkeypatch, TRIAL_TIMES)
+    tiny_run(tmp_path / "a", epochs=1)  # 4 steps: the warm-ups only
+    assert len(steps) == 4 and not cache.exists()
+    env = json.loads((tmp_path / "a" / "environment.json").read_text())
+    assert env["run_choice"].startswith("1.50 s per training step vs fp32 channels_last 2.50 s")
+    assert "the run ended before the trial did" in env["run_choice"] and env["amp"] == "torch.bfloat16"
+
+
+def test_batches_of_varying_shape_are_probed_before_training_not_put_on_trial(cache, monkeypatch, tmp_path):
+    monkeypatch.setattr(probe, "cpu_has_fast_bf16", lambda: True)
+    steps = fake_trial_times(monkeypatch, TRIAL_TIMES)
+    timed, calls = fake_times({"fp32 channels_last": 2.0, "fp32 NCHW": 1.0, "bf16 channels_last": 3.0,
+                               "bf16 NCHW": 4.0})
+    monkeypatch.setattr(probe, "_time_steps", timed)
+    # without a crop a batch has its images' shape, so the trial's steps could differ in size: the probe times
+    # every candidate on the first batch's shape instead
+    tiny_run(tmp_path / "a", crop_size=None)
+    assert steps == [] and calls == [((1, 3, 32, 48), True)]
+    assert json.loads((tmp_path / "a" / "environment.json").read_text())["run_choice"].startswith("1.00 s per training")

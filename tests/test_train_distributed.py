@@ -64,7 +64,7 @@ TRIAL_SCRIPT = textwrap.dedent('''
     from fcnkit.config import TrainConfig
     from fcnkit.data import train_transforms
     from fcnkit.data.synthetic import SyntheticStreets
-    from fcnkit.engine import probe, train
+    from fcnkit.engine import probe, train, trainer
     from fcnkit.models import IMAGENET
 
     out, rank = sys.argv[1], int(os.environ["RANK"])
@@ -78,12 +78,15 @@ TRIAL_SCRIPT = textwrap.dedent('''
         steps.append(self.candidate.label)
         record(self, times[self.candidate.label])
     probe.StepTrial.record = fake
+    settled, chosen = trainer._Trainer._settled, []
+    def spy(self, choice):
+        chosen.append(choice.label)
+        settled(self, choice)
+    trainer._Trainer._settled = spy
     tr = SyntheticStreets(4, size=(32, 48), seed=0, transforms=train_transforms(IMAGENET, crop_size=(32, 48)))
-    cfg = TrainConfig(width=1 / 16, workers=0, progress=False, epochs=5, out_dir=out)
+    cfg = TrainConfig(width=1 / 16, workers=0, progress=False, epochs=5, crop_size=(32, 48), out_dir=out)
     model = train(cfg, train_set=tr)["model"]
-    conv = next(p for p in model.parameters() if p.dim() == 4)
-    torch.save({"weights": model.state_dict(), "steps": steps,
-                "channels_last": conv.is_contiguous(memory_format=torch.channels_last)}, f"{out}/rank{rank}.pt")
+    torch.save({"weights": model.state_dict(), "steps": steps, "chosen": chosen}, f"{out}/rank{rank}.pt")
 ''')
 
 
@@ -91,7 +94,7 @@ def test_ranks_share_one_trial_and_rank_0s_clock_decides(tmp_path):
     out = torchrun_two_cpu_ranks(TRIAL_SCRIPT, tmp_path)
     r0, r1 = torch.load(out / "rank0.pt"), torch.load(out / "rank1.pt")
     assert r0["steps"] == r1["steps"] == 2 * ["fp32 channels_last", "fp32 NCHW", "bf16 channels_last", "bf16 NCHW"]
-    assert r0["channels_last"] is r1["channels_last"] is False  # rank 0's fastest: fp32 NCHW
+    assert r0["chosen"] == r1["chosen"] == ["fp32 NCHW"]  # rank 0's fastest (rank 1's clock says bf16 channels_last)
     assert all(torch.equal(r0["weights"][k], r1["weights"][k]) for k in r0["weights"])
     why = json.loads((out / "environment.json").read_text())["run_choice"]
     assert why.startswith("1.00 s per training step vs fp32 channels_last 2.00 s")

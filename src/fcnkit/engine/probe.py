@@ -163,6 +163,15 @@ def known_choice(model: nn.Module, *, device: torch.device, shape: tuple[int, ..
                  channels_last: bool | None = None, use_cache: bool = True) -> RunChoice | None:
     """The choice when nothing needs timing (CUDA's rule, an explicit setting, a CPU without
     bf16 arithmetic, or a measurement cached on this machine); None when it must be measured."""
+    fixed = fixed_choice(device, amp, channels_last)
+    if fixed is not None or not use_cache:
+        return fixed
+    return cached_choice(model, shape=shape, train=train, candidates=cpu_candidates(amp, channels_last))
+
+
+def fixed_choice(device: torch.device, amp: str = "auto", channels_last: bool | None = None) -> RunChoice | None:
+    """The choice that needs no measuring: CUDA's rule, an explicit setting, or the one
+    candidate a CPU without bf16 arithmetic has for a given layout; None otherwise."""
     if device.type == "cuda" or (amp != "auto" and channels_last is not None):
         cl = True if channels_last is None else channels_last
         return RunChoice(resolve_amp(amp, device), cl, "as configured" if device.type != "cuda" or amp != "auto"
@@ -171,11 +180,16 @@ def known_choice(model: nn.Module, *, device: torch.device, shape: tuple[int, ..
     if len(candidates) == 1:
         (dtype, cl), = candidates
         return RunChoice(dtype, cl, "as configured" if amp != "auto" else "fp32: this CPU has no bf16 arithmetic")
-    cached = _read_cache(probe_cache_path()).get(_cache_key(model, tuple(shape), train, candidates)) if use_cache \
-        else None
+    return None
+
+
+def cached_choice(model: nn.Module, *, shape: tuple[int, ...], train: bool,
+                  candidates: list[tuple[torch.dtype | None, bool]]) -> RunChoice | None:
+    """The fastest of ``candidates`` as measured earlier on this machine, or None."""
+    cached = _read_cache(probe_cache_path()).get(_cache_key(model, tuple(shape), train, candidates))
     if not cached:
         return None
-    seconds = {(_dtype(rec[0]), rec[1]): rec[2] for rec in cached["times"]}
+    seconds = {(dtype_named(rec[0]), rec[1]): rec[2] for rec in cached["times"]}
     return decide(model, seconds, shape=shape, train=train, source="measured earlier on this machine",
                   use_cache=False)
 
@@ -197,11 +211,11 @@ def decide(model: nn.Module, seconds: dict[tuple, float], *, shape: tuple[int, .
             pass  # an unwritable cache only costs a probe next time
     (dtype, cl) = min(seconds, key=seconds.get)
     what = "training step" if train else "forward"
-    others = ", ".join(f"{RunChoice(d, c, '').label} {_fmt(t)}" for (d, c), t in sorted(seconds.items(),
-                                                                                         key=lambda kv: kv[1])
-                       if (d, c) != (dtype, cl))
-    return RunChoice(dtype, cl, f"{_fmt(seconds[(dtype, cl)])} per {what} vs {others}, {source} "
-                                f"({cpu_model()}, {torch.get_num_threads()} threads, input {'x'.join(map(str, shape))})")
+    ranked = sorted(seconds.items(), key=lambda kv: kv[1])
+    others = ", ".join(f"{RunChoice(d, c, '').label} {_fmt(t)}" for (d, c), t in ranked if (d, c) != (dtype, cl))
+    vs = f" vs {others}" if others else ""
+    where = f"{cpu_model()}, {torch.get_num_threads()} threads, input {'x'.join(map(str, shape))}"
+    return RunChoice(dtype, cl, f"{_fmt(seconds[(dtype, cl)])} per {what}{vs}, {source} ({where})")
 
 
 class StepTrial:
@@ -214,6 +228,8 @@ class StepTrial:
     not a probe's dozen extra steps, and it times the real step: the recipe's batch, loss,
     optimiser and weight average. The trainer asks ``candidate`` before each step and
     gives the step's seconds to ``record``; ``done`` says when ``result`` is ready.
+    A trial resumed in a new process (``resumed``) times some steps cold, so its answer
+    serves the run but is not cached for the next one.
     """
 
     def __init__(self, candidates: list[tuple[torch.dtype | None, bool]]) -> None:
@@ -223,6 +239,7 @@ class StepTrial:
         self.warm: dict[tuple, float] = {}
         self.seconds: dict[tuple, float] = {}
         self.steps: list[float] = []
+        self.resumed = False
 
     @property
     def done(self) -> bool:
@@ -248,35 +265,49 @@ class StepTrial:
             self.seconds[c] = seconds
 
     def result(self, model: nn.Module, *, shape: tuple[int, ...], use_cache: bool = True) -> RunChoice:
-        """The fastest candidate (rank 0's times on every rank), cached like a probe's answer."""
+        """The fastest candidate (rank 0's times on every rank); cached like a probe's answer when
+        the trial is complete and ran in one process. Before it is complete (a run shorter than
+        its trial) the candidates without a timed step count with their warm-up."""
         self.seconds = D.gather_objects(self.seconds)[0]  # (the warm-ups are rank 0's already)
-        return decide(model, self.seconds, shape=shape, train=True, use_cache=use_cache and D.current().is_main,
-                      source=f"measured on the run's first {len(self.steps)} steps ({_fmt(self.excess)} more than "
-                             f"a run that knew the answer)")
+        source = f"measured on the run's first {len(self.steps)} steps ({_fmt(self.excess)} more than a run that " \
+                 f"knew the answer)"
+        if not self.done:
+            source += "; the run ended before the trial did, so it is not cached"
+        elif self.resumed:
+            source += "; resumed mid-trial, so it is not cached"
+        return decide(model, self.times, shape=shape, train=True, source=source,
+                      use_cache=use_cache and self.done and not self.resumed and D.current().is_main)
+
+    @property
+    def times(self) -> dict[tuple, float]:
+        """Seconds per step of each candidate measured so far: its timed step, else its warm-up."""
+        return {**self.warm, **self.seconds}
+
+    @property
+    def excess(self) -> float:
+        """Seconds the trial's steps took beyond as many steps of a run that knew the answer
+        (its first step a warm-up of the chosen path, the rest at its timed pace)."""
+        times = self.times
+        best = min(times, key=times.get)
+        return sum(self.steps) - self.warm[best] - (len(self.steps) - 1) * times[best]
 
     def state(self) -> dict:
         """Plain data for a checkpoint: a run resumed mid-trial goes on with the same steps."""
         def rows(times: dict[tuple, float]) -> list[list]:
             return [[DTYPES[d], cl, t] for (d, cl), t in times.items()]
         return {"plan": [[DTYPES[d], cl] for d, cl in self.plan], "warm": rows(self.warm),
-                "seconds": rows(self.seconds), "steps": list(self.steps)}
+                "seconds": rows(self.seconds), "steps": list(self.steps), "resumed": self.resumed}
 
     @classmethod
     def from_state(cls, state: dict) -> StepTrial:
-        plan = [(_dtype(n), cl) for n, cl in state["plan"]]
+        plan = [(dtype_named(n), cl) for n, cl in state["plan"]]
         trial = cls(plan[:len(set(plan))])  # the warm-up round: every candidate once
         trial.plan = plan
-        trial.warm = {(_dtype(n), cl): t for n, cl, t in state["warm"]}
-        trial.seconds = {(_dtype(n), cl): t for n, cl, t in state["seconds"]}
+        trial.warm = {(dtype_named(n), cl): t for n, cl, t in state["warm"]}
+        trial.seconds = {(dtype_named(n), cl): t for n, cl, t in state["seconds"]}
         trial.steps = list(state["steps"])
+        trial.resumed = bool(state.get("resumed"))
         return trial
-
-    @property
-    def excess(self) -> float:
-        """Seconds the trial's steps took beyond as many steps of a run that knew the answer
-        (its first step a warm-up of the chosen path, the rest at its timed pace)."""
-        best = min(self.seconds, key=self.seconds.get)
-        return sum(self.steps) - self.warm[best] - (len(self.steps) - 1) * self.seconds[best]
 
 
 def cpu_candidates(amp: str = "auto", channels_last: bool | None = None) -> list[tuple[torch.dtype | None, bool]]:
@@ -288,7 +319,8 @@ def cpu_candidates(amp: str = "auto", channels_last: bool | None = None) -> list
     return [(d, cl) for d in dtypes for cl in layouts]
 
 
-def _dtype(name: str) -> torch.dtype | None:
+def dtype_named(name: str) -> torch.dtype | None:
+    """The autocast dtype a label names ("fp32" is None: no autocast)."""
     return next(d for d, n in DTYPES.items() if n == name)
 
 
@@ -296,4 +328,5 @@ def _fmt(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
-__all__ = ["RunChoice", "StepTrial", "choose_run", "cpu_candidates", "decide", "known_choice", "probe_cache_path"]
+__all__ = ["DTYPES", "RunChoice", "StepTrial", "cached_choice", "choose_run", "cpu_candidates", "decide",
+           "dtype_named", "fixed_choice", "known_choice", "probe_cache_path"]

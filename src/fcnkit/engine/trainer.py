@@ -51,8 +51,8 @@ from .evaluate import evaluate
 from .tasks import Task, task_for, to_device
 from .optim import build_optimizer, build_scheduler, warmup_for
 from .runlog import RunLog, write_run_info
-from .probe import RunChoice, StepTrial, choose_run, cpu_candidates, known_choice
-from .runtime import autocast, memory_format, resolve_amp, resolve_device
+from .probe import DTYPES, RunChoice, StepTrial, cached_choice, choose_run, cpu_candidates, dtype_named, fixed_choice
+from .runtime import autocast, cpu_model, memory_format, resolve_amp, resolve_device
 from .sampling import EpochSampler, SeededSamples, ShardSampler, ignore_stop_signals_in_worker
 
 
@@ -75,6 +75,7 @@ class Progress:
     seconds: float = 0.0  # training time of the current epoch so far
     elapsed: float = 0.0  # training + validation time of all completed epochs (the budget spent)
     trial: dict | None = None  # precision and layout on trial (StepTrial.state): a resumed run goes on with it
+    run_choice: list | None = None  # [amp, channels_last, cpu, threads]: a resumed run on the same CPU keeps it
 
 
 class StopSignal:
@@ -376,36 +377,58 @@ class _Trainer:
         return weights ** cfg.class_weight_power  # ** 0.5: a milder balance
 
     def _settle_run(self, shape: tuple[int, ...]) -> None:
-        """bf16 or fp32, channels_last or not, for this model on this machine, at the first batch:
-        known without timing (an explicit setting, CUDA, this machine's cache) or put on trial
-        over the run's own first steps (``StepTrial``; a run resumed mid-trial goes on with it).
-        A compiled run is probed on the uncompiled model instead: recompiling for every
-        candidate would cost more than it finds."""
-        cfg = self.cfg
+        """bf16 or fp32, channels_last or not, for this model on this machine, at the first batch.
+        Rank 0 decides (ranks on different CPUs would otherwise plan differently); every rank follows."""
+        plan = self._plan_run(tuple(shape)) if self.dist.is_main else None
+        kind, value = D.gather_objects(plan)[0]
+        if kind == "trial":
+            self._start_trial(StepTrial.from_state(value), shape)
+        elif kind == "probe":  # collective: rank 0 measures, every rank gets its answer
+            self._settled(choose_run(self.model, device=self.device, shape=tuple(shape), train=True,
+                                     amp=self.cfg.amp, channels_last=self.cfg.channels_last, say=None))
+        else:
+            self._settled(value)
+
+    def _plan_run(self, shape: tuple[int, ...]) -> tuple[str, Any]:
+        """("choice", RunChoice) known without timing: an explicit setting or CUDA's rule, the
+        choice this run made before it was resumed (same CPU and threads), or this machine's
+        cache; else ("trial", StepTrial state) over the run's own first steps (a run resumed
+        mid-trial goes on with its own), or ("probe", None) before training when the batches
+        may differ in shape (no ``crop_size``) or the model is compiled (a trial would
+        recompile for every candidate)."""
+        cfg, p = self.cfg, self.progress
+        saved_trial, p.trial = p.trial, None  # kept only if it goes on
+        fixed = fixed_choice(self.device, cfg.amp, cfg.channels_last)
+        if fixed is not None:
+            return "choice", fixed
         candidates = cpu_candidates(cfg.amp, cfg.channels_last)
-        saved = StepTrial.from_state(self.progress.trial) if self.progress.trial else None
-        if saved is not None and set(saved.plan) == set(candidates) and self.device.type == "cpu":
-            self._start_trial(saved, shape)
-            return
-        known = known_choice(self.model, device=self.device, shape=tuple(shape), train=True, amp=cfg.amp,
-                             channels_last=cfg.channels_last) if self.dist.is_main else None
-        known = D.gather_objects(known)[0]
-        if known is None and not cfg.compile:
-            self._start_trial(StepTrial(candidates), shape)
-            return
-        self._settled(known or choose_run(self.model, device=self.device, shape=tuple(shape), train=True,
-                                          amp=cfg.amp, channels_last=cfg.channels_last, say=None))
+        trial_fits = cfg.crop_size is not None and not cfg.compile
+        if saved_trial and trial_fits and set(StepTrial.from_state(saved_trial).plan) == set(candidates):
+            return "trial", {**saved_trial, "resumed": True}
+        if p.run_choice:
+            amp, cl, cpu, threads = p.run_choice
+            dtype = dtype_named(amp)
+            if (dtype, cl) in candidates and (cpu, threads) == (cpu_model(), torch.get_num_threads()):
+                return "choice", RunChoice(dtype, cl, "chosen by this run before it was resumed, on this CPU")
+        cached = cached_choice(self.model, shape=shape, train=True, candidates=candidates)
+        if cached is not None:
+            return "choice", cached
+        return ("trial", StepTrial(candidates).state()) if trial_fits else ("probe", None)
 
     def _start_trial(self, trial: StepTrial, shape: tuple[int, ...]) -> None:
         self.trial, self.trial_shape = trial, tuple(shape)
+        self.progress.trial = trial.state()
         labels = ", ".join(dict.fromkeys(RunChoice(d, cl, "").label for d, cl in trial.plan))
-        self.say(f"precision and layout: on trial over the first steps ({labels}; each a warm-up and a timed step)")
+        what = "goes on" if trial.steps else f"over the first steps ({labels}; each a warm-up and a timed step)"
+        self.say(f"precision and layout: on trial {what}")
         self._write_run_info(f"on trial: {labels}")
 
     def _settled(self, choice: RunChoice) -> None:
-        """Train in ``choice`` from now on; say so, and write the run's record."""
+        """Train in ``choice`` from now on; say so, keep it for a resumed run, write the run's record."""
         self.run_choice = choice
         self.use(choice)
+        self.progress.run_choice = [DTYPES[choice.amp_dtype], choice.channels_last, cpu_model(),
+                                    torch.get_num_threads()]
         self.say(f"precision and layout: {choice.label}: {choice.reason}")
         self._write_run_info(choice.reason)
 
@@ -421,6 +444,10 @@ class _Trainer:
         self.mf = memory_format(self.channels_last)
         self.model.to(memory_format=self.mf)
         self.kept.to(memory_format=self.mf)  # the averaged copy, when there is one
+        for state in self.optimizer.state.values():  # moments in the weights' layout: no mixed-stride updates
+            for k, v in state.items():
+                if torch.is_tensor(v) and v.dim() == 4:
+                    state[k] = v.contiguous(memory_format=self.mf)
 
     def say(self, msg: str) -> None:
         if self.dist.is_main:
@@ -538,7 +565,7 @@ class _Trainer:
         loss = self.step(images, targets)
         trial.record(time.perf_counter() - t0)
         self.progress.trial = trial.state()
-        if trial.done:
+        if trial.done or self.progress.iteration + 1 >= self.total_iters:  # a run shorter than its trial settles too
             self.trial = self.progress.trial = None
             self._settled(trial.result(self.model, shape=self.trial_shape))
         return loss

@@ -97,12 +97,12 @@ def train_row(name: str, rounds: int) -> str:
 
     def timed_result(self, model, **kwargs):  # the trial over the run's first steps, in an empty cache
         choice = result(self, model, **kwargs)
-        out["first"] = self.excess  # what its steps took beyond those of a run that knew the answer
+        out["first"], out["shape"] = self.excess, self.shape  # its steps' cost beyond a run that knew the answer
         return choice
 
     def timed_settled(self, choice):
         settled(self, choice)
-        shape = getattr(self, "trial_shape", None)
+        shape = out.get("shape")
         if shape is None:  # one candidate on this CPU (e.g. a recipe that fixes the layout, no bf16): nothing timed
             out.update(first=0.0, cached=0.0)
             return

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from ..io import atomic_write_text, cache_root
 from ..models.spec import spec_of
 from . import distributed as D
-from .runtime import autocast, cpu_has_fast_bf16, cpu_model, resolve_amp
+from .runtime import autocast, cpu_has_fast_bf16, cpu_model, memory_format, resolve_amp
 
 DTYPES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 SLOWER_DROPPED = 3.0  # a candidate whose warm-up step is this many times the best is not timed further
@@ -85,7 +85,7 @@ def _time_steps(model: nn.Module, x: Tensor, candidates: list[tuple], *, train: 
     round-robin (a noisy neighbour slows every candidate alike); the fastest step counts."""
 
     def step(dtype: torch.dtype | None, cl: bool) -> float:
-        fmt = torch.channels_last if cl else torch.contiguous_format
+        fmt = memory_format(cl)
         model.to(memory_format=fmt)
         xi = x.contiguous(memory_format=fmt)
         if device.type == "cuda":
@@ -132,7 +132,7 @@ def choose_run(model: nn.Module, *, device: torch.device, shape: tuple[int, ...]
                          repeats=repeats, use_cache=use_cache, say=say)
     if dist.enabled:
         choice = D.gather_objects(choice)[0]
-        model.to(memory_format=torch.channels_last if choice.channels_last else torch.contiguous_format)
+        model.to(memory_format=memory_format(choice.channels_last))
     return choice
 
 
@@ -153,7 +153,7 @@ def _choose(model: nn.Module, *, device: torch.device, shape: tuple[int, ...], t
         model.train(was_training)
         model.zero_grad(set_to_none=True)
         choice = decide(model, seconds, shape=shape, train=train, source="measured", use_cache=use_cache)
-    model.to(memory_format=torch.channels_last if choice.channels_last else torch.contiguous_format)
+    model.to(memory_format=memory_format(choice.channels_last))
     if say is not None:
         say(f"precision and layout: {choice.label}: {choice.reason}")
     return choice
@@ -189,9 +189,8 @@ def cached_choice(model: nn.Module, *, shape: tuple[int, ...], train: bool,
     cached = _read_cache(probe_cache_path()).get(_cache_key(model, tuple(shape), train, candidates))
     if not cached:
         return None
-    seconds = {(dtype_named(rec[0]), rec[1]): rec[2] for rec in cached["times"]}
-    return decide(model, seconds, shape=shape, train=train, source="measured earlier on this machine",
-                  use_cache=False)
+    return decide(model, _times_from_rows(cached["times"]), shape=shape, train=train,
+                  source="measured earlier on this machine", use_cache=False)
 
 
 def decide(model: nn.Module, seconds: dict[tuple, float], *, shape: tuple[int, ...], train: bool, source: str,
@@ -203,7 +202,7 @@ def decide(model: nn.Module, seconds: dict[tuple, float], *, shape: tuple[int, .
         records = _read_cache(path)
         records[_cache_key(model, tuple(shape), train, list(seconds))] = {
             "cpu": cpu_model(), "torch": torch.__version__, "shape": list(shape), "train": train,
-            "model": _model_key(model)[:200], "times": [[DTYPES[d], cl, t] for (d, cl), t in seconds.items()]}
+            "model": _model_key(model)[:200], "times": _times_rows(seconds)}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(path, json.dumps(records, indent=1) + "\n")
@@ -232,9 +231,10 @@ class StepTrial:
     serves the run but is not cached for the next one.
     """
 
-    def __init__(self, candidates: list[tuple[torch.dtype | None, bool]]) -> None:
+    def __init__(self, candidates: list[tuple[torch.dtype | None, bool]], shape: tuple[int, ...]) -> None:
         if len(candidates) < 2:
             raise ValueError(f"a trial needs two or more candidates, got {candidates}")
+        self.shape = tuple(shape)  # the batch every step has (the answer is cached for it)
         self.plan = list(candidates)  # warm-up round first; the timed round is added once it is over
         self.warm: dict[tuple, float] = {}
         self.seconds: dict[tuple, float] = {}
@@ -264,7 +264,7 @@ class StepTrial:
         else:
             self.seconds[c] = seconds
 
-    def result(self, model: nn.Module, *, shape: tuple[int, ...], use_cache: bool = True) -> RunChoice:
+    def result(self, model: nn.Module, *, use_cache: bool = True) -> RunChoice:
         """The fastest candidate (rank 0's times on every rank); cached like a probe's answer when
         the trial is complete and ran in one process. Before it is complete (a run shorter than
         its trial) the candidates without a timed step count with their warm-up."""
@@ -275,7 +275,7 @@ class StepTrial:
             source += "; the run ended before the trial did, so it is not cached"
         elif self.resumed:
             source += "; resumed mid-trial, so it is not cached"
-        return decide(model, self.times, shape=shape, train=True, source=source,
+        return decide(model, self.times, shape=self.shape, train=True, source=source,
                       use_cache=use_cache and self.done and not self.resumed and D.current().is_main)
 
     @property
@@ -293,18 +293,16 @@ class StepTrial:
 
     def state(self) -> dict:
         """Plain data for a checkpoint: a run resumed mid-trial goes on with the same steps."""
-        def rows(times: dict[tuple, float]) -> list[list]:
-            return [[DTYPES[d], cl, t] for (d, cl), t in times.items()]
-        return {"plan": [[DTYPES[d], cl] for d, cl in self.plan], "warm": rows(self.warm),
-                "seconds": rows(self.seconds), "steps": list(self.steps), "resumed": self.resumed}
+        return {"shape": list(self.shape), "plan": [[DTYPES[d], cl] for d, cl in self.plan],
+                "warm": _times_rows(self.warm), "seconds": _times_rows(self.seconds), "steps": list(self.steps),
+                "resumed": self.resumed}
 
     @classmethod
     def from_state(cls, state: dict) -> StepTrial:
         plan = [(dtype_named(n), cl) for n, cl in state["plan"]]
-        trial = cls(plan[:len(set(plan))])  # the warm-up round: every candidate once
+        trial = cls(plan[:len(set(plan))], state["shape"])  # the warm-up round: every candidate once
         trial.plan = plan
-        trial.warm = {(dtype_named(n), cl): t for n, cl, t in state["warm"]}
-        trial.seconds = {(dtype_named(n), cl): t for n, cl, t in state["seconds"]}
+        trial.warm, trial.seconds = _times_from_rows(state["warm"]), _times_from_rows(state["seconds"])
         trial.steps = list(state["steps"])
         trial.resumed = bool(state.get("resumed"))
         return trial
@@ -322,6 +320,15 @@ def cpu_candidates(amp: str = "auto", channels_last: bool | None = None) -> list
 def dtype_named(name: str) -> torch.dtype | None:
     """The autocast dtype a label names ("fp32" is None: no autocast)."""
     return next(d for d, n in DTYPES.items() if n == name)
+
+
+def _times_rows(times: dict[tuple, float]) -> list[list]:
+    """(dtype, channels_last) -> seconds as JSON rows [name, channels_last, seconds] (cache, checkpoint)."""
+    return [[DTYPES[d], cl, t] for (d, cl), t in times.items()]
+
+
+def _times_from_rows(rows: list[list]) -> dict[tuple, float]:
+    return {(dtype_named(name), cl): t for name, cl, t in rows}
 
 
 def _fmt(seconds: float) -> str:

@@ -382,7 +382,7 @@ class _Trainer:
         plan = self._plan_run(tuple(shape)) if self.dist.is_main else None
         kind, value = D.gather_objects(plan)[0]
         if kind == "trial":
-            self._start_trial(StepTrial.from_state(value), shape)
+            self._start_trial(value)
         elif kind == "probe":  # collective: rank 0 measures, every rank gets its answer
             self._settled(choose_run(self.model, device=self.device, shape=tuple(shape), train=True,
                                      amp=self.cfg.amp, channels_last=self.cfg.channels_last, say=None))
@@ -392,19 +392,20 @@ class _Trainer:
     def _plan_run(self, shape: tuple[int, ...]) -> tuple[str, Any]:
         """("choice", RunChoice) known without timing: an explicit setting or CUDA's rule, the
         choice this run made before it was resumed (same CPU and threads), or this machine's
-        cache; else ("trial", StepTrial state) over the run's own first steps (a run resumed
+        cache; else ("trial", StepTrial) over the run's own first steps (a run resumed
         mid-trial goes on with its own), or ("probe", None) before training when the batches
         may differ in shape (no ``crop_size``) or the model is compiled (a trial would
         recompile for every candidate)."""
         cfg, p = self.cfg, self.progress
-        saved_trial, p.trial = p.trial, None  # kept only if it goes on
         fixed = fixed_choice(self.device, cfg.amp, cfg.channels_last)
         if fixed is not None:
             return "choice", fixed
         candidates = cpu_candidates(cfg.amp, cfg.channels_last)
         trial_fits = cfg.crop_size is not None and not cfg.compile
-        if saved_trial and trial_fits and set(StepTrial.from_state(saved_trial).plan) == set(candidates):
-            return "trial", {**saved_trial, "resumed": True}
+        saved = StepTrial.from_state(p.trial) if p.trial and trial_fits else None
+        if saved is not None and set(saved.plan) == set(candidates) and saved.shape == shape:
+            saved.resumed = True
+            return "trial", saved
         if p.run_choice:
             amp, cl, cpu, threads = p.run_choice
             dtype = dtype_named(amp)
@@ -413,11 +414,10 @@ class _Trainer:
         cached = cached_choice(self.model, shape=shape, train=True, candidates=candidates)
         if cached is not None:
             return "choice", cached
-        return ("trial", StepTrial(candidates).state()) if trial_fits else ("probe", None)
+        return ("trial", StepTrial(candidates, shape)) if trial_fits else ("probe", None)
 
-    def _start_trial(self, trial: StepTrial, shape: tuple[int, ...]) -> None:
-        self.trial, self.trial_shape = trial, tuple(shape)
-        self.progress.trial = trial.state()
+    def _start_trial(self, trial: StepTrial) -> None:
+        self.trial = trial
         labels = ", ".join(dict.fromkeys(RunChoice(d, cl, "").label for d, cl in trial.plan))
         what = "goes on" if trial.steps else f"over the first steps ({labels}; each a warm-up and a timed step)"
         self.say(f"precision and layout: on trial {what}")
@@ -502,6 +502,7 @@ class _Trainer:
 
     def save_last(self) -> None:
         self.check_finite_weights()
+        self.progress.trial = self.trial.state() if self.trial is not None else None  # a resumed run goes on with it
         D.sync_buffers(self.model)  # collectives: every rank gets here
         D.sync_buffers(self.kept)
         rngs = D.gather_objects(rng_state())
@@ -564,10 +565,9 @@ class _Trainer:
         t0 = time.perf_counter()
         loss = self.step(images, targets)
         trial.record(time.perf_counter() - t0)
-        self.progress.trial = trial.state()
         if trial.done or self.progress.iteration + 1 >= self.total_iters:  # a run shorter than its trial settles too
-            self.trial = self.progress.trial = None
-            self._settled(trial.result(self.model, shape=self.trial_shape))
+            self.trial = None
+            self._settled(trial.result(self.model))
         return loss
 
     # --- the loop -----------------------------------------------------------------

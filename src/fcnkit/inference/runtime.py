@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..engine.probe import RunChoice, choose_run
+from ..engine.runtime import memory_format
 from ..extras import require
 from ..heads import OUTPUT_KINDS, SEG_OUTPUT, output_names
 from ..io import brief, check_output_file, printable
@@ -379,7 +380,7 @@ class TorchRuntime(Runtime):
         """Run from now on in ``choice``'s precision and layout (no fp16 autocast here)."""
         self.precision = "bf16" if choice.amp_dtype == torch.bfloat16 else "fp32"
         self.channels_last = choice.channels_last
-        self.module.to(memory_format=torch.channels_last if choice.channels_last else torch.contiguous_format)
+        self.module.to(memory_format=memory_format(choice.channels_last))
 
     def __call__(self, x: Tensor) -> dict[str, Tensor]:
         x = x.to(self.device, torch.float32)

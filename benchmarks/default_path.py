@@ -98,6 +98,9 @@ def train_row(name: str, rounds: int) -> str:
     def timed_result(self, model, **kwargs):  # the trial over the run's first steps, in an empty cache
         choice = result(self, model, **kwargs)
         out["first"], out["shape"] = self.excess, self.shape  # its steps' cost beyond a run that knew the answer
+        out["steps"] = "  ".join(f"{RunChoice(d, cl, '').label} {self.warm[(d, cl)]:.2f}/"
+                                 f"{self.seconds[(d, cl)] if self.plan.count((d, cl)) > 1 else float('nan'):.2f}"
+                                 for d, cl in self.warm)  # the trial's own reading: warm-up / timed step, s
         return choice
 
     def timed_settled(self, choice):
@@ -135,7 +138,7 @@ def train_row(name: str, rounds: int) -> str:
                       progress=False)
     finally:
         probe.StepTrial.result, trainer._Trainer._settled, trainer._Trainer.step = result, settled, step
-    return out["row"]
+    return out["row"] + f"\n{'':26s} trial steps, warm-up/timed s: {out.get('steps', '-')}"
 
 
 def main() -> None:
@@ -143,7 +146,11 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--what", choices=["predict", "train", "both"], default="both")
     ap.add_argument("--rounds", type=int, default=5, help="timed rounds (predict: 3 calls per candidate each)")
+    ap.add_argument("--time-all", action="store_true",
+                    help="the trial times every candidate (no drop after the warm-ups): data for the drop rule")
     args = ap.parse_args()
+    if args.time_all:
+        probe.TRIAL_DROPPED = float("inf")
     if not DATA.is_dir():
         raise SystemExit(f"{DATA}: the shared data is needed (a real image and each recipe's training data)")
     print(f"{cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}; medians of side-by-side runs")

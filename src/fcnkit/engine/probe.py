@@ -34,6 +34,9 @@ from .runtime import autocast, cpu_has_fast_bf16, cpu_model, memory_format, reso
 
 DTYPES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 SLOWER_DROPPED = 3.0  # a candidate whose warm-up step is this many times the best is not timed further
+TRIAL_DROPPED = 1.3  # the same for a training run's trial, where every step it times is a step of the run
+FIRST_STEP_ALLOWANCE = 1.2  # the trial's first warm-up also pays the run's first step (0.35-0.45 s more on
+# CamVid's 2.5-2.8 s steps, a Xeon with AMX), so the first candidate is dropped only at 1.2x that limit
 
 
 @dataclass(frozen=True)
@@ -221,8 +224,9 @@ class StepTrial:
     """Precision and layout measured on a training run's own first steps.
 
     Each candidate trains one step to warm up (oneDNN builds its kernels for that precision
-    and layout) and then one timed step; a candidate whose warm-up took over ``SLOWER_DROPPED``
-    times the best skips its timed step. The steps are real training steps, so the trial
+    and layout) and then one timed step; a candidate whose warm-up took over ``TRIAL_DROPPED``
+    times the best skips its timed step (the first one, whose warm-up also pays the run's first
+    step, over ``FIRST_STEP_ALLOWANCE`` times that). The steps are real training steps, so the trial
     costs only what the slower candidates' steps took beyond the chosen one's (``excess``),
     not a probe's dozen extra steps, and it times the real step: the recipe's batch, loss,
     optimiser and weight average. The trainer asks ``candidate`` before each step and
@@ -258,7 +262,8 @@ class StepTrial:
             if len(self.warm) == len(self.plan):  # warm-up round over: rank 0's times decide every rank's plan
                 self.warm = D.gather_objects(self.warm)[0]
                 best = min(self.warm.values())
-                timed = [c for c in self.plan if self.warm[c] <= SLOWER_DROPPED * best]
+                timed = [c for i, c in enumerate(self.plan)
+                         if self.warm[c] <= TRIAL_DROPPED * best * (FIRST_STEP_ALLOWANCE if i == 0 else 1)]
                 self.seconds = {c: t for c, t in self.warm.items() if c not in timed}  # dropped: warm-up as evidence
                 self.plan += timed
         else:

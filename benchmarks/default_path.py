@@ -12,6 +12,8 @@ steps took beyond as many steps of the chosen path.
 
     .venv/bin/python benchmarks/default_path.py                 # every shipped model, predict and train
     .venv/bin/python benchmarks/default_path.py --models raccoon-fcn8s-det-lite0 --what predict --rounds 3
+    .venv/bin/python benchmarks/default_path.py --what train --time-all   # every trial candidate timed: the
+                                                                          # data behind the trial's drop rule
 """
 
 from __future__ import annotations

@@ -69,6 +69,14 @@ def _cache_key(model: nn.Module, shape: tuple[int, ...], train: bool, candidates
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
+def _worth_timing(warm: dict[tuple, float], limit: float, first_allowance: float = 1.0) -> list[tuple]:
+    """The candidates (in warm-up order) whose warm-up step took at most ``limit`` times the
+    best one's; the first one ``first_allowance`` times that, when its warm-up also paid for
+    the run's first step. The others keep their warm-up as their time."""
+    best = min(warm.values())
+    return [c for i, (c, t) in enumerate(warm.items()) if t <= limit * best * (first_allowance if i == 0 else 1)]
+
+
 def _read_cache(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
@@ -107,8 +115,7 @@ def _time_steps(model: nn.Module, x: Tensor, candidates: list[tuple], *, train: 
         return time.perf_counter() - t0
 
     warm = {c: step(*c) for c in candidates}
-    best_warm = min(warm.values())
-    timed = [c for c in candidates if warm[c] <= SLOWER_DROPPED * best_warm]
+    timed = _worth_timing(warm, SLOWER_DROPPED)
     best = dict(warm)  # the dropped keep their warm-up time as evidence
     for _ in range(repeats):
         for c in timed:
@@ -261,9 +268,7 @@ class StepTrial:
             self.warm[c] = seconds
             if len(self.warm) == len(self.plan):  # warm-up round over: rank 0's times decide every rank's plan
                 self.warm = D.gather_objects(self.warm)[0]
-                best = min(self.warm.values())
-                timed = [c for i, c in enumerate(self.plan)
-                         if self.warm[c] <= TRIAL_DROPPED * best * (FIRST_STEP_ALLOWANCE if i == 0 else 1)]
+                timed = _worth_timing(self.warm, TRIAL_DROPPED, FIRST_STEP_ALLOWANCE)
                 self.seconds = {c: t for c, t in self.warm.items() if c not in timed}  # dropped: warm-up as evidence
                 self.plan += timed
         else:

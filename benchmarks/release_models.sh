@@ -14,17 +14,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${DATA:-../shared/data}
 
-release() {  # name, config, dataset spec, extra export flags (one word), extra --set keys...
-  local name=$1 config=$2 spec=$3 export_flags=$4 out=runs/release_$1 file=${1//-/_}.safetensors
-  shift 4
+fit() {  # name, config, dataset spec, extra --set keys...: the release fit, resumable
+  local out=runs/release_$1 config=$2 spec=$3
+  shift 3
   if [ ! -f "$out/DONE" ]; then
     local resume=(); [ -f "$out/last.pt" ] && resume=(--resume)
     .venv/bin/fcnkit train --config "$config" --data "$spec" --set out_dir="$out" progress=false "$@" "${resume[@]}"
     date -u +%FT%TZ > "$out/DONE"
   fi
-  .venv/bin/fcnkit export "$out/last.pt" --format safetensors --out "$out/$file" --overwrite $export_flags
-  .venv/bin/fcnkit eval "$out/$file" --data "$spec" --split val --out "$out/eval_val" --quiet
-  echo "copy $out/$file to src/fcnkit/weights/ and update its entry (sha256, size) in src/fcnkit/models/zoo.py"
+}
+
+ship() {  # name, dataset spec, extra export flags...: the fp16 file, scored on val (with --tta too for segmentation)
+  local out=runs/release_$1 spec=$2 file=runs/release_$1/${1//-/_}.safetensors
+  shift 2
+  .venv/bin/fcnkit export "$out/last.pt" --format safetensors --out "$file" --overwrite "$@"
+  .venv/bin/fcnkit eval "$file" --data "$spec" --split val --out "$out/eval_val" --quiet
+  case $spec in camvid:*) .venv/bin/fcnkit eval "$file" --data "$spec" --split val --tta --out "$out/eval_val_tta" --quiet ;; esac
+  echo "copy $file to src/fcnkit/weights/ and update its entry (sha256, size) in src/fcnkit/models/zoo.py"
 }
 
 names=("$@")
@@ -32,12 +38,11 @@ names=("$@")
 for name in "${names[@]}"; do
   case $name in
     camvid-fcn8s-lite0)
-      release "$name" camvid_release "camvid:$data/camvid" ""  # train_split: train+val is in the recipe
-      .venv/bin/fcnkit eval "runs/release_$name/camvid_fcn8s_lite0.safetensors" --data "camvid:$data/camvid" \
-        --split val --tta --out "runs/release_$name/eval_val_tta" --quiet ;;
+      fit "$name" camvid_release "camvid:$data/camvid"  # train_split: train+val is in the recipe
+      ship "$name" "camvid:$data/camvid" ;;
     raccoon-fcn8s-det-lite0)
-      # --conf: the train-only run's best-F1 threshold (0.38) rounded, as the shipped file recommends
-      release "$name" raccoon_det_lite0 "voc_xml:$data/raccoon" "--conf=0.4" train_split=train+val ;;
+      fit "$name" raccoon_det_lite0 "voc_xml:$data/raccoon" train_split=train+val
+      ship "$name" "voc_xml:$data/raccoon" --conf 0.4 ;;  # the train-only run's best-F1 threshold, 0.38, rounded
     *) echo "release_models.sh: no release recipe for '$name' (camvid-fcn8s-lite0, raccoon-fcn8s-det-lite0)" >&2
        exit 2 ;;
   esac
